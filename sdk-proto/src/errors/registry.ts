@@ -1,0 +1,90 @@
+/**
+ * The one registry of Coral's error codes. Every component answers errors as
+ * `{ code, message, docs, requestId }` with a code from this table.
+ *
+ * Rules: keep the table sorted; a code, once shipped, keeps its meaning and is
+ * never reused for something else (retire it instead); every code has a section
+ * in docs/errors.md (a test holds the two in step).
+ */
+export const errorRegistry = {
+  admin_disabled: { status: 404, summary: "The admin API is off because no ADMIN_TOKEN secret is set." },
+  admin_unauthorized: { status: 401, summary: "The admin bearer token is missing or wrong." },
+  answer_exists: { status: 409, summary: "This join request already has a different answer." },
+  answer_pending: { status: 404, summary: "The coordinator has not answered this join request yet." },
+  body_too_large: { status: 413, summary: "The request body is larger than the limit." },
+  internal_error: { status: 500, summary: "An unexpected failure; the request may be retried." },
+  invalid_body: { status: 400, summary: "The JSON body does not match the schema of this route." },
+  invalid_cursor: { status: 400, summary: "The `after` cursor is not one this service issued." },
+  invalid_join_id: { status: 400, summary: "The join id in the path is not well formed." },
+  invalid_mesh_id: { status: 400, summary: "The mesh id in the path is not well formed." },
+  join_not_found: { status: 404, summary: "No live join request has this id (never made, or expired)." },
+  join_queue_full: { status: 429, summary: "The mesh has too many pending join requests." },
+  malformed_json: { status: 400, summary: "The request body is not valid JSON." },
+  mesh_key_mismatch: { status: 403, summary: "The signing key does not match the mesh id it claims." },
+  mesh_not_found: { status: 404, summary: "No live coordinator record exists for this mesh id." },
+  method_not_allowed: { status: 405, summary: "The route exists but not with this HTTP method." },
+  not_found: { status: 404, summary: "No such route." },
+  rate_limited: { status: 429, summary: "Too many requests from this address or for this mesh." },
+  signature_invalid: { status: 401, summary: "The request signature does not verify." },
+  signature_malformed: { status: 401, summary: "A signature header is present but not well formed." },
+  signature_missing: { status: 401, summary: "The route needs a signed request and a signature header is absent." },
+  signature_replayed: { status: 401, summary: "This signed request was already accepted once." },
+  signature_stale: { status: 401, summary: "The request timestamp is too far from the server's clock." },
+  unsupported_media_type: { status: 415, summary: "The request body must be JSON (`content-type: application/json`)." },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof errorRegistry;
+
+export const errorCodes = Object.keys(errorRegistry) as ErrorCode[];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(errorRegistry, value);
+}
+
+export function statusOf(code: ErrorCode): number {
+  return errorRegistry[code].status;
+}
+
+/** Where a person reads more about a code: the anchor of its section in docs/errors.md. */
+export function docsFor(code: ErrorCode): string {
+  return `docs/errors.md#${code}`;
+}
+
+/** The wire shape of every error Coral answers. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  docs: string;
+  requestId: string;
+  /** Machine-readable specifics, e.g. which field failed validation. */
+  details?: unknown;
+}
+
+/**
+ * An error that is meant to reach a user: a stable code plus a message that says
+ * what happened and what to do. Anything else thrown is a bug (`internal_error`).
+ */
+export class CoralError extends Error {
+  override readonly name = "CoralError";
+  readonly code: ErrorCode;
+  readonly details: unknown;
+  /** Extra response headers, e.g. `retry-after` with `rate_limited`. */
+  readonly headers: Record<string, string>;
+
+  constructor(code: ErrorCode, message: string, options: { details?: unknown; headers?: Record<string, string>; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+
+  get status(): number {
+    return statusOf(this.code);
+  }
+
+  toBody(requestId: string): ErrorBody {
+    const body: ErrorBody = { code: this.code, message: this.message, docs: docsFor(this.code), requestId };
+    if (this.details !== undefined) body.details = this.details;
+    return body;
+  }
+}

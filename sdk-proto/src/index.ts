@@ -1,0 +1,3 @@
+export * from "./discovery/index.js";
+export * from "./encoding.js";
+export * from "./errors/index.js";
