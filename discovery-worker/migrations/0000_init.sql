@@ -19,6 +19,7 @@ CREATE TABLE `meshes` (
 	`mesh_id` text PRIMARY KEY NOT NULL,
 	`signing_key` text NOT NULL,
 	`body` text NOT NULL,
+	`registration_hash` text NOT NULL,
 	`signed_at` integer NOT NULL,
 	`nonce` text NOT NULL,
 	`signature` text NOT NULL,

@@ -57,7 +57,9 @@ export function createApp(): Hono<AppEnv> {
 
 function errorResponse(c: Context<AppEnv>, error: unknown): Response {
   const coral =
-    error instanceof CoralError ? error : new CoralError("internal_error", "Discovery failed unexpectedly; retry, and report it if it persists.");
+    error instanceof CoralError
+      ? error
+      : new CoralError("internal_error", "Discovery failed unexpectedly; retry, and report it if it persists.");
   if (coral.code === "internal_error") console.error(`request ${c.get("requestId")} failed`, error);
   countRefusal(c, coral);
   return c.json(coral.toBody(c.get("requestId") ?? "unknown"), coral.status as ContentfulStatusCode, coral.headers);

@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers";
 import {
   canonicalRequest,
   coordinatorRecordSchema,
@@ -8,7 +9,6 @@ import {
   toBase64Url,
   verifyCanonical,
 } from "@coral/sdk-proto";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { dispatch, expectError, newMesh, register, registration, rowsWritten, send, snapshot } from "./helpers.js";
 
@@ -97,7 +97,12 @@ describe("PUT /v1/meshes/{meshId}/coordinator: bad input", () => {
     ["an endpoint without a port", () => registration({ endpoints: ["192.0.2.1"] }), 400, "invalid_body"],
     ["an unbracketed IPv6 endpoint", () => registration({ endpoints: ["2001:db8::1:51820"] }), 400, "invalid_body"],
     ["a bad IPv4 endpoint", () => registration({ endpoints: ["300.1.1.1:51820"] }), 400, "invalid_body"],
-    ["too many endpoints", () => registration({ endpoints: Array.from({ length: 17 }, (_, i) => `192.0.2.${i}:51820`) }), 400, "invalid_body"],
+    [
+      "too many endpoints",
+      () => registration({ endpoints: Array.from({ length: 17 }, (_, i) => `192.0.2.${i}:51820`) }),
+      400,
+      "invalid_body",
+    ],
     ["a control character in the name", () => registration({ name: "bad\nname" }), 400, "invalid_body"],
     ["an oversized body", () => ({ ...registration(), name: "x".repeat(discoveryLimits.maxBodyBytes) }), 413, "body_too_large"],
   ];
@@ -133,7 +138,9 @@ describe("PUT /v1/meshes/{meshId}/coordinator: bad input", () => {
   it("answers 404 once the record has expired", async () => {
     const mesh = await newMesh();
     await register(mesh);
-    await env.DB.prepare("UPDATE meshes SET expires_at = ? WHERE mesh_id = ?").bind(Date.now() - 1, mesh.meshId).run();
+    await env.DB.prepare("UPDATE meshes SET expires_at = ? WHERE mesh_id = ?")
+      .bind(Date.now() - 1, mesh.meshId)
+      .run();
     await expectError(await send("GET", path(mesh.meshId)), 404, "mesh_not_found");
   });
 });
@@ -144,7 +151,10 @@ describe("PUT /v1/meshes/{meshId}/coordinator: security", () => {
     await register(victim);
     const before = await snapshot(victim.meshId);
     const attacker = await newMesh();
-    const sent = await send("PUT", path(victim.meshId), { body: registration({ endpoints: ["198.51.100.66:51820"] }), sign: attacker.keys });
+    const sent = await send("PUT", path(victim.meshId), {
+      body: registration({ endpoints: ["198.51.100.66:51820"] }),
+      sign: attacker.keys,
+    });
     await expectError(sent, 403, "mesh_key_mismatch");
     expect(await snapshot(victim.meshId)).toBe(before);
   });
@@ -152,7 +162,11 @@ describe("PUT /v1/meshes/{meshId}/coordinator: security", () => {
   it("refuses an unsigned request and a partly signed one", async () => {
     const mesh = await newMesh();
     await expectError(await send("PUT", path(mesh.meshId), { body: registration() }), 401, "signature_missing");
-    await expectError(await send("PUT", path(mesh.meshId), { body: registration(), headers: { "coral-key": "x" } }), 401, "signature_malformed");
+    await expectError(
+      await send("PUT", path(mesh.meshId), { body: registration(), headers: { "coral-key": "x" } }),
+      401,
+      "signature_malformed",
+    );
   });
 
   it("refuses a body changed after signing", async () => {

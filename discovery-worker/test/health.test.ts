@@ -1,3 +1,4 @@
+import { exports } from "cloudflare:workers";
 import { healthResponseSchema } from "@coral/sdk-proto";
 import { describe, expect, it } from "vitest";
 import { expectError, send } from "./helpers.js";
@@ -10,6 +11,12 @@ describe("GET /v1/health", () => {
     expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(Math.abs(body.time - Date.now())).toBeLessThan(5_000);
     expect(sent.response.headers.get("coral-request-id")).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it("is served by the Worker's deployed entrypoint", async () => {
+    const response = await exports.default.fetch("https://discovery.test/v1/health");
+    expect(response.status).toBe(200);
+    expect(healthResponseSchema.parse(await response.json()).service).toBe("coral-discovery");
   });
 
   it("uses the cf-ray id as the request id when there is one", async () => {

@@ -1,6 +1,6 @@
 import {
-  canonicalRequest,
   CoralError,
+  canonicalRequest,
   discoveryLimits,
   meshIdFor,
   parseSignatureHeaders,
@@ -36,12 +36,18 @@ export async function verifySignedRequest(request: Request, meshId: string, body
     );
   }
   if ((await meshIdFor(publicKey)) !== meshId) {
-    throw new CoralError("mesh_key_mismatch", "The signing key is not the one this mesh id was derived from; only the mesh's own coordinator can write to it.");
+    throw new CoralError(
+      "mesh_key_mismatch",
+      "The signing key is not the one this mesh id was derived from; only the mesh's own coordinator can write to it.",
+    );
   }
   const url = new URL(request.url);
   const canonical = await canonicalRequest({ method: request.method, path: url.pathname + url.search, body }, parts.timestamp, parts.nonce);
   if (!(await verifyCanonical(publicKey, canonical, signature))) {
-    throw new CoralError("signature_invalid", "The signature does not verify over this method, path, timestamp, nonce and body; sign exactly what is sent.");
+    throw new CoralError(
+      "signature_invalid",
+      "The signature does not verify over this method, path, timestamp, nonce and body; sign exactly what is sent.",
+    );
   }
   if (!replays.remember(parts.signature, parts.timestamp, now)) {
     throw new CoralError("signature_replayed", "This exact signed request was already accepted; sign every request afresh.");

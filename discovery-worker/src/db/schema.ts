@@ -14,6 +14,8 @@ export const meshes = sqliteTable(
     signingKey: text("signing_key").notNull(),
     /** The registration body exactly as signed, so readers can re-verify it. */
     body: text("body").notNull(),
+    /** SHA-256 of the registration in canonical JSON: an unchanged refresh is detected in SQL. */
+    registrationHash: text("registration_hash").notNull(),
     /** Timestamp, nonce and signature of the request that wrote `body`. */
     signedAt: integer("signed_at").notNull(),
     nonce: text("nonce").notNull(),

@@ -6,15 +6,10 @@ import { and, asc, count, eq, gt, isNotNull, isNull, lte, sql } from "drizzle-or
 import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
 import { type JoinRow, joins, type MeshRow, meshes, refusals } from "./schema.js";
 
-export type Db = DrizzleD1Database<Record<string, never>>;
+export type Db = DrizzleD1Database<Record<string, never>> & { $client: D1Database };
 
 export function openDb(d1: D1Database): Db {
   return drizzle(d1);
-}
-
-/** D1 reports rows written per statement, index updates included. */
-function written(result: D1Result): number {
-  return result.meta.rows_written ?? 0;
 }
 
 export async function getLiveMesh(db: Db, meshId: string, now: number): Promise<MeshRow | undefined> {
@@ -25,48 +20,84 @@ export async function getLiveMesh(db: Db, meshId: string, now: number): Promise<
     .get();
 }
 
-/** The mesh row whether live or expired (expired rows still pin the last signed timestamp). */
-export async function getMesh(db: Db, meshId: string): Promise<MeshRow | undefined> {
-  return db.select().from(meshes).where(eq(meshes.meshId, meshId)).get();
-}
+export type PutMeshOutcome =
+  | { kind: "written"; row: MeshRow; created: boolean; rowsWritten: number }
+  | { kind: "unchanged"; row: MeshRow }
+  | { kind: "superseded"; row: MeshRow };
 
 /**
- * Inserts or replaces a mesh record, but only with a strictly newer signed
- * timestamp: concurrent or replayed writes cannot roll a record back.
+ * Writes a coordinator record in one D1 round trip (an upsert and a read in one
+ * batch). The upsert applies only with a strictly newer signed timestamp, so a
+ * replayed or delayed request can never roll a record back, and only when
+ * something changed or the record nears expiry, so an unchanged refresh costs
+ * no write.
  */
-export async function putMesh(db: Db, row: MeshRow): Promise<{ applied: boolean; rowsWritten: number }> {
+export async function putMesh(db: Db, row: MeshRow, now: number, rewriteBelowMs: number): Promise<PutMeshOutcome> {
   const { meshId: _key, createdAt: _created, ...update } = row;
-  const result = await db
-    .insert(meshes)
-    .values(row)
-    .onConflictDoUpdate({ target: meshes.meshId, set: update, setWhere: sql`${meshes.signedAt} < excluded.signed_at` })
-    .run();
-  return { applied: result.meta.changes > 0, rowsWritten: written(result) };
-}
-
-export async function countPendingJoins(db: Db, meshId: string, now: number): Promise<number> {
-  const row = await db
-    .select({ n: count() })
-    .from(joins)
-    .where(and(eq(joins.meshId, meshId), isNull(joins.answer), gt(joins.expiresAt, now)))
-    .get();
-  return row?.n ?? 0;
+  const [written, [stored]] = await db.batch([
+    db
+      .insert(meshes)
+      .values(row)
+      .onConflictDoUpdate({
+        target: meshes.meshId,
+        set: update,
+        setWhere: sql`${meshes.signedAt} < excluded.signed_at AND (
+          ${meshes.expiresAt} - ${now} <= ${rewriteBelowMs}
+          OR ${meshes.registrationHash} IS NOT excluded.registration_hash
+          OR ${meshes.observedAddress} IS NOT excluded.observed_address)`,
+      }),
+    db.select().from(meshes).where(eq(meshes.meshId, row.meshId)),
+  ]);
+  if (!stored) throw new Error(`mesh ${row.meshId} missing right after its upsert`);
+  if (written.meta.changes > 0)
+    return { kind: "written", row: stored, created: stored.createdAt === row.createdAt, rowsWritten: written.meta.rows_written ?? 0 };
+  return stored.signedAt >= row.signedAt ? { kind: "superseded", row: stored } : { kind: "unchanged", row: stored };
 }
 
 export type NewJoin = Omit<JoinRow, "seq" | "answer" | "answerSignedAt" | "answeredAt">;
 
-export async function insertJoin(db: Db, join: NewJoin): Promise<number> {
-  return written(await db.insert(joins).values(join).run());
+export type InsertJoinOutcome = { kind: "created"; rowsWritten: number } | { kind: "mesh_not_found" } | { kind: "queue_full" };
+
+/** Inserts a join request if its mesh is live and its queue has room, in one round trip. */
+export async function insertJoin(db: Db, join: NewJoin, maxPending: number): Promise<InsertJoinOutcome> {
+  // Raw SQL: an INSERT ... SELECT guarded by the mesh's state has no query-builder form.
+  const live = "EXISTS (SELECT 1 FROM meshes WHERE mesh_id = ?1 AND expires_at > ?2)";
+  const pending = "(SELECT count(*) FROM joins WHERE mesh_id = ?1 AND answer IS NULL AND expires_at > ?2)";
+  const d1 = db.$client;
+  const [status, inserted] = await d1.batch<{ live: number; pending: number }>([
+    d1.prepare(`SELECT ${live} AS live, ${pending} AS pending`).bind(join.meshId, join.createdAt),
+    d1
+      .prepare(
+        `INSERT INTO joins (mesh_id, created_at, join_id, wireguard_key, sealed, observed_address, expires_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ${live} AND ${pending} < ?8`,
+      )
+      .bind(join.meshId, join.createdAt, join.joinId, join.wireguardKey, join.sealed, join.observedAddress, join.expiresAt, maxPending),
+  ]);
+  if (inserted && inserted.meta.changes > 0) return { kind: "created", rowsWritten: inserted.meta.rows_written ?? 0 };
+  return status?.results[0]?.live ? { kind: "queue_full" } : { kind: "mesh_not_found" };
 }
 
-export async function listPendingJoins(db: Db, meshId: string, after: number, now: number, limit: number): Promise<JoinRow[]> {
-  return db
-    .select()
-    .from(joins)
-    .where(and(eq(joins.meshId, meshId), gt(joins.seq, after), isNull(joins.answer), gt(joins.expiresAt, now)))
-    .orderBy(asc(joins.seq))
-    .limit(limit)
-    .all();
+/** Pending join requests after a cursor, and whether the mesh is live, in one round trip. */
+export async function listPendingJoins(
+  db: Db,
+  meshId: string,
+  after: number,
+  now: number,
+  limit: number,
+): Promise<{ meshLive: boolean; joins: JoinRow[] }> {
+  const [mesh, rows] = await db.batch([
+    db
+      .select({ meshId: meshes.meshId })
+      .from(meshes)
+      .where(and(eq(meshes.meshId, meshId), gt(meshes.expiresAt, now))),
+    db
+      .select()
+      .from(joins)
+      .where(and(eq(joins.meshId, meshId), gt(joins.seq, after), isNull(joins.answer), gt(joins.expiresAt, now)))
+      .orderBy(asc(joins.seq))
+      .limit(limit),
+  ]);
+  return { meshLive: mesh.length > 0, joins: rows };
 }
 
 export async function getLiveJoin(db: Db, meshId: string, joinId: string, now: number): Promise<JoinRow | undefined> {
@@ -77,18 +108,28 @@ export async function getLiveJoin(db: Db, meshId: string, joinId: string, now: n
     .get();
 }
 
-/** Sets the answer once; false when another answer got there first. */
+/**
+ * Sets a join's answer if it has none yet, and reads the join back, in one round
+ * trip. `applied` says whether this call's answer is the one stored.
+ */
 export async function answerJoin(
   db: Db,
+  meshId: string,
   joinId: string,
   answer: { sealed: string; signedAt: number; answeredAt: number; expiresAt: number },
-): Promise<{ applied: boolean; rowsWritten: number }> {
-  const result = await db
-    .update(joins)
-    .set({ answer: answer.sealed, answerSignedAt: answer.signedAt, answeredAt: answer.answeredAt, expiresAt: answer.expiresAt })
-    .where(and(eq(joins.joinId, joinId), isNull(joins.answer)))
-    .run();
-  return { applied: result.meta.changes > 0, rowsWritten: written(result) };
+): Promise<{ applied: boolean; join: JoinRow | undefined; rowsWritten: number }> {
+  const now = answer.answeredAt;
+  const [updated, [join]] = await db.batch([
+    db
+      .update(joins)
+      .set({ answer: answer.sealed, answerSignedAt: answer.signedAt, answeredAt: answer.answeredAt, expiresAt: answer.expiresAt })
+      .where(and(eq(joins.joinId, joinId), eq(joins.meshId, meshId), isNull(joins.answer), gt(joins.expiresAt, now))),
+    db
+      .select()
+      .from(joins)
+      .where(and(eq(joins.joinId, joinId), eq(joins.meshId, meshId), gt(joins.expiresAt, now))),
+  ]);
+  return { applied: updated.meta.changes > 0, join, rowsWritten: updated.meta.rows_written ?? 0 };
 }
 
 export interface StoreStats {
@@ -103,8 +144,14 @@ export async function readStats(db: Db, now: number): Promise<StoreStats> {
   const [meshCount, liveCount, pendingCount, answeredCount, refusalRows] = await db.batch([
     db.select({ n: count() }).from(meshes),
     db.select({ n: count() }).from(meshes).where(gt(meshes.expiresAt, now)),
-    db.select({ n: count() }).from(joins).where(and(isNull(joins.answer), gt(joins.expiresAt, now))),
-    db.select({ n: count() }).from(joins).where(and(isNotNull(joins.answer), gt(joins.expiresAt, now))),
+    db
+      .select({ n: count() })
+      .from(joins)
+      .where(and(isNull(joins.answer), gt(joins.expiresAt, now))),
+    db
+      .select({ n: count() })
+      .from(joins)
+      .where(and(isNotNull(joins.answer), gt(joins.expiresAt, now))),
     db.select().from(refusals).orderBy(asc(refusals.code)),
   ]);
   return {

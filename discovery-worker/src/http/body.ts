@@ -36,11 +36,14 @@ function tooLarge(): CoralError {
 export function requireJsonContentType(request: Request): void {
   const type = request.headers.get("content-type") ?? "";
   if (!/^application\/json\s*(;|$)/i.test(type)) {
-    throw new CoralError("unsupported_media_type", `Send the body as JSON with "content-type: application/json" (got "${type.slice(0, 80) || "none"}").`);
+    throw new CoralError(
+      "unsupported_media_type",
+      `Send the body as JSON with "content-type: application/json" (got "${type.slice(0, 80) || "none"}").`,
+    );
   }
 }
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 /** Decodes and validates a JSON body; the text is returned too, for signature records. */
 export function parseJsonBody<S extends z.ZodType>(bytes: Uint8Array, schema: S): { text: string; value: z.infer<S> } {

@@ -22,7 +22,10 @@ export function cursorQuery(c: Context<AppEnv>): number {
   const after = c.req.query("after");
   if (after === undefined) return 0;
   if (!cursorSchema.safeParse(after).success) {
-    throw new CoralError("invalid_cursor", "`after` must be the `cursor` of a previous page (a decimal number), or left out to start from the beginning.");
+    throw new CoralError(
+      "invalid_cursor",
+      "`after` must be the `cursor` of a previous page (a decimal number), or left out to start from the beginning.",
+    );
   }
   return Number(after);
 }

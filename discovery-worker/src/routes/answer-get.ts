@@ -13,7 +13,9 @@ export async function getAnswer(c: Context<AppEnv>): Promise<Response> {
   const join = await getLiveJoin(openDb(c.env.DB), meshId, joinId, Date.now());
   if (!join) throw joinNotFound(joinId);
   if (join.answer === null || join.answeredAt === null) {
-    throw new CoralError("answer_pending", "The coordinator has not answered yet; poll again shortly.", { headers: { "retry-after": "1" } });
+    throw new CoralError("answer_pending", "The coordinator has not answered yet; poll again shortly.", {
+      headers: { "retry-after": "1" },
+    });
   }
   return c.json(toAnswerRecord({ ...join, answer: join.answer, answeredAt: join.answeredAt }));
 }

@@ -1,7 +1,7 @@
 import { CoralError, discoveryTtls, joinAnswerSchema } from "@coral/sdk-proto";
 import type { Context } from "hono";
 import { verifySignedRequest } from "../auth/signature.js";
-import { answerJoin, getLiveJoin, openDb } from "../db/store.js";
+import { answerJoin, openDb } from "../db/store.js";
 import type { AppEnv } from "../env.js";
 import { parseJsonBody, readBody, requireJsonContentType } from "../http/body.js";
 import { addRowsWritten, joinIdParam, meshIdParam } from "../http/params.js";
@@ -16,28 +16,29 @@ export async function putAnswer(c: Context<AppEnv>): Promise<Response> {
   const now = Date.now();
   const { parts } = await verifySignedRequest(c.req.raw, meshId, bytes, now);
   const { value } = parseJsonBody(bytes, joinAnswerSchema);
-  const db = openDb(c.env.DB);
-  const join = await getLiveJoin(db, meshId, joinId, now);
+  const answer = {
+    sealed: value.sealed,
+    signedAt: parts.timestamp,
+    answeredAt: now,
+    expiresAt: now + discoveryTtls.joinAnswerSeconds * 1000,
+  };
+  const { applied, join, rowsWritten } = await answerJoin(openDb(c.env.DB), meshId, joinId, answer);
+  addRowsWritten(c, rowsWritten);
   if (!join) throw joinNotFound(joinId);
-
-  if (join.answer === null) {
-    const answer = { sealed: value.sealed, signedAt: parts.timestamp, answeredAt: now, expiresAt: now + discoveryTtls.joinAnswerSeconds * 1000 };
-    const { applied, rowsWritten } = await answerJoin(db, joinId, answer);
-    addRowsWritten(c, rowsWritten);
-    if (applied) return c.json(toAnswerRecord({ ...join, answer: answer.sealed, answeredAt: now }));
-    throw answerExists();
+  if (!applied) {
+    if (join.answerSignedAt !== null && parts.timestamp <= join.answerSignedAt) {
+      throw new CoralError("signature_replayed", "An answer signed at the same time or later is already stored; sign a new request.");
+    }
+    if (join.answer !== value.sealed) {
+      throw new CoralError("answer_exists", "This join request already has a different answer; an answer cannot be replaced.");
+    }
   }
-  if (join.answerSignedAt !== null && parts.timestamp <= join.answerSignedAt) {
-    throw new CoralError("signature_replayed", "An answer signed at the same time or later is already stored; sign a new request.");
-  }
-  if (join.answer !== value.sealed || join.answeredAt === null) throw answerExists();
-  return c.json(toAnswerRecord({ ...join, answer: join.answer, answeredAt: join.answeredAt }));
+  return c.json(toAnswerRecord({ ...join, answer: join.answer ?? value.sealed, answeredAt: join.answeredAt ?? now }));
 }
 
 export function joinNotFound(joinId: string): CoralError {
-  return new CoralError("join_not_found", `No live join request ${joinId} in this mesh: it never existed or expired (join requests live ${discoveryTtls.joinRequestSeconds / 60} min). Start the join again.`);
-}
-
-function answerExists(): CoralError {
-  return new CoralError("answer_exists", "This join request already has a different answer; an answer cannot be replaced.");
+  return new CoralError(
+    "join_not_found",
+    `No live join request ${joinId} in this mesh: it never existed or expired (join requests live ${discoveryTtls.joinRequestSeconds / 60} min). Start the join again.`,
+  );
 }

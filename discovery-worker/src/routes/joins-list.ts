@@ -1,7 +1,7 @@
 import { discoveryLimits, type JoinList } from "@coral/sdk-proto";
 import type { Context } from "hono";
 import { verifySignedRequest } from "../auth/signature.js";
-import { getLiveMesh, listPendingJoins, openDb } from "../db/store.js";
+import { listPendingJoins, openDb } from "../db/store.js";
 import type { AppEnv } from "../env.js";
 import { cursorQuery, meshIdParam } from "../http/params.js";
 import { toPendingJoin } from "../http/records.js";
@@ -15,10 +15,9 @@ export async function listJoins(c: Context<AppEnv>): Promise<Response> {
   const now = Date.now();
   await verifySignedRequest(c.req.raw, meshId, EMPTY, now);
   const after = cursorQuery(c);
-  const db = openDb(c.env.DB);
-  if (!(await getLiveMesh(db, meshId, now))) throw meshNotFound(meshId);
   const pageSize = discoveryLimits.joinPageSize;
-  const rows = await listPendingJoins(db, meshId, after, now, pageSize + 1);
+  const { meshLive, joins: rows } = await listPendingJoins(openDb(c.env.DB), meshId, after, now, pageSize + 1);
+  if (!meshLive) throw meshNotFound(meshId);
   const page = rows.slice(0, pageSize);
   const body: JoinList = {
     joins: page.map(toPendingJoin),

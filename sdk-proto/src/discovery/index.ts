@@ -1,3 +1,4 @@
+export * from "./client.js";
 export * from "./limits.js";
 export * from "./schemas.js";
 export * from "./signing.js";

@@ -14,6 +14,9 @@ export const signatureHeaders = {
 } as const;
 
 const ED25519 = { name: "Ed25519" } as const;
+
+/** WebCrypto's key type, spelled so that it resolves under both Node's and the Workers' type definitions. */
+export type WebCryptoKey = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
 const NONCE_RE = /^[A-Za-z0-9_-]{16,64}$/;
 const TIMESTAMP_RE = /^[1-9][0-9]{0,15}$/;
 
@@ -45,13 +48,34 @@ export async function meshIdFor(signingPublicKey: Uint8Array): Promise<string> {
 export interface SigningKeyPair {
   /** Raw 32-byte Ed25519 public key. */
   publicKey: Uint8Array;
-  privateKey: CryptoKey;
+  privateKey: WebCryptoKey;
 }
 
 export async function generateSigningKeyPair(): Promise<SigningKeyPair> {
-  const pair = (await crypto.subtle.generateKey(ED25519, true, ["sign", "verify"])) as CryptoKeyPair;
+  const pair = (await crypto.subtle.generateKey(ED25519, true, ["sign", "verify"])) as {
+    publicKey: WebCryptoKey;
+    privateKey: WebCryptoKey;
+  };
   const publicKey = new Uint8Array((await crypto.subtle.exportKey("raw", pair.publicKey)) as ArrayBuffer);
   return { publicKey, privateKey: pair.privateKey };
+}
+
+/** PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): a fixed 16-byte prefix. */
+const PKCS8_ED25519_PREFIX = new Uint8Array([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+]);
+
+/** Rebuilds a key pair from its 32-byte seed, the form Coral keeps private keys in on disk. */
+export async function signingKeyPairFromSeed(seed: Uint8Array): Promise<SigningKeyPair> {
+  if (seed.length !== 32) throw new RangeError(`an Ed25519 seed is 32 bytes, got ${seed.length}`);
+  const pkcs8 = new Uint8Array(PKCS8_ED25519_PREFIX.length + 32);
+  pkcs8.set(PKCS8_ED25519_PREFIX);
+  pkcs8.set(seed, PKCS8_ED25519_PREFIX.length);
+  const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, ED25519, true, ["sign"]);
+  const jwk = (await crypto.subtle.exportKey("jwk", privateKey)) as { x?: string };
+  const publicKey = jwk.x === undefined ? null : fromBase64Url(jwk.x);
+  if (publicKey?.length !== 32) throw new Error("could not derive the Ed25519 public key from the seed");
+  return { publicKey, privateKey };
 }
 
 /** Signs a request; returns the four headers to send with it. */
@@ -85,14 +109,19 @@ export function parseSignatureHeaders(get: (name: string) => string | null | und
   const absent = Object.entries({ key, timestamp, nonce, signature })
     .filter(([, value]) => value == null)
     .map(([name]) => signatureHeaders[name as keyof typeof signatureHeaders]);
-  if (absent.length === 4) return { ok: false, reason: "missing", detail: `send the ${Object.values(signatureHeaders).join(", ")} headers` };
+  if (absent.length === 4)
+    return { ok: false, reason: "missing", detail: `send the ${Object.values(signatureHeaders).join(", ")} headers` };
   if (absent.length > 0) return { ok: false, reason: "malformed", detail: `missing header ${absent.join(", ")}` };
   const publicKey = fromBase64Url(key as string);
-  if (publicKey?.length !== 32) return { ok: false, reason: "malformed", detail: `${signatureHeaders.key} must be a 32-byte Ed25519 key in base64url` };
-  if (!TIMESTAMP_RE.test(timestamp as string)) return { ok: false, reason: "malformed", detail: `${signatureHeaders.timestamp} must be Unix time in milliseconds` };
-  if (!NONCE_RE.test(nonce as string)) return { ok: false, reason: "malformed", detail: `${signatureHeaders.nonce} must be 16 to 64 base64url characters` };
+  if (publicKey?.length !== 32)
+    return { ok: false, reason: "malformed", detail: `${signatureHeaders.key} must be a 32-byte Ed25519 key in base64url` };
+  if (!TIMESTAMP_RE.test(timestamp as string))
+    return { ok: false, reason: "malformed", detail: `${signatureHeaders.timestamp} must be Unix time in milliseconds` };
+  if (!NONCE_RE.test(nonce as string))
+    return { ok: false, reason: "malformed", detail: `${signatureHeaders.nonce} must be 16 to 64 base64url characters` };
   const sig = fromBase64Url(signature as string);
-  if (sig?.length !== 64) return { ok: false, reason: "malformed", detail: `${signatureHeaders.signature} must be a 64-byte Ed25519 signature in base64url` };
+  if (sig?.length !== 64)
+    return { ok: false, reason: "malformed", detail: `${signatureHeaders.signature} must be a 64-byte Ed25519 signature in base64url` };
   return {
     ok: true,
     parts: { key: key as string, timestamp: Number(timestamp), nonce: nonce as string, signature: signature as string },
