@@ -1,6 +1,1 @@
-import { defineConfig } from "vitest/config";
-
-export default defineConfig({
-  resolve: { conditions: ["coral-source"] },
-  test: { include: ["test/**/*.test.ts"] },
-});
+export { default } from "../vitest.node.js";

@@ -192,6 +192,10 @@ export async function verifyRecord(record: CoordinatorRecord, pinnedSigningKey: 
 }
 
 function describe(cause: unknown): string {
-  if (cause instanceof Error) return cause.name === "TimeoutError" ? "timed out" : cause.message;
-  return String(cause);
+  if (!(cause instanceof Error)) return String(cause);
+  if (cause.name === "TimeoutError") return "timed out";
+  // Node's fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, ...) is in its cause.
+  const inner = cause.cause as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof inner?.code === "string" ? inner.code : undefined;
+  return code ? `${cause.message} (${code})` : cause.message;
 }

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { fromBase64, fromBase64Url } from "../encoding.js";
 import { discoveryLimits } from "./limits.js";
 

@@ -1,0 +1,2 @@
+export { checkDiscovery, type DiscoveryCheck } from "./cli/discovery-check.js";
+export { runCli } from "./cli/program.js";

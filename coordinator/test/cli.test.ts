@@ -1,0 +1,76 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../src/index.js";
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const code = await runCli(argv, { out: (t) => (out += t), err: (t) => (err += t) });
+  return { code, out, err };
+}
+
+describe("coral", () => {
+  it("prints its version and help", async () => {
+    expect((await run("--version")).out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    const help = await run("discovery", "check", "--help");
+    expect(help.code).toBe(0);
+    expect(help.out).toContain("Usage: coral discovery check [options] <url>");
+  });
+
+  it("exits 2 on a usage error, saying what is wrong", async () => {
+    const result = await run("discovery", "check");
+    expect(result.code).toBe(2);
+    expect(result.err).toContain("missing required argument 'url'");
+  });
+});
+
+describe("coral discovery check, against the Worker served by wrangler dev", () => {
+  let discovery: LocalDiscovery;
+  beforeAll(async () => {
+    discovery = await startLocalDiscovery({ port: 18787 });
+  }, 90_000);
+  afterAll(async () => {
+    await discovery?.stop();
+  });
+
+  it("reports the service, its latency and the clock offset", async () => {
+    const result = await run("discovery", "check", discovery.url, "--json");
+    expect(result.code).toBe(0);
+    const check = JSON.parse(result.out) as Record<string, unknown>;
+    expect(check).toMatchObject({ ok: true, service: "coral-discovery", apiVersion: "v1", problems: [] });
+    expect(Math.abs(check.clockSkewMs as number)).toBeLessThan(2_000);
+    const table = await run("discovery", "check", discovery.url);
+    expect(table.out).toMatch(/service\s+coral-discovery \d+\.\d+\.\d+ \(API v1\)/);
+    expect(table.out.trim().endsWith("ok")).toBe(true);
+  });
+
+  it("says in one line when nothing answers there", async () => {
+    const result = await run("discovery", "check", "http://127.0.0.1:9");
+    expect(result.code).toBe(1);
+    expect(result.err.trim().split("\n")).toHaveLength(1);
+    expect(result.err).toMatch(/^coral: Cannot reach discovery at http:\/\/127\.0\.0\.1:9: .+Check the URL and the network\./);
+  });
+
+  it("passes discovery's own error on, for a URL with a path below the API root", async () => {
+    const result = await run("discovery", "check", `${discovery.url}/v1/health`);
+    expect(result.code).toBe(1);
+    expect(result.err).toBe("coral: No such route; the API is described in docs/discovery.md.\n");
+  });
+
+  it("says when the URL serves something that is not discovery", async () => {
+    const web = createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<h1>hello</h1>"));
+    await new Promise<void>((resolve) => web.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = web.address() as AddressInfo;
+      const result = await run("discovery", "check", `http://127.0.0.1:${port}`);
+      expect(result.code).toBe(1);
+      expect(result.err).toMatch(
+        /^coral: Discovery at http:\/\/127\.0\.0\.1:\d+ answered 200 with a body that is not JSON; is the URL a Coral discovery Worker\?\n$/,
+      );
+    } finally {
+      web.close();
+    }
+  });
+});
