@@ -1,10 +1,4 @@
-import { defineConfig } from "tsup";
+import { nodePackage } from "../tsup.shared.js";
 
-export default defineConfig({
-  entry: ["src/index.ts"],
-  format: ["esm"],
-  target: "es2022",
-  dts: true,
-  sourcemap: true,
-  clean: true,
-});
+// sdk-proto runs everywhere (Node, browsers, workerd), so it targets the language, not Node.
+export default nodePackage(["src/index.ts"], { target: "es2022" });
