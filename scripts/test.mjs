@@ -3,12 +3,19 @@
 // With CORAL_REQUIRE_ALL=1 (set by .ci/run) a skipped test fails the run: suites
 // that need root or system packages skip locally, but never in CI.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
-const { workspaces } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+// Workspace entries are folders or "folder/*" patterns, as in package.json.
+const workspaces = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).workspaces.flatMap((entry) =>
+  entry.endsWith("/*")
+    ? readdirSync(join(root, entry.slice(0, -2)))
+        .map((name) => `${entry.slice(0, -2)}/${name}`)
+        .filter((dir) => existsSync(join(root, dir, "package.json")))
+    : [entry],
+);
 const out = mkdtempSync(join(tmpdir(), "coral-test-"));
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const skipped = [];

@@ -1,4 +1,5 @@
 import { nodePackage } from "../tsup.shared.js";
 
-// sdk-proto runs everywhere (Node, browsers, workerd), so it targets the language, not Node.
-export default nodePackage(["src/index.ts"], { target: "es2022" });
+// "." runs everywhere (Node, browsers, workerd), so it targets the language, not Node;
+// "./grpc" and "./sdk" are Node-only and never imported by the Worker.
+export default nodePackage({ index: "src/index.ts", grpc: "src/grpc.ts", sdk: "src/sdk/index.ts" }, { target: "es2022" });

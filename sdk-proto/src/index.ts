@@ -1,3 +1,5 @@
+export * from "./config.js";
 export * from "./discovery/index.js";
 export * from "./encoding.js";
 export * from "./errors/index.js";
+export * from "./invite.js";

@@ -1,0 +1,85 @@
+/**
+ * Config files (JSON) of the coordinator and the agent. Loading never throws at the
+ * first problem: it returns every error, each with its path, and warnings for what is
+ * accepted but probably not meant (changesets' parse → normalize → check).
+ */
+import * as z from "zod";
+
+const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration is a number and a unit: "500ms", "10s", "5m", "24h", "7d"');
+
+export const agentConfigSchema = z.strictObject({
+  /** The agent's name in the mesh; defaults to the hostname. */
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a name is lowercase letters, digits and dashes")
+    .optional(),
+  dataDir: z.string().min(1).optional(),
+  interface: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}$/, "an interface name is at most 15 letters, digits, . _ -")
+    .optional(),
+  heartbeatInterval: duration.optional(),
+  /** Plugin name (built-in, package or path) → its options, validated by the plugin itself. */
+  plugins: z.record(z.string().min(1), z.record(z.string(), z.unknown())).optional(),
+});
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+export const coordinatorConfigSchema = z.strictObject({
+  discovery: z.url({ protocol: /^https?$/ }).optional(),
+  dataDir: z.string().min(1).optional(),
+  interface: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}$/, "an interface name is at most 15 letters, digits, . _ -")
+    .optional(),
+  listenPort: z.number().int().min(1).max(65535).optional(),
+  endpoints: z.array(z.string()).max(16).optional(),
+  api: z
+    .strictObject({
+      host: z.string().optional(),
+      port: z.number().int().min(0).max(65535).optional(),
+      /** Required when `host` is not a loopback address. */
+      token: z.string().min(32, "an API token is at least 32 characters").optional(),
+    })
+    .optional(),
+});
+export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
+
+export interface ConfigProblem {
+  /** Dotted path of the field, "" for the file as a whole. */
+  path: string;
+  message: string;
+}
+
+export type ConfigResult<T> =
+  | { ok: true; value: T; warnings: ConfigProblem[] }
+  | { ok: false; errors: ConfigProblem[]; warnings: ConfigProblem[] };
+
+/** Parses a JSON config file's text against a schema; `file` names it in messages. */
+export function parseConfigFile<S extends z.ZodType>(text: string, schema: S, file: string): ConfigResult<z.infer<S>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    return { ok: false, errors: [{ path: "", message: `${file} is not valid JSON: ${detail}` }], warnings: [] };
+  }
+  const warnings: ConfigProblem[] = [];
+  if (json !== null && typeof json === "object" && !Array.isArray(json)) {
+    for (const [key, value] of Object.entries(json)) {
+      if (value === null) warnings.push({ path: key, message: `${file}: ${key} is null; leave it out to use the default` });
+    }
+    json = Object.fromEntries(Object.entries(json).filter(([, v]) => v !== null));
+  }
+  const result = schema.safeParse(json);
+  if (result.success) return { ok: true, value: result.data, warnings };
+  const errors = result.error.issues.map((issue) => {
+    const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
+    const path = [...issue.path, ...(keys.length === 1 ? keys : [])].join(".");
+    const message =
+      issue.code === "unrecognized_keys"
+        ? `unknown setting${keys.length > 1 ? "s" : ""} ${keys.join(", ")} (check the spelling)`
+        : issue.message;
+    return { path, message: `${file}: ${path ? `${path}: ` : ""}${message}` };
+  });
+  return { ok: false, errors, warnings };
+}

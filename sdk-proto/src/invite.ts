@@ -1,0 +1,98 @@
+/**
+ * Invites: what `coral token create` prints and `coral-agent --join` takes.
+ *
+ *   coral1_<base64url( JSON payload || first 4 bytes of SHA-256(JSON payload) )>
+ *
+ * One token of URL-safe characters, so a double-click selects all of it. The
+ * checksum catches a damaged copy-paste; the mesh id must be the fingerprint of
+ * the pinned signing key, so an edited invite cannot pair one mesh with another's key.
+ */
+import * as z from "zod";
+import { meshIdSchema, signingKeySchema } from "./discovery/schemas.js";
+import { meshIdFor } from "./discovery/signing.js";
+import { fromBase64Url, sha256, toBase64Url, utf8 } from "./encoding.js";
+import { CoralError } from "./errors/index.js";
+
+export const INVITE_VERSION = 1;
+const PREFIX = "coral";
+const CHECKSUM_BYTES = 4;
+
+export const inviteSchema = z.strictObject({
+  /** Discovery's base URL. */
+  discoveryUrl: z.url({ protocol: /^https?$/ }).max(512),
+  meshId: meshIdSchema,
+  /** The coordinator's Ed25519 key (base64url), pinned: records are verified against it. */
+  signingKey: signingKeySchema,
+  /** The token's id, for `coral token revoke` and the audit log. */
+  tokenId: z.string().regex(/^[a-z0-9]{8,32}$/),
+  /** The join secret (base64url, 32 bytes); the coordinator stores only its hash. */
+  secret: z.string().regex(/^[A-Za-z0-9_-]{43}$/, "a join secret is 32 bytes of base64url"),
+  /** When the token stops working, Unix ms (informational: the coordinator enforces it). */
+  expiresAt: z.number().int().positive(),
+});
+export type Invite = z.infer<typeof inviteSchema>;
+
+export async function encodeInvite(invite: Invite): Promise<string> {
+  const payload = utf8.encode(JSON.stringify({ v: INVITE_VERSION, ...inviteSchema.parse(invite) }));
+  const checksum = (await sha256(payload)).subarray(0, CHECKSUM_BYTES);
+  const bytes = new Uint8Array(payload.length + CHECKSUM_BYTES);
+  bytes.set(payload);
+  bytes.set(checksum, payload.length);
+  return `${PREFIX}${INVITE_VERSION}_${toBase64Url(bytes)}`;
+}
+
+/** Reads an invite; every way it can be wrong has its own message. */
+export async function decodeInvite(text: string): Promise<Invite> {
+  const trimmed = text.trim();
+  const match = /^coral(\d+)_([A-Za-z0-9_-]+)$/.exec(trimmed);
+  if (!match) {
+    throw new CoralError(
+      "invite_malformed",
+      trimmed.startsWith(PREFIX)
+        ? "This invite contains characters an invite never has (spaces or line breaks in the middle?); copy it again as one line."
+        : 'This is not a Coral invite (they start with "coral1_"); copy the whole output of `coral token create`.',
+    );
+  }
+  const version = Number(match[1]);
+  if (version !== INVITE_VERSION) {
+    throw new CoralError(
+      "invite_version",
+      version > INVITE_VERSION
+        ? `This invite is version ${version}, newer than this Coral understands (version ${INVITE_VERSION}); upgrade coral-agent.`
+        : `This invite is version ${version}, which this Coral no longer accepts; create a new one with \`coral token create\`.`,
+    );
+  }
+  const bytes = fromBase64Url(match[2] ?? "");
+  if (!bytes || bytes.length <= CHECKSUM_BYTES) throw damaged("it is cut short");
+  const payload = bytes.subarray(0, bytes.length - CHECKSUM_BYTES);
+  const checksum = bytes.subarray(bytes.length - CHECKSUM_BYTES);
+  const expected = (await sha256(payload)).subarray(0, CHECKSUM_BYTES);
+  if (!checksum.every((byte, i) => byte === expected[i])) throw damaged("its checksum does not match");
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(payload));
+  } catch {
+    throw damaged("its contents are not readable");
+  }
+  const { v: _version, ...fields } = (json ?? {}) as Record<string, unknown>;
+  const parsed = inviteSchema.safeParse(fields);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CoralError(
+      "invite_invalid",
+      `This invite's ${issue?.path.join(".") || "contents"} is invalid (${issue?.message}); create a new one.`,
+    );
+  }
+  const signingKey = fromBase64Url(parsed.data.signingKey) ?? new Uint8Array();
+  if ((await meshIdFor(signingKey)) !== parsed.data.meshId) {
+    throw new CoralError("invite_invalid", "This invite's mesh id does not belong to its signing key: it was altered. Create a new one.");
+  }
+  return parsed.data;
+}
+
+function damaged(why: string): CoralError {
+  return new CoralError(
+    "invite_damaged",
+    `This invite is damaged (${why}); copy it again, all of it, from the output of \`coral token create\`.`,
+  );
+}
