@@ -100,7 +100,20 @@ export async function startLocalDiscovery(options: LocalDiscoveryOptions = {}): 
   );
   const host = ip.includes(":") ? `[${ip}]` : ip;
   const url = `http://${ip === "0.0.0.0" ? "127.0.0.1" : host}:${port}`;
+  // wrangler runs in its own process group (so that stop() can end workerd with it);
+  // make sure that group does not outlive this process, however it ends.
+  const killGroup = () => {
+    if (dev.exitCode === null && dev.pid !== undefined) {
+      try {
+        process.kill(-dev.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+  };
+  process.once("exit", killGroup);
   const stop = async () => {
+    process.removeListener("exit", killGroup);
     if (dev.exitCode === null && dev.pid !== undefined) {
       try {
         process.kill(-dev.pid, "SIGTERM");

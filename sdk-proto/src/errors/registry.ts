@@ -38,6 +38,9 @@ export const errorRegistry = {
   signature_replayed: { status: 401, summary: "This signed request was already accepted once." },
   signature_stale: { status: 401, summary: "The request timestamp is too far from the server's clock." },
   unsupported_media_type: { status: 415, summary: "The request body must be JSON (`content-type: application/json`)." },
+  wireguard_failed: { status: 500, summary: "A WireGuard or ip command failed; the message has its output." },
+  wireguard_missing: { status: 503, summary: "WireGuard tools (wg, ip, wireguard-go) or the kernel module are not installed." },
+  wireguard_permission: { status: 403, summary: "Configuring WireGuard needs root or CAP_NET_ADMIN." },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

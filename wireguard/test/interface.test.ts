@@ -1,0 +1,107 @@
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateKeyPair, type WireGuardEvent, WireGuardInterface } from "../src/index.js";
+import { createLab, type Lab, labSkipReason } from "./lab.js";
+
+const skip = labSkipReason("WireGuard interface tests");
+
+async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
+  let lab: Lab;
+  let hub: WireGuardInterface;
+  let spoke: WireGuardInterface;
+  const hubKeys = generateKeyPair();
+  const spokeKeys = generateKeyPair();
+  const events: WireGuardEvent[] = [];
+  const ping = (from: string, to: string) => lab.exec(from, ["ping", "-c", "1", "-W", "1", to]).ok;
+
+  beforeAll(async () => {
+    lab = createLab();
+    hub = await WireGuardInterface.up({
+      name: `${lab.prefix}wa`,
+      netns: lab.a,
+      privateKey: hubKeys.privateKey,
+      listenPort: 51820,
+      address: "100.64.0.1/10",
+      onEvent: (e) => events.push(e),
+    });
+    spoke = await WireGuardInterface.up({
+      name: `${lab.prefix}wb`,
+      netns: lab.b,
+      privateKey: spokeKeys.privateKey,
+      address: "100.64.0.2/32",
+      routes: ["100.64.0.0/10"],
+    });
+    await hub.setPeer({ publicKey: spokeKeys.publicKey, allowedIps: ["100.64.0.2/32"] });
+    await spoke.setPeer({
+      publicKey: hubKeys.publicKey,
+      endpoint: `${lab.addressA}:51820`,
+      allowedIps: ["100.64.0.0/10"],
+      persistentKeepalive: 1,
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    await hub?.down();
+    await spoke?.down();
+    lab?.destroy();
+  });
+
+  it("carries pings over the tunnel, and the hub learns the spoke's endpoint from its peer table", async () => {
+    expect(["kernel", "userspace"]).toContain(hub.mode);
+    // The overlay address exists only inside the tunnel: the underlay has no route to it.
+    expect(lab.exec(lab.b, ["ip", "route", "get", "100.64.0.1"]).output).toContain(`dev ${lab.prefix}wb`);
+    await until("a ping through the tunnel", () => ping(lab.b, "100.64.0.1"));
+    const status = await hub.status();
+    expect(status.listenPort).toBe(51820);
+    expect(status.publicKey).toBe(hubKeys.publicKey);
+    const peer = status.peers.find((p) => p.publicKey === spokeKeys.publicKey);
+    expect(peer?.endpoint).toMatch(/^192\.0\.2\.2:\d+$/);
+    expect(peer?.latestHandshake).not.toBeNull();
+    expect(peer?.rxBytes).toBeGreaterThan(0);
+  }, 30_000);
+
+  it("restarts a wireguard-go that was killed, with its configuration, and the tunnel comes back", async () => {
+    if (hub.mode !== "userspace") return;
+    const pid = execFileSync("pgrep", ["-f", `wireguard-go -f ${lab.prefix}wa$`])
+      .toString()
+      .trim();
+    process.kill(Number(pid), "SIGKILL");
+    await until("the restart", () => events.some((e) => e.kind === "restarted"));
+    expect(events.map((e) => e.kind)).toEqual(["mode", "exited", "restarted"]);
+    await until("a ping after the restart", () => ping(lab.b, "100.64.0.1"), 20_000);
+    expect((await hub.status()).peers.map((p) => p.publicKey)).toEqual([spokeKeys.publicKey]);
+  }, 40_000);
+
+  it("stops carrying traffic for a removed peer", async () => {
+    await hub.removePeer(spokeKeys.publicKey);
+    expect((await hub.status()).peers).toEqual([]);
+    expect(ping(lab.b, "100.64.0.1")).toBe(false);
+  }, 20_000);
+
+  it("refuses a second interface of the same name, saying how to fix it", async () => {
+    await expect(
+      WireGuardInterface.up({ name: `${lab.prefix}wa`, netns: lab.a, privateKey: generateKeyPair().privateKey, address: "100.64.9.1/32" }),
+    ).rejects.toMatchObject({ code: "wireguard_failed", message: expect.stringContaining("already exists") });
+  });
+
+  it("leaves nothing behind when brought down", async () => {
+    await hub.down();
+    await hub.down();
+    expect(lab.exec(lab.a, ["ip", "link", "show", `${lab.prefix}wa`]).ok).toBe(false);
+    let running = "";
+    try {
+      running = execFileSync("pgrep", ["-f", `wireguard-go -f ${lab.prefix}wa$`]).toString();
+    } catch {
+      // pgrep exits 1 when nothing matches.
+    }
+    expect(running).toBe("");
+  }, 20_000);
+});

@@ -1,0 +1,3 @@
+import { nodePackage } from "../tsup.shared.js";
+
+export default nodePackage(["src/index.ts"]);
