@@ -3,3 +3,4 @@ export * from "./discovery/index.js";
 export * from "./encoding.js";
 export * from "./errors/index.js";
 export * from "./invite.js";
+export * from "./join.js";

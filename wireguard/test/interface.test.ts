@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPair, type WireGuardEvent, WireGuardInterface } from "../src/index.js";
-import { createLab, type Lab, labSkipReason } from "./lab.js";
+import { createLab, type Lab, labSkipReason } from "../src/testing/lab.js";
 
 const skip = labSkipReason("WireGuard interface tests");
 

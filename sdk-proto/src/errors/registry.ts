@@ -9,6 +9,7 @@
 export const errorRegistry = {
   admin_disabled: { status: 404, summary: "The admin API is off because no ADMIN_TOKEN secret is set." },
   admin_unauthorized: { status: 401, summary: "The admin bearer token is missing or wrong." },
+  agent_name_taken: { status: 409, summary: "Another agent of the mesh already has this name." },
   answer_exists: { status: 409, summary: "This join request already has a different answer." },
   answer_pending: { status: 404, summary: "The coordinator has not answered this join request yet." },
   body_too_large: { status: 413, summary: "The request body is larger than the limit." },
@@ -35,6 +36,7 @@ export const errorRegistry = {
   not_found: { status: 404, summary: "No such route." },
   rate_limited: { status: 429, summary: "Too many requests from this address or for this mesh." },
   record_unverified: { status: 502, summary: "A coordinator record from discovery failed verification against the pinned key." },
+  sealed_invalid: { status: 400, summary: "A sealed join payload or answer does not open, or is not what it should be." },
   signature_invalid: { status: 401, summary: "The request signature does not verify." },
   signature_malformed: { status: 401, summary: "A signature header is present but not well formed." },
   signature_missing: { status: 401, summary: "The route needs a signed request and a signature header is absent." },

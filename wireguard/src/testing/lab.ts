@@ -1,5 +1,5 @@
 /**
- * A two-host lab in network namespaces, for tests that need real packets. Needs root
+ * A two-host lab in network namespaces, for tests (of any package) that need real packets. Needs root
  * and wireguard-tools, wireguard-go and iproute2; without them the suite skips with one
  * line, and under CORAL_REQUIRE_ALL=1 (CI) it fails instead.
  */

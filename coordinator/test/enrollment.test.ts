@@ -1,0 +1,147 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
+import { DiscoveryClient, decodeInvite, encodeInvite, joinAnswerPayloadSchema, seal, toBase64Url, unseal } from "@coral/sdk-proto";
+import { generateKeyPair, WireGuardInterface } from "@coral/wireguard";
+import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Identity, loadOrCreateIdentity } from "../src/identity.js";
+import { Enrollment } from "../src/mesh/enrollment.js";
+import { createToken } from "../src/mesh/tokens.js";
+import { openStore, type Store } from "../src/store/db.js";
+
+const skip = labSkipReason("enrollment over discovery and WireGuard");
+
+describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker and reaches the hub over WireGuard", () => {
+  let discovery: LocalDiscovery;
+  let client: DiscoveryClient;
+  let lab: Lab;
+  let hub: WireGuardInterface;
+  let spoke: WireGuardInterface | undefined;
+  let identity: Identity;
+  let db: Store;
+  let enrollment: Enrollment;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "coral-enroll-"));
+    discovery = await startLocalDiscovery({ port: 18788 });
+    client = new DiscoveryClient({ url: discovery.url });
+    ({ identity } = await loadOrCreateIdentity(join(dir, "data")));
+    db = openStore(join(dir, "data", "coral.db"));
+    lab = createLab();
+    hub = await WireGuardInterface.up({
+      name: `${lab.prefix}hub`,
+      netns: lab.a,
+      privateKey: identity.wireguard.privateKey,
+      listenPort: 51820,
+      address: "100.64.0.1/10",
+    });
+    await client.register(identity.signing, {
+      v: 1,
+      wireguardKey: identity.wireguard.publicKey,
+      listenPort: 51820,
+      endpoints: [`${lab.addressA}:51820`],
+    });
+    enrollment = new Enrollment({
+      db,
+      discovery: client,
+      identity,
+      addPeer: (peer) => hub.setPeer({ publicKey: peer.publicKey, allowedIps: [`${peer.meshIp}/32`] }),
+      endpoints: () => [`${lab.addressA}:51820`],
+      grpcPort: 7443,
+      heartbeatIntervalMs: 10_000,
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await spoke?.down();
+    await hub?.down();
+    lab?.destroy();
+    await discovery?.stop();
+    db?.$client.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** What an agent does: verify the record, post a sealed join, read the sealed answer. */
+  async function joinMesh(invite: string, name: string, keys = generateKeyPair()) {
+    const parsed = await decodeInvite(invite);
+    const pinned = Uint8Array.from(Buffer.from(parsed.signingKey, "base64url"));
+    const record = await new DiscoveryClient({ url: parsed.discoveryUrl }).lookup(parsed.meshId, pinned);
+    const payload = {
+      v: 1 as const,
+      tokenId: parsed.tokenId,
+      secret: parsed.secret,
+      name,
+      hostname: `${name}.lab`,
+      os: "linux",
+      arch: "x64",
+      agentVersion: "0.1.0",
+    };
+    const { joinId } = await client.createJoin(
+      parsed.meshId,
+      keys.publicKey,
+      seal(payload, keys.privateKey, record.registration.wireguardKey),
+    );
+    await enrollment.pollOnce();
+    const answer = await client.getAnswer(parsed.meshId, joinId);
+    if (!answer) throw new Error("no answer");
+    const sealed = Uint8Array.from(Buffer.from(answer.sealed, "base64url"));
+    return { keys, answer: unseal(sealed, keys.privateKey, record.registration.wireguardKey, joinAnswerPayloadSchema) };
+  }
+
+  async function invite(maxUses: number): Promise<string> {
+    const token = createToken(db, { ttlMs: 3_600_000, maxUses }, Date.now());
+    return encodeInvite({
+      discoveryUrl: discovery.url,
+      meshId: identity.meshId,
+      signingKey: toBase64Url(identity.signing.publicKey),
+      tokenId: token.id,
+      secret: token.secret,
+      expiresAt: token.expiresAt,
+    });
+  }
+
+  it("accepts a valid invite, allocates an address, and the agent pings the hub through the tunnel", async () => {
+    const { keys, answer } = await joinMesh(await invite(1), "web-1");
+    expect(answer).toMatchObject({
+      ok: true,
+      meshIp: "100.64.0.2",
+      coordinatorMeshIp: "100.64.0.1",
+      endpoints: [`${lab.addressA}:51820`],
+      grpcPort: 7443,
+    });
+    if (!answer.ok) return;
+    expect((await hub.status()).peers).toEqual([expect.objectContaining({ publicKey: keys.publicKey, allowedIps: ["100.64.0.2/32"] })]);
+
+    spoke = await WireGuardInterface.up({
+      name: `${lab.prefix}spk`,
+      netns: lab.b,
+      privateKey: keys.privateKey,
+      address: `${answer.meshIp}/32`,
+      routes: [answer.meshPrefix],
+    });
+    await spoke.setPeer({
+      publicKey: answer.coordinatorWireguardKey,
+      endpoint: answer.endpoints[0],
+      allowedIps: [answer.meshPrefix],
+      persistentKeepalive: 25,
+    });
+    const deadline = Date.now() + 10_000;
+    while (!lab.exec(lab.b, ["ping", "-c", "1", "-W", "1", answer.coordinatorMeshIp]).ok) {
+      if (Date.now() > deadline) throw new Error("no ping through the tunnel");
+    }
+  }, 60_000);
+
+  it("refuses a used-up token in a sealed answer, and takes no address", async () => {
+    const single = await invite(1);
+    expect((await joinMesh(single, "web-2")).answer).toMatchObject({ ok: true, meshIp: "100.64.0.3" });
+    expect((await joinMesh(single, "web-3")).answer).toMatchObject({ ok: false, code: "token_used_up" });
+    expect((await joinMesh(await invite(1), "web-4")).answer).toMatchObject({ ok: true, meshIp: "100.64.0.4" });
+  }, 60_000);
+
+  it("refuses a second agent under a name already taken", async () => {
+    expect((await joinMesh(await invite(1), "web-1")).answer).toMatchObject({ ok: false, code: "agent_name_taken" });
+  }, 60_000);
+});

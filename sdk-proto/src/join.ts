@@ -1,0 +1,101 @@
+/**
+ * What travels sealed through discovery during a join: NaCl boxes (X25519,
+ * XSalsa20-Poly1305) between the agent's and the coordinator's WireGuard keys.
+ * Discovery stores ciphertext it cannot read, and cannot swap a key unnoticed: a box
+ * opens only with the exact pair of keys it was made with.
+ */
+import nacl from "tweetnacl";
+import * as z from "zod";
+import { fromBase64, randomBytes, utf8 } from "./encoding.js";
+import { CoralError } from "./errors/index.js";
+
+export const joinPayloadSchema = z.strictObject({
+  v: z.literal(1),
+  tokenId: z.string().regex(/^[a-z0-9]{8,32}$/),
+  secret: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  /** The agent's name in the mesh (defaults to its hostname). */
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "an agent name is lowercase letters, digits and dashes"),
+  hostname: z.string().max(253),
+  os: z.string().max(64),
+  arch: z.string().max(32),
+  agentVersion: z.string().max(64),
+});
+export type JoinPayload = z.infer<typeof joinPayloadSchema>;
+
+export const joinAcceptedSchema = z.strictObject({
+  v: z.literal(1),
+  ok: z.literal(true),
+  /** The agent's own address in the mesh, e.g. 100.64.0.7. */
+  meshIp: z.string(),
+  /** The mesh prefix to route through the tunnel, 100.64.0.0/10. */
+  meshPrefix: z.string(),
+  coordinatorMeshIp: z.string(),
+  coordinatorWireguardKey: z.string(),
+  /** Where to reach the coordinator's WireGuard port, best first. */
+  endpoints: z.array(z.string()).max(32),
+  /** The agent's address as discovery saw it (its NAT mapping), for information. */
+  observedAddress: z.string().nullable(),
+  grpcPort: z.number().int().min(1).max(65535),
+  heartbeatIntervalMs: z.number().int().positive(),
+});
+export const joinRefusedSchema = z.strictObject({
+  v: z.literal(1),
+  ok: z.literal(false),
+  code: z.string(),
+  message: z.string(),
+});
+export const joinAnswerPayloadSchema = z.discriminatedUnion("ok", [joinAcceptedSchema, joinRefusedSchema]);
+export type JoinAccepted = z.infer<typeof joinAcceptedSchema>;
+export type JoinAnswerPayload = z.infer<typeof joinAnswerPayloadSchema>;
+
+const key = (base64: string, what: string) => {
+  const bytes = fromBase64(base64);
+  if (bytes?.length !== 32) throw new CoralError("sealed_invalid", `${what} is not a 32-byte key in base64.`);
+  return bytes;
+};
+
+/** Seals `payload` from the sender's private key to the recipient's public key: nonce ‖ box. */
+export function seal(payload: unknown, senderPrivateKey: string, recipientPublicKey: string): Uint8Array {
+  const nonce = randomBytes(nacl.box.nonceLength);
+  const box = nacl.box(
+    utf8.encode(JSON.stringify(payload)),
+    nonce,
+    key(recipientPublicKey, "the recipient's key"),
+    key(senderPrivateKey, "the sender's key"),
+  );
+  const out = new Uint8Array(nonce.length + box.length);
+  out.set(nonce);
+  out.set(box, nonce.length);
+  return out;
+}
+
+/** Opens a sealed payload and validates it; any failure is `sealed_invalid`, saying which. */
+export function unseal<S extends z.ZodType>(
+  sealed: Uint8Array,
+  recipientPrivateKey: string,
+  senderPublicKey: string,
+  schema: S,
+): z.infer<S> {
+  if (sealed.length <= nacl.box.nonceLength + nacl.box.overheadLength)
+    throw new CoralError("sealed_invalid", "The sealed payload is too short to be a box.");
+  const opened = nacl.box.open(
+    sealed.subarray(nacl.box.nonceLength),
+    sealed.subarray(0, nacl.box.nonceLength),
+    key(senderPublicKey, "the sender's key"),
+    key(recipientPrivateKey, "the recipient's key"),
+  );
+  if (!opened)
+    throw new CoralError("sealed_invalid", "The sealed payload does not open with these keys: it was altered, or sealed for someone else.");
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(opened));
+  } catch {
+    throw new CoralError("sealed_invalid", "The sealed payload opened but is not JSON.");
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CoralError("sealed_invalid", `The sealed payload's ${issue?.path.join(".") || "contents"} is invalid: ${issue?.message}.`);
+  }
+  return parsed.data;
+}
