@@ -29,7 +29,7 @@ describe("coral", () => {
 describe("coral discovery check, against the Worker served by wrangler dev", () => {
   let discovery: LocalDiscovery;
   beforeAll(async () => {
-    discovery = await startLocalDiscovery({ port: 18787 });
+    discovery = await startLocalDiscovery({ port: 0 });
   }, 90_000);
   afterAll(async () => {
     await discovery?.stop();

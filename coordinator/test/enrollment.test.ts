@@ -26,7 +26,7 @@ describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker a
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "coral-enroll-"));
-    discovery = await startLocalDiscovery({ port: 18788 });
+    discovery = await startLocalDiscovery({ port: 0 });
     client = new DiscoveryClient({ url: discovery.url });
     ({ identity } = await loadOrCreateIdentity(join(dir, "data")));
     db = openStore(join(dir, "data", "coral.db"));

@@ -123,7 +123,7 @@ function benchConfig(): string {
 
 async function main(): Promise<void> {
   process.stdout.write(`Starting the Worker with wrangler dev (workerd, local D1)...\n`);
-  const discovery = await startLocalDiscovery({ port: 8797, config: benchConfig(), vars: { CORAL_DEBUG_D1: "1" } });
+  const discovery = await startLocalDiscovery({ port: 0, config: benchConfig(), vars: { CORAL_DEBUG_D1: "1" } });
   const base = new URL(discovery.url);
   const rows = new Map<string, Row>();
   try {

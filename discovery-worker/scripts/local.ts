@@ -8,6 +8,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +18,7 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const wranglerBin = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
 
 export interface LocalDiscoveryOptions {
+  /** 8787 by default; 0 picks a free port. */
   port?: number;
   ip?: string;
   /** Where the local D1 lives; a fresh temporary directory (removed on stop) by default. */
@@ -62,9 +64,21 @@ async function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolveExit) => child.once("exit", (code) => resolveExit(code)));
 }
 
+/** A port nothing listens on right now (wrangler dev cannot be asked to pick one itself). */
+async function freePort(ip: string): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, ip, () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
 export async function startLocalDiscovery(options: LocalDiscoveryOptions = {}): Promise<LocalDiscovery> {
   const ip = options.ip ?? "127.0.0.1";
-  const port = options.port ?? 8787;
+  const port = options.port === 0 ? await freePort(ip) : (options.port ?? 8787);
   const ownDir = options.persistTo === undefined;
   const persistTo = options.persistTo ?? mkdtempSync(join(tmpdir(), "coral-discovery-"));
   const log: string[] = [];

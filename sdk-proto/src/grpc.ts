@@ -5,3 +5,4 @@
 export * as meshV1 from "./gen/coral/mesh/v1/mesh.js";
 export * as sdkV1 from "./gen/coral/sdk/v1/sdk.js";
 export * as healthV1 from "./gen/grpc/health/v1/health.js";
+export { shutdownGracefully } from "./grpc-server.js";

@@ -103,30 +103,18 @@ export class Enrollment {
     }
     redeemToken(db, payload.tokenId, payload.secret, now);
     const meshIp = allocateAddress(db, join.wireguardKey, payload.name, now);
+    const details = {
+      meshIp,
+      tokenId: payload.tokenId,
+      hostname: payload.hostname,
+      os: payload.os,
+      arch: payload.arch,
+      version: payload.agentVersion,
+    };
     db.transaction((tx) => {
       tx.insert(agents)
-        .values({
-          name: payload.name,
-          wireguardKey: join.wireguardKey,
-          meshIp,
-          tokenId: payload.tokenId,
-          hostname: payload.hostname,
-          os: payload.os,
-          arch: payload.arch,
-          version: payload.agentVersion,
-          enrolledAt: now,
-        })
-        .onConflictDoUpdate({
-          target: agents.name,
-          set: {
-            meshIp,
-            tokenId: payload.tokenId,
-            hostname: payload.hostname,
-            os: payload.os,
-            arch: payload.arch,
-            version: payload.agentVersion,
-          },
-        })
+        .values({ name: payload.name, wireguardKey: join.wireguardKey, enrolledAt: now, ...details })
+        .onConflictDoUpdate({ target: agents.name, set: details })
         .run();
       tx.insert(auditLog)
         .values({

@@ -30,6 +30,7 @@ import {
   HealthCheckResponse_ServingStatus,
   HealthService,
 } from "../gen/grpc/health/v1/health.js";
+import { shutdownGracefully } from "../grpc-server.js";
 import { type CheckDefinition, type CheckFunction, type CheckResultView, CheckRunner } from "./checks.js";
 import { redactConfig } from "./redact.js";
 
@@ -236,16 +237,7 @@ export async function startCoralSdk(input: CoralSdkOptions): Promise<CoralSdk> {
         publish();
         for (const watcher of watchers) watcher.call.end();
         watchers.clear();
-        await new Promise<void>((resolve) => {
-          const force = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 2_000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        });
+        await shutdownGracefully(server);
       })();
       return closing;
     },

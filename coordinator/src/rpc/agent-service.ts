@@ -1,0 +1,134 @@
+/**
+ * coral.mesh.v1.AgentService, served on the coordinator's mesh address. Every agent owns
+ * one /32 of the mesh, so WireGuard's cryptokey routing already proves which agent a
+ * packet came from: a caller is the agent whose address it calls from, and a call that
+ * claims (in `coral-agent` metadata) to be another agent is refused.
+ */
+import { meshV1, shutdownGracefully } from "@coral/sdk-proto/grpc";
+import {
+  status as GrpcStatus,
+  type handleUnaryCall,
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import { eq, max } from "drizzle-orm";
+import type { Store } from "../store/db.js";
+import { type AgentRow, agents, batches } from "../store/schema.js";
+import { ingestBatches } from "./ingest.js";
+
+export interface AgentServiceOptions {
+  db: Store;
+  heartbeatIntervalMs: number;
+  now?: () => number;
+}
+
+const PLUGIN_STATES: Record<number, string> = { 1: "starting", 2: "running", 3: "degraded", 4: "failed", 5: "stopped" };
+
+/** The IP in a grpc-js peer string: "ipv4:100.64.0.2:5000", "ipv6:[::1]:5000", "100.64.0.2:5000". */
+export function peerAddress(peer: string): string {
+  const withoutScheme = peer.replace(/^ipv[46]:/, "");
+  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(withoutScheme);
+  if (bracketed) return bracketed[1] ?? "";
+  return withoutScheme.replace(/:\d+$/, "");
+}
+
+function identify<Req, Res>(db: Store, call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): AgentRow | undefined {
+  const address = peerAddress(call.getPeer()).replace(/^::ffff:/, "");
+  const agent = db.select().from(agents).where(eq(agents.meshIp, address)).get();
+  if (!agent) {
+    callback({ code: GrpcStatus.UNAUTHENTICATED, details: `no agent of this mesh has the address ${address}; join the mesh first` });
+    return undefined;
+  }
+  const claimed = call.metadata.get("coral-agent")[0];
+  if (claimed !== undefined && String(claimed) !== agent.name) {
+    callback({
+      code: GrpcStatus.PERMISSION_DENIED,
+      details: `calls from ${address} come from agent ${agent.name}, not ${String(claimed)}`,
+    });
+    return undefined;
+  }
+  return agent;
+}
+
+function pluginsJson(plugins: readonly meshV1.PluginState[]): string {
+  return JSON.stringify(
+    plugins.map((p) => ({
+      name: p.name,
+      version: p.version,
+      state: PLUGIN_STATES[p.status] ?? "unknown",
+      lastError: p.lastError || null,
+      since: p.sinceUnixMs || null,
+    })),
+  );
+}
+
+export function agentService(options: AgentServiceOptions): meshV1.AgentServiceServer {
+  const { db } = options;
+  const now = () => options.now?.() ?? Date.now();
+  return {
+    register: ((call, callback) => {
+      const agent = identify(db, call, callback);
+      if (!agent) return;
+      const r = call.request;
+      const at = now();
+      db.update(agents)
+        .set({
+          registeredAt: at,
+          lastHeartbeatAt: at,
+          hostname: r.hostname || agent.hostname,
+          os: r.os || agent.os,
+          arch: r.arch || agent.arch,
+          version: r.agentVersion || agent.version,
+          plugins: pluginsJson(r.plugins),
+        })
+        .where(eq(agents.name, agent.name))
+        .run();
+      const last = db
+        .select({ sequence: max(batches.sequence) })
+        .from(batches)
+        .where(eq(batches.agentName, agent.name))
+        .get();
+      callback(null, { serverTimeUnixMs: at, heartbeatIntervalMs: options.heartbeatIntervalMs, lastAckedSequence: last?.sequence ?? 0 });
+    }) satisfies handleUnaryCall<meshV1.RegisterRequest, meshV1.RegisterResponse>,
+
+    heartbeat: ((call, callback) => {
+      const agent = identify(db, call, callback);
+      if (!agent) return;
+      const at = now();
+      db.update(agents)
+        .set({ lastHeartbeatAt: at, plugins: pluginsJson(call.request.plugins) })
+        .where(eq(agents.name, agent.name))
+        .run();
+      callback(null, { serverTimeUnixMs: at });
+    }) satisfies handleUnaryCall<meshV1.HeartbeatRequest, meshV1.HeartbeatResponse>,
+
+    report: ((call, callback) => {
+      const agent = identify(db, call, callback);
+      if (!agent) return;
+      if (call.request.batches.length > 500) {
+        callback({ code: GrpcStatus.INVALID_ARGUMENT, details: "at most 500 batches per Report; send the rest in another call" });
+        return;
+      }
+      callback(null, { ackedSequences: ingestBatches(db, agent.name, call.request.batches, now()) });
+    }) satisfies handleUnaryCall<meshV1.ReportRequest, meshV1.ReportResponse>,
+  };
+}
+
+/** Serves the agent service on `host:port` (the mesh address in production). */
+export async function startAgentService(
+  options: AgentServiceOptions & { host: string; port: number },
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server = new Server();
+  server.addService(meshV1.AgentServiceService, agentService(options));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return {
+    port,
+    close: () => shutdownGracefully(server),
+  };
+}

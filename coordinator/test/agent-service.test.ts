@@ -1,0 +1,146 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { meshV1 } from "@coral/sdk-proto/grpc";
+import { credentials, status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { agentHealth } from "../src/mesh/health.js";
+import { peerAddress, startAgentService } from "../src/rpc/agent-service.js";
+import { openStore, type Store } from "../src/store/db.js";
+import { agents, events, topologyEdges } from "../src/store/schema.js";
+
+describe("the agent service over real gRPC", () => {
+  let dir: string;
+  let db: Store;
+  let service: { port: number; close(): Promise<void> };
+  let client: meshV1.AgentServiceClient;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "coral-rpc-"));
+    db = openStore(join(dir, "coral.db"));
+    // On loopback every call comes from 127.0.0.1: here that is web-1's mesh address.
+    db.insert(agents).values({ name: "web-1", wireguardKey: "k1", meshIp: "127.0.0.1", enrolledAt: 1 }).run();
+    service = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0 });
+    client = new meshV1.AgentServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
+  });
+  afterAll(async () => {
+    client?.close();
+    await service?.close();
+    db?.$client.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const call = <Req, Res>(
+    fn: (req: Req, md: Metadata, opts: object, cb: (e: ServiceError | null, r: Res) => void) => unknown,
+    req: Req,
+    claim?: string,
+  ): Promise<Res> => {
+    const md = new Metadata();
+    if (claim) md.set("coral-agent", claim);
+    return new Promise((resolve, reject) =>
+      fn.call(client, req, md, { deadline: Date.now() + 3_000 }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+  };
+  const batch = (sequence: number): meshV1.Batch => ({
+    sequence,
+    createdAtUnixMs: 1_000 + sequence,
+    droppedBefore: 0,
+    events: [
+      {
+        kind: "process.started",
+        timeUnixMs: 1_000 + sequence,
+        subject: { kind: meshV1.SubjectKind.SUBJECT_KIND_PROCESS, id: `pid:${sequence}`, name: "node" },
+        attributes: { pid: String(sequence) },
+        evidenceJson: "{}",
+        source: "passive",
+      },
+    ],
+    metrics: [{ name: "cpu", value: 0.5, timeUnixMs: 1_000, subject: undefined, labels: {} }],
+    connections: [
+      {
+        protocol: "tcp",
+        localAddress: "10.0.0.1",
+        localPort: 40000,
+        remoteAddress: "198.51.100.9",
+        remotePort: 5432,
+        pid: 7,
+        processName: "api",
+        subject: { kind: 2, id: "api", name: "api" },
+        observedAtUnixMs: 1_000 + sequence,
+      },
+    ],
+  });
+
+  it("registers the agent the call comes from", async () => {
+    const response = await call(client.register, {
+      agentName: "web-1",
+      agentVersion: "0.1.0",
+      hostname: "web-1.lab",
+      os: "linux",
+      arch: "x64",
+      plugins: [],
+    });
+    expect(response).toMatchObject({ heartbeatIntervalMs: 10_000, lastAckedSequence: 0 });
+  });
+
+  it("stores each batch once however often it is sent, and acknowledges retries too", async () => {
+    expect((await call(client.report, { batches: [batch(1), batch(2)] })).ackedSequences).toEqual([1, 2]);
+    expect((await call(client.report, { batches: [batch(2), batch(3)] })).ackedSequences).toEqual([2, 3]);
+    expect(
+      db
+        .select()
+        .from(events)
+        .all()
+        .map((e) => e.sequence),
+    ).toEqual([1, 2, 3]);
+    const [edge] = db.select().from(topologyEdges).all();
+    expect(edge).toMatchObject({ fromService: "api", toAddress: "198.51.100.9", toPort: 5432, observations: 3, lastSeenAt: 1_003 });
+    expect(
+      (await call(client.register, { agentName: "web-1", agentVersion: "0.1.0", hostname: "", os: "", arch: "", plugins: [] }))
+        .lastAckedSequence,
+    ).toBe(3);
+  });
+
+  it("records heartbeats and plugin states, from which health follows", async () => {
+    await call(client.heartbeat, {
+      sentAtUnixMs: Date.now(),
+      plugins: [
+        { name: "passive", version: "0.1.0", status: meshV1.PluginStatus.PLUGIN_STATUS_DEGRADED, lastError: "EACCES", sinceUnixMs: 1 },
+      ],
+    });
+    const row = db.select().from(agents).all()[0];
+    const plugins = JSON.parse(row?.plugins ?? "[]") as Array<{ name: string; state: "degraded" }>;
+    expect(plugins).toEqual([expect.objectContaining({ name: "passive", state: "degraded", lastError: "EACCES" })]);
+    expect(agentHealth(row?.lastHeartbeatAt ?? null, plugins, 10_000, Date.now())).toBe("degraded");
+  });
+
+  it("refuses a call that claims to be another agent", async () => {
+    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [] }, "db-1").catch((e: unknown) => e)) as ServiceError;
+    expect(error.code).toBe(GrpcStatus.PERMISSION_DENIED);
+    expect(error.details).toContain("come from agent web-1, not db-1");
+  });
+
+  it("refuses a caller whose address belongs to no agent", async () => {
+    db.update(agents).set({ meshIp: "100.64.0.9" }).run();
+    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [] }).catch((e: unknown) => e)) as ServiceError;
+    expect(error.code).toBe(GrpcStatus.UNAUTHENTICATED);
+    db.update(agents).set({ meshIp: "127.0.0.1" }).run();
+  });
+});
+
+describe("agent health", () => {
+  const running = [{ name: "passive", state: "running" as const }];
+  it("follows the heartbeat age in intervals, then the plugin states", () => {
+    expect(agentHealth(1_000, running, 10_000, 1_000 + 20_000)).toBe("healthy");
+    expect(agentHealth(1_000, [{ name: "sdk", state: "failed" }], 10_000, 1_000)).toBe("degraded");
+    expect(agentHealth(1_000, running, 10_000, 1_000 + 20_001)).toBe("unhealthy");
+    expect(agentHealth(1_000, running, 10_000, 1_000 + 60_001)).toBe("offline");
+    expect(agentHealth(null, running, 10_000, 1_000)).toBe("offline");
+  });
+
+  it("reads the caller's address from grpc-js peer strings", () => {
+    expect(peerAddress("ipv4:100.64.0.2:5000")).toBe("100.64.0.2");
+    expect(peerAddress("ipv6:[fd00::2]:5000")).toBe("fd00::2");
+    expect(peerAddress("100.64.0.3:1")).toBe("100.64.0.3");
+  });
+});
