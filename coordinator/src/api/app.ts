@@ -1,0 +1,201 @@
+/**
+ * The coordinator's HTTP API, for the CLI now and the dashboard later. It listens on
+ * loopback by default; on any other address it refuses to start without an API token,
+ * and then every request must carry it.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { CoralError, encodeInvite, randomBytes, toBase64Url, toHex } from "@coral/sdk-proto";
+import { and, desc, eq, gte } from "drizzle-orm";
+import { Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import * as z from "zod";
+import type { Identity } from "../identity.js";
+import { releaseAddress } from "../mesh/allocation.js";
+import { agentHealth, type PluginHealth } from "../mesh/health.js";
+import type { RegistrarState } from "../mesh/registrar.js";
+import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
+import type { Store } from "../store/db.js";
+import { agents, auditLog, events } from "../store/schema.js";
+
+export interface ApiOptions {
+  db: Store;
+  identity: Identity;
+  discoveryUrl: string;
+  mesh: { address: string; listenPort: number };
+  heartbeatIntervalMs: number;
+  discoveryState: () => RegistrarState;
+  /** Path and endpoint of each agent, from the hub's WireGuard peer table. */
+  peers: () => Promise<Map<string, { endpoint: string | null; latestHandshake: number | null }>>;
+  removePeer: (publicKey: string) => Promise<void>;
+  /** Bearer token every request must carry; required when listening beyond loopback. */
+  token?: string;
+  now?: () => number;
+}
+
+const tokenRequestSchema = z.strictObject({
+  ttlMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(365 * 86_400_000)
+    .default(86_400_000),
+  uses: z.number().int().min(1).max(10_000).default(1),
+  name: z.string().min(1).max(64).optional(),
+});
+
+export function createApiApp(options: ApiOptions): Hono {
+  const app = new Hono();
+  const now = () => options.now?.() ?? Date.now();
+
+  app.use(async (c, next) => {
+    if (options.token) {
+      const presented = Buffer.from(/^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "");
+      const expected = Buffer.from(options.token);
+      if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) {
+        throw new CoralError("api_unauthorized", "This coordinator's API needs its token: pass --api-token, or set CORAL_API_TOKEN.");
+      }
+    }
+    await next();
+  });
+
+  const listAgents = async () => {
+    const peers = await options.peers();
+    const at = now();
+    return options.db
+      .select()
+      .from(agents)
+      .orderBy(agents.name)
+      .all()
+      .map((agent) => {
+        const plugins = JSON.parse(agent.plugins) as Array<PluginHealth & { lastError?: string | null }>;
+        const peer = peers.get(agent.wireguardKey);
+        return {
+          name: agent.name,
+          meshIp: agent.meshIp,
+          status: agentHealth(agent.lastHeartbeatAt, plugins, options.heartbeatIntervalMs, at),
+          lastSeen: agent.lastHeartbeatAt,
+          // Without a relay, a tunnel that has shaken hands is a direct path.
+          path: peer?.latestHandshake ? "direct" : "unknown",
+          endpoint: peer?.endpoint ?? null,
+          version: agent.version,
+          hostname: agent.hostname,
+          plugins: plugins.map((p) => ({ name: p.name, state: p.state, lastError: p.lastError ?? null })),
+        };
+      });
+  };
+
+  app.get("/v1/status", async (c) =>
+    c.json({
+      mesh: { id: options.identity.meshId, address: options.mesh.address, listenPort: options.mesh.listenPort },
+      discovery: { url: options.discoveryUrl, ...options.discoveryState() },
+      agents: await listAgents(),
+    }),
+  );
+
+  app.get("/v1/agents", async (c) => c.json({ agents: await listAgents() }));
+
+  app.delete("/v1/agents/:name", async (c) => {
+    const name = c.req.param("name");
+    const agent = options.db.select().from(agents).where(eq(agents.name, name)).get();
+    if (!agent) throw new CoralError("agent_not_found", `No agent named ${name}; \`coral agents\` lists them.`);
+    await options.removePeer(agent.wireguardKey);
+    const at = now();
+    options.db.transaction((tx) => {
+      tx.delete(agents).where(eq(agents.name, name)).run();
+      tx.insert(auditLog)
+        .values({ time: at, action: "agent.removed", subject: name, details: JSON.stringify({ meshIp: agent.meshIp }) })
+        .run();
+    });
+    releaseAddress(options.db, agent.wireguardKey, at);
+    return c.json({ removed: name });
+  });
+
+  app.post("/v1/tokens", async (c) => {
+    const parsed = tokenRequestSchema.safeParse(await c.req.json().catch(() => undefined));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new CoralError("invalid_body", `${issue?.path.join(".") || "body"}: ${issue?.message}`);
+    }
+    const { ttlMs, uses, name } = parsed.data;
+    const token = createToken(options.db, { ttlMs, maxUses: uses, ...(name ? { name } : {}) }, now());
+    const invite = await encodeInvite({
+      discoveryUrl: options.discoveryUrl,
+      meshId: options.identity.meshId,
+      signingKey: toBase64Url(options.identity.signing.publicKey),
+      tokenId: token.id,
+      secret: token.secret,
+      expiresAt: token.expiresAt,
+    });
+    return c.json({ id: token.id, name: name ?? null, expiresAt: token.expiresAt, uses, invite }, 201);
+  });
+
+  app.get("/v1/tokens", (c) => {
+    const at = now();
+    return c.json({
+      tokens: listTokens(options.db).map((t) => ({
+        id: t.id,
+        name: t.name,
+        createdAt: t.createdAt,
+        expiresAt: t.expiresAt,
+        uses: t.uses,
+        maxUses: t.maxUses,
+        state: tokenState(t, at),
+      })),
+    });
+  });
+
+  app.delete("/v1/tokens/:id", (c) => {
+    revokeToken(options.db, c.req.param("id"), now());
+    return c.json({ revoked: c.req.param("id") });
+  });
+
+  app.get("/v1/events", (c) => {
+    const since = Number(c.req.query("since") ?? 0);
+    const conditions = [gte(events.time, Number.isFinite(since) ? since : 0)];
+    const agent = c.req.query("agent");
+    const kind = c.req.query("kind");
+    if (agent) conditions.push(eq(events.agentName, agent));
+    if (kind) conditions.push(eq(events.kind, kind));
+    const rows = options.db
+      .select()
+      .from(events)
+      .where(and(...conditions))
+      .orderBy(desc(events.time))
+      .limit(500)
+      .all();
+    return c.json({
+      events: rows.map((e) => ({
+        agent: e.agentName,
+        kind: e.kind,
+        time: e.time,
+        subject: { kind: e.subjectKind, id: e.subjectId, name: e.subjectName },
+        attributes: JSON.parse(e.attributes) as Record<string, string>,
+        evidence: JSON.parse(e.evidence) as unknown,
+        source: e.source,
+      })),
+    });
+  });
+
+  app.notFound(() => {
+    throw new CoralError("not_found", "No such API route.");
+  });
+  app.onError((error, c) => {
+    const coral =
+      error instanceof CoralError ? error : new CoralError("internal_error", "The coordinator failed unexpectedly; see its log.");
+    if (coral.code === "internal_error") console.error(error);
+    return c.json(coral.toBody(toHex(randomBytes(8))), coral.status as ContentfulStatusCode);
+  });
+  return app;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** The rule for where the API may listen: beyond loopback only with a token. */
+export function checkApiExposure(host: string, token: string | undefined): void {
+  if (!LOOPBACK.test(host) && !token) {
+    throw new CoralError(
+      "api_token_required",
+      `The API would listen on ${host}, beyond this machine, without a token: set --api-token (32+ characters) or listen on 127.0.0.1.`,
+    );
+  }
+}
