@@ -30,6 +30,8 @@ export interface LocalDiscoveryOptions {
   /** Called with each line wrangler prints. */
   onLog?: (line: string) => void;
   startTimeoutMs?: number;
+  /** Serve from inside this network namespace (labs); `ip` is then an address of that namespace. */
+  netns?: string;
   /** wrangler's log level; "warn" by default, which leaves out a line per request. */
   logLevel?: "debug" | "info" | "log" | "warn" | "error" | "none";
 }
@@ -40,8 +42,12 @@ export interface LocalDiscovery {
   stop(): Promise<void>;
 }
 
-function runWrangler(args: string[], onLog?: (line: string) => void): ChildProcess {
-  const child = spawn(process.execPath, [wranglerBin, ...args], {
+function runWrangler(args: string[], onLog?: (line: string) => void, netns?: string): ChildProcess {
+  // `ip netns exec` execs the command in place, so the pid (and process group) stays wrangler's.
+  const [command, argv] = netns
+    ? ["ip", ["netns", "exec", netns, process.execPath, wranglerBin, ...args]]
+    : [process.execPath, [wranglerBin, ...args]];
+  const child = spawn(command, argv, {
     cwd: repoRoot,
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "1" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -78,6 +84,7 @@ async function freePort(ip: string): Promise<number> {
 
 export async function startLocalDiscovery(options: LocalDiscoveryOptions = {}): Promise<LocalDiscovery> {
   const ip = options.ip ?? "127.0.0.1";
+  if (options.netns && options.port === 0) throw new Error("startLocalDiscovery: give a port when serving in a network namespace");
   const port = options.port === 0 ? await freePort(ip) : (options.port ?? 8787);
   const ownDir = options.persistTo === undefined;
   const persistTo = options.persistTo ?? mkdtempSync(join(tmpdir(), "coral-discovery-"));
@@ -111,6 +118,7 @@ export async function startLocalDiscovery(options: LocalDiscoveryOptions = {}): 
       ...vars,
     ],
     onLog,
+    options.netns,
   );
   const host = ip.includes(":") ? `[${ip}]` : ip;
   const url = `http://${ip === "0.0.0.0" ? "127.0.0.1" : host}:${port}`;
@@ -144,16 +152,25 @@ export async function startLocalDiscovery(options: LocalDiscoveryOptions = {}): 
   const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
   while (Date.now() < deadline) {
     if (dev.exitCode !== null) break;
-    try {
-      const response = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(1_000) });
-      if (response.ok) return { url, persistTo, stop };
-    } catch {
-      // Not listening yet.
-    }
+    if (await healthy(url, options.netns)) return { url, persistTo, stop };
     await new Promise((r) => setTimeout(r, 200));
   }
   await stop();
   throw new Error(`wrangler dev did not serve ${url}/v1/health in time:\n${log.join("\n")}`);
+}
+
+/** Whether discovery answers its health route, asked from inside `netns` when given. */
+async function healthy(url: string, netns?: string): Promise<boolean> {
+  if (!netns) {
+    try {
+      return (await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(1_000) })).ok;
+    } catch {
+      return false; // Not listening yet.
+    }
+  }
+  const probe = `fetch(${JSON.stringify(`${url}/v1/health`)}, { signal: AbortSignal.timeout(1000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`;
+  const child = spawn("ip", ["netns", "exec", netns, process.execPath, "-e", probe], { stdio: "ignore" });
+  return (await exited(child)) === 0;
 }
 
 async function main(): Promise<void> {

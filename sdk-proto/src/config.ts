@@ -5,7 +5,16 @@
  */
 import * as z from "zod";
 
-const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration is a number and a unit: "500ms", "10s", "5m", "24h", "7d"');
+const DURATION_RE = /^(\d+)(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const duration = z.string().regex(DURATION_RE, 'a duration is a number and a unit: "500ms", "10s", "5m", "24h", "7d"');
+
+/** "500ms", "10s", "5m", "24h", "7d" in milliseconds; undefined for anything else. */
+export function parseDuration(text: string): number | undefined {
+  const match = DURATION_RE.exec(text.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+}
 
 export const agentConfigSchema = z.strictObject({
   /** The agent's name in the mesh; defaults to the hostname. */
@@ -33,6 +42,11 @@ export const coordinatorConfigSchema = z.strictObject({
     .optional(),
   listenPort: z.number().int().min(1).max(65535).optional(),
   endpoints: z.array(z.string()).max(16).optional(),
+  /** Port of the agent service (gRPC), on the mesh address only. */
+  grpcPort: z.number().int().min(1).max(65535).optional(),
+  heartbeatInterval: duration.optional(),
+  /** How long metric samples are kept. */
+  metricsRetention: duration.optional(),
   api: z
     .strictObject({
       host: z.string().optional(),

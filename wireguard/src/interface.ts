@@ -103,6 +103,16 @@ export class WireGuardInterface {
     await this.applyPeer(peer);
   }
 
+  /** Adds or updates many peers in one `wg set` (restoring a hub's agents at start). */
+  async setPeers(peers: readonly PeerConfig[]): Promise<void> {
+    // One wg call per chunk keeps argv well under ARG_MAX whatever the mesh's size.
+    for (let i = 0; i < peers.length; i += 2_000) {
+      const chunk = peers.slice(i, i + 2_000);
+      for (const peer of chunk) this.peerConfigs.set(peer.publicKey, peer);
+      await this.wg(["set", this.name, ...chunk.flatMap(peerArgs)]);
+    }
+  }
+
   async removePeer(publicKey: string): Promise<void> {
     this.peerConfigs.delete(publicKey);
     await this.wg(["set", this.name, "peer", publicKey, "remove"]);
@@ -194,14 +204,11 @@ export class WireGuardInterface {
     await this.ip(["address", "add", address, "dev", name]);
     await this.ip(["link", "set", name, "up"]);
     for (const route of this.options.routes ?? []) await this.ip(["route", "replace", route, "dev", name]);
-    for (const peer of this.peerConfigs.values()) await this.applyPeer(peer);
+    if (this.peerConfigs.size > 0) await this.setPeers([...this.peerConfigs.values()]);
   }
 
   private async applyPeer(peer: PeerConfig): Promise<void> {
-    const args = ["set", this.name, "peer", peer.publicKey, "allowed-ips", peer.allowedIps.join(",")];
-    if (peer.endpoint) args.push("endpoint", peer.endpoint);
-    if (peer.persistentKeepalive !== undefined) args.push("persistent-keepalive", String(peer.persistentKeepalive));
-    await this.wg(args);
+    await this.wg(["set", this.name, ...peerArgs(peer)]);
   }
 
   private async wg(args: string[]): Promise<string> {
@@ -211,6 +218,13 @@ export class WireGuardInterface {
   private async ip(args: string[]): Promise<string> {
     return checked(this.options, "ip", args);
   }
+}
+
+function peerArgs(peer: PeerConfig): string[] {
+  const args = ["peer", peer.publicKey, "allowed-ips", peer.allowedIps.join(",")];
+  if (peer.endpoint) args.push("endpoint", peer.endpoint);
+  if (peer.persistentKeepalive !== undefined) args.push("persistent-keepalive", String(peer.persistentKeepalive));
+  return args;
 }
 
 async function preflight(options: InterfaceOptions): Promise<void> {

@@ -11,7 +11,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as z from "zod";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
-import { agentHealth, type PluginHealth } from "../mesh/health.js";
+import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
 import type { Store } from "../store/db.js";
@@ -27,20 +27,76 @@ export interface ApiOptions {
   /** Path and endpoint of each agent, from the hub's WireGuard peer table. */
   peers: () => Promise<Map<string, { endpoint: string | null; latestHandshake: number | null }>>;
   removePeer: (publicKey: string) => Promise<void>;
+  /** Called after a token is made (the coordinator then looks for joins more often). */
+  onTokenCreated?: () => void;
   /** Bearer token every request must carry; required when listening beyond loopback. */
   token?: string;
   now?: () => number;
+}
+
+/** One agent as the API shows it (`coral status`, `coral agents`). */
+export interface AgentView {
+  name: string;
+  meshIp: string;
+  status: AgentHealth;
+  lastSeen: number | null;
+  path: "direct" | "relayed" | "unknown";
+  endpoint: string | null;
+  version: string | null;
+  hostname: string | null;
+  plugins: Array<{ name: string; state: string; lastError: string | null }>;
+}
+
+export interface StatusView {
+  mesh: { id: string; address: string; listenPort: number };
+  discovery: { url: string } & RegistrarState;
+  agents: AgentView[];
+}
+
+export interface TokenView {
+  id: string;
+  name: string | null;
+  createdAt: number;
+  expiresAt: number;
+  uses: number;
+  maxUses: number;
+  state: string;
+}
+
+export interface CreatedTokenView {
+  id: string;
+  name: string | null;
+  expiresAt: number;
+  uses: number;
+  invite: string;
+}
+
+export interface EventView {
+  agent: string;
+  kind: string;
+  time: number;
+  subject: { kind: string; id: string; name: string | null };
+  attributes: Record<string, string>;
+  evidence: unknown;
+  source: string | null;
 }
 
 const tokenRequestSchema = z.strictObject({
   ttlMs: z
     .number()
     .int()
-    .min(60_000)
+    .min(1_000)
     .max(365 * 86_400_000)
     .default(86_400_000),
   uses: z.number().int().min(1).max(10_000).default(1),
   name: z.string().min(1).max(64).optional(),
+});
+
+const eventsQuerySchema = z.strictObject({
+  since: z.coerce.number().int("since is a time in Unix milliseconds").min(0).default(0),
+  agent: z.string().min(1).max(64).optional(),
+  kind: z.string().min(1).max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(1_000).default(500),
 });
 
 export function createApiApp(options: ApiOptions): Hono {
@@ -58,7 +114,7 @@ export function createApiApp(options: ApiOptions): Hono {
     await next();
   });
 
-  const listAgents = async () => {
+  const listAgents = async (): Promise<AgentView[]> => {
     const peers = await options.peers();
     const at = now();
     return options.db
@@ -66,7 +122,7 @@ export function createApiApp(options: ApiOptions): Hono {
       .from(agents)
       .orderBy(agents.name)
       .all()
-      .map((agent) => {
+      .map((agent): AgentView => {
         const plugins = JSON.parse(agent.plugins) as Array<PluginHealth & { lastError?: string | null }>;
         const peer = peers.get(agent.wireguardKey);
         return {
@@ -85,7 +141,7 @@ export function createApiApp(options: ApiOptions): Hono {
   };
 
   app.get("/v1/status", async (c) =>
-    c.json({
+    c.json<StatusView>({
       mesh: { id: options.identity.meshId, address: options.mesh.address, listenPort: options.mesh.listenPort },
       discovery: { url: options.discoveryUrl, ...options.discoveryState() },
       agents: await listAgents(),
@@ -118,6 +174,7 @@ export function createApiApp(options: ApiOptions): Hono {
     }
     const { ttlMs, uses, name } = parsed.data;
     const token = createToken(options.db, { ttlMs, maxUses: uses, ...(name ? { name } : {}) }, now());
+    options.onTokenCreated?.();
     const invite = await encodeInvite({
       discoveryUrl: options.discoveryUrl,
       meshId: options.identity.meshId,
@@ -150,18 +207,21 @@ export function createApiApp(options: ApiOptions): Hono {
   });
 
   app.get("/v1/events", (c) => {
-    const since = Number(c.req.query("since") ?? 0);
-    const conditions = [gte(events.time, Number.isFinite(since) ? since : 0)];
-    const agent = c.req.query("agent");
-    const kind = c.req.query("kind");
+    const parsed = eventsQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new CoralError("invalid_query", `${issue?.path.join(".") || "query"}: ${issue?.message}`);
+    }
+    const { since, agent, kind, limit } = parsed.data;
+    const conditions = [gte(events.time, since)];
     if (agent) conditions.push(eq(events.agentName, agent));
     if (kind) conditions.push(eq(events.kind, kind));
     const rows = options.db
       .select()
       .from(events)
       .where(and(...conditions))
-      .orderBy(desc(events.time))
-      .limit(500)
+      .orderBy(desc(events.time), desc(events.id))
+      .limit(limit)
       .all();
     return c.json({
       events: rows.map((e) => ({

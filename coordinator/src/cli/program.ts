@@ -1,8 +1,47 @@
-import { CoralError } from "@coral/sdk-proto";
-import { Command, CommanderError } from "commander";
+import { CoralError, parseDuration } from "@coral/sdk-proto";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
+import { startCoordinator } from "../coordinator.js";
+import { defaultDataDir } from "./api-client.js";
 import { discoveryCheckCommand } from "./discovery-check.js";
+import { agentsList, agentsRemove, eventsList, status, tokenCreate, tokenList, tokenRevoke } from "./mesh-commands.js";
 import { type ExitCode, type Io, processIo } from "./output.js";
+
+const port = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("a port is a whole number from 0 to 65535.");
+  return n;
+};
+const duration = (value: string): number => {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new InvalidArgumentError('a duration is a number and a unit: "10s", "5m", "24h", "7d".');
+  return ms;
+};
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** The options every command that talks to a running coordinator takes. */
+function apiCommand(parent: Command, name: string, description: string): Command {
+  return parent
+    .command(name)
+    .description(description)
+    .option("--data-dir <dir>", "the coordinator's data directory, where it writes its API address", defaultDataDir())
+    .option("--api <url>", "the coordinator's API URL (instead of finding it through --data-dir)")
+    .addOption(new Option("--api-token <token>", "the API token, when the API has one").env("CORAL_API_TOKEN"))
+    .option("--json", "print JSON");
+}
+
+/** Resolves at the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(signal);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
 
 /**
  * Runs `coral ...`. User errors end as one line with the fix and exit 1; bugs as
@@ -15,7 +54,9 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     .version(packageJson.version, "-v, --version")
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
-    .showHelpAfterError("(run with --help for usage)");
+    .showHelpAfterError("(run with --help for usage)")
+    // `coral agents remove NAME --json`: options after a subcommand are the subcommand's.
+    .enablePositionalOptions();
 
   const discovery = program.command("discovery").description("your discovery Worker");
   discovery
@@ -25,6 +66,87 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     .option("--json", "print the result as JSON")
     .action(async (url: string, options: { json?: boolean }) => {
       exitCode = await discoveryCheckCommand(url, options, io);
+    });
+
+  const coordinator = program.command("coordinator").description("the hub of your mesh");
+  coordinator
+    .command("start")
+    .description("run the coordinator: WireGuard hub, enrollment, agent service and API (needs root or CAP_NET_ADMIN)")
+    .addOption(new Option("--discovery <url>", "your discovery Worker's URL; remembered after the first start").env("CORAL_DISCOVERY_URL"))
+    .option("--data-dir <dir>", "where keys, the store and the API address live", defaultDataDir())
+    .option("--interface <name>", "WireGuard interface name (default coral0)")
+    .option("--listen-port <port>", "WireGuard UDP port (default 51820)", port)
+    .option("--endpoint <host:port>", "where agents can reach this host; repeat for several (default: detected)", collect)
+    .option("--grpc-port <port>", "agent service port on the mesh address (default 51821)", port)
+    .option("--api-host <address>", "address of the HTTP API (default 127.0.0.1; others need --api-token)")
+    .option("--api-port <port>", "port of the HTTP API (default 51822; 0 picks one)", port)
+    .addOption(new Option("--api-token <token>", "token the API requires (32+ characters)").env("CORAL_API_TOKEN"))
+    .option("--heartbeat-interval <duration>", "how often agents send heartbeats (default 10s)", duration)
+    .option("--metrics-retention <duration>", "how long metric samples are kept (default 7d)", duration)
+    .addOption(new Option("--wireguard <mode>", "kernel module, wireguard-go, or whichever works").choices(["auto", "kernel", "userspace"]))
+    .action(async (o: Record<string, unknown>) => {
+      const log = (line: string) => io.err(`${new Date().toISOString().slice(0, 19)}Z ${line}\n`);
+      const running = await startCoordinator({
+        dataDir: o.dataDir as string,
+        log,
+        ...(o.discovery ? { discoveryUrl: o.discovery as string } : {}),
+        ...(o.interface ? { interfaceName: o.interface as string } : {}),
+        ...(o.listenPort !== undefined ? { listenPort: o.listenPort as number } : {}),
+        ...(o.endpoint ? { endpoints: o.endpoint as string[] } : {}),
+        ...(o.grpcPort !== undefined ? { grpcPort: o.grpcPort as number } : {}),
+        ...(o.apiHost ? { apiHost: o.apiHost as string } : {}),
+        ...(o.apiPort !== undefined ? { apiPort: o.apiPort as number } : {}),
+        ...(o.apiToken ? { apiToken: o.apiToken as string } : {}),
+        ...(o.heartbeatInterval !== undefined ? { heartbeatIntervalMs: o.heartbeatInterval as number } : {}),
+        ...(o.metricsRetention !== undefined ? { metricsRetentionMs: o.metricsRetention as number } : {}),
+        ...(o.wireguard ? { wireguardMode: o.wireguard as "auto" | "kernel" | "userspace" } : {}),
+      });
+      const dataDirFlag = o.dataDir === defaultDataDir() ? "" : ` --data-dir ${o.dataDir as string}`;
+      log(`ready: mesh ${running.meshId}. Invite an agent with \`coral token create${dataDirFlag}\`; Ctrl-C stops.`);
+      const signal = await untilSignal();
+      log(`${signal}: stopping (agents keep their keys and addresses)...`);
+      await running.stop();
+      log("stopped");
+    });
+
+  const token = program.command("token").description("invites for agents to join the mesh");
+  apiCommand(token, "create", "make a join token and print its invite")
+    .option("--ttl <duration>", "how long the invite works", "24h")
+    .option("--uses <n>", "how many agents may join with it", "1")
+    .option("--name <name>", "a label for `coral token list`")
+    .action(async (o) => {
+      exitCode = await tokenCreate(o, io);
+    });
+  apiCommand(token, "list", "list tokens and their state").action(async (o) => {
+    exitCode = await tokenList(o, io);
+  });
+  apiCommand(token, "revoke", "revoke a token (agents that joined with it stay)")
+    .argument("<id>", "the token id, from `coral token list`")
+    .action(async (id: string, o) => {
+      exitCode = await tokenRevoke(id, o, io);
+    });
+
+  apiCommand(program, "status", "the mesh, discovery, and every agent's health and path").action(async (o) => {
+    exitCode = await status(o, io);
+  });
+
+  const agentsCommand = apiCommand(program, "agents", "list the agents of the mesh").enablePositionalOptions();
+  agentsCommand.action(async (o) => {
+    exitCode = await agentsList(o, io);
+  });
+  apiCommand(agentsCommand, "remove", "remove an agent: drop its peer, free its address, refuse its reconnection")
+    .argument("<name>", "the agent's name")
+    .action(async (name: string, o) => {
+      exitCode = await agentsRemove(name, o, io);
+    });
+
+  apiCommand(program, "events", "what agents observed, newest first")
+    .option("--agent <name>", "only this agent's events")
+    .option("--kind <kind>", "only events of this kind, e.g. process.restarted")
+    .option("--since <when>", "a span back from now (1h, 7d) or a time (2026-11-29T10:00:00Z)")
+    .option("--limit <n>", "at most this many (default 500, at most 1000)")
+    .action(async (o) => {
+      exitCode = await eventsList(o, io);
     });
 
   try {

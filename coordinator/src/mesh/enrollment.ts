@@ -10,6 +10,7 @@ import {
   fromBase64Url,
   type JoinAnswerPayload,
   type JoinPayload,
+  joinAnswerPayloadSchema,
   joinPayloadSchema,
   type PendingJoin,
   seal,
@@ -18,7 +19,7 @@ import {
 import { eq } from "drizzle-orm";
 import type { Identity } from "../identity.js";
 import type { Store } from "../store/db.js";
-import { agents, auditLog } from "../store/schema.js";
+import { agents, auditLog, joinAnswers } from "../store/schema.js";
 import { allocateAddress, COORDINATOR_ADDRESS, MESH_PREFIX } from "./allocation.js";
 import { redeemToken } from "./tokens.js";
 
@@ -60,39 +61,91 @@ export class Enrollment {
   }
 
   private async handle(join: PendingJoin): Promise<EnrollmentResult> {
-    const { identity, discovery } = this.options;
-    const now = this.options.now?.() ?? Date.now();
-    let answer: JoinAnswerPayload;
-    let result: EnrollmentResult;
+    const { identity, discovery, db } = this.options;
+    const stored = db.select().from(joinAnswers).where(eq(joinAnswers.joinId, join.joinId)).get();
+    // Handled before a restart but not answered yet: the same answer again, no second token use.
+    const answer = stored ? joinAnswerPayloadSchema.parse(JSON.parse(stored.answer)) : this.decide(join);
+    if (answer.ok) await this.options.addPeer({ publicKey: join.wireguardKey, meshIp: answer.meshIp });
     try {
-      const sealed = fromBase64Url(join.sealed) ?? new Uint8Array();
-      const payload = unseal(sealed, identity.wireguard.privateKey, join.wireguardKey, joinPayloadSchema);
-      const meshIp = await this.enroll(join, payload, now);
-      answer = {
-        v: 1,
-        ok: true,
-        meshIp,
-        meshPrefix: MESH_PREFIX,
-        coordinatorMeshIp: COORDINATOR_ADDRESS,
-        coordinatorWireguardKey: identity.wireguard.publicKey,
-        endpoints: this.options.endpoints(),
-        observedAddress: join.observedAddress,
-        grpcPort: this.options.grpcPort,
-        heartbeatIntervalMs: this.options.heartbeatIntervalMs,
-      };
-      result = { joinId: join.joinId, agent: payload.name, meshIp };
-      this.options.log?.(`enrolled ${payload.name} as ${meshIp} (from ${join.observedAddress ?? "an unknown address"})`);
+      await discovery.answerJoin(identity.signing, join.joinId, seal(answer, identity.wireguard.privateKey, join.wireguardKey));
     } catch (error) {
-      if (!(error instanceof CoralError)) throw error;
-      answer = { v: 1, ok: false, code: error.code, message: error.message };
-      result = { joinId: join.joinId, refused: { code: error.code, message: error.message } };
-      this.options.log?.(`refused join ${join.joinId}: ${error.message}`);
+      // An answer from before a restart reached discovery after all: the agent has it.
+      if (!(error instanceof CoralError && error.code === "answer_exists")) throw error;
     }
-    await discovery.answerJoin(identity.signing, join.joinId, seal(answer, identity.wireguard.privateKey, join.wireguardKey));
-    return result;
+    if (!answer.ok) return { joinId: join.joinId, refused: { code: answer.code, message: answer.message } };
+    return { joinId: join.joinId, agent: stored?.agentName ?? undefined, meshIp: answer.meshIp };
   }
 
-  private async enroll(join: PendingJoin, payload: JoinPayload, now: number): Promise<string> {
+  /**
+   * Accepts or refuses a join. Everything it stores (token use, address, agent, audit and
+   * the answer itself) is one transaction, so a crash leaves all of it or none.
+   */
+  private decide(join: PendingJoin): JoinAnswerPayload {
+    const { identity, db } = this.options;
+    const now = this.options.now?.() ?? Date.now();
+    let payload: JoinPayload | undefined;
+    try {
+      const sealed = fromBase64Url(join.sealed) ?? new Uint8Array();
+      payload = unseal(sealed, identity.wireguard.privateKey, join.wireguardKey, joinPayloadSchema);
+      const accepted = payload;
+      const answer = db.transaction((tx) => {
+        const meshIp = this.enroll(join, accepted, now);
+        const answer: JoinAnswerPayload = {
+          v: 1,
+          ok: true,
+          meshIp,
+          meshPrefix: MESH_PREFIX,
+          coordinatorMeshIp: COORDINATOR_ADDRESS,
+          coordinatorWireguardKey: identity.wireguard.publicKey,
+          endpoints: this.options.endpoints(),
+          observedAddress: join.observedAddress,
+          grpcPort: this.options.grpcPort,
+          heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+        };
+        tx.insert(joinAnswers)
+          .values({
+            joinId: join.joinId,
+            answer: JSON.stringify(answer),
+            agentName: accepted.name,
+            wireguardKey: join.wireguardKey,
+            answeredAt: now,
+          })
+          .run();
+        return answer;
+      });
+      this.options.log?.(
+        `enrolled ${accepted.name} as ${answer.ok ? answer.meshIp : "?"} (from ${join.observedAddress ?? "an unknown address"})`,
+      );
+      return answer;
+    } catch (error) {
+      if (!(error instanceof CoralError)) throw error;
+      const answer: JoinAnswerPayload = { v: 1, ok: false, code: error.code, message: error.message };
+      db.transaction((tx) => {
+        tx.insert(joinAnswers)
+          .values({
+            joinId: join.joinId,
+            answer: JSON.stringify(answer),
+            agentName: payload?.name ?? null,
+            wireguardKey: join.wireguardKey,
+            answeredAt: now,
+          })
+          .run();
+        tx.insert(auditLog)
+          .values({
+            time: now,
+            action: "join.refused",
+            subject: payload?.tokenId ?? join.joinId,
+            details: JSON.stringify({ code: error.code, agent: payload?.name, from: join.observedAddress }),
+          })
+          .run();
+      });
+      this.options.log?.(`refused join ${join.joinId}${payload ? ` from ${payload.name}` : ""}: ${error.message}`);
+      return answer;
+    }
+  }
+
+  /** The database side of accepting a join; runs inside decide()'s transaction. */
+  private enroll(join: PendingJoin, payload: JoinPayload, now: number): string {
     const { db } = this.options;
     const existing = db.select().from(agents).where(eq(agents.name, payload.name)).get();
     if (existing && existing.wireguardKey !== join.wireguardKey) {
@@ -111,21 +164,18 @@ export class Enrollment {
       arch: payload.arch,
       version: payload.agentVersion,
     };
-    db.transaction((tx) => {
-      tx.insert(agents)
-        .values({ name: payload.name, wireguardKey: join.wireguardKey, enrolledAt: now, ...details })
-        .onConflictDoUpdate({ target: agents.name, set: details })
-        .run();
-      tx.insert(auditLog)
-        .values({
-          time: now,
-          action: "agent.enrolled",
-          subject: payload.name,
-          details: JSON.stringify({ meshIp, tokenId: payload.tokenId, from: join.observedAddress }),
-        })
-        .run();
-    });
-    await this.options.addPeer({ publicKey: join.wireguardKey, meshIp });
+    db.insert(agents)
+      .values({ name: payload.name, wireguardKey: join.wireguardKey, enrolledAt: now, ...details })
+      .onConflictDoUpdate({ target: agents.name, set: details })
+      .run();
+    db.insert(auditLog)
+      .values({
+        time: now,
+        action: "agent.enrolled",
+        subject: payload.name,
+        details: JSON.stringify({ meshIp, tokenId: payload.tokenId, from: join.observedAddress }),
+      })
+      .run();
     return meshIp;
   }
 }

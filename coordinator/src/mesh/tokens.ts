@@ -76,12 +76,8 @@ export function redeemToken(db: Store, id: string, secret: string, now: number):
       .run();
     return { ...token, uses: token.uses + 1 };
   });
-  if ("code" in outcome) {
-    db.insert(auditLog)
-      .values({ time: now, action: "join.refused", subject: id, details: JSON.stringify({ code: outcome.code }) })
-      .run();
-    throw new CoralError(outcome.code, outcome.message);
-  }
+  // The caller records the refusal (enrollment audits it with the join it refused).
+  if ("code" in outcome) throw new CoralError(outcome.code, outcome.message);
   return outcome;
 }
 

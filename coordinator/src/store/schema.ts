@@ -17,6 +17,8 @@ export const agents = sqliteTable("agents", {
   enrolledAt: integer("enrolled_at").notNull(),
   registeredAt: integer("registered_at"),
   lastHeartbeatAt: integer("last_heartbeat_at"),
+  /** The agent's address as the hub last saw it (its NAT mapping): where to reach it after a restart. */
+  endpoint: text("endpoint"),
   /** Plugin states from the latest heartbeat, as JSON. */
   plugins: text("plugins").notNull().default("[]"),
 });
@@ -146,3 +148,17 @@ export const auditLog = sqliteTable(
 
 export type AgentRow = typeof agents.$inferSelect;
 export type TokenRow = typeof tokens.$inferSelect;
+
+/**
+ * Every join request handled, with the answer given. A request still pending at discovery
+ * after a restart (the coordinator stopped between enrolling and answering) gets the same
+ * answer again instead of spending another use of its token.
+ */
+export const joinAnswers = sqliteTable("join_answers", {
+  joinId: text("join_id").primaryKey(),
+  /** The answer payload (JSON, before sealing: it holds no secret). */
+  answer: text("answer").notNull(),
+  agentName: text("agent_name"),
+  wireguardKey: text("wireguard_key").notNull(),
+  answeredAt: integer("answered_at").notNull(),
+});

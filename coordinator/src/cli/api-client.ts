@@ -1,0 +1,74 @@
+/**
+ * How CLI commands reach the coordinator: `--api URL` when given, otherwise the address
+ * the coordinator wrote to `api.json` in its data directory. Errors the API answers come
+ * back as CoralErrors with the API's code and message.
+ */
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { CoralError, type ErrorCode, isErrorCode } from "@coral/sdk-proto";
+import { readApiFile } from "../coordinator.js";
+
+export interface ApiTarget {
+  dataDir?: string;
+  api?: string;
+  apiToken?: string;
+}
+
+export function defaultDataDir(): string {
+  return process.env.CORAL_DATA_DIR || join(homedir(), ".coral");
+}
+
+export class ApiClient {
+  private constructor(
+    readonly url: string,
+    private readonly token: string | undefined,
+  ) {}
+
+  static locate(target: ApiTarget): ApiClient {
+    const token = target.apiToken ?? process.env.CORAL_API_TOKEN;
+    if (target.api) return new ApiClient(target.api.replace(/\/+$/, ""), token);
+    const dataDir = target.dataDir ?? defaultDataDir();
+    const file = readApiFile(dataDir);
+    if (!file) {
+      throw new CoralError(
+        "coordinator_unreachable",
+        `No coordinator is running with data directory ${dataDir}: start one with \`coral coordinator start\`, or pass --data-dir DIR or --api URL.`,
+      );
+    }
+    return new ApiClient(file.url, token ?? file.token);
+  }
+
+  async request<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.url}${path}`, {
+        method,
+        headers: {
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error instanceof Error ? error.message : String(error));
+      throw new CoralError(
+        "coordinator_unreachable",
+        `The coordinator's API at ${this.url} does not answer (${cause}); is \`coral coordinator start\` still running?`,
+      );
+    }
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new CoralError("coordinator_unreachable", `${this.url} answered ${response.status} with something that is not Coral's API.`);
+    }
+    if (!response.ok) {
+      const error = json as { code?: string; message?: string };
+      const code: ErrorCode = isErrorCode(error.code) ? error.code : "internal_error";
+      throw new CoralError(code, error.message ?? `The API answered ${response.status}.`);
+    }
+    return json as T;
+  }
+}

@@ -1,0 +1,173 @@
+/** `coral token|status|agents|events`: the CLI over the coordinator's API. */
+import { CoralError, parseDuration } from "@coral/sdk-proto";
+import type { AgentView, CreatedTokenView, EventView, StatusView, TokenView } from "../api/app.js";
+import { ApiClient, type ApiTarget } from "./api-client.js";
+import { ago, humanSpan, isoTime, table } from "./format.js";
+import type { ExitCode, Io } from "./output.js";
+
+type Json = { json?: boolean };
+
+const printJson = (io: Io, value: unknown) => io.out(`${JSON.stringify(value, null, 2)}\n`);
+
+export async function tokenCreate(options: ApiTarget & Json & { ttl: string; uses: string; name?: string }, io: Io): Promise<ExitCode> {
+  const ttlMs = parseDuration(options.ttl);
+  if (ttlMs === undefined) throw new CoralError("config_invalid", `--ttl ${options.ttl} is not a duration like 30m, 24h or 7d.`);
+  const uses = Number(options.uses);
+  if (!Number.isInteger(uses) || uses < 1)
+    throw new CoralError("config_invalid", `--uses ${options.uses} is not a whole number of 1 or more.`);
+  const created = await ApiClient.locate(options).request<CreatedTokenView>("POST", "/v1/tokens", {
+    ttlMs,
+    uses,
+    ...(options.name ? { name: options.name } : {}),
+  });
+  if (options.json) {
+    printJson(io, created);
+    return 0;
+  }
+  io.out(
+    [
+      `Token ${created.id}${created.name ? ` (${created.name})` : ""}: ${uses} use${uses === 1 ? "" : "s"}, expires ${isoTime(created.expiresAt)} (in ${humanSpan(created.expiresAt - Date.now())}).`,
+      "",
+      "Invite (shown only this once; anyone holding it can join until it expires or is used up):",
+      "",
+      `  ${created.invite}`,
+      "",
+      "On the host to add:",
+      "",
+      `  npx coral-agent --join ${created.invite} --plugins=passive,sdk`,
+      "",
+    ].join("\n"),
+  );
+  return 0;
+}
+
+export async function tokenList(options: ApiTarget & Json, io: Io): Promise<ExitCode> {
+  const { tokens } = await ApiClient.locate(options).request<{ tokens: TokenView[] }>("GET", "/v1/tokens");
+  if (options.json) {
+    printJson(io, tokens);
+    return 0;
+  }
+  if (tokens.length === 0) {
+    io.out("No tokens. Make one with `coral token create`.\n");
+    return 0;
+  }
+  const now = Date.now();
+  io.out(
+    `${table(
+      ["id", "name", "state", "uses", "expires", "created"],
+      tokens.map((t) => [t.id, t.name ?? "-", t.state, `${t.uses}/${t.maxUses}`, ago(t.expiresAt, now), ago(t.createdAt, now)]),
+    )}\n`,
+  );
+  return 0;
+}
+
+export async function tokenRevoke(id: string, options: ApiTarget & Json, io: Io): Promise<ExitCode> {
+  const result = await ApiClient.locate(options).request<{ revoked: string }>("DELETE", `/v1/tokens/${encodeURIComponent(id)}`);
+  if (options.json) printJson(io, result);
+  else io.out(`Token ${id} revoked; agents that already joined with it stay.\n`);
+  return 0;
+}
+
+export async function status(options: ApiTarget & Json, io: Io): Promise<ExitCode> {
+  const view = await ApiClient.locate(options).request<StatusView>("GET", "/v1/status");
+  if (options.json) {
+    printJson(io, view);
+    return 0;
+  }
+  const now = Date.now();
+  const d = view.discovery;
+  const discoveryLine =
+    d.state === "registered"
+      ? `registered ${ago(d.lastRegistered, now)}${d.observedAddress ? `, seen from ${d.observedAddress}` : ""}`
+      : d.state === "failing"
+        ? `FAILING: ${d.lastError ?? "unknown error"} (last registered ${ago(d.lastRegistered, now)})`
+        : "not registered yet";
+  const counts = new Map<string, number>();
+  for (const agent of view.agents) counts.set(agent.status, (counts.get(agent.status) ?? 0) + 1);
+  const summary = [...counts].map(([state, n]) => `${n} ${state}`).join(", ");
+  io.out(
+    [
+      `Mesh       ${view.mesh.id}`,
+      `Hub        ${view.mesh.address}, WireGuard UDP ${view.mesh.listenPort}`,
+      `Discovery  ${d.url}  ${discoveryLine}`,
+      `Agents     ${view.agents.length === 0 ? "none yet; invite one with `coral token create`" : `${view.agents.length} (${summary})`}`,
+      "",
+    ].join("\n"),
+  );
+  if (view.agents.length > 0) io.out(`${agentTable(view.agents, now)}\n`);
+  return 0;
+}
+
+export async function agentsList(options: ApiTarget & Json, io: Io): Promise<ExitCode> {
+  const { agents } = await ApiClient.locate(options).request<{ agents: AgentView[] }>("GET", "/v1/agents");
+  if (options.json) printJson(io, agents);
+  else io.out(agents.length === 0 ? "No agents yet; invite one with `coral token create`.\n" : `${agentTable(agents, Date.now())}\n`);
+  return 0;
+}
+
+export async function agentsRemove(name: string, options: ApiTarget & Json, io: Io): Promise<ExitCode> {
+  const result = await ApiClient.locate(options).request<{ removed: string }>("DELETE", `/v1/agents/${encodeURIComponent(name)}`);
+  if (options.json) printJson(io, result);
+  else io.out(`Agent ${name} removed: its peer is gone and its address is free. To bring it back, join it again with a new invite.\n`);
+  return 0;
+}
+
+export async function eventsList(
+  options: ApiTarget & Json & { agent?: string; kind?: string; since?: string; limit?: string },
+  io: Io,
+): Promise<ExitCode> {
+  const query = new URLSearchParams();
+  if (options.since) query.set("since", String(sinceTime(options.since)));
+  if (options.agent) query.set("agent", options.agent);
+  if (options.kind) query.set("kind", options.kind);
+  if (options.limit) query.set("limit", options.limit);
+  const { events } = await ApiClient.locate(options).request<{ events: EventView[] }>("GET", `/v1/events?${query}`);
+  if (options.json) {
+    printJson(io, events);
+    return 0;
+  }
+  if (events.length === 0) {
+    io.out("No events match.\n");
+    return 0;
+  }
+  io.out(
+    `${table(
+      ["time", "agent", "kind", "subject", "details"],
+      events.map((e) => [
+        isoTime(e.time),
+        e.agent,
+        e.kind,
+        e.subject.name ?? e.subject.id,
+        Object.entries(e.attributes)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" "),
+      ]),
+    )}\n`,
+  );
+  return 0;
+}
+
+/** `--since 1h` (a span back from now) or `--since 2026-11-29T10:00:00Z` (a time). */
+function sinceTime(text: string): number {
+  const span = parseDuration(text);
+  if (span !== undefined) return Date.now() - span;
+  const time = Date.parse(text);
+  if (Number.isNaN(time))
+    throw new CoralError("config_invalid", `--since ${text} is neither a span like 1h nor a time like 2026-11-29T10:00:00Z.`);
+  return time;
+}
+
+function agentTable(agents: AgentView[], now: number): string {
+  return table(
+    ["agent", "mesh ip", "status", "last seen", "path", "endpoint", "plugins"],
+    agents.map((a) => [
+      a.name,
+      a.meshIp,
+      a.status,
+      ago(a.lastSeen, now),
+      a.path,
+      a.endpoint ?? "-",
+      a.plugins.map((p) => (p.state === "running" ? p.name : `${p.name} (${p.state})`)).join(", ") || "-",
+    ]),
+  );
+}

@@ -1,0 +1,495 @@
+/**
+ * `coral coordinator start`: the hub of a mesh. It owns the identity and the store in its
+ * data directory, brings up the WireGuard interface (restoring every enrolled agent as a
+ * peer, so agents come back without re-joining), serves the agent service on its mesh
+ * address and the HTTP API on loopback, keeps its record at discovery fresh, and answers
+ * join requests.
+ */
+import { createSocket } from "node:dgram";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { hostname, networkInterfaces } from "node:os";
+import { join } from "node:path";
+import {
+  type CoordinatorConfig,
+  CoralError,
+  coordinatorConfigSchema,
+  DiscoveryClient,
+  parseConfigFile,
+  parseDuration,
+} from "@coral/sdk-proto";
+import { WireGuardInterface } from "@coral/wireguard";
+import { serve } from "@hono/node-server";
+import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
+import { checkApiExposure, createApiApp } from "./api/app.js";
+import { loadOrCreateIdentity } from "./identity.js";
+import { COORDINATOR_ADDRESS } from "./mesh/allocation.js";
+import { Enrollment } from "./mesh/enrollment.js";
+import { DiscoveryRegistrar } from "./mesh/registrar.js";
+import { startAgentService } from "./rpc/agent-service.js";
+import { openStore, type Store } from "./store/db.js";
+import { agents, batches, events, joinAnswers, metricSamples, tokens } from "./store/schema.js";
+
+export const DEFAULTS = {
+  interfaceName: "coral0",
+  listenPort: 51820,
+  grpcPort: 51821,
+  apiHost: "127.0.0.1",
+  apiPort: 51822,
+  heartbeatIntervalMs: 10_000,
+  metricsRetentionMs: 7 * 86_400_000,
+  eventsRetentionMs: 30 * 86_400_000,
+} as const;
+
+/** How often join requests are fetched from discovery: quickly only while a join is likely. */
+export const JOIN_POLL = { eagerMs: 1_000, eagerForMs: 10 * 60_000, activeTokenMs: 5_000, idleMs: 30_000 } as const;
+
+export const CONFIG_FILE = "coordinator.json";
+export const API_FILE = "api.json";
+export const STORE_FILE = "coral.db";
+
+export interface CoordinatorOptions {
+  dataDir: string;
+  /** Flags; each overrides the same field of `coordinator.json` in the data directory. */
+  discoveryUrl?: string;
+  interfaceName?: string;
+  listenPort?: number;
+  /** Where agents reach the hub (host:port), best first; detected when absent. */
+  endpoints?: string[];
+  grpcPort?: number;
+  apiHost?: string;
+  /** 0 picks a free port. */
+  apiPort?: number;
+  apiToken?: string;
+  heartbeatIntervalMs?: number;
+  metricsRetentionMs?: number;
+  wireguardMode?: "auto" | "kernel" | "userspace";
+  /** Progress and what happens; one line each. */
+  log?: (line: string) => void;
+}
+
+/** What `api.json` in the data directory holds: how the CLI finds this coordinator. */
+export interface ApiFile {
+  url: string;
+  pid: number;
+  meshId: string;
+  startedAt: number;
+  token?: string;
+}
+
+export interface RunningCoordinator {
+  meshId: string;
+  apiUrl: string;
+  wireguard: WireGuardInterface;
+  db: Store;
+  stop(): Promise<void>;
+}
+
+export async function startCoordinator(options: CoordinatorOptions): Promise<RunningCoordinator> {
+  const log = options.log ?? (() => {});
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const settings = resolveSettings(options);
+  refuseSecondInstance(options.dataDir);
+
+  const { identity, created } = await loadOrCreateIdentity(options.dataDir);
+  log(
+    created
+      ? `created a new mesh in ${options.dataDir}: mesh id ${identity.meshId}`
+      : `mesh ${identity.meshId} (data in ${options.dataDir})`,
+  );
+  const db = openStore(join(options.dataDir, STORE_FILE));
+  const cleanups: Array<() => Promise<void> | void> = [
+    () => {
+      db.$client.close();
+    },
+  ];
+  const cleanup = async () => {
+    for (const step of cleanups.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        log(`while stopping: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  };
+
+  try {
+    checkApiExposure(settings.apiHost, settings.apiToken);
+    const discovery = new DiscoveryClient({ url: settings.discoveryUrl });
+
+    log(`bringing up WireGuard interface ${settings.interfaceName} (${COORDINATOR_ADDRESS}/10, UDP ${settings.listenPort})...`);
+    const wireguard = await WireGuardInterface.up({
+      name: settings.interfaceName,
+      privateKey: identity.wireguard.privateKey,
+      listenPort: settings.listenPort,
+      address: `${COORDINATOR_ADDRESS}/10`,
+      mode: options.wireguardMode ?? "auto",
+      onEvent: (event) => log(`wireguard: ${event.message}`),
+    });
+    cleanups.push(() => wireguard.down());
+    const enrolled = db.select({ key: agents.wireguardKey, meshIp: agents.meshIp, endpoint: agents.endpoint }).from(agents).all();
+    await wireguard.setPeers(
+      enrolled.map((a) => ({ publicKey: a.key, allowedIps: [`${a.meshIp}/32`], ...(a.endpoint ? { endpoint: a.endpoint } : {}) })),
+    );
+    log(`WireGuard ${settings.interfaceName} is up (${wireguard.mode}); ${enrolled.length} enrolled agent(s) restored as peers`);
+    await nudge(enrolled.filter((a) => a.endpoint).map((a) => a.meshIp));
+    const endpoints = setInterval(() => void recordEndpoints(db, wireguard).catch(() => {}), 10_000);
+    endpoints.unref();
+    cleanups.push(async () => {
+      clearInterval(endpoints);
+      await recordEndpoints(db, wireguard);
+    });
+
+    const agentService = await startAgentService({
+      db,
+      host: COORDINATOR_ADDRESS,
+      port: settings.grpcPort,
+      heartbeatIntervalMs: settings.heartbeatIntervalMs,
+    });
+    cleanups.push(() => agentService.close());
+    log(`agent service (gRPC) on ${COORDINATOR_ADDRESS}:${agentService.port}, the mesh only`);
+
+    const registrar = new DiscoveryRegistrar({
+      discovery,
+      signing: identity.signing,
+      registration: () => ({
+        v: 1,
+        wireguardKey: identity.wireguard.publicKey,
+        listenPort: settings.listenPort,
+        endpoints: advertisedEndpoints(),
+        name:
+          hostname()
+            .replace(/[^\x20-\x7e]/g, "?")
+            .slice(0, 64) || "coordinator",
+      }),
+      log: (line) => log(line),
+    });
+    const advertisedEndpoints = (): string[] => {
+      if (settings.endpoints.length > 0) return settings.endpoints;
+      const detected = localAddresses(settings.interfaceName).map((ip) => `${ip}:${settings.listenPort}`);
+      // Discovery's view of us is our NAT's public address; with a forwarded port it is the way in.
+      const observed = registrar.state.observedAddress;
+      const fromOutside = observed && !observed.includes(":") ? [`${observed}:${settings.listenPort}`] : [];
+      return [...new Set([...detected, ...fromOutside])].slice(0, 8);
+    };
+
+    const joinPoller = new JoinPoller(
+      new Enrollment({
+        db,
+        discovery,
+        identity,
+        addPeer: (peer) => wireguard.setPeer({ publicKey: peer.publicKey, allowedIps: [`${peer.meshIp}/32`] }),
+        endpoints: advertisedEndpoints,
+        grpcPort: agentService.port,
+        heartbeatIntervalMs: settings.heartbeatIntervalMs,
+        log,
+      }),
+      db,
+      log,
+    );
+
+    const app = createApiApp({
+      db,
+      identity,
+      discoveryUrl: settings.discoveryUrl,
+      mesh: { address: COORDINATOR_ADDRESS, listenPort: settings.listenPort },
+      heartbeatIntervalMs: settings.heartbeatIntervalMs,
+      discoveryState: () => registrar.state,
+      peers: async () => {
+        const status = await wireguard.status();
+        return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
+      },
+      removePeer: (key) => wireguard.removePeer(key),
+      onTokenCreated: () => joinPoller.hurry(),
+      ...(settings.apiToken ? { token: settings.apiToken } : {}),
+    });
+    const api = await listen(app.fetch, settings.apiHost, settings.apiPort);
+    cleanups.push(() => api.close());
+    const apiUrl = `http://${settings.apiHost.includes(":") ? `[${settings.apiHost}]` : settings.apiHost}:${api.port}`;
+    writeApiFile(options.dataDir, {
+      url: apiUrl,
+      pid: process.pid,
+      meshId: identity.meshId,
+      startedAt: Date.now(),
+      ...(settings.apiToken ? { token: settings.apiToken } : {}),
+    });
+    cleanups.push(() => rmSync(join(options.dataDir, API_FILE), { force: true }));
+    log(`API on ${apiUrl}${settings.apiToken ? " (token required)" : " (loopback only)"}`);
+
+    log(`registering with discovery at ${settings.discoveryUrl}...`);
+    await registrar.registerOnce();
+    registrar.start();
+    cleanups.push(() => registrar.stop());
+    joinPoller.start();
+    cleanups.push(() => joinPoller.stop());
+
+    const retention = setInterval(() => applyRetention(db, settings.metricsRetentionMs, Date.now()), 3_600_000);
+    retention.unref();
+    applyRetention(db, settings.metricsRetentionMs, Date.now());
+    cleanups.push(() => clearInterval(retention));
+
+    return { meshId: identity.meshId, apiUrl, wireguard, db, stop: cleanup };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+/**
+ * Sends one empty datagram to each agent through the tunnel. The hub restarted without
+ * sessions; a packet to send makes WireGuard shake hands with the agent's last known
+ * endpoint at once, instead of waiting until the agent notices that its session went
+ * stale (15 s or more).
+ */
+async function nudge(meshIps: string[]): Promise<void> {
+  if (meshIps.length === 0) return;
+  const socket = createSocket("udp4");
+  await Promise.all(meshIps.map((ip) => new Promise<void>((done) => socket.send(Buffer.alloc(0), DISCARD_PORT, ip, () => done()))));
+  socket.close();
+}
+const DISCARD_PORT = 9;
+
+/** Remembers where each agent was last seen, so that a restarted hub can reach it first. */
+async function recordEndpoints(db: Store, wireguard: WireGuardInterface): Promise<void> {
+  const { peers } = await wireguard.status();
+  const known = new Map(
+    db
+      .select({ key: agents.wireguardKey, endpoint: agents.endpoint })
+      .from(agents)
+      .all()
+      .map((a) => [a.key, a.endpoint]),
+  );
+  const changed = peers.filter((p) => p.endpoint && known.has(p.publicKey) && known.get(p.publicKey) !== p.endpoint);
+  if (changed.length === 0) return;
+  db.transaction((tx) => {
+    for (const peer of changed) tx.update(agents).set({ endpoint: peer.endpoint }).where(eq(agents.wireguardKey, peer.publicKey)).run();
+  });
+}
+
+interface Settings {
+  discoveryUrl: string;
+  interfaceName: string;
+  listenPort: number;
+  endpoints: string[];
+  grpcPort: number;
+  apiHost: string;
+  apiPort: number;
+  apiToken: string | undefined;
+  heartbeatIntervalMs: number;
+  metricsRetentionMs: number;
+}
+
+/** Flags over `coordinator.json` over defaults; the discovery URL is remembered once given. */
+function resolveSettings(options: CoordinatorOptions): Settings {
+  const file = join(options.dataDir, CONFIG_FILE);
+  let config: CoordinatorConfig = {};
+  if (existsSync(file)) {
+    const parsed = parseConfigFile(readFileSync(file, "utf8"), coordinatorConfigSchema, file);
+    if (!parsed.ok) {
+      throw new CoralError("config_invalid", parsed.errors.map((e) => `${file}${e.path ? ` ${e.path}` : ""}: ${e.message}`).join("; "));
+    }
+    config = parsed.value;
+  }
+  const discoveryUrl = options.discoveryUrl ?? config.discovery;
+  if (!discoveryUrl) {
+    throw new CoralError(
+      "config_invalid",
+      "No discovery URL: pass --discovery URL (your Worker, e.g. https://coral-discovery.NAME.workers.dev) on the first start; it is remembered.",
+    );
+  }
+  if (!/^https?:\/\/[^/]+/.test(discoveryUrl)) {
+    throw new CoralError("config_invalid", `--discovery ${discoveryUrl} is not an http(s) URL.`);
+  }
+  if (options.discoveryUrl && config.discovery !== options.discoveryUrl) {
+    writeFileSync(file, `${JSON.stringify({ ...config, discovery: options.discoveryUrl }, null, 2)}\n`, { mode: 0o600 });
+  }
+  const duration = (value: string | undefined, field: string): number | undefined => {
+    if (value === undefined) return undefined;
+    const ms = parseDuration(value);
+    if (ms === undefined) throw new CoralError("config_invalid", `${file} ${field}: "${value}" is not a duration like 10s or 7d.`);
+    return ms;
+  };
+  return {
+    discoveryUrl: discoveryUrl.replace(/\/+$/, ""),
+    interfaceName: options.interfaceName ?? config.interface ?? DEFAULTS.interfaceName,
+    listenPort: options.listenPort ?? config.listenPort ?? DEFAULTS.listenPort,
+    endpoints: options.endpoints?.length ? options.endpoints : (config.endpoints ?? []),
+    grpcPort: options.grpcPort ?? config.grpcPort ?? DEFAULTS.grpcPort,
+    apiHost: options.apiHost ?? config.api?.host ?? DEFAULTS.apiHost,
+    apiPort: options.apiPort ?? config.api?.port ?? DEFAULTS.apiPort,
+    apiToken: options.apiToken ?? config.api?.token,
+    heartbeatIntervalMs:
+      options.heartbeatIntervalMs ?? duration(config.heartbeatInterval, "heartbeatInterval") ?? DEFAULTS.heartbeatIntervalMs,
+    metricsRetentionMs: options.metricsRetentionMs ?? duration(config.metricsRetention, "metricsRetention") ?? DEFAULTS.metricsRetentionMs,
+  };
+}
+
+/** One coordinator per data directory: a live pid in `api.json` means another one runs. */
+function refuseSecondInstance(dataDir: string): void {
+  const existing = readApiFile(dataDir);
+  if (existing && existing.pid !== process.pid && isAlive(existing.pid)) {
+    throw new CoralError(
+      "coordinator_running",
+      `A coordinator (pid ${existing.pid}) already runs with ${dataDir}; stop it first, or use another --data-dir.`,
+    );
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export function readApiFile(dataDir: string): ApiFile | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dataDir, API_FILE), "utf8")) as ApiFile;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeApiFile(dataDir: string, content: ApiFile): void {
+  const path = join(dataDir, API_FILE);
+  rmSync(path, { force: true });
+  // It may hold the API token: its owner only.
+  writeFileSync(path, `${JSON.stringify(content, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+}
+
+/** This machine's IPv4 addresses other agents might reach, skipping loopback and the mesh itself. */
+function localAddresses(meshInterface: string): string[] {
+  return Object.entries(networkInterfaces())
+    .filter(([name]) => name !== meshInterface)
+    .flatMap(([, addresses]) => addresses ?? [])
+    .filter((a) => a.family === "IPv4" && !a.internal)
+    .map((a) => a.address);
+}
+
+async function listen(
+  fetch: (request: Request) => Response | Promise<Response>,
+  hostname: string,
+  port: number,
+): Promise<{ port: number; close(): Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, hostname, port }, (info: AddressInfo) =>
+      resolve({
+        port: info.port,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      }),
+    );
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === "EADDRINUSE"
+          ? new CoralError("config_invalid", `The API port ${hostname}:${port} is taken; choose another with --api-port.`)
+          : error,
+      ),
+    );
+  });
+}
+
+/**
+ * Fetches join requests from discovery. Requests only arrive when someone holds an
+ * invite, so it polls every second for ten minutes after a token is made or a join
+ * happens, every 5 s while any token is usable, and every 30 s otherwise: a join
+ * waits a second at most while one is expected, and an idle mesh costs discovery
+ * almost nothing.
+ */
+class JoinPoller {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = true;
+  private eagerUntil = 0;
+  private lastError: string | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly enrollment: Enrollment,
+    private readonly db: Store,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.eagerUntil = Date.now() + JOIN_POLL.eagerForMs;
+    this.schedule(0);
+  }
+
+  /** A token was just made: look often, starting now. */
+  hurry(): void {
+    this.eagerUntil = Date.now() + JOIN_POLL.eagerForMs;
+    if (!this.running && !this.stopped) this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(delayMs: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.running = this.poll().finally(() => {
+        this.running = undefined;
+        if (!this.stopped) this.schedule(this.interval());
+      });
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private async poll(): Promise<void> {
+    try {
+      const results = await this.enrollment.pollOnce();
+      if (results.length > 0) this.eagerUntil = Date.now() + JOIN_POLL.eagerForMs;
+      if (this.lastError) this.log("join requests: discovery answers again");
+      this.lastError = undefined;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (message !== this.lastError) this.log(`join requests: ${message} (will retry)`);
+      this.lastError = message;
+    }
+  }
+
+  private interval(): number {
+    const now = Date.now();
+    if (now < this.eagerUntil) return JOIN_POLL.eagerMs;
+    const usable = this.db
+      .select({ id: tokens.id })
+      .from(tokens)
+      .where(and(isNull(tokens.revokedAt), gt(tokens.expiresAt, now), lt(tokens.uses, tokens.maxUses)))
+      .get();
+    return usable ? JOIN_POLL.activeTokenMs : JOIN_POLL.idleMs;
+  }
+}
+
+/**
+ * Drops metric samples past their retention, events past 30 days, answered joins
+ * after a day, and report-batch receipts after the metrics' retention (keeping each
+ * agent's latest, which Register reports back as its acknowledged sequence).
+ */
+export function applyRetention(db: Store, metricsRetentionMs: number, now: number): { metricSamples: number; events: number } {
+  return db.transaction((tx) => {
+    const samples = tx
+      .delete(metricSamples)
+      .where(lt(metricSamples.time, now - metricsRetentionMs))
+      .run().changes;
+    const old = tx
+      .delete(events)
+      .where(lt(events.time, now - DEFAULTS.eventsRetentionMs))
+      .run().changes;
+    tx.delete(joinAnswers)
+      .where(lt(joinAnswers.answeredAt, now - 86_400_000))
+      .run();
+    tx.delete(batches)
+      .where(
+        and(
+          lt(batches.receivedAt, now - metricsRetentionMs),
+          sql`${batches.sequence} < (SELECT max(b.sequence) FROM ${batches} b WHERE b.agent_name = ${batches.agentName})`,
+        ),
+      )
+      .run();
+    return { metricSamples: samples, events: old };
+  });
+}
