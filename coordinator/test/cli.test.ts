@@ -1,5 +1,10 @@
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../src/index.js";
@@ -72,5 +77,54 @@ describe("coral discovery check, against the Worker served by wrangler dev", () 
     } finally {
       web.close();
     }
+  });
+});
+
+describe("coral coordinator start, where it cannot run", () => {
+  const cli = resolve(dirname(fileURLToPath(import.meta.url)), "../src/cli.ts");
+  const node = [process.execPath, "--conditions=coral-source", "--import", "tsx", cli];
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "coral-noroot-"));
+    chmodSync(dir, 0o777);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs the real binary; as root, `setpriv` drops to nobody when asked to. */
+  function start(options: { asNobody?: boolean; path?: string }, dataDir: string) {
+    const argv = [...node, "coordinator", "start", "--discovery", "http://127.0.0.1:9", "--data-dir", dataDir, "--interface", "coraltest0"];
+    const [command, args] =
+      options.asNobody && process.getuid?.() === 0
+        ? ["setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]]
+        : [argv[0] as string, argv.slice(1)];
+    const result = spawnSync(command, args, {
+      cwd: dirname(cli),
+      encoding: "utf8",
+      env: { ...process.env, ...(options.path ? { PATH: options.path } : {}), HOME: dir },
+    });
+    return { code: result.status, err: result.stderr };
+  }
+
+  it("without root or CAP_NET_ADMIN, stops with one line saying what to do", () => {
+    const result = start({ asNobody: true }, join(dir, "nobody"));
+    expect(result.code).toBe(1);
+    const lines = result.err.trim().split("\n");
+    expect(lines.at(-1)).toBe(
+      "coral: WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
+    );
+    // Progress lines come first, then the one error; nothing else.
+    expect(lines.slice(0, -1).every((line) => /^\d{4}-\d\d-\d\dT[\d:]+Z /.test(line))).toBe(true);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("without the WireGuard tools, names the packages to install", () => {
+    // PATH holds node only: no wg, no ip (so nothing can touch this machine's network).
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    symlinkSync(process.execPath, join(bin, "node"));
+    const result = start({ path: bin }, join(dir, "root"));
+    expect(result.code).toBe(1);
+    expect(result.err.trim().split("\n").at(-1)).toBe(
+      "coral: WireGuard tools are missing: install wireguard-tools and iproute2 (Debian/Ubuntu: apt-get install wireguard-tools iproute2).",
+    );
   });
 });

@@ -23,7 +23,12 @@ const skip = labSkipReason("coordinator in a network-namespace lab");
 
 /** `ip netns exec NS node (tsx) FILE ARGS`, from the package directory. */
 function spawnIn(ns: string, file: string, args: string[]): ChildProcess {
-  return spawn("ip", ["netns", "exec", ns, ...node, file, ...args], { cwd: packageDir, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn("ip", ["netns", "exec", ns, ...node, file, ...args], { cwd: packageDir, stdio: ["pipe", "pipe", "pipe"] });
+  // However this test ends (a timed-out hook included), nothing it started outlives it.
+  const kill = () => child.kill("SIGKILL");
+  process.once("exit", kill);
+  child.once("exit", () => process.off("exit", kill));
+  return child;
 }
 
 /** What the peer answers, by command. */
@@ -143,6 +148,7 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     dir = mkdtempSync(join(tmpdir(), "coral-coordinator-"));
     dataDir = join(dir, "data");
     lab = createLab();
+    process.once("exit", () => lab.destroy());
     hub = `${lab.prefix}hub`;
     discovery = await startLocalDiscovery({ netns: lab.a, ip: lab.addressA, port: 8787 });
     await startCoordinator("--discovery", discovery.url);

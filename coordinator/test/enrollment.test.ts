@@ -145,3 +145,77 @@ describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker a
     expect((await joinMesh(await invite(1), "web-1")).answer).toMatchObject({ ok: false, code: "agent_name_taken" });
   }, 60_000);
 });
+
+describe("enrollment across a restart between enrolling and answering", () => {
+  let discovery: LocalDiscovery;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "coral-enroll-restart-"));
+    discovery = await startLocalDiscovery({ port: 0 });
+  }, 120_000);
+  afterAll(async () => {
+    await discovery?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answers the same join the same way after the restart, spending the token once", async () => {
+    const client = new DiscoveryClient({ url: discovery.url });
+    const { identity } = await loadOrCreateIdentity(join(dir, "data"));
+    await client.register(identity.signing, {
+      v: 1,
+      wireguardKey: identity.wireguard.publicKey,
+      listenPort: 51820,
+      endpoints: ["192.0.2.1:51820"],
+    });
+    let db = openStore(join(dir, "data", "coral.db"));
+    const token = createToken(db, { ttlMs: 3_600_000, maxUses: 1 }, Date.now());
+    const agent = generateKeyPair();
+    const payload = {
+      v: 1 as const,
+      tokenId: token.id,
+      secret: token.secret,
+      name: "web-9",
+      hostname: "web-9",
+      os: "linux",
+      arch: "x64",
+      agentVersion: "0.1.0",
+    };
+    const { joinId } = await client.createJoin(
+      identity.meshId,
+      agent.publicKey,
+      seal(payload, agent.privateKey, identity.wireguard.publicKey),
+    );
+    const options = {
+      identity,
+      addPeer: async () => {},
+      endpoints: () => ["192.0.2.1:51820"],
+      grpcPort: 51821,
+      heartbeatIntervalMs: 10_000,
+    };
+
+    // The coordinator enrolls the agent, then loses its connection (or dies) before answering.
+    const cut = Object.assign(Object.create(client) as DiscoveryClient, {
+      answerJoin: async () => {
+        throw new Error("connection reset");
+      },
+    });
+    await expect(new Enrollment({ ...options, db, discovery: cut }).pollOnce()).rejects.toThrow("connection reset");
+    db.$client.close();
+
+    db = openStore(join(dir, "data", "coral.db"));
+    expect(await new Enrollment({ ...options, db, discovery: client }).pollOnce()).toEqual([
+      { joinId, agent: "web-9", meshIp: "100.64.0.2" },
+    ]);
+    const answer = await client.getAnswer(identity.meshId, joinId);
+    const opened = unseal(
+      Buffer.from(answer?.sealed ?? "", "base64url"),
+      agent.privateKey,
+      identity.wireguard.publicKey,
+      joinAnswerPayloadSchema,
+    );
+    expect(opened).toMatchObject({ ok: true, meshIp: "100.64.0.2" });
+    expect(db.$client.prepare("SELECT uses FROM tokens").get()).toEqual({ uses: 1 });
+    expect(db.$client.prepare("SELECT count(*) AS n FROM audit_log WHERE action = 'agent.enrolled'").get()).toEqual({ n: 1 });
+    db.$client.close();
+  }, 60_000);
+});

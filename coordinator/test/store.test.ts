@@ -3,10 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKeyPair } from "@coral/wireguard";
 import { afterEach, describe, expect, it } from "vitest";
+import { applyRetention } from "../src/coordinator.js";
 import { allocateAddress, COORDINATOR_ADDRESS, intToIp, ipToInt, releaseAddress } from "../src/mesh/allocation.js";
 import { createToken, listTokens, redeemToken, revokeToken, tokenState } from "../src/mesh/tokens.js";
 import { openStore, type Store } from "../src/store/db.js";
-import { auditLog } from "../src/store/schema.js";
+import { auditLog, batches, events, metricSamples } from "../src/store/schema.js";
 
 const dirs: string[] = [];
 function freshStore(): { db: Store; path: string } {
@@ -108,5 +109,61 @@ describe("join tokens", () => {
       .map((row) => row.action);
     expect(actions).toEqual(["token.created", "token.created", "token.revoked"]);
     expect(listTokens(db).map((t) => t.uses)).toEqual([0, 0]);
+  });
+});
+
+describe("retention", () => {
+  it("drops metric samples past their retention and old receipts, keeping each agent's latest sequence", () => {
+    const { db } = freshStore();
+    const day = 86_400_000;
+    const now = 100 * day;
+    const sample = (time: number) => ({ agentName: "web-1", name: "cpu", subjectId: "host", time, value: 1 });
+    db.insert(metricSamples)
+      .values([sample(now - 8 * day), sample(now - 6 * day), sample(now)])
+      .run();
+    db.insert(batches)
+      .values([
+        { agentName: "web-1", sequence: 1, receivedAt: now - 9 * day },
+        { agentName: "web-1", sequence: 2, receivedAt: now - 8 * day },
+        { agentName: "db-1", sequence: 7, receivedAt: now - 9 * day },
+      ])
+      .run();
+    const event = (time: number, position: number) => ({
+      agentName: "web-1",
+      sequence: 1,
+      position,
+      kind: "process.started",
+      time,
+      subjectKind: "process",
+      subjectId: "pid:1",
+    });
+    db.insert(events)
+      .values([event(now - 31 * day, 0), event(now - 29 * day, 1)])
+      .run();
+
+    expect(applyRetention(db, 7 * day, now)).toEqual({ metricSamples: 1, events: 1 });
+    expect(
+      db
+        .select()
+        .from(metricSamples)
+        .all()
+        .map((s) => s.time),
+    ).toEqual([now - 6 * day, now]);
+    // The latest receipt of each agent stays: Register tells the agent where it stands.
+    expect(
+      db
+        .select()
+        .from(batches)
+        .all()
+        .map((b) => `${b.agentName}:${b.sequence}`)
+        .sort(),
+    ).toEqual(["db-1:7", "web-1:2"]);
+    expect(
+      db
+        .select()
+        .from(events)
+        .all()
+        .map((e) => e.time),
+    ).toEqual([now - 29 * day]);
   });
 });

@@ -143,7 +143,9 @@ export class WireGuardInterface {
     const env = { ...process.env };
     // wireguard-go re-execs itself when this is set to anything but 1 (see REFERENCE).
     delete env.WG_PROCESS_FOREGROUND;
-    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"], env });
+    // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and
+    // wireguard-go must outlive that long enough for down() to stop it in order.
+    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"], env, detached: true });
     this.child = child;
     let stderr = "";
     child.stderr?.on("data", (chunk: Buffer) => {
