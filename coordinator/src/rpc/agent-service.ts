@@ -13,10 +13,8 @@ import {
   type ServerUnaryCall,
   type sendUnaryData,
 } from "@grpc/grpc-js";
-import { eq, max } from "drizzle-orm";
 import type { Store } from "../store/db.js";
-import { type AgentRow, agents, batches } from "../store/schema.js";
-import { ingestBatches } from "./ingest.js";
+import { prepareIngest } from "./ingest.js";
 
 export interface AgentServiceOptions {
   db: Store;
@@ -34,9 +32,23 @@ export function peerAddress(peer: string): string {
   return withoutScheme.replace(/:\d+$/, "");
 }
 
-function identify<Req, Res>(db: Store, call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): AgentRow | undefined {
+/** The few columns the hot paths need; read through a statement prepared once. */
+interface Caller {
+  name: string;
+  hostname: string | null;
+  os: string | null;
+  arch: string | null;
+  version: string | null;
+  plugins: string;
+}
+
+function identify<Req, Res>(
+  agentByIp: (ip: string) => Caller | undefined,
+  call: ServerUnaryCall<Req, Res>,
+  callback: sendUnaryData<Res>,
+): Caller | undefined {
   const address = peerAddress(call.getPeer()).replace(/^::ffff:/, "");
-  const agent = db.select().from(agents).where(eq(agents.meshIp, address)).get();
+  const agent = agentByIp(address);
   if (!agent) {
     callback({ code: GrpcStatus.UNAUTHENTICATED, details: `no agent of this mesh has the address ${address}; join the mesh first` });
     return undefined;
@@ -65,53 +77,61 @@ function pluginsJson(plugins: readonly meshV1.PluginState[]): string {
 }
 
 export function agentService(options: AgentServiceOptions): meshV1.AgentServiceServer {
-  const { db } = options;
+  const sqlite = options.db.$client;
   const now = () => options.now?.() ?? Date.now();
+  // Prepared once: at a thousand agents these run a few hundred times a second.
+  const byIp = sqlite.prepare<[string], Caller>("SELECT name, hostname, os, arch, version, plugins FROM agents WHERE mesh_ip = ?");
+  const agentByIp = (ip: string) => byIp.get(ip);
+  const registered = sqlite.prepare(
+    "UPDATE agents SET registered_at = ?, last_heartbeat_at = ?, hostname = ?, os = ?, arch = ?, version = ?, plugins = ? WHERE name = ?",
+  );
+  const lastSequence = sqlite.prepare<[string], { sequence: number | null }>("SELECT max(sequence) AS sequence FROM batches WHERE agent_name = ?");
+  const beat = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ? WHERE name = ?");
+  const beatWithPlugins = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ?, plugins = ? WHERE name = ?");
+  const ingest = prepareIngest(options.db);
+
   return {
     register: ((call, callback) => {
-      const agent = identify(db, call, callback);
+      const agent = identify(agentByIp, call, callback);
       if (!agent) return;
       const r = call.request;
       const at = now();
-      db.update(agents)
-        .set({
-          registeredAt: at,
-          lastHeartbeatAt: at,
-          hostname: r.hostname || agent.hostname,
-          os: r.os || agent.os,
-          arch: r.arch || agent.arch,
-          version: r.agentVersion || agent.version,
-          plugins: pluginsJson(r.plugins),
-        })
-        .where(eq(agents.name, agent.name))
-        .run();
-      const last = db
-        .select({ sequence: max(batches.sequence) })
-        .from(batches)
-        .where(eq(batches.agentName, agent.name))
-        .get();
-      callback(null, { serverTimeUnixMs: at, heartbeatIntervalMs: options.heartbeatIntervalMs, lastAckedSequence: last?.sequence ?? 0 });
+      registered.run(
+        at,
+        at,
+        r.hostname || agent.hostname,
+        r.os || agent.os,
+        r.arch || agent.arch,
+        r.agentVersion || agent.version,
+        pluginsJson(r.plugins),
+        agent.name,
+      );
+      callback(null, {
+        serverTimeUnixMs: at,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        lastAckedSequence: lastSequence.get(agent.name)?.sequence ?? 0,
+      });
     }) satisfies handleUnaryCall<meshV1.RegisterRequest, meshV1.RegisterResponse>,
 
     heartbeat: ((call, callback) => {
-      const agent = identify(db, call, callback);
+      const agent = identify(agentByIp, call, callback);
       if (!agent) return;
       const at = now();
-      db.update(agents)
-        .set({ lastHeartbeatAt: at, plugins: pluginsJson(call.request.plugins) })
-        .where(eq(agents.name, agent.name))
-        .run();
+      const plugins = pluginsJson(call.request.plugins);
+      // Plugin states rarely change between heartbeats; leave the column alone when they did not.
+      if (plugins === agent.plugins) beat.run(at, agent.name);
+      else beatWithPlugins.run(at, plugins, agent.name);
       callback(null, { serverTimeUnixMs: at });
     }) satisfies handleUnaryCall<meshV1.HeartbeatRequest, meshV1.HeartbeatResponse>,
 
     report: ((call, callback) => {
-      const agent = identify(db, call, callback);
+      const agent = identify(agentByIp, call, callback);
       if (!agent) return;
       if (call.request.batches.length > 500) {
         callback({ code: GrpcStatus.INVALID_ARGUMENT, details: "at most 500 batches per Report; send the rest in another call" });
         return;
       }
-      callback(null, { ackedSequences: ingestBatches(db, agent.name, call.request.batches, now()) });
+      callback(null, { ackedSequences: ingest(agent.name, call.request.batches, now()) });
     }) satisfies handleUnaryCall<meshV1.ReportRequest, meshV1.ReportResponse>,
   };
 }

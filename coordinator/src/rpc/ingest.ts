@@ -1,78 +1,70 @@
 /** Storing report batches exactly once per (agent, sequence), whatever the agent retries. */
 import type { meshV1 } from "@coral/sdk-proto/grpc";
-import { sql } from "drizzle-orm";
 import type { Store } from "../store/db.js";
-import { batches, events, metricSamples, topologyEdges } from "../store/schema.js";
 
 const SUBJECT_KINDS: Record<number, string> = { 1: "agent", 2: "service", 3: "process", 4: "host" };
 
-/** Stores the batches not seen before; returns every sequence now stored (to acknowledge). */
-export function ingestBatches(db: Store, agentName: string, incoming: readonly meshV1.Batch[], now: number): number[] {
-  return db.transaction((tx) => {
+export type Ingest = (agentName: string, incoming: readonly meshV1.Batch[], now: number) => number[];
+
+/**
+ * Prepares the statements once (Report is the hottest path of a busy coordinator) and
+ * returns the function that stores the batches not seen before, returning every
+ * sequence now stored (to acknowledge).
+ */
+export function prepareIngest(db: Store): Ingest {
+  const sqlite = db.$client;
+  const insertBatch = sqlite.prepare(
+    "INSERT INTO batches (agent_name, sequence, received_at, dropped_before) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+  );
+  const insertEvent = sqlite.prepare(
+    `INSERT INTO events (agent_name, sequence, position, kind, time, subject_kind, subject_id, subject_name, attributes, evidence, source)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const insertSample = sqlite.prepare(
+    "INSERT INTO metric_samples (agent_name, name, subject_id, time, value, labels) VALUES (?, ?, ?, ?, ?, ?)",
+  );
+  const upsertEdge = sqlite.prepare(
+    `INSERT INTO topology_edges (agent_name, from_service, to_address, to_port, protocol, first_seen_at, last_seen_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (agent_name, from_service, to_address, to_port, protocol) DO UPDATE SET
+       last_seen_at = max(topology_edges.last_seen_at, excluded.last_seen_at),
+       observations = topology_edges.observations + 1`,
+  );
+  return sqlite.transaction((agentName: string, incoming: readonly meshV1.Batch[], now: number): number[] => {
     const acked: number[] = [];
     for (const batch of incoming) {
-      const inserted = tx
-        .insert(batches)
-        .values({ agentName, sequence: batch.sequence, receivedAt: now, droppedBefore: batch.droppedBefore })
-        .onConflictDoNothing()
-        .run();
+      const inserted = insertBatch.run(agentName, batch.sequence, now, batch.droppedBefore);
       acked.push(batch.sequence);
       if (inserted.changes === 0) continue; // a retry: already stored
       batch.events.forEach((event, position) => {
-        tx.insert(events)
-          .values({
-            agentName,
-            sequence: batch.sequence,
-            position,
-            kind: event.kind,
-            time: event.timeUnixMs,
-            subjectKind: SUBJECT_KINDS[event.subject?.kind ?? 0] ?? "unknown",
-            subjectId: event.subject?.id ?? "",
-            subjectName: event.subject?.name || null,
-            attributes: JSON.stringify(event.attributes),
-            evidence: event.evidenceJson || "{}",
-            source: event.source || null,
-          })
-          .run();
+        insertEvent.run(
+          agentName,
+          batch.sequence,
+          position,
+          event.kind,
+          event.timeUnixMs,
+          SUBJECT_KINDS[event.subject?.kind ?? 0] ?? "unknown",
+          event.subject?.id ?? "",
+          event.subject?.name || null,
+          JSON.stringify(event.attributes),
+          event.evidenceJson || "{}",
+          event.source || null,
+        );
       });
       for (const metric of batch.metrics) {
-        tx.insert(metricSamples)
-          .values({
-            agentName,
-            name: metric.name,
-            subjectId: metric.subject?.id ?? "",
-            time: metric.timeUnixMs,
-            value: metric.value,
-            labels: JSON.stringify(metric.labels),
-          })
-          .run();
+        insertSample.run(agentName, metric.name, metric.subject?.id ?? "", metric.timeUnixMs, metric.value, JSON.stringify(metric.labels));
       }
       for (const connection of batch.connections) {
         const seenAt = connection.observedAtUnixMs || now;
-        tx.insert(topologyEdges)
-          .values({
-            agentName,
-            fromService: connection.subject?.id || connection.processName || `pid:${connection.pid}`,
-            toAddress: connection.remoteAddress,
-            toPort: connection.remotePort,
-            protocol: connection.protocol || "tcp",
-            firstSeenAt: seenAt,
-            lastSeenAt: seenAt,
-          })
-          .onConflictDoUpdate({
-            target: [
-              topologyEdges.agentName,
-              topologyEdges.fromService,
-              topologyEdges.toAddress,
-              topologyEdges.toPort,
-              topologyEdges.protocol,
-            ],
-            set: {
-              lastSeenAt: sql`max(${topologyEdges.lastSeenAt}, excluded.last_seen_at)`,
-              observations: sql`${topologyEdges.observations} + 1`,
-            },
-          })
-          .run();
+        upsertEdge.run(
+          agentName,
+          connection.subject?.id || connection.processName || `pid:${connection.pid}`,
+          connection.remoteAddress,
+          connection.remotePort,
+          connection.protocol || "tcp",
+          seenAt,
+          seenAt,
+        );
       }
     }
     return acked;
