@@ -85,7 +85,9 @@ export function agentService(options: AgentServiceOptions): meshV1.AgentServiceS
   const registered = sqlite.prepare(
     "UPDATE agents SET registered_at = ?, last_heartbeat_at = ?, hostname = ?, os = ?, arch = ?, version = ?, plugins = ? WHERE name = ?",
   );
-  const lastSequence = sqlite.prepare<[string], { sequence: number | null }>("SELECT max(sequence) AS sequence FROM batches WHERE agent_name = ?");
+  const lastSequence = sqlite.prepare<[string], { sequence: number | null }>(
+    "SELECT max(sequence) AS sequence FROM batches WHERE agent_name = ?",
+  );
   const beat = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ? WHERE name = ?");
   const beatWithPlugins = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ?, plugins = ? WHERE name = ?");
   const ingest = prepareIngest(options.db);
