@@ -1,8 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { z } from "zod";
+import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, PluginDefinitionError } from "../src/index.js";
 
-const valid = { name: "redis-collector", version: "1.2.3", apiVersion: PLUGIN_API_VERSION, options: z.object({ url: z.string() }) };
+const valid = {
+  name: "redis-collector",
+  version: "1.2.3",
+  apiVersion: PLUGIN_API_VERSION,
+  options: z.object({ url: z.string() }),
+  collect: () => {},
+};
 
 describe("definePlugin", () => {
   it("accepts a well-formed plugin and freezes it", () => {
@@ -22,5 +28,13 @@ describe("definePlugin", () => {
     expect(() => definePlugin({ ...valid, apiVersion: PLUGIN_API_VERSION + 1 })).toThrow(
       /targets plugin API 2, but this agent speaks API 1/,
     );
+  });
+});
+
+describe("checkPlugin", () => {
+  it("refuses a plugin that does nothing, or hooks that are not functions", () => {
+    const { collect: _, ...idle } = valid;
+    expect(() => definePlugin(idle)).toThrow(/define collect, or start and stop/);
+    expect(() => definePlugin({ ...valid, stop: "later" as never })).toThrow(/stop must be a function/);
   });
 });

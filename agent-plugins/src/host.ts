@@ -1,0 +1,307 @@
+/**
+ * The plugin host: runs one plugin on behalf of the agent, and owns every call into it.
+ *
+ * - Options are validated before anything starts; an error names the plugin and the field.
+ * - Each call (start, collect, stop) runs under a timeout with an AbortSignal. Whatever it
+ *   throws or rejects, now or later, is caught and reported with the plugin's name.
+ * - A collect never overlaps the previous one: one that hangs past its timeout is abandoned,
+ *   and the next waits until it settles.
+ * - Failures turn the plugin `degraded`. After `breakerThreshold` failures in a row, the
+ *   circuit opens: the plugin is `failed`, stopped, and started again after a cooldown that
+ *   doubles each time (the half-open trial); a success closes the circuit.
+ * - Emitted items are validated; a malformed one is dropped and counted as the plugin's error.
+ */
+import type * as z from "zod";
+import {
+  type Clock,
+  type Emitter,
+  emittedSchemas,
+  type Logger,
+  type Plugin,
+  type PluginContext,
+  type PluginStateStore,
+} from "./contract.js";
+
+export type PluginStatus = "starting" | "running" | "degraded" | "failed" | "stopped";
+
+export interface PluginReport {
+  name: string;
+  version: string;
+  status: PluginStatus;
+  lastError: string | null;
+  /** When the status last changed (Unix ms). */
+  since: number;
+  restarts: number;
+}
+
+export interface HostTimings {
+  startTimeoutMs: number;
+  /** Defaults to the interval, at most 30 s. */
+  collectTimeoutMs?: number;
+  stopTimeoutMs: number;
+  breakerThreshold: number;
+  cooldownMs: number;
+  maxCooldownMs: number;
+}
+
+export const DEFAULT_TIMINGS: HostTimings = {
+  startTimeoutMs: 10_000,
+  stopTimeoutMs: 5_000,
+  breakerThreshold: 5,
+  cooldownMs: 5_000,
+  maxCooldownMs: 300_000,
+};
+
+export interface HostOptions {
+  plugin: Plugin;
+  /** The options as the user wrote them; validated by the plugin's schema. */
+  options: unknown;
+  emit: Emitter;
+  log: Logger;
+  state: PluginStateStore;
+  procRoot?: string;
+  clock?: Clock;
+  /** Overrides the plugin's own interval (the user's `interval` option). */
+  intervalMs?: number;
+  timings?: Partial<HostTimings>;
+  onReport?: (report: PluginReport) => void;
+}
+
+export class PluginOptionsError extends Error {
+  override readonly name = "PluginOptionsError";
+}
+
+/** Validates a plugin's options; the message names the plugin and every wrong field. */
+export function parsePluginOptions<S extends z.ZodType>(plugin: Plugin<S>, raw: unknown): z.infer<S> {
+  const parsed = plugin.options.safeParse(raw ?? {});
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "(options)"}: ${issue.message}`);
+  throw new PluginOptionsError(`plugin "${plugin.name}" options: ${problems.join("; ")}`);
+}
+
+class TimeoutError extends Error {}
+
+export class PluginHost {
+  readonly plugin: Plugin;
+  private readonly options: unknown;
+  private readonly timings: HostTimings;
+  private readonly clock: Clock;
+  private readonly intervalMs: number;
+  private current: PluginReport;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The call still in flight, possibly abandoned after its timeout. */
+  private inFlight: Promise<unknown> | undefined;
+  private stopping = false;
+  private started = false;
+  private failures = 0;
+  private cooldowns = 0;
+  private stopController = new AbortController();
+  private readonly emitter: Emitter;
+
+  constructor(private readonly host: HostOptions) {
+    this.plugin = host.plugin;
+    this.options = parsePluginOptions(host.plugin, host.options);
+    this.timings = { ...DEFAULT_TIMINGS, ...host.timings };
+    this.clock = host.clock ?? { now: () => Date.now() };
+    this.intervalMs = host.intervalMs ?? host.plugin.intervalMs ?? 10_000;
+    this.current = {
+      name: host.plugin.name,
+      version: host.plugin.version,
+      status: "stopped",
+      lastError: null,
+      since: this.clock.now(),
+      restarts: 0,
+    };
+    this.emitter = this.validatingEmitter();
+  }
+
+  get report(): PluginReport {
+    return { ...this.current };
+  }
+
+  /** Starts the plugin and its collect loop. Never throws: a failed start is a state, retried. */
+  async start(): Promise<void> {
+    this.stopping = false;
+    this.stopController = new AbortController();
+    this.setStatus("starting", this.current.lastError);
+    if (await this.startOnce()) this.schedule(0);
+  }
+
+  /** Stops the loop and the plugin; waits for nothing longer than the stop timeout. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopping && this.current.status === "stopped") return;
+    this.stopping = true;
+    clearTimeout(this.timer);
+    this.stopController.abort();
+    if (this.started) {
+      this.started = false;
+      const result = await this.call("stop", this.timings.stopTimeoutMs);
+      if (result !== true) this.host.log.warn(`plugin ${this.plugin.name}: stop failed: ${result.message}`);
+    }
+    this.setStatus("stopped", this.current.lastError);
+  }
+
+  private async startOnce(): Promise<boolean> {
+    const result = await this.call("start", this.timings.startTimeoutMs);
+    if (result === true) {
+      this.started = true;
+      this.failures = 0;
+      // With a collect, the first good one makes it `running`.
+      if (!this.plugin.collect) this.setStatus("running", null);
+      return true;
+    }
+    this.started = true; // stop() must still run: start may have acquired something before failing
+    this.fail(result);
+    return false;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopping) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), delayMs);
+    this.timer.unref?.();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopping) return;
+    if (this.current.status === "failed") {
+      // Half-open: one more try of the whole plugin.
+      this.current.restarts++;
+      this.setStatus("starting", this.current.lastError);
+      if (!(await this.startOnce())) return;
+    }
+    if (!this.plugin.collect) {
+      if (this.current.status !== "running") this.setStatus("running", null);
+      return;
+    }
+    if (this.inFlight) {
+      this.fail(new Error(`collect from an earlier interval is still running; skipped this one`));
+      return;
+    }
+    const timeout = this.timings.collectTimeoutMs ?? Math.min(this.intervalMs, 30_000);
+    const result = await this.call("collect", timeout);
+    if (this.stopping) return;
+    if (result === true) {
+      this.failures = 0;
+      this.cooldowns = 0;
+      if (this.current.status !== "running") this.setStatus("running", null);
+      this.schedule(this.intervalMs);
+    } else {
+      this.fail(result);
+    }
+  }
+
+  private fail(error: Error): void {
+    if (this.stopping) return;
+    this.failures++;
+    this.host.log.warn(`plugin ${this.plugin.name}: ${error.message}`);
+    if (this.failures < this.timings.breakerThreshold) {
+      this.setStatus("degraded", error.message);
+      this.schedule(this.intervalMs);
+      return;
+    }
+    // Circuit open: stop the plugin, wait, then start it again.
+    const cooldown = Math.min(this.timings.maxCooldownMs, this.timings.cooldownMs * 2 ** this.cooldowns);
+    this.cooldowns++;
+    this.failures = 0;
+    this.setStatus(
+      "failed",
+      `${error.message} (${this.timings.breakerThreshold} failures in a row; restarting in ${Math.round(cooldown / 1000)} s)`,
+    );
+    void (async () => {
+      if (this.started) {
+        this.started = false;
+        await this.call("stop", this.timings.stopTimeoutMs);
+      }
+      this.schedule(cooldown);
+    })();
+  }
+
+  /**
+   * Calls a hook under a timeout. Returns true, or the error it ended with. A call that times
+   * out is abandoned but still owned: its late outcome is caught, and no collect overlaps it.
+   */
+  private async call(hook: "start" | "collect" | "stop", timeoutMs: number): Promise<true | Error> {
+    const fn = this.plugin[hook];
+    if (!fn) return true;
+    const controller = new AbortController();
+    const onStop = () => controller.abort(new Error("the plugin is stopping"));
+    this.stopController.signal.addEventListener("abort", onStop, { once: true });
+    const context: PluginContext = {
+      options: this.options,
+      log: this.host.log,
+      emit: this.emitter,
+      state: this.host.state,
+      clock: this.clock,
+      procRoot: this.host.procRoot ?? "/proc",
+      signal: hook === "stop" ? AbortSignal.timeout(timeoutMs) : controller.signal,
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const running = (async () => fn(context as never))();
+    const tracked = running.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    if (hook === "collect") {
+      this.inFlight = tracked;
+      void tracked.finally(() => {
+        if (this.inFlight === tracked) this.inFlight = undefined;
+      });
+    }
+    try {
+      const outcome = await Promise.race([
+        tracked,
+        new Promise<TimeoutError>((resolve) => {
+          timer = setTimeout(() => resolve(new TimeoutError(`${hook} did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
+        }),
+      ]);
+      if (outcome instanceof TimeoutError) {
+        controller.abort(outcome);
+        return outcome;
+      }
+      if (outcome !== undefined) return toError(outcome, hook);
+      return true;
+    } finally {
+      clearTimeout(timer);
+      this.stopController.signal.removeEventListener("abort", onStop);
+    }
+  }
+
+  private validatingEmitter(): Emitter {
+    const check = <K extends keyof Emitter>(kind: K, item: unknown): Parameters<Emitter[K]>[0] | undefined => {
+      const parsed = emittedSchemas[kind].safeParse(item);
+      if (parsed.success) return parsed.data as Parameters<Emitter[K]>[0];
+      const issue = parsed.error.issues[0];
+      const message = `emitted a malformed ${kind} (${issue?.path.join(".") || kind}: ${issue?.message}); it was dropped`;
+      this.host.log.warn(`plugin ${this.plugin.name}: ${message}`);
+      this.setStatus(this.current.status === "running" ? "degraded" : this.current.status, message);
+      return undefined;
+    };
+    return {
+      event: (item) => {
+        const valid = check("event", item);
+        if (valid) this.host.emit.event({ ...valid, time: valid.time ?? this.clock.now() });
+      },
+      metric: (item) => {
+        const valid = check("metric", item);
+        if (valid) this.host.emit.metric({ ...valid, time: valid.time ?? this.clock.now() });
+      },
+      connection: (item) => {
+        const valid = check("connection", item);
+        if (valid) this.host.emit.connection({ ...valid, time: valid.time ?? this.clock.now() });
+      },
+    };
+  }
+
+  private setStatus(status: PluginStatus, lastError: string | null): void {
+    const changed = status !== this.current.status || lastError !== this.current.lastError;
+    if (!changed) return;
+    this.current = { ...this.current, status, lastError, since: status !== this.current.status ? this.clock.now() : this.current.since };
+    this.host.onReport?.(this.report);
+  }
+}
+
+function toError(value: unknown, hook: string): Error {
+  if (value instanceof Error) return new Error(`${hook} failed: ${value.message}`, { cause: value });
+  return new Error(`${hook} failed: ${String(value)}`);
+}

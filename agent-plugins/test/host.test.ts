@@ -1,0 +1,181 @@
+import { describe, expect, it } from "vitest";
+import * as z from "zod";
+import { definePlugin, PLUGIN_API_VERSION, type Plugin, PluginHost, PluginOptionsError, type PluginReport } from "../src/index.js";
+import { lifecycleSuite, MemoryState, RecordingEmitter, recordingLogger, runCollect } from "../src/testing.js";
+
+const base = { version: "1.0.0", apiVersion: PLUGIN_API_VERSION, options: z.object({}) };
+const timings = {
+  startTimeoutMs: 500,
+  collectTimeoutMs: 100,
+  stopTimeoutMs: 500,
+  breakerThreshold: 3,
+  cooldownMs: 150,
+  maxCooldownMs: 1_000,
+};
+
+function run(plugin: Plugin, options: unknown = {}) {
+  const emit = new RecordingEmitter();
+  const log = recordingLogger();
+  const reports: PluginReport[] = [];
+  const host = new PluginHost({
+    plugin,
+    options,
+    emit,
+    log,
+    state: new MemoryState(),
+    intervalMs: 30,
+    timings,
+    onReport: (r) => reports.push(r),
+  });
+  return { host, emit, log, reports, statuses: () => reports.map((r) => r.status) };
+}
+
+const until = async (condition: () => boolean, ms = 5_000) => {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+const counter = definePlugin({
+  ...base,
+  name: "counter",
+  options: z.object({ step: z.number().int().positive().default(1) }),
+  collect: (ctx) => {
+    const n = (ctx.state.get<number>("n") ?? 0) + ctx.options.step;
+    ctx.state.set("n", n);
+    ctx.emit.metric({ name: "counter.value", value: n });
+  },
+});
+
+describe("the plugin host", () => {
+  it("validates options before anything starts, naming the plugin and every wrong field", () => {
+    expect(() => run(counter, { step: -1, extra: true })).toThrow(PluginOptionsError);
+    expect(() => run(counter, { step: "two" })).toThrow(/^plugin "counter" options: step: /);
+  });
+
+  it("collects on its interval, stamping what the plugin emits with the clock", async () => {
+    const { host, emit } = run(counter, { step: 2 });
+    await host.start();
+    await until(() => emit.metrics.length >= 3);
+    await host.stop();
+    expect(emit.metrics.slice(0, 3).map((m) => m.value)).toEqual([2, 4, 6]);
+    expect(emit.metrics[0]?.time).toBeGreaterThan(0);
+    expect(host.report).toMatchObject({ status: "stopped", lastError: null });
+  });
+
+  it("drops a malformed emission, saying which field, and degrades the plugin", async () => {
+    const sloppy = definePlugin({
+      ...base,
+      name: "sloppy",
+      collect: (ctx) => {
+        ctx.emit.event({ kind: "Process Started", subject: { kind: "process", id: "pid:1" } });
+        ctx.emit.metric({ name: "ok", value: Number.NaN });
+        ctx.emit.event({ kind: "process.started", subject: { kind: "process", id: "pid:1" } });
+      },
+    });
+    const { host, emit, log } = run(sloppy);
+    await host.start();
+    await until(() => emit.events.length >= 1);
+    await host.stop();
+    expect(emit.metrics).toEqual([]);
+    expect(emit.events[0]).toMatchObject({ kind: "process.started" });
+    expect(log.lines.some((l) => l.includes("emitted a malformed event (kind: an event kind is dotted lowercase"))).toBe(true);
+    expect(log.lines.some((l) => l.includes("emitted a malformed metric (value: "))).toBe(true);
+  });
+
+  it("opens the circuit after failures in a row, restarts the plugin after a cooldown, and recovers", async () => {
+    let calls = 0;
+    let starts = 0;
+    let stops = 0;
+    const flaky = definePlugin({
+      ...base,
+      name: "flaky",
+      start: () => void starts++,
+      stop: () => void stops++,
+      collect: () => {
+        calls++;
+        if (calls <= 3) throw new Error(`broken ${calls}`);
+      },
+    });
+    const { host, statuses } = run(flaky);
+    await host.start();
+    await until(() => host.report.status === "running" && calls > 3);
+    await host.stop();
+    expect(statuses()).toEqual(["starting", "degraded", "degraded", "failed", "starting", "running", "stopped"]);
+    expect(host.report.restarts).toBe(1);
+    expect([starts, stops]).toEqual([2, 2]);
+  });
+
+  it("abandons a hung collect and never overlaps it with the next", async () => {
+    let running = 0;
+    let most = 0;
+    let release: () => void = () => {};
+    const hung = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const stuck = definePlugin({
+      ...base,
+      name: "stuck",
+      collect: async () => {
+        running++;
+        most = Math.max(most, running);
+        await hung;
+        running--;
+      },
+    });
+    const { host, log } = run(stuck);
+    await host.start();
+    await until(() => log.lines.some((l) => l.includes("still running")));
+    expect(most).toBe(1);
+    expect(host.report.lastError).toMatch(/still running/);
+    release();
+    await until(() => host.report.status === "running");
+    await host.stop();
+  });
+
+  it("catches a rejection that arrives after the timeout, so nothing escapes the host", async () => {
+    const late = definePlugin({
+      ...base,
+      name: "late",
+      collect: () => new Promise((_, reject) => setTimeout(() => reject(new Error("too late")), 200)),
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    const { host } = run(late);
+    await host.start();
+    await until(() => host.report.status === "degraded");
+    await new Promise((r) => setTimeout(r, 300));
+    await host.stop();
+    process.off("unhandledRejection", onUnhandled);
+    expect(unhandled).toEqual([]);
+  });
+
+  it("keeps one broken plugin from touching another", async () => {
+    const broken = run(
+      definePlugin({
+        ...base,
+        name: "broken",
+        collect: () => {
+          throw new Error("nope");
+        },
+      }),
+    );
+    const healthy = run(counter);
+    await Promise.all([broken.host.start(), healthy.host.start()]);
+    await until(() => broken.host.report.status === "failed" && healthy.emit.metrics.length >= 5);
+    expect(healthy.host.report.status).toBe("running");
+    await Promise.all([broken.host.stop(), healthy.host.stop()]);
+  });
+});
+
+describe("the test kit", () => {
+  it("runs one collect and returns what was emitted", async () => {
+    const emitted = await runCollect(counter, { options: { step: 5 } });
+    expect(emitted.metrics.map((m) => m.value)).toEqual([5]);
+  });
+});
+
+lifecycleSuite(counter, { options: { step: 1 } });
