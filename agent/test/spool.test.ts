@@ -1,0 +1,103 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { type NewBatch, Spool } from "../src/spool.js";
+
+const dirs: string[] = [];
+const fresh = () => {
+  const dir = mkdtempSync(join(tmpdir(), "coral-spool-"));
+  dirs.push(dir);
+  return join(dir, "spool");
+};
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const batch = (n: number): NewBatch => ({
+  createdAtUnixMs: 1_000 + n,
+  events: [
+    {
+      kind: "process.started",
+      timeUnixMs: 1_000 + n,
+      subject: { kind: 3, id: `pid:${n}`, name: "node" },
+      attributes: { n: String(n) },
+      evidenceJson: "{}",
+      source: "test",
+    },
+  ],
+  metrics: [],
+  connections: [],
+});
+
+describe("the spool", () => {
+  it("keeps batches in order until acknowledged, across a reopen", () => {
+    const dir = fresh();
+    const spool = new Spool(dir);
+    expect([1, 2, 3].map((n) => spool.append(batch(n)).sequence)).toEqual([1, 2, 3]);
+    spool.ack([1]);
+    const reopened = new Spool(dir);
+    expect(reopened.pending(10).map((b) => [b.sequence, b.events[0]?.attributes.n])).toEqual([
+      [2, "2"],
+      [3, "3"],
+    ]);
+    reopened.ack([2, 3]);
+    // Sequences are never reused, even once everything was acknowledged.
+    expect(new Spool(dir).append(batch(4)).sequence).toBe(4);
+  });
+
+  it("drops the oldest when full, and says so in the log and in the next batch", () => {
+    const lines: string[] = [];
+    const spool = new Spool(fresh(), { maxBatches: 3, maxBytes: 1 << 20 }, (line) => lines.push(line));
+    for (let n = 1; n <= 5; n++) spool.append(batch(n));
+    expect(spool.pending(10).map((b) => [b.sequence, b.droppedBefore])).toEqual([
+      [3, 0],
+      [4, 1],
+      [5, 1],
+    ]);
+    expect(spool.size).toMatchObject({ batches: 3, droppedTotal: 2 });
+    expect(lines).toEqual([
+      "spool full (3 batches or 1 MiB): dropped the 1 oldest batch(es) unsent; 1 dropped in all",
+      "spool full (3 batches or 1 MiB): dropped the 1 oldest batch(es) unsent; 2 dropped in all",
+    ]);
+  });
+
+  it("bounds its bytes as well as its batches", () => {
+    const spool = new Spool(fresh(), { maxBatches: 1_000, maxBytes: 300 });
+    for (let n = 1; n <= 20; n++) spool.append(batch(n));
+    expect(spool.size.bytes).toBeLessThanOrEqual(300);
+    expect(spool.size.batches).toBeGreaterThan(1);
+    expect(spool.size.droppedTotal + spool.size.batches).toBe(20);
+  });
+
+  it("survives kill -9 in the middle of writing: every batch on disk is whole, none is reused", async () => {
+    const dir = fresh();
+    const here = dirname(fileURLToPath(import.meta.url));
+    const writer = `
+      import { Spool } from ${JSON.stringify(resolve(here, "../src/spool.ts"))};
+      const spool = new Spool(${JSON.stringify(dir)});
+      process.stdout.write("ready\\n");
+      for (let n = 0; ; n++) spool.append({ createdAtUnixMs: n, events: [], metrics: [{ name: "m", value: n, timeUnixMs: n, labels: {} }], connections: [] });
+    `;
+    const child = spawn(process.execPath, ["--conditions=coral-source", "--import", "tsx", "--input-type=module", "-e", writer], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    await new Promise<void>((r) => child.stdout?.once("data", () => r()));
+    await new Promise((r) => setTimeout(r, 300 + Math.random() * 300));
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+
+    expect(readdirSync(dir).filter((f) => f.endsWith(".tmp")).length).toBeLessThanOrEqual(1);
+    const spool = new Spool(dir);
+    expect(readdirSync(dir).some((f) => f.endsWith(".tmp"))).toBe(false);
+    const batches = spool.pending(1_000_000);
+    expect(batches.length).toBeGreaterThan(5);
+    batches.forEach((b, i) => {
+      expect(b.sequence).toBe(i + 1);
+      expect(b.metrics[0]?.value).toBe(i);
+    });
+    expect(spool.append(batch(0)).sequence).toBeGreaterThan(batches.length);
+  }, 30_000);
+});
