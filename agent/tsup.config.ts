@@ -1,3 +1,3 @@
 import { nodePackage } from "../tsup.shared.js";
 
-export default nodePackage(["src/index.ts"]);
+export default nodePackage(["src/index.ts", "src/cli.ts"]);

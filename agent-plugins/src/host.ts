@@ -65,6 +65,8 @@ export interface HostOptions {
   intervalMs?: number;
   timings?: Partial<HostTimings>;
   onReport?: (report: PluginReport) => void;
+  /** Called after each collect that succeeded: the agent spools what it emitted right away. */
+  onCollected?: () => void;
 }
 
 export class PluginOptionsError extends Error {
@@ -182,6 +184,7 @@ export class PluginHost {
     const result = await this.call("collect", timeout);
     if (this.stopping) return;
     if (result === true) {
+      this.host.onCollected?.();
       this.failures = 0;
       this.cooldowns = 0;
       if (this.current.status !== "running") this.setStatus("running", null);

@@ -236,7 +236,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
 }
 
 /**
- * Sends one empty datagram to each agent through the tunnel. The hub restarted without
+ * Sends one one-byte datagram to each agent through the tunnel. The hub restarted without
  * sessions; a packet to send makes WireGuard shake hands with the agent's last known
  * endpoint at once, instead of waiting until the agent notices that its session went
  * stale (15 s or more).
@@ -244,7 +244,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
 async function nudge(meshIps: string[]): Promise<void> {
   if (meshIps.length === 0) return;
   const socket = createSocket("udp4");
-  await Promise.all(meshIps.map((ip) => new Promise<void>((done) => socket.send(Buffer.alloc(0), DISCARD_PORT, ip, () => done()))));
+  await Promise.all(meshIps.map((ip) => new Promise<void>((done) => socket.send(Buffer.from([0]), DISCARD_PORT, ip, () => done()))));
   socket.close();
 }
 const DISCARD_PORT = 9;

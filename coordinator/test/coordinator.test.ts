@@ -4,32 +4,20 @@
  * speak the real join protocol, WireGuard (wireguard-go) and gRPC over the tunnel. The
  * test drives everything through the `coral` CLI.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
 import { decodeInvite, encodeInvite, type JoinAnswerPayload } from "@coral/sdk-proto";
 import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentView, StatusView } from "../src/api/app.js";
+import { LabCoordinator, spawnInNamespace } from "../src/testing.js";
 
-const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const node = [process.execPath, "--conditions=coral-source", "--import", "tsx"];
 const skip = labSkipReason("coordinator in a network-namespace lab");
-
-/** `ip netns exec NS node (tsx) FILE ARGS`, from the package directory. */
-function spawnIn(ns: string, file: string, args: string[]): ChildProcess {
-  const child = spawn("ip", ["netns", "exec", ns, ...node, file, ...args], { cwd: packageDir, stdio: ["pipe", "pipe", "pipe"] });
-  // However this test ends (a timed-out hook included), nothing it started outlives it.
-  const kill = () => child.kill("SIGKILL");
-  process.once("exit", kill);
-  child.once("exit", () => process.off("exit", kill));
-  return child;
-}
 
 /** What the peer answers, by command. */
 interface PeerResult {
@@ -47,7 +35,7 @@ class Peer {
   private readonly child: ChildProcess;
 
   constructor(ns: string) {
-    this.child = spawnIn(ns, "test/fixtures/peer.ts", []);
+    this.child = spawnInNamespace(ns, "test/fixtures/peer.ts", []);
     this.child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(`[peer] ${chunk}`));
     if (!this.child.stdout) throw new Error("no stdout");
     createInterface({ input: this.child.stdout }).on("line", (line) => this.pending.shift()?.(line));
@@ -81,64 +69,13 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
   let dir: string;
   let dataDir: string;
   let hub: string;
-  let coordinator: { child: ChildProcess; log: string[] } | undefined;
+  let coordinator: LabCoordinator | undefined;
   const peers: Peer[] = [];
   let webKey = "";
 
-  /** Runs `coral ARGS --data-dir DATA` on host A. */
-  function coral(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    return new Promise((done) => {
-      execFile(
-        "ip",
-        ["netns", "exec", lab.a, ...node, "src/cli.ts", ...args, "--data-dir", dataDir],
-        { cwd: packageDir },
-        (error, out, err) => done({ code: error ? Number(error.code ?? 1) : 0, out, err }),
-      );
-    });
-  }
-  async function coralJson<T>(...args: string[]): Promise<T> {
-    const result = await coral(...args, "--json");
-    if (result.code !== 0) throw new Error(`coral ${args.join(" ")}: ${result.err}`);
-    return JSON.parse(result.out) as T;
-  }
-
-  async function startCoordinator(...extra: string[]): Promise<void> {
-    const child = spawnIn(lab.a, "src/cli.ts", [
-      "coordinator",
-      "start",
-      "--data-dir",
-      dataDir,
-      "--interface",
-      hub,
-      "--endpoint",
-      `${lab.addressA}:51820`,
-      ...extra,
-    ]);
-    const log: string[] = [];
-    coordinator = { child, log };
-    await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`the coordinator was not ready within 30 s:\n${log.join("\n")}`)), 30_000);
-      createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
-        log.push(line);
-        if (line.includes(" ready: ")) {
-          clearTimeout(timer);
-          ready();
-        }
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        fail(new Error(`the coordinator exited (${code}):\n${log.join("\n")}`));
-      });
-    });
-  }
-
-  async function stopCoordinator(): Promise<number | null> {
-    const child = coordinator?.child;
-    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    child.kill("SIGTERM");
-    return exited;
-  }
+  const coral = (...args: string[]) => (coordinator as LabCoordinator).cli(...args);
+  const coralJson = <T>(...args: string[]) => (coordinator as LabCoordinator).json<T>(...args);
+  const stopCoordinator = () => (coordinator as LabCoordinator).stop();
 
   async function invite(...args: string[]): Promise<{ id: string; invite: string }> {
     return coralJson<{ id: string; invite: string }>("token", "create", ...args);
@@ -151,12 +88,19 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     process.once("exit", () => lab.destroy());
     hub = `${lab.prefix}hub`;
     discovery = await startLocalDiscovery({ netns: lab.a, ip: lab.addressA, port: 8787 });
-    await startCoordinator("--discovery", discovery.url);
+    coordinator = new LabCoordinator({
+      ns: lab.a,
+      dataDir,
+      interfaceName: hub,
+      endpoint: `${lab.addressA}:51820`,
+      discoveryUrl: discovery.url,
+    });
+    await coordinator.start();
   }, 120_000);
 
   afterAll(async () => {
     for (const peer of peers) await peer.close();
-    await stopCoordinator();
+    await coordinator?.stop();
     await discovery?.stop();
     lab?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -289,7 +233,8 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     expect(down.code).toBe(1);
     expect(down.err).toContain("No coordinator is running with data directory");
 
-    await startCoordinator(); // no --discovery: remembered from the first start
+    coordinator = new LabCoordinator({ ...(coordinator as LabCoordinator).options, discoveryUrl: undefined }); // remembered from the first start
+    await coordinator.start();
     expect(coordinator?.log.join("\n")).toContain("2 enrolled agent(s) restored as peers");
     const peer = peers[0] as Peer;
     // The hub remembered web-1's endpoint and shook hands with it at start: no 15 s stale-session wait.

@@ -1,0 +1,393 @@
+/**
+ * The agent runtime: joins (once), brings up its WireGuard spoke, registers with the
+ * coordinator over the mesh, runs its plugins, and gets everything they emit to the
+ * coordinator through the durable spool: collected into a batch, written to disk, sent,
+ * and removed only when acknowledged.
+ */
+import { createSocket } from "node:dgram";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Emitter, PluginHost, type PluginReport, type PluginStateStore, type Subject } from "@coral/agent-plugins";
+import { CoralError, DiscoveryClient, fromBase64Url } from "@coral/sdk-proto";
+import { meshV1 } from "@coral/sdk-proto/grpc";
+import { WireGuardInterface } from "@coral/wireguard";
+import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import packageJson from "../package.json" with { type: "json" };
+import { defaultAgentName, joinMesh, loadMeshState, loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
+import type { LoadedPlugin } from "./plugins.js";
+import { type NewBatch, Spool, type SpoolLimits } from "./spool.js";
+
+export interface AgentOptions {
+  dataDir: string;
+  invite?: string;
+  name?: string;
+  interfaceName?: string;
+  plugins: LoadedPlugin[];
+  /** Overrides the interval the coordinator asks for. */
+  heartbeatIntervalMs?: number;
+  /** How often what plugins emitted outside a collect becomes a batch (1 s). */
+  flushIntervalMs?: number;
+  spoolLimits?: SpoolLimits;
+  wireguardMode?: "auto" | "kernel" | "userspace";
+  procRoot?: string;
+  log?: (line: string) => void;
+}
+
+const SUBJECT_KINDS = { agent: 1, service: 2, process: 3, host: 4 } as const;
+const PLUGIN_STATUS = { starting: 1, running: 2, degraded: 3, failed: 4, stopped: 5 } as const;
+const STALE_HANDSHAKE_MS = 180_000;
+
+export class Agent {
+  private readonly hosts: PluginHost[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private current: NewBatch = emptyBatch();
+  private sending: Promise<void> | undefined;
+  private sendFailures = 0;
+  private lastRelookup = 0;
+  private stopped = false;
+
+  private constructor(
+    private readonly options: AgentOptions,
+    readonly mesh: MeshState,
+    private readonly wireguard: WireGuardInterface,
+    private readonly client: meshV1.AgentServiceClient,
+    private readonly spool: Spool,
+    private heartbeatIntervalMs: number,
+  ) {}
+
+  static async start(options: AgentOptions): Promise<Agent> {
+    const log = options.log ?? (() => {});
+    const keys = loadOrCreateKeys(options.dataDir);
+    let mesh = loadMeshState(options.dataDir);
+    if (mesh && options.invite) log(`already a member of mesh ${mesh.meshId} as ${mesh.name}; --join is not needed again`);
+    if (!mesh) {
+      if (!options.invite) {
+        throw new CoralError(
+          "invite_malformed",
+          `This agent has not joined a mesh yet (nothing in ${options.dataDir}): start it with --join INVITE.`,
+        );
+      }
+      mesh = await joinMesh({
+        invite: options.invite,
+        name: options.name ?? defaultAgentName(),
+        keys,
+        agentVersion: packageJson.version,
+        progress: log,
+      });
+      saveMeshState(options.dataDir, mesh);
+    }
+    const { answer } = mesh;
+
+    const wireguard = await WireGuardInterface.up({
+      name: options.interfaceName ?? "coral1",
+      privateKey: keys.privateKey,
+      address: `${answer.meshIp}/32`,
+      routes: [answer.meshPrefix],
+      mode: options.wireguardMode ?? "auto",
+      onEvent: (event) => log(`wireguard: ${event.message}`),
+    });
+    try {
+      await connect(wireguard, answer.coordinatorWireguardKey, answer.endpoints, answer.coordinatorMeshIp, log);
+      const client = new meshV1.AgentServiceClient(`${answer.coordinatorMeshIp}:${answer.grpcPort}`, credentials.createInsecure());
+      const spool = new Spool(join(options.dataDir, "spool"), options.spoolLimits, log);
+      const agent = new Agent(options, mesh, wireguard, client, spool, options.heartbeatIntervalMs ?? answer.heartbeatIntervalMs);
+      await agent.run();
+      return agent;
+    } catch (error) {
+      await wireguard.down();
+      throw error;
+    }
+  }
+
+  get pluginReports(): PluginReport[] {
+    return this.hosts.map((h) => h.report);
+  }
+
+  private get log(): (line: string) => void {
+    return this.options.log ?? (() => {});
+  }
+
+  private async run(): Promise<void> {
+    const registered = await this.register();
+    this.log(
+      `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
+    );
+    if (!this.options.heartbeatIntervalMs) this.heartbeatIntervalMs = registered.heartbeatIntervalMs || this.heartbeatIntervalMs;
+
+    const emitter = this.batchEmitter();
+    const stateDir = join(this.options.dataDir, "plugins");
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    for (const loaded of this.options.plugins) {
+      this.hosts.push(
+        new PluginHost({
+          plugin: loaded.plugin,
+          options: loaded.options,
+          emit: emitter,
+          log: pluginLogger(loaded.plugin.name, this.log),
+          state: new FileState(join(stateDir, `${loaded.plugin.name}.json`)),
+          ...(this.options.procRoot ? { procRoot: this.options.procRoot } : {}),
+          onCollected: () => this.flush(),
+          onReport: (report) => this.log(`plugin ${report.name}: ${report.status}${report.lastError ? ` (${report.lastError})` : ""}`),
+        }),
+      );
+    }
+    await Promise.all(this.hosts.map((host) => host.start()));
+
+    this.every(this.heartbeatIntervalMs, () => void this.heartbeat());
+    // Collects are spooled as each one ends; this catches what start/stop plugins emit meanwhile.
+    this.every(this.options.flushIntervalMs ?? 1_000, () => this.flush());
+    this.every(5_000, () => void this.send());
+    void this.send(); // whatever the spool kept from before a restart
+  }
+
+  /** Stops plugins, spools what they emitted, sends what it can in a moment, and leaves the interface clean. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    await Promise.all(this.hosts.map((host) => host.stop()));
+    this.flush();
+    await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
+    this.client.close();
+    await this.wireguard.down();
+    this.log(`stopped; ${this.spool.size.batches} batch(es) wait in the spool for the next start`);
+  }
+
+  /** Turns what plugins emitted since the last flush into a spooled batch. */
+  flush(): void {
+    const batch = this.current;
+    if (batch.events.length + batch.metrics.length + batch.connections.length === 0) return;
+    this.current = emptyBatch();
+    this.spool.append({ ...batch, createdAtUnixMs: Date.now() });
+    void this.send();
+  }
+
+  /** Sends spooled batches, oldest first, until the spool is empty or a call fails; one drain at a time. */
+  send(): Promise<void> {
+    // `.finally` always runs asynchronously, so `sending` is cleared only after it was set.
+    this.sending ??= this.drain().finally(() => {
+      this.sending = undefined;
+    });
+    return this.sending;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      for (;;) {
+        const batches = this.spool.pending(100);
+        if (batches.length === 0) return;
+        const response = await this.call<meshV1.ReportRequest, meshV1.ReportResponse>("report", { batches }, 10_000);
+        this.spool.ack(response.ackedSequences);
+        if (this.sendFailures > 0) this.log(`reports reach the coordinator again; ${this.spool.size.batches} batch(es) still spooled`);
+        this.sendFailures = 0;
+      }
+    } catch (error) {
+      this.sendFailures++;
+      if (this.sendFailures === 1) this.log(`sending reports failed (${describe(error)}); they stay spooled and are retried`);
+    }
+  }
+
+  private async register(): Promise<meshV1.RegisterResponse> {
+    let delay = 500;
+    for (;;) {
+      try {
+        return await this.call<meshV1.RegisterRequest, meshV1.RegisterResponse>(
+          "register",
+          {
+            agentName: this.mesh.name,
+            agentVersion: packageJson.version,
+            hostname: this.mesh.name,
+            os: process.platform,
+            arch: process.arch,
+            plugins: this.pluginStates(),
+          },
+          5_000,
+        );
+      } catch (error) {
+        this.log(`registering with the coordinator failed (${describe(error)}); retrying in ${delay / 1000} s`);
+        await this.relookupIfStale();
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(30_000, delay * 2);
+      }
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins: this.pluginStates() }, 5_000);
+    } catch (error) {
+      this.log(`heartbeat failed: ${describe(error)}`);
+      await this.relookupIfStale();
+    }
+  }
+
+  /**
+   * When the tunnel has had no handshake for long, the coordinator may have moved: look its
+   * record up again (verified against the pinned key), at most once a minute.
+   */
+  private async relookupIfStale(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastRelookup < 60_000) return;
+    const peer = (await this.wireguard.status().catch(() => undefined))?.peers[0];
+    if (peer?.latestHandshake && now - peer.latestHandshake < STALE_HANDSHAKE_MS) return;
+    this.lastRelookup = now;
+    try {
+      const record = await new DiscoveryClient({ url: this.mesh.discoveryUrl }).lookup(
+        this.mesh.meshId,
+        fromBase64Url(this.mesh.signingKey) ?? new Uint8Array(),
+      );
+      const endpoints = record.registration.endpoints;
+      if (endpoints.length > 0) {
+        this.log(`no handshake with the coordinator for a while; trying the endpoints discovery has now: ${endpoints.join(", ")}`);
+        await connect(this.wireguard, this.mesh.answer.coordinatorWireguardKey, endpoints, this.mesh.answer.coordinatorMeshIp, this.log);
+      }
+    } catch (error) {
+      this.log(`looking the coordinator up again failed: ${describe(error)}`);
+    }
+  }
+
+  private pluginStates(): meshV1.PluginState[] {
+    return this.hosts.map((host) => {
+      const report = host.report;
+      return {
+        name: report.name,
+        version: report.version,
+        status: PLUGIN_STATUS[report.status],
+        lastError: report.lastError ?? "",
+        sinceUnixMs: report.since,
+      };
+    });
+  }
+
+  private call<Req, Res>(method: "register" | "heartbeat" | "report", request: Req, timeoutMs: number): Promise<Res> {
+    const metadata = new Metadata();
+    metadata.set("coral-agent", this.mesh.name);
+    const fn = this.client[method] as unknown as (
+      request: Req,
+      metadata: Metadata,
+      options: { deadline: number },
+      callback: (error: ServiceError | null, response: Res) => void,
+    ) => void;
+    return new Promise((resolve, reject) =>
+      fn.call(this.client, request, metadata, { deadline: Date.now() + timeoutMs }, (error, response) =>
+        error ? reject(error) : resolve(response),
+      ),
+    );
+  }
+
+  private batchEmitter(): Emitter {
+    const subject = (s: Subject | undefined) => (s ? { kind: SUBJECT_KINDS[s.kind], id: s.id, name: s.name ?? "" } : undefined);
+    return {
+      event: (e) =>
+        this.current.events.push({
+          kind: e.kind,
+          timeUnixMs: e.time ?? Date.now(),
+          subject: subject(e.subject),
+          attributes: e.attributes ?? {},
+          evidenceJson: e.evidence === undefined ? "{}" : JSON.stringify(e.evidence),
+          source: "",
+        }),
+      metric: (m) =>
+        this.current.metrics.push({
+          name: m.name,
+          value: m.value,
+          timeUnixMs: m.time ?? Date.now(),
+          subject: subject(m.subject),
+          labels: m.labels ?? {},
+        }),
+      connection: (c) =>
+        this.current.connections.push({
+          protocol: c.protocol ?? "tcp",
+          localAddress: c.localAddress,
+          localPort: c.localPort,
+          remoteAddress: c.remoteAddress,
+          remotePort: c.remotePort,
+          pid: c.pid ?? 0,
+          processName: c.processName ?? "",
+          subject: subject(c.subject),
+          observedAtUnixMs: c.time ?? Date.now(),
+        }),
+    };
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const timer = setInterval(fn, ms);
+    this.timers.push(timer);
+  }
+}
+
+function emptyBatch(): NewBatch {
+  return { createdAtUnixMs: 0, events: [], metrics: [], connections: [] };
+}
+
+/**
+ * Sets the coordinator as the peer and tries each endpoint until a handshake completes
+ * (a packet to the coordinator's mesh address starts one), keeping the first that works.
+ */
+async function connect(
+  wireguard: WireGuardInterface,
+  publicKey: string,
+  endpoints: string[],
+  coordinatorMeshIp: string,
+  log: (line: string) => void,
+): Promise<void> {
+  const socket = createSocket("udp4");
+  try {
+    for (const endpoint of endpoints) {
+      log(`waiting for the WireGuard handshake with the coordinator at ${endpoint}`);
+      // Handshake times have a resolution of one second; setting a keepalive may start one at once.
+      const since = Math.floor(Date.now() / 1000) * 1000;
+      await wireguard.setPeer({ publicKey, endpoint, allowedIps: ["100.64.0.0/10"], persistentKeepalive: 25 });
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline) {
+        socket.send(Buffer.from([0]), 9, coordinatorMeshIp);
+        await new Promise((r) => setTimeout(r, 50));
+        const handshake = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey)?.latestHandshake ?? 0;
+        if (handshake >= since) {
+          log(`tunnel up through ${endpoint}`);
+          return;
+        }
+      }
+    }
+    log(`no handshake through ${endpoints.join(", ") || "any endpoint"} yet; WireGuard keeps trying the last one`);
+  } finally {
+    socket.close();
+  }
+}
+
+function pluginLogger(name: string, log: (line: string) => void) {
+  const at = (level: string) => (message: string) => log(`[${name}] ${level}: ${message}`);
+  return { debug: () => {}, info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+function describe(error: unknown): string {
+  const e = error as { details?: string; message?: string };
+  return e.details || e.message || String(error);
+}
+
+/** A plugin's persisted state: one small JSON file, written whole. */
+class FileState implements PluginStateStore {
+  private values: Record<string, unknown>;
+  constructor(private readonly path: string) {
+    try {
+      this.values = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+    } catch {
+      this.values = {};
+    }
+  }
+  get<T>(key: string): T | undefined {
+    return this.values[key] as T | undefined;
+  }
+  set(key: string, value: unknown): void {
+    const next = { ...this.values, [key]: value };
+    const text = JSON.stringify(next);
+    if (text.length > 65_536) throw new Error("plugin state is limited to 64 KiB");
+    this.values = next;
+    writeFileSync(this.path, text, { mode: 0o600 });
+  }
+  delete(key: string): void {
+    const { [key]: _, ...rest } = this.values;
+    this.values = rest;
+    writeFileSync(this.path, JSON.stringify(rest), { mode: 0o600 });
+  }
+}

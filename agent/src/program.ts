@@ -1,0 +1,113 @@
+/**
+ * `coral-agent`: joins the mesh (the first time, with --join) and runs collector plugins
+ * until SIGINT or SIGTERM. Errors end as one line with the fix and exit 1.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { agentConfigSchema, CoralError, parseConfigFile, parseDuration } from "@coral/sdk-proto";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import packageJson from "../package.json" with { type: "json" };
+import { Agent } from "./agent.js";
+import { PluginListError, parsePluginList } from "./plugin-list.js";
+import { loadPlugins } from "./plugins.js";
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const processIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+
+export function defaultAgentDataDir(): string {
+  return process.env.CORAL_AGENT_DATA_DIR || join(homedir(), ".coral-agent");
+}
+
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(signal);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+export async function runAgentCli(argv: string[], io: Io = processIo): Promise<number> {
+  const program = new Command("coral-agent")
+    .description("Joins a Coral mesh and runs collector plugins.")
+    .version(packageJson.version, "-v, --version")
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .addOption(new Option("--join <invite>", "the invite from `coral token create` (first run only)").env("CORAL_INVITE"))
+    .option("--plugins <list>", "plugins to run: built-in names, paths (./x.js) or npm packages, comma-separated")
+    .option("--config <file>", "a JSON config file (name, interface, heartbeatInterval, plugin options)")
+    .option("--data-dir <dir>", "keys, mesh membership and the spool", defaultAgentDataDir())
+    .option("--name <name>", "the agent's name in the mesh (default: the hostname)")
+    .option("--interface <name>", "WireGuard interface name (default coral1)")
+    .option("--heartbeat-interval <duration>", "overrides the coordinator's heartbeat interval", (value) => {
+      const ms = parseDuration(value);
+      if (ms === undefined) throw new InvalidArgumentError('a duration is a number and a unit: "10s", "1m".');
+      return ms;
+    })
+    .addOption(
+      new Option("--wireguard <mode>", "kernel module, wireguard-go, or whichever works").choices(["auto", "kernel", "userspace"]),
+    );
+
+  const log = (line: string) => io.err(`${new Date().toISOString().slice(0, 19)}Z ${line}\n`);
+  try {
+    program.parse(argv, { from: "user" });
+    const o = program.opts<{
+      join?: string;
+      plugins?: string;
+      config?: string;
+      dataDir: string;
+      name?: string;
+      interface?: string;
+      heartbeatInterval?: number;
+      wireguard?: "auto" | "kernel" | "userspace";
+    }>();
+    const config = o.config ? readConfig(o.config) : {};
+    const pluginOptions = (config.plugins ?? {}) as Record<string, unknown>;
+    const list = o.plugins ?? (Object.keys(pluginOptions).length > 0 ? Object.keys(pluginOptions).join(",") : "passive,sdk");
+    const plugins = await loadPlugins(parsePluginList(list), pluginOptions);
+    const name = o.name ?? config.name;
+    const interfaceName = o.interface ?? config.interface;
+    const heartbeat = o.heartbeatInterval ?? (config.heartbeatInterval ? parseDuration(config.heartbeatInterval) : undefined);
+    const agent = await Agent.start({
+      dataDir: o.dataDir,
+      plugins,
+      log,
+      ...(o.join ? { invite: o.join } : {}),
+      ...(name ? { name } : {}),
+      ...(interfaceName ? { interfaceName } : {}),
+      ...(heartbeat ? { heartbeatIntervalMs: heartbeat } : {}),
+      ...(o.wireguard ? { wireguardMode: o.wireguard } : {}),
+    });
+    log(`running as ${agent.mesh.name} (${agent.mesh.answer.meshIp}) in mesh ${agent.mesh.meshId}; Ctrl-C stops`);
+    const signal = await untilSignal();
+    log(`${signal}: stopping...`);
+    await agent.stop();
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    if (error instanceof CoralError || error instanceof PluginListError) {
+      io.err(`coral-agent: ${error.message}\n`);
+      return 1;
+    }
+    io.err(
+      `coral-agent: internal error: ${error instanceof Error ? error.message : String(error)}\nThis is a bug; please report it with the command you ran.\n`,
+    );
+    return 70;
+  }
+}
+
+function readConfig(file: string) {
+  if (!existsSync(file)) throw new CoralError("config_invalid", `The config file ${file} does not exist.`);
+  const parsed = parseConfigFile(readFileSync(file, "utf8"), agentConfigSchema, file);
+  if (!parsed.ok)
+    throw new CoralError("config_invalid", parsed.errors.map((e) => `${file}${e.path ? ` ${e.path}` : ""}: ${e.message}`).join("; "));
+  return parsed.value;
+}

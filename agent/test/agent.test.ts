@@ -1,0 +1,147 @@
+/**
+ * coral-agent as users run it, in a lab: discovery and `coral coordinator start` on host
+ * A, the agent on host B loading a third-party collector by package name and a broken
+ * plugin by path. Checks the join, health in `coral status`, and that every tick the
+ * collector counted reaches the coordinator exactly once across kill -9 and a coordinator
+ * that is away for a while.
+ */
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { AgentView } from "@coral/coordinator";
+import { LabCoordinator, spawnInNamespace, stopChild, waitForLine } from "@coral/coordinator/testing";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
+import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const agentDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const skip = labSkipReason("the agent in a network-namespace lab");
+
+describe.skipIf(skip)("coral-agent, in a lab", () => {
+  let lab: Lab;
+  let discovery: LocalDiscovery;
+  let coordinator: LabCoordinator;
+  let dir: string;
+  let agent: { child: ChildProcess; log: string[] } | undefined;
+
+  async function startAgent(...extra: string[]): Promise<void> {
+    const child = spawnInNamespace(
+      lab.b,
+      "src/cli.ts",
+      [
+        "--plugins=coral-plugin-sample,./test/fixtures/broken-plugin.js",
+        "--data-dir",
+        join(dir, "agent"),
+        "--interface",
+        `${lab.prefix}ag`,
+        "--name",
+        "web-1",
+        ...extra,
+      ],
+      agentDir,
+    );
+    const waiting = waitForLine(child, / running as web-1 /, "the agent");
+    agent = { child, log: waiting.log };
+    await waiting.ready;
+  }
+
+  const agents = () => coordinator.json<AgentView[]>("agents");
+  const ticks = async () =>
+    (await coordinator.json<Array<{ attributes: { n: string } }>>("events", "--kind", "sample.tick", "--limit", "1000"))
+      .map((e) => Number(e.attributes.n))
+      .sort((a, b) => a - b);
+  const until = async (what: string, condition: () => Promise<boolean>, ms = 30_000) => {
+    const deadline = Date.now() + ms;
+    while (!(await condition())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+  /** Every tick from 1 to the highest, each once. */
+  const exactlyOnce = (values: number[]) => values.every((n, i) => n === i + 1);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "coral-agent-lab-"));
+    lab = createLab();
+    process.once("exit", () => lab.destroy());
+    discovery = await startLocalDiscovery({ netns: lab.a, ip: lab.addressA, port: 8787 });
+    coordinator = new LabCoordinator({
+      ns: lab.a,
+      dataDir: join(dir, "coordinator"),
+      interfaceName: `${lab.prefix}hub`,
+      endpoint: `${lab.addressA}:51820`,
+      discoveryUrl: discovery.url,
+    });
+    await coordinator.start();
+  }, 120_000);
+
+  afterAll(async () => {
+    await stopChild(agent?.child);
+    await coordinator?.stop();
+    await discovery?.stop();
+    lab?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it("joins from an invite, showing each step, and reports its plugins' states", async () => {
+    const { invite } = await coordinator.json<{ invite: string }>("token", "create");
+    await startAgent("--join", invite);
+    const log = agent?.log.join("\n") ?? "";
+    for (const step of [
+      "verifying the coordinator's record",
+      "waiting for the coordinator's answer",
+      "accepted as web-1 with mesh address 100.64.0.2",
+      `waiting for the WireGuard handshake with the coordinator at ${lab.addressA}:51820`,
+      "tunnel up through",
+      "registered with the coordinator",
+    ]) {
+      expect(log).toContain(step);
+    }
+    await until("the broken plugin to show as broken", async () => {
+      const [web] = await agents();
+      return web?.plugins.find((p) => p.name === "broken")?.state !== "running" && web?.plugins.length === 2;
+    });
+    const [web] = await agents();
+    expect(web).toMatchObject({ name: "web-1", meshIp: "100.64.0.2", status: "degraded", path: "direct" });
+    expect(web?.plugins.find((p) => p.name === "sample")).toMatchObject({ state: "running" });
+    expect(web?.plugins.find((p) => p.name === "broken")?.lastError).toMatch(
+      /thrown from collect|rejected later|did not finish|still running/,
+    );
+    // The broken plugin never stops the sample collector.
+    await until("ticks", async () => (await ticks()).length >= 3);
+    expect(exactlyOnce(await ticks())).toBe(true);
+  }, 90_000);
+
+  it("loses and duplicates nothing across kill -9, and restarts without joining again", async () => {
+    await new Promise((r) => setTimeout(r, 1_500 + Math.random() * 1_000));
+    agent?.child.kill("SIGKILL");
+    await new Promise((r) => agent?.child.once("exit", r));
+    // wireguard-go outlives a killed agent with its interface; the next start takes it over.
+    lab.exec(lab.b, ["ip", "link", "del", `${lab.prefix}ag`]);
+    const before = (await ticks()).at(-1) ?? 0;
+    await startAgent();
+    expect(agent?.log.join("\n")).not.toContain("waiting for the coordinator's answer");
+    await until("ticks after the restart", async () => ((await ticks()).at(-1) ?? 0) >= before + 3);
+    expect(exactlyOnce(await ticks())).toBe(true);
+  }, 90_000);
+
+  it("spools while the coordinator is away and delivers everything once when it is back", async () => {
+    expect(await coordinator.stop()).toBe(0);
+    await new Promise((r) => setTimeout(r, 20_000));
+    coordinator = new LabCoordinator({ ...coordinator.options, discoveryUrl: undefined });
+    await coordinator.start();
+    const away = agent?.log.filter((l) => l.includes("sending reports failed")) ?? [];
+    expect(away.length, agent?.log.join("\n")).toBeGreaterThan(0);
+    await until("the spooled ticks", async () => (await ticks()).length >= 20, 45_000);
+    expect(exactlyOnce(await ticks())).toBe(true);
+    await until("healthy again", async () => (await agents())[0]?.path === "direct");
+  }, 120_000);
+
+  it("stops on SIGTERM with the interface removed", async () => {
+    expect(await stopChild(agent?.child)).toBe(0);
+    expect(agent?.log.at(-1)).toMatch(/stopped; \d+ batch\(es\) wait in the spool/);
+    expect(lab.exec(lab.b, ["ip", "link", "show", `${lab.prefix}ag`]).ok).toBe(false);
+  }, 30_000);
+});

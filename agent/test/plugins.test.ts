@@ -1,0 +1,30 @@
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { parsePluginList } from "../src/plugin-list.js";
+import { loadPlugins } from "../src/plugins.js";
+
+const agentDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const load = async (list: string, options: Record<string, unknown> = {}) => loadPlugins(parsePluginList(list), options, agentDir);
+
+describe("loading plugins", () => {
+  it("loads a plugin by npm package name and by path, with its options validated", async () => {
+    const loaded = await load("coral-plugin-sample,./test/fixtures/broken-plugin.js", { "coral-plugin-sample": { label: "web" } });
+    expect(loaded.map((p) => [p.ref, p.plugin.name, p.options])).toEqual([
+      ["coral-plugin-sample", "sample", { label: "web" }],
+      ["./test/fixtures/broken-plugin.js", "broken", {}],
+    ]);
+  });
+
+  it("says in one line what is wrong and how to fix it", async () => {
+    await expect(load("coral-plugin-nonexistent")).rejects.toThrow(
+      'Plugin "coral-plugin-nonexistent" was not found: install it (npm install coral-plugin-nonexistent).',
+    );
+    await expect(load("./nope.js")).rejects.toThrow('Plugin "./nope.js" was not found: check the path.');
+    await expect(load("coral-plugin-sample", { sample: { label: "" } })).rejects.toThrow(
+      /^plugin "sample" options: label: .+; fix them in the config file\.$/,
+    );
+    await expect(load("ebpf")).rejects.toThrow('The built-in plugin "ebpf" is not in this version of the agent yet.');
+    await expect(load("./test/fixtures/broken-plugin.js,./test/fixtures/broken-plugin.js")).rejects.toThrow(/listed twice/);
+  });
+});
