@@ -5,12 +5,12 @@
  * and removed only when acknowledged.
  */
 import { createSocket } from "node:dgram";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Emitter, PluginHost, type PluginReport, type PluginStateStore, type Subject } from "@coral/agent-plugins";
 import { CoralError, DiscoveryClient, fromBase64Url } from "@coral/sdk-proto";
 import { meshV1 } from "@coral/sdk-proto/grpc";
-import { WireGuardInterface } from "@coral/wireguard";
+import { checkWireGuard, WireGuardInterface } from "@coral/wireguard";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import packageJson from "../package.json" with { type: "json" };
 import { defaultAgentName, joinMesh, loadMeshState, loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
@@ -58,6 +58,9 @@ export class Agent {
   static async start(options: AgentOptions): Promise<Agent> {
     const log = options.log ?? (() => {});
     const keys = loadOrCreateKeys(options.dataDir);
+    claimDataDir(options.dataDir);
+    // Before an invite is spent: an agent that cannot run WireGuard must not take a token's use.
+    await checkWireGuard({ mode: options.wireguardMode ?? "auto" });
     let mesh = loadMeshState(options.dataDir);
     if (mesh && options.invite) log(`already a member of mesh ${mesh.meshId} as ${mesh.name}; --join is not needed again`);
     if (!mesh) {
@@ -150,6 +153,7 @@ export class Agent {
     await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
     this.client.close();
     await this.wireguard.down();
+    rmSync(join(this.options.dataDir, PID_FILE), { force: true });
     this.log(`stopped; ${this.spool.size.batches} batch(es) wait in the spool for the next start`);
   }
 
@@ -313,6 +317,35 @@ export class Agent {
   private every(ms: number, fn: () => void): void {
     const timer = setInterval(fn, ms);
     this.timers.push(timer);
+  }
+}
+
+const PID_FILE = "agent.pid";
+
+/** One agent per data directory: a live pid in `agent.pid` means another one runs. */
+function claimDataDir(dataDir: string): void {
+  const path = join(dataDir, PID_FILE);
+  try {
+    const pid = Number(readFileSync(path, "utf8"));
+    if (pid !== process.pid && isAlive(pid)) {
+      throw new CoralError(
+        "agent_running",
+        `An agent (pid ${pid}) already runs with ${dataDir}; stop it first, or use another --data-dir.`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof CoralError) throw error;
+  }
+  writeFileSync(path, String(process.pid), { mode: 0o600 });
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -118,26 +118,43 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     await new Promise((r) => setTimeout(r, 1_500 + Math.random() * 1_000));
     agent?.child.kill("SIGKILL");
     await new Promise((r) => agent?.child.once("exit", r));
-    // wireguard-go outlives a killed agent with its interface; the next start takes it over.
-    lab.exec(lab.b, ["ip", "link", "del", `${lab.prefix}ag`]);
+    // wireguard-go outlives a killed agent, with its interface; the next start takes it over.
+    expect(lab.exec(lab.b, ["ip", "link", "show", `${lab.prefix}ag`]).ok).toBe(true);
     const before = (await ticks()).at(-1) ?? 0;
     await startAgent();
-    expect(agent?.log.join("\n")).not.toContain("waiting for the coordinator's answer");
+    const log = agent?.log.join("\n") ?? "";
+    expect(log).toContain(`removed ${lab.prefix}ag, left behind by an earlier run with the same key`);
+    expect(log).not.toContain("waiting for the coordinator's answer");
     await until("ticks after the restart", async () => ((await ticks()).at(-1) ?? 0) >= before + 3);
     expect(exactlyOnce(await ticks())).toBe(true);
   }, 90_000);
 
-  it("spools while the coordinator is away and delivers everything once when it is back", async () => {
+  it("spools while the coordinator is away for a minute and delivers everything once when it is back", async () => {
     expect(await coordinator.stop()).toBe(0);
-    await new Promise((r) => setTimeout(r, 20_000));
+    await new Promise((r) => setTimeout(r, 60_000));
     coordinator = new LabCoordinator({ ...coordinator.options, discoveryUrl: undefined });
     await coordinator.start();
     const away = agent?.log.filter((l) => l.includes("sending reports failed")) ?? [];
     expect(away.length, agent?.log.join("\n")).toBeGreaterThan(0);
-    await until("the spooled ticks", async () => (await ticks()).length >= 20, 45_000);
+    await until("the spooled ticks", async () => (await ticks()).length >= 60, 45_000);
     expect(exactlyOnce(await ticks())).toBe(true);
     await until("healthy again", async () => (await agents())[0]?.path === "direct");
-  }, 120_000);
+  }, 180_000);
+
+  it("refuses a second agent on the same data directory", async () => {
+    const second = spawnInNamespace(
+      lab.b,
+      "src/cli.ts",
+      ["--plugins=coral-plugin-sample", "--data-dir", join(dir, "agent"), "--interface", `${lab.prefix}a2`],
+      agentDir,
+    );
+    const waiting = waitForLine(second, /^coral-agent: /, "the second agent");
+    waiting.ready.catch(() => {});
+    await new Promise((r) => second.once("close", r));
+    expect(waiting.log.at(-1)).toMatch(
+      /^coral-agent: An agent \(pid \d+\) already runs with .+; stop it first, or use another --data-dir\.$/,
+    );
+  }, 30_000);
 
   it("stops on SIGTERM with the interface removed", async () => {
     expect(await stopChild(agent?.child)).toBe(0);

@@ -29,7 +29,7 @@ export interface InterfaceOptions {
 }
 
 export interface WireGuardEvent {
-  kind: "mode" | "exited" | "restarted" | "restart-failed";
+  kind: "mode" | "replaced" | "exited" | "restarted" | "restart-failed";
   message: string;
 }
 
@@ -70,10 +70,12 @@ export class WireGuardInterface {
     }
     await preflight(options);
     if ((await run(options, "ip", ["link", "show", options.name])).exitCode === 0) {
-      throw new CoralError(
-        "wireguard_failed",
-        `A network interface named ${options.name} already exists. Choose another name with --interface, or remove it with \`ip link del ${options.name}\`.`,
-      );
+      if (!(await takeOverStale(options))) {
+        throw new CoralError(
+          "wireguard_failed",
+          `A network interface named ${options.name} already exists. Choose another name with --interface, or remove it with \`ip link del ${options.name}\`.`,
+        );
+      }
     }
     let mode: "kernel" | "userspace" = "userspace";
     if (options.mode !== "userspace") {
@@ -222,6 +224,23 @@ export class WireGuardInterface {
   }
 }
 
+/**
+ * An interface of our name that holds our own private key was left by an earlier run of
+ * the same node that did not stop cleanly (kill -9, a crash): remove it, and let its
+ * wireguard-go exit, so this run starts clean. Anyone else's interface is left alone.
+ */
+async function takeOverStale(options: InterfaceOptions): Promise<boolean> {
+  const key = await run(options, "wg", ["show", options.name, "private-key"]);
+  if (key.exitCode !== 0 || key.stdout.trim() !== options.privateKey) return false;
+  await run(options, "ip", ["link", "del", options.name]);
+  const socket = `${SOCKET_DIR}/${options.name}.sock`;
+  const deadline = Date.now() + 3_000;
+  while (existsSync(socket) && Date.now() < deadline) await sleep(20);
+  rmSync(socket, { force: true });
+  options.onEvent?.({ kind: "replaced", message: `removed ${options.name}, left behind by an earlier run with the same key` });
+  return true;
+}
+
 function peerArgs(peer: PeerConfig): string[] {
   const args = ["peer", peer.publicKey, "allowed-ips", peer.allowedIps.join(",")];
   if (peer.endpoint) args.push("endpoint", peer.endpoint);
@@ -229,7 +248,17 @@ function peerArgs(peer: PeerConfig): string[] {
   return args;
 }
 
-async function preflight(options: InterfaceOptions): Promise<void> {
+/**
+ * Whether this process can run WireGuard at all (root or CAP_NET_ADMIN, `wg` and `ip`,
+ * and `wireguard-go` when asked for userspace); throws a CoralError saying what is
+ * missing and how to install it. Call it before anything that should not happen in vain,
+ * such as spending an invite.
+ */
+export async function checkWireGuard(options: Pick<InterfaceOptions, "mode"> = {}): Promise<void> {
+  await preflight(options);
+}
+
+async function preflight(options: Pick<InterfaceOptions, "mode">): Promise<void> {
   if (!hasNetAdmin()) {
     throw new CoralError(
       "wireguard_permission",

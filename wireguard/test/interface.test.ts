@@ -1,4 +1,6 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPair, type WireGuardEvent, WireGuardInterface } from "../src/index.js";
 import { createLab, type Lab, labSkipReason } from "../src/testing/lab.js";
@@ -91,6 +93,42 @@ describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
       WireGuardInterface.up({ name: `${lab.prefix}wa`, netns: lab.a, privateKey: generateKeyPair().privateKey, address: "100.64.9.1/32" }),
     ).rejects.toMatchObject({ code: "wireguard_failed", message: expect.stringContaining("already exists") });
   });
+
+  it("takes over the interface that a killed process left behind, recognising it by its key", async () => {
+    const name = `${lab.prefix}wk`;
+    const keys = generateKeyPair();
+    const script = `
+      import { WireGuardInterface } from "@coral/wireguard";
+      await WireGuardInterface.up(${JSON.stringify({ name, netns: lab.b, privateKey: keys.privateKey, address: "100.64.7.1/32" })});
+      process.stdout.write("up\\n");
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ["--conditions=coral-source", "--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: dirname(fileURLToPath(import.meta.url)),
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    await new Promise<void>((r) => child.stdout?.once("data", () => r()));
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    expect(lab.exec(lab.b, ["ip", "link", "show", name]).ok).toBe(true); // wireguard-go outlived it
+
+    // Someone else's key: refused, and their interface is untouched.
+    await expect(
+      WireGuardInterface.up({ name, netns: lab.b, privateKey: generateKeyPair().privateKey, address: "100.64.7.1/32" }),
+    ).rejects.toMatchObject({ message: expect.stringContaining("already exists") });
+    const seen: WireGuardEvent[] = [];
+    const again = await WireGuardInterface.up({
+      name,
+      netns: lab.b,
+      privateKey: keys.privateKey,
+      address: "100.64.7.1/32",
+      onEvent: (e) => seen.push(e),
+    });
+    expect(seen.map((e) => e.kind)).toEqual(["replaced", "mode"]);
+    expect((await again.status()).publicKey).toBe(keys.publicKey);
+    await again.down();
+    expect(lab.exec(lab.b, ["pgrep", "-f", `wireguard-go -f ${name}$`]).ok).toBe(false);
+  }, 30_000);
 
   it("leaves nothing behind when brought down", async () => {
     await hub.down();

@@ -11,6 +11,7 @@ export const errorRegistry = {
   admin_unauthorized: { status: 401, summary: "The admin bearer token is missing or wrong." },
   agent_name_taken: { status: 409, summary: "Another agent of the mesh already has this name." },
   agent_not_found: { status: 404, summary: "No agent of the mesh has this name." },
+  agent_running: { status: 409, summary: "An agent is already running with this data directory." },
   answer_exists: { status: 409, summary: "This join request already has a different answer." },
   answer_pending: { status: 404, summary: "The coordinator has not answered this join request yet." },
   api_token_required: { status: 400, summary: "The coordinator API may listen beyond loopback only with a token." },

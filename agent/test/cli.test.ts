@@ -1,0 +1,56 @@
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { encodeInvite, toBase64Url } from "@coral/sdk-proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const agentDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+describe("coral-agent, where it cannot run", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "coral-agent-cli-"));
+    chmodSync(dir, 0o777);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const run = (args: string[], asNobody = false) => {
+    const argv = [process.execPath, "--conditions=coral-source", "--import", "tsx", "src/cli.ts", ...args];
+    const [command, rest] =
+      asNobody && process.getuid?.() === 0
+        ? ["setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]]
+        : [argv[0] as string, argv.slice(1)];
+    const result = spawnSync(command, rest, { cwd: agentDir, encoding: "utf8", env: { ...process.env, HOME: dir } });
+    return { code: result.status, err: result.stderr };
+  };
+
+  it("without root, says so in one line before spending the invite", async () => {
+    const invite = await encodeInvite({
+      discoveryUrl: "http://127.0.0.1:9",
+      meshId: "a".repeat(32),
+      signingKey: toBase64Url(new Uint8Array(32)),
+      tokenId: "tokentokentokent",
+      secret: "s".repeat(43),
+      expiresAt: Date.now() + 3_600_000,
+    });
+    const result = run(["--join", invite, "--plugins=coral-plugin-sample", "--data-dir", join(dir, "nobody")], true);
+    expect(result.code).toBe(1);
+    expect(result.err.trim()).toBe(
+      "coral-agent: WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
+    );
+  }, 30_000);
+
+  it("names an unknown plugin, and a malformed plugin list, each in one line", () => {
+    const unknown = run(["--plugins=coral-plugin-nonexistent", "--data-dir", join(dir, "a")]);
+    expect(unknown).toEqual({
+      code: 1,
+      err: 'coral-agent: Plugin "coral-plugin-nonexistent" was not found: install it (npm install coral-plugin-nonexistent).\n',
+    });
+    const list = run(["--plugins=Not A Plugin!", "--data-dir", join(dir, "a")]);
+    expect(list.code).toBe(1);
+    expect(list.err).toMatch(/^coral-agent: "Not A Plugin!" in --plugins is not a built-in/);
+    expect(existsSync(join(dir, "a", "mesh.json"))).toBe(false);
+  }, 30_000);
+});
