@@ -35,7 +35,8 @@ export interface AgentOptions {
 
 const SUBJECT_KINDS = { agent: 1, service: 2, process: 3, host: 4 } as const;
 const PLUGIN_STATUS = { starting: 1, running: 2, degraded: 3, failed: 4, stopped: 5 } as const;
-const STALE_HANDSHAKE_MS = 180_000;
+const RELOOKUP_MIN_MS = 60_000;
+const RELOOKUP_MAX_MS = 600_000;
 
 export class Agent {
   private readonly hosts: PluginHost[] = [];
@@ -44,6 +45,8 @@ export class Agent {
   private sending: Promise<void> | undefined;
   private sendFailures = 0;
   private lastRelookup = 0;
+  private relookupBackoffMs = RELOOKUP_MIN_MS;
+  private heartbeatFailures = 0;
   private stopped = false;
 
   private constructor(
@@ -209,7 +212,7 @@ export class Agent {
         );
       } catch (error) {
         this.log(`registering with the coordinator failed (${describe(error)}); retrying in ${delay / 1000} s`);
-        await this.relookupIfStale();
+        await this.relookup();
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(30_000, delay * 2);
       }
@@ -219,31 +222,39 @@ export class Agent {
   private async heartbeat(): Promise<void> {
     try {
       await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins: this.pluginStates() }, 5_000);
+      if (this.heartbeatFailures > 0) this.log("heartbeats reach the coordinator again");
+      this.heartbeatFailures = 0;
+      this.relookupBackoffMs = RELOOKUP_MIN_MS;
     } catch (error) {
-      this.log(`heartbeat failed: ${describe(error)}`);
-      await this.relookupIfStale();
+      this.heartbeatFailures++;
+      if (this.heartbeatFailures === 1) this.log(`heartbeat failed: ${describe(error)}`);
+      if (this.heartbeatFailures >= 3) await this.relookup();
     }
   }
 
   /**
-   * When the tunnel has had no handshake for long, the coordinator may have moved: look its
-   * record up again (verified against the pinned key), at most once a minute.
+   * After three heartbeats in a row failed, the coordinator may have moved (another address
+   * or port): look its record up again at discovery, verified against the pinned key, and
+   * try the endpoints it has now. At most once a minute, backing off to every ten minutes
+   * while it keeps failing, so a coordinator that is simply down costs discovery little.
    */
-  private async relookupIfStale(): Promise<void> {
+  private async relookup(): Promise<void> {
     const now = Date.now();
-    if (now - this.lastRelookup < 60_000) return;
-    const peer = (await this.wireguard.status().catch(() => undefined))?.peers[0];
-    if (peer?.latestHandshake && now - peer.latestHandshake < STALE_HANDSHAKE_MS) return;
+    if (now - this.lastRelookup < this.relookupBackoffMs) return;
     this.lastRelookup = now;
+    this.relookupBackoffMs = Math.min(RELOOKUP_MAX_MS, this.relookupBackoffMs * 2);
     try {
       const record = await new DiscoveryClient({ url: this.mesh.discoveryUrl }).lookup(
         this.mesh.meshId,
         fromBase64Url(this.mesh.signingKey) ?? new Uint8Array(),
       );
       const endpoints = record.registration.endpoints;
+      this.log(`no answer from the coordinator; trying the endpoints discovery has now: ${endpoints.join(", ") || "none"}`);
       if (endpoints.length > 0) {
-        this.log(`no handshake with the coordinator for a while; trying the endpoints discovery has now: ${endpoints.join(", ")}`);
         await connect(this.wireguard, this.mesh.answer.coordinatorWireguardKey, endpoints, this.mesh.answer.coordinatorMeshIp, this.log);
+        // The next start begins with what discovery says now.
+        this.mesh.answer.endpoints = endpoints;
+        saveMeshState(this.options.dataDir, this.mesh);
       }
     } catch (error) {
       this.log(`looking the coordinator up again failed: ${describe(error)}`);

@@ -6,7 +6,7 @@
  * that is away for a while.
  */
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -155,6 +155,27 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
       /^coral-agent: An agent \(pid \d+\) already runs with .+; stop it first, or use another --data-dir\.$/,
     );
   }, 30_000);
+
+  it("finds the coordinator through discovery when it moved while the agent was off", async () => {
+    expect(await stopChild(agent?.child)).toBe(0);
+    expect(await coordinator.stop()).toBe(0);
+    coordinator = new LabCoordinator({
+      ...coordinator.options,
+      discoveryUrl: undefined,
+      endpoint: `${lab.addressA}:51830`,
+      extraArgs: ["--listen-port", "51830"],
+    });
+    await coordinator.start();
+    const before = (await ticks()).at(-1) ?? 0;
+    await startAgent();
+    const log = agent?.log.join("\n") ?? "";
+    expect(log).toContain(`no handshake through ${lab.addressA}:51820 yet`);
+    expect(log).toContain(`trying the endpoints discovery has now: ${lab.addressA}:51830`);
+    expect(log).toContain(`tunnel up through ${lab.addressA}:51830`);
+    expect(JSON.parse(readFileSync(join(dir, "agent", "mesh.json"), "utf8")).answer.endpoints).toEqual([`${lab.addressA}:51830`]);
+    await until("ticks through the new port", async () => ((await ticks()).at(-1) ?? 0) >= before + 3);
+    expect(exactlyOnce(await ticks())).toBe(true);
+  }, 120_000);
 
   it("stops on SIGTERM with the interface removed", async () => {
     expect(await stopChild(agent?.child)).toBe(0);
