@@ -82,6 +82,9 @@ function parsePluginOptionsOrExplain(plugin: Plugin, raw: unknown): void {
   try {
     parsePluginOptions(plugin, raw);
   } catch (error) {
-    throw new CoralError("config_invalid", `${error instanceof Error ? error.message : String(error)}; fix them in the config file.`);
+    throw new CoralError(
+      "config_invalid",
+      `${error instanceof Error ? error.message : String(error)}; fix them in the config file or with --set.`,
+    );
   }
 }

@@ -44,6 +44,11 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
     .addOption(new Option("--join <invite>", "the invite from `coral token create` (first run only)").env("CORAL_INVITE"))
     .option("--plugins <list>", "plugins to run: built-in names, paths (./x.js) or npm packages, comma-separated")
     .option("--config <file>", "a JSON config file (name, interface, heartbeatInterval, plugin options)")
+    .option(
+      "--set <plugin.option=value>",
+      "a plugin option, over the config file's; the value is JSON if it parses, else a string (repeatable)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .option("--data-dir <dir>", "keys, mesh membership and the spool", defaultAgentDataDir())
     .option("--name <name>", "the agent's name in the mesh (default: the hostname)")
     .option("--interface <name>", "WireGuard interface name (default coral1)")
@@ -68,9 +73,10 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
       interface?: string;
       heartbeatInterval?: number;
       wireguard?: "auto" | "kernel" | "userspace";
+      set?: string[];
     }>();
     const config = o.config ? readConfig(o.config) : {};
-    const pluginOptions = (config.plugins ?? {}) as Record<string, unknown>;
+    const pluginOptions = withOverrides((config.plugins ?? {}) as Record<string, Record<string, unknown>>, o.set ?? []);
     const list = o.plugins ?? (Object.keys(pluginOptions).length > 0 ? Object.keys(pluginOptions).join(",") : "passive,sdk");
     const plugins = await loadPlugins(parsePluginList(list), pluginOptions);
     const name = o.name ?? config.name;
@@ -102,6 +108,24 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
     );
     return 70;
   }
+}
+
+/** `--set sample.label=web` over the config file's `plugins.sample.label`. */
+function withOverrides(plugins: Record<string, Record<string, unknown>>, sets: string[]): Record<string, Record<string, unknown>> {
+  const merged = structuredClone(plugins);
+  for (const set of sets) {
+    const match = /^([^.=]+)\.([^=]+)=(.*)$/s.exec(set);
+    if (!match) throw new CoralError("config_invalid", `--set ${set} is not PLUGIN.OPTION=VALUE, e.g. --set sample.label=web.`);
+    const [, plugin = "", option = "", raw = ""] = match;
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // A plain string.
+    }
+    merged[plugin] = { ...merged[plugin], [option]: value };
+  }
+  return merged;
 }
 
 function readConfig(file: string) {

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -52,5 +52,25 @@ describe("coral-agent, where it cannot run", () => {
     expect(list.code).toBe(1);
     expect(list.err).toMatch(/^coral-agent: "Not A Plugin!" in --plugins is not a built-in/);
     expect(existsSync(join(dir, "a", "mesh.json"))).toBe(false);
+  }, 30_000);
+
+  it("validates plugin options from the config file and --set, naming the plugin and the field", () => {
+    const config = join(dir, "agent.json");
+    writeFileSync(config, JSON.stringify({ plugins: { sample: { label: "" } } }));
+    const fromFile = run(["--config", config, "--plugins=coral-plugin-sample", "--data-dir", join(dir, "b")]);
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.err).toMatch(/^coral-agent: plugin "sample" options: label: .+; fix them in the config file or with --set\.\n$/);
+    const fromFlag = run([
+      "--plugins=coral-plugin-sample",
+      "--set",
+      "sample.label=7",
+      "--set",
+      "sample.extra=true",
+      "--data-dir",
+      join(dir, "b"),
+    ]);
+    expect(fromFlag.err).toMatch(/^coral-agent: plugin "sample" options: label: .+; \(options\): Unrecognized key: "extra"/);
+    const typo = run(["--config", join(dir, "missing.json"), "--data-dir", join(dir, "b")]);
+    expect(typo.err).toBe(`coral-agent: The config file ${join(dir, "missing.json")} does not exist.\n`);
   }, 30_000);
 });

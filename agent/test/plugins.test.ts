@@ -22,7 +22,7 @@ describe("loading plugins", () => {
     );
     await expect(load("./nope.js")).rejects.toThrow('Plugin "./nope.js" was not found: check the path.');
     await expect(load("coral-plugin-sample", { sample: { label: "" } })).rejects.toThrow(
-      /^plugin "sample" options: label: .+; fix them in the config file\.$/,
+      /^plugin "sample" options: label: .+; fix them in the config file or with --set\.$/,
     );
     await expect(load("ebpf")).rejects.toThrow('The built-in plugin "ebpf" is not in this version of the agent yet.');
     await expect(load("./test/fixtures/broken-plugin.js,./test/fixtures/broken-plugin.js")).rejects.toThrow(/listed twice/);
