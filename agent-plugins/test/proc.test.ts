@@ -1,0 +1,113 @@
+import { createConnection, createServer, type Server } from "node:net";
+import { describe, expect, it } from "vitest";
+import {
+  parseLoadavg,
+  parseMeminfo,
+  parseNetTcp,
+  parseProcStat,
+  parseStat,
+  readProcesses,
+  readTcpSockets,
+  socketOwners,
+  unitFromCgroup,
+} from "../src/passive/proc.js";
+
+describe("/proc parsers", () => {
+  it("reads a stat line whose command name holds spaces and parentheses", () => {
+    const line =
+      "4242 (my (weird) app) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 25 0 0 20 0 3 0 987654 123456789 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+    expect(parseStat(line)).toEqual({
+      pid: 4242,
+      comm: "my (weird) app",
+      state: "S",
+      ppid: 1,
+      utime: 150,
+      stime: 25,
+      startTime: 987654,
+      rssPages: 2048,
+    });
+    expect(parseStat("garbage")).toBeUndefined();
+  });
+
+  it("finds the systemd unit in cgroup v1 and v2 paths", () => {
+    expect(unitFromCgroup("0::/system.slice/nginx.service\n")).toBe("nginx.service");
+    expect(unitFromCgroup("1:name=systemd:/user.slice/user-1000.slice/session-3.scope\n0::/\n")).toBe("session-3.scope");
+    expect(unitFromCgroup("0::/\n")).toBeUndefined();
+  });
+
+  it("decodes /proc/net/tcp and tcp6 addresses, ports and states", () => {
+    const tcp = [
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+      "   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1596 1 0 100 0 0 10 0",
+      "   1: 020200C0:C6B0 507100CB:01BB 01 00000000:00000000 02:00000047 00000000     0        0 415380 2 0 20 4 8 47 -1",
+    ].join("\n");
+    expect(parseNetTcp(tcp, 4)).toEqual([
+      { family: 4, localAddress: "0.0.0.0", localPort: 2024, remoteAddress: "0.0.0.0", remotePort: 0, state: "LISTEN", inode: 1596 },
+      {
+        family: 4,
+        localAddress: "192.0.2.2",
+        localPort: 50864,
+        remoteAddress: "203.0.113.80",
+        remotePort: 443,
+        state: "ESTABLISHED",
+        inode: 415380,
+      },
+    ]);
+    const tcp6 = [
+      "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+      "   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0 100 0 0 10 0",
+      "   1: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 778 1 0 20 4 30 10 -1",
+      "   2: B80D0120000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 779 1 0 100 0 0 10 0",
+    ].join("\n");
+    expect(parseNetTcp(tcp6, 6).map((s) => [s.localAddress, s.localPort, s.remoteAddress, s.state])).toEqual([
+      ["::1", 8080, "::", "LISTEN"],
+      ["127.0.0.1", 8080, "127.0.0.1", "ESTABLISHED"],
+      ["2001:db8::1", 80, "::", "LISTEN"],
+    ]);
+  });
+
+  it("reads host CPU, memory and load", () => {
+    expect(parseProcStat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\ncpu1 50 0 25 400 25 0 0 0 0 0\nintr 1\n")).toEqual(
+      {
+        busy: 150,
+        total: 1000,
+        cpus: 2,
+      },
+    );
+    expect(parseMeminfo("MemTotal:        2000 kB\nMemFree:  100 kB\nMemAvailable:     1500 kB\n")).toEqual({
+      totalBytes: 2_048_000,
+      availableBytes: 1_536_000,
+    });
+    expect(parseLoadavg("1.49 2.74 2.89 2/108 17529\n")).toEqual([1.49, 2.74, 2.89]);
+    expect(parseLoadavg("")).toBeUndefined();
+  });
+});
+
+describe("/proc readers, on this machine", () => {
+  it("find this process, and the listening and connected sockets it owns", async () => {
+    const server: Server = createServer(() => {});
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    const client = createConnection({ host: "127.0.0.1", port });
+    await new Promise<void>((r) => client.once("connect", () => r()));
+    try {
+      const processes = await readProcesses("/proc");
+      const self = processes.find((p) => p.pid === process.pid);
+      expect(self).toMatchObject({ ppid: process.ppid, exe: process.execPath });
+      expect(self?.cmdline.length).toBeGreaterThan(0);
+      expect(self?.startTime).toBeGreaterThan(0);
+
+      const sockets = await readTcpSockets("/proc");
+      const listening = sockets.find((s) => s.state === "LISTEN" && s.localPort === port);
+      const outgoing = sockets.find((s) => s.state === "ESTABLISHED" && s.remotePort === port);
+      expect(listening).toMatchObject({ localAddress: "127.0.0.1" });
+      expect(outgoing).toMatchObject({ localAddress: "127.0.0.1", remoteAddress: "127.0.0.1", localPort: client.localPort });
+      const owners = await socketOwners("/proc", [process.pid]);
+      expect(owners.get(listening?.inode ?? -1)).toBe(process.pid);
+      expect(owners.get(outgoing?.inode ?? -1)).toBe(process.pid);
+    } finally {
+      client.destroy();
+      server.close();
+    }
+  });
+});
