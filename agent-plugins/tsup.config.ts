@@ -1,3 +1,6 @@
 import { nodePackage } from "../tsup.shared.js";
 
-export default nodePackage(["src/index.ts", "src/testing.ts"], { external: ["vitest"] });
+export default nodePackage(
+  { index: "src/index.ts", testing: "src/testing.ts", "passive/index": "src/passive/index.ts" },
+  { external: ["vitest"] },
+);

@@ -9,8 +9,10 @@ import { checkPlugin, type Plugin, PluginDefinitionError, parsePluginOptions } f
 import { CoralError } from "@coral/sdk-proto";
 import type { PluginSource } from "./plugin-list.js";
 
-/** Built-in collectors, by name; the collectors issue fills this in. */
-export const BUILTIN_REGISTRY: Partial<Record<string, () => Promise<Plugin>>> = {};
+/** Built-in collectors, by name, loaded only when asked for. */
+export const BUILTIN_REGISTRY: Partial<Record<string, () => Promise<Plugin>>> = {
+  passive: async () => (await import("@coral/agent-plugins/passive")).default,
+};
 
 export interface LoadedPlugin {
   /** How the user named it (in --plugins and in the config file's `plugins`). */

@@ -16,6 +16,11 @@ describe("loading plugins", () => {
     ]);
   });
 
+  it("loads the built-in passive collector by name", async () => {
+    const [loaded] = await load("passive", { passive: { exclude: ["^kworker"] } });
+    expect(loaded).toMatchObject({ ref: "passive", plugin: { name: "passive" }, options: { exclude: ["^kworker"] } });
+  });
+
   it("says in one line what is wrong and how to fix it", async () => {
     await expect(load("coral-plugin-nonexistent")).rejects.toThrow(
       'Plugin "coral-plugin-nonexistent" was not found: install it (npm install coral-plugin-nonexistent).',

@@ -1,0 +1,277 @@
+/**
+ * The `passive` collector: what a host runs, seen from /proc alone, with no privileges
+ * beyond reading it.
+ *
+ * - Processes grouped into services: the systemd unit where there is one, otherwise the
+ *   executable (plus the script, for interpreters such as node or python).
+ * - Events: process.started, process.exited, process.restarted (the same service, a new
+ *   pid and start time, within one interval), service.deployed (restarted on a different
+ *   executable file), port.opened and port.closed.
+ * - Metrics: host CPU, memory and load; per service CPU, resident memory and process count.
+ * - Connections: established TCP connections, from the side that opened them (the local
+ *   port is not one the host listens on), so the coordinator can draw the dependency graph.
+ *
+ * The first collect takes stock and reports no events: the processes already running are
+ * the baseline, not news.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import * as z from "zod";
+import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";
+import { type ProcessInfo, parseLoadavg, parseMeminfo, parseProcStat, readProcesses, readTcpSockets, socketOwners } from "./proc.js";
+
+const INTERPRETERS = /^(node|nodejs|bun|deno|python\d*(\.\d+)?|ruby|perl|php|java|dotnet|bash|sh)$/;
+const PAGE_SIZE = 4096;
+const CLOCK_TICKS = 100;
+
+const options = z.strictObject({
+  /** Only processes whose command name or executable matches one of these (regular expressions). */
+  include: z.array(z.string()).default([]),
+  /** Leave out processes whose command name or executable matches one of these. */
+  exclude: z.array(z.string()).default([]),
+  /** Report established TCP connections (the dependency graph). */
+  connections: z.boolean().default(true),
+});
+type Options = z.infer<typeof options>;
+
+interface Seen {
+  pid: number;
+  startTime: number;
+  service: string;
+  serviceName: string;
+  exe: string | undefined;
+  exeId: string | undefined;
+  cpuTicks: number;
+  rssBytes: number;
+}
+
+interface Snapshot {
+  at: number;
+  processes: Map<string, Seen>;
+  ports: Map<string, Set<string>>;
+  hostCpu: { busy: number; total: number } | undefined;
+}
+
+/**
+ * A service's identity: its systemd unit; for an interpreter (node, python, java...), the
+ * interpreter's name and its script; otherwise its executable. `artifact` is the file whose
+ * replacement is a deploy: the script of an interpreter, else the executable.
+ */
+export function serviceOf(p: ProcessInfo): { key: string; name: string; artifact: string | undefined } {
+  const exe = (p.exe ?? p.cmdline[0] ?? p.comm).replace(/ \(deleted\)$/, "");
+  const program = basename(exe);
+  const script = INTERPRETERS.test(program) ? p.cmdline.slice(1).find((arg) => !arg.startsWith("-")) : undefined;
+  if (p.unit?.endsWith(".service")) return { key: `unit:${p.unit}`, name: p.unit.replace(/\.service$/, ""), artifact: script };
+  if (script)
+    return {
+      key: `script:${program} ${script}`,
+      name: basename(script).replace(/\.(m?js|cjs|ts|py|rb|pl|php|jar)$/, ""),
+      artifact: script,
+    };
+  return { key: `exe:${exe}`, name: program, artifact: undefined };
+}
+
+function compile(patterns: string[]): RegExp[] {
+  return patterns.map((p) => new RegExp(p));
+}
+
+export default definePlugin({
+  name: "passive",
+  version: "0.1.0",
+  apiVersion: PLUGIN_API_VERSION,
+  description: "Processes, services, ports and connections, from /proc.",
+  intervalMs: 10_000,
+  options,
+  async collect(ctx) {
+    // One snapshot per running instance; the host keeps the same state store for an instance's life.
+    snapshots.set(ctx.state, await collect(ctx, snapshots.get(ctx.state)));
+  },
+});
+
+const snapshots = new WeakMap<PluginStateStore, Snapshot>();
+
+async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): Promise<Snapshot> {
+  const now = ctx.clock.now();
+  const include = compile(ctx.options.include);
+  const exclude = compile(ctx.options.exclude);
+  const wanted = (p: ProcessInfo) => {
+    if (p.cmdline.length === 0) return false; // kernel threads
+    const names = [p.comm, p.exe ?? ""];
+    if (include.length > 0 && !include.some((re) => names.some((n) => re.test(n)))) return false;
+    return !exclude.some((re) => names.some((n) => re.test(n)));
+  };
+  const all = await readProcesses(ctx.procRoot);
+  const processes = all.filter(wanted);
+
+  // Current view, keyed by process identity (pid and start time).
+  const current = new Map<string, Seen>();
+  await Promise.all(
+    processes.map(async (p) => {
+      const service = serviceOf(p);
+      // The deployed file: a script (relative to the process's working directory), or the executable.
+      const artifact = service.artifact
+        ? service.artifact.startsWith("/")
+          ? service.artifact
+          : join(ctx.procRoot, String(p.pid), "cwd", service.artifact)
+        : join(ctx.procRoot, String(p.pid), "exe");
+      const exeStat = await stat(artifact).catch(() => undefined);
+      current.set(`${p.pid}:${p.startTime}`, {
+        pid: p.pid,
+        startTime: p.startTime,
+        service: service.key,
+        serviceName: service.name,
+        exe: p.exe,
+        exeId: exeStat ? `${exeStat.dev}:${exeStat.ino}:${exeStat.mtimeMs}` : undefined,
+        cpuTicks: p.utime + p.stime,
+        rssBytes: p.rssPages * PAGE_SIZE,
+      });
+    }),
+  );
+  const byPid = new Map([...current.values()].map((s) => [s.pid, s]));
+
+  // Sockets: listening ports per service, and connections from the side that opened them.
+  const sockets = await readTcpSockets(ctx.procRoot);
+  const owners = await socketOwners(
+    ctx.procRoot,
+    processes.map((p) => p.pid),
+  );
+  const listeningPorts = new Set(sockets.filter((s) => s.state === "LISTEN").map((s) => s.localPort));
+  const ports = new Map<string, Set<string>>();
+  for (const socket of sockets) {
+    const owner = byPid.get(owners.get(socket.inode) ?? -1);
+    if (!owner) continue;
+    if (socket.state === "LISTEN") {
+      const set = ports.get(owner.service) ?? new Set<string>();
+      set.add(`${socket.localAddress}:${socket.localPort}`);
+      ports.set(owner.service, set);
+    } else if (socket.state === "ESTABLISHED" && ctx.options.connections && !listeningPorts.has(socket.localPort)) {
+      ctx.emit.connection({
+        protocol: "tcp",
+        localAddress: socket.localAddress,
+        localPort: socket.localPort,
+        remoteAddress: socket.remoteAddress,
+        remotePort: socket.remotePort,
+        pid: owner.pid,
+        processName: owner.serviceName,
+        subject: serviceSubject(owner),
+        time: now,
+      });
+    }
+  }
+
+  if (previous) emitEvents(ctx, previous, current, ports, now);
+  const hostCpu = await emitMetrics(ctx, previous, current, now);
+  return { at: now, processes: current, ports, hostCpu };
+}
+
+const serviceSubject = (s: Pick<Seen, "service" | "serviceName">): Subject => ({ kind: "service", id: s.service, name: s.serviceName });
+const processSubject = (s: Seen): Subject => ({ kind: "process", id: `pid:${s.pid}:${s.startTime}`, name: s.serviceName });
+
+function emitEvents(
+  ctx: PluginContext<Options>,
+  previous: Snapshot,
+  current: Map<string, Seen>,
+  ports: Map<string, Set<string>>,
+  now: number,
+): void {
+  const started = [...current].filter(([id]) => !previous.processes.has(id)).map(([, s]) => s);
+  const exited = [...previous.processes].filter(([id]) => !current.has(id)).map(([, s]) => s);
+  const restartedServices = new Set<string>();
+
+  for (const gone of exited) {
+    ctx.emit.event({
+      kind: "process.exited",
+      subject: processSubject(gone),
+      attributes: { pid: String(gone.pid), service: gone.serviceName },
+      evidence: { lastSeen: previous.at, exe: gone.exe },
+      time: now,
+    });
+  }
+  for (const fresh of started) {
+    ctx.emit.event({
+      kind: "process.started",
+      subject: processSubject(fresh),
+      attributes: { pid: String(fresh.pid), service: fresh.serviceName },
+      evidence: { exe: fresh.exe },
+      time: now,
+    });
+    // The same service lost a process and gained one within an interval: a restart.
+    const before = exited.find((gone) => gone.service === fresh.service);
+    if (!before || restartedServices.has(fresh.service)) continue;
+    restartedServices.add(fresh.service);
+    ctx.emit.event({
+      kind: "process.restarted",
+      subject: serviceSubject(fresh),
+      attributes: { oldPid: String(before.pid), newPid: String(fresh.pid) },
+      evidence: { oldStartTime: before.startTime, newStartTime: fresh.startTime, between: [previous.at, now] },
+      time: now,
+    });
+    if (before.exeId && fresh.exeId && before.exeId !== fresh.exeId) {
+      ctx.emit.event({
+        kind: "service.deployed",
+        subject: serviceSubject(fresh),
+        attributes: { exe: (fresh.exe ?? "").replace(/ \(deleted\)$/, "") },
+        evidence: { oldExe: before.exe, oldExeId: before.exeId, newExe: fresh.exe, newExeId: fresh.exeId },
+        time: now,
+      });
+    }
+  }
+
+  const services = new Set([...ports.keys(), ...previous.ports.keys()]);
+  const nameOf = new Map([...current.values(), ...previous.processes.values()].map((s) => [s.service, s.serviceName]));
+  for (const service of services) {
+    const was = previous.ports.get(service) ?? new Set<string>();
+    const is = ports.get(service) ?? new Set<string>();
+    const subject = serviceSubject({ service, serviceName: nameOf.get(service) ?? service });
+    for (const port of is) if (!was.has(port)) ctx.emit.event({ kind: "port.opened", subject, attributes: { address: port }, time: now });
+    for (const port of was) if (!is.has(port)) ctx.emit.event({ kind: "port.closed", subject, attributes: { address: port }, time: now });
+  }
+}
+
+async function emitMetrics(
+  ctx: PluginContext<Options>,
+  previous: Snapshot | undefined,
+  current: Map<string, Seen>,
+  now: number,
+): Promise<Snapshot["hostCpu"]> {
+  const host: Subject = { kind: "host", id: "host" };
+  const read = (file: string) => readFile(join(ctx.procRoot, file), "utf8").catch(() => "");
+  const [statText, meminfoText, loadText] = await Promise.all([read("stat"), read("meminfo"), read("loadavg")]);
+  const cpu = parseProcStat(statText);
+  if (cpu && previous?.hostCpu && cpu.total > previous.hostCpu.total) {
+    const busy = (cpu.busy - previous.hostCpu.busy) / (cpu.total - previous.hostCpu.total);
+    ctx.emit.metric({ name: "host.cpu.utilization", value: round(busy), subject: host, time: now });
+  }
+  const memory = parseMeminfo(meminfoText);
+  if (memory) {
+    ctx.emit.metric({ name: "host.memory.available_bytes", value: memory.availableBytes, subject: host, time: now });
+    ctx.emit.metric({ name: "host.memory.total_bytes", value: memory.totalBytes, subject: host, time: now });
+  }
+  const load = parseLoadavg(loadText);
+  if (load)
+    ["host.load1", "host.load5", "host.load15"].forEach((name, i) =>
+      ctx.emit.metric({ name, value: load[i] ?? 0, subject: host, time: now }),
+    );
+
+  // Per service: CPU (cores used since the last collect), resident memory, processes.
+  const services = new Map<string, { seen: Seen; cpuTicks: number; processes: number; rss: number }>();
+  for (const [id, seen] of current) {
+    const before = previous?.processes.get(id);
+    const entry = services.get(seen.service) ?? { seen, cpuTicks: 0, processes: 0, rss: 0 };
+    entry.processes++;
+    entry.rss += seen.rssBytes;
+    if (before) entry.cpuTicks += seen.cpuTicks - before.cpuTicks;
+    services.set(seen.service, entry);
+  }
+  const elapsedSeconds = previous ? (now - previous.at) / 1000 : 0;
+  for (const { seen, cpuTicks, processes, rss } of services.values()) {
+    const subject = serviceSubject(seen);
+    ctx.emit.metric({ name: "service.processes", value: processes, subject, time: now });
+    ctx.emit.metric({ name: "service.memory.rss_bytes", value: rss, subject, time: now });
+    if (elapsedSeconds > 0)
+      ctx.emit.metric({ name: "service.cpu.cores", value: round(cpuTicks / CLOCK_TICKS / elapsedSeconds), subject, time: now });
+  }
+  return cpu ? { busy: cpu.busy, total: cpu.total } : undefined;
+}
+
+const round = (n: number) => Math.round(n * 10_000) / 10_000;
