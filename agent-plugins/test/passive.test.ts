@@ -57,7 +57,7 @@ class FakeProc {
     writeFileSync(join(dir, "cmdline"), p.cmdline.map((a) => `${a}\0`).join(""));
     writeFileSync(join(dir, "cgroup"), p.unit ? `0::/system.slice/${p.unit}\n` : "0::/user.slice\n");
     if (p.exe) symlinkSync(p.exe, join(dir, "exe"));
-    (p.sockets ?? []).forEach((inode, fd) => symlinkSync(`socket:[${inode}]`, join(dir, "fd", String(fd + 3))));
+    for (const [fd, inode] of (p.sockets ?? []).entries()) symlinkSync(`socket:[${inode}]`, join(dir, "fd", String(fd + 3)));
   }
 
   remove(pid: number) {

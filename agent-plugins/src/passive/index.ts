@@ -248,10 +248,12 @@ async function emitMetrics(
     ctx.emit.metric({ name: "host.memory.total_bytes", value: memory.totalBytes, subject: host, time: now });
   }
   const load = parseLoadavg(loadText);
-  if (load)
-    ["host.load1", "host.load5", "host.load15"].forEach((name, i) =>
-      ctx.emit.metric({ name, value: load[i] ?? 0, subject: host, time: now }),
-    );
+  if (load) {
+    const [load1, load5, load15] = load;
+    ctx.emit.metric({ name: "host.load1", value: load1, subject: host, time: now });
+    ctx.emit.metric({ name: "host.load5", value: load5, subject: host, time: now });
+    ctx.emit.metric({ name: "host.load15", value: load15, subject: host, time: now });
+  }
 
   // Per service: CPU (cores used since the last collect), resident memory, processes.
   const services = new Map<string, { seen: Seen; cpuTicks: number; processes: number; rss: number }>();
