@@ -12,6 +12,7 @@ import type { PluginSource } from "./plugin-list.js";
 /** Built-in collectors, by name, loaded only when asked for. */
 export const BUILTIN_REGISTRY: Partial<Record<string, () => Promise<Plugin>>> = {
   passive: async () => (await import("@coral/agent-plugins/passive")).default,
+  sdk: async () => (await import("@coral/agent-plugins/sdk")).default,
 };
 
 export interface LoadedPlugin {

@@ -16,9 +16,12 @@ describe("loading plugins", () => {
     ]);
   });
 
-  it("loads the built-in passive collector by name", async () => {
-    const [loaded] = await load("passive", { passive: { exclude: ["^kworker"] } });
-    expect(loaded).toMatchObject({ ref: "passive", plugin: { name: "passive" }, options: { exclude: ["^kworker"] } });
+  it("loads the built-in collectors by name", async () => {
+    const loaded = await load("passive,sdk", { passive: { exclude: ["^kworker"] } });
+    expect(loaded.map((l) => [l.ref, l.plugin.name, l.options])).toEqual([
+      ["passive", "passive", { exclude: ["^kworker"] }],
+      ["sdk", "sdk", {}],
+    ]);
   });
 
   it("says in one line what is wrong and how to fix it", async () => {

@@ -21,6 +21,7 @@ import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateS
 import { type ProcessInfo, parseLoadavg, parseMeminfo, parseProcStat, readProcesses, readTcpSockets, socketOwners } from "./proc.js";
 
 const INTERPRETERS = /^(node|nodejs|bun|deno|python\d*(\.\d+)?|ruby|perl|php|java|dotnet|bash|sh)$/;
+const SCRIPT = /\/|\.(m?js|cjs|ts|mts|py|rb|pl|php|jar|sh)$/;
 const PAGE_SIZE = 4096;
 const CLOCK_TICKS = 100;
 
@@ -60,7 +61,9 @@ interface Snapshot {
 export function serviceOf(p: ProcessInfo): { key: string; name: string; artifact: string | undefined } {
   const exe = (p.exe ?? p.cmdline[0] ?? p.comm).replace(/ \(deleted\)$/, "");
   const program = basename(exe);
-  const script = INTERPRETERS.test(program) ? p.cmdline.slice(1).find((arg) => !arg.startsWith("-")) : undefined;
+  // The script: the first argument that looks like a file (flags' values, such as the
+  // `tsx` of `--import tsx`, do not).
+  const script = INTERPRETERS.test(program) ? p.cmdline.slice(1).find((arg) => !arg.startsWith("-") && SCRIPT.test(arg)) : undefined;
   if (p.unit?.endsWith(".service")) return { key: `unit:${p.unit}`, name: p.unit.replace(/\.service$/, ""), artifact: script };
   if (script)
     return {
