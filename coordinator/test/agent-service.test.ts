@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentHealth } from "../src/mesh/health.js";
 import { peerAddress, startAgentService } from "../src/rpc/agent-service.js";
 import { openStore, type Store } from "../src/store/db.js";
-import { agents, events, topologyEdges } from "../src/store/schema.js";
+import { agents, events, services, topologyEdges } from "../src/store/schema.js";
 
 describe("the agent service over real gRPC", () => {
   let dir: string;
@@ -99,6 +99,41 @@ describe("the agent service over real gRPC", () => {
       (await call(client.register, { agentName: "web-1", agentVersion: "0.1.0", hostname: "", os: "", arch: "", plugins: [] }))
         .lastAckedSequence,
     ).toBe(3);
+  });
+
+  it("keeps the service inventory from service.observed events, the SDK's word winning", async () => {
+    const event = (kind: string, attributes: Record<string, string>, time: number) => ({
+      kind,
+      timeUnixMs: time,
+      subject: {
+        kind: meshV1.SubjectKind.SUBJECT_KIND_SERVICE,
+        id: "script:node /srv/shop.js",
+        name: kind === "service.observed" && attributes.source === "sdk" ? "example-shop" : "shop",
+      },
+      attributes,
+      evidenceJson: "{}",
+      source: "",
+    });
+    const report = (sequence: number, events: ReturnType<typeof event>[]) =>
+      call(client.report, { batches: [{ sequence, createdAtUnixMs: 1, droppedBefore: 0, events, metrics: [], connections: [] }] });
+    await report(100, [event("service.observed", { source: "passive", exe: "/usr/bin/node" }, 5_000)]);
+    await report(101, [
+      event("service.observed", { source: "sdk", version: "1.0.0" }, 6_000),
+      event("service.health_changed", { from: "unknown", to: "serving" }, 6_001),
+    ]);
+    await report(102, [event("service.observed", { source: "passive", exe: "/usr/bin/node" }, 7_000)]);
+    expect(db.select().from(services).all()).toEqual([
+      expect.objectContaining({
+        agentName: "web-1",
+        key: "script:node /srv/shop.js",
+        name: "example-shop",
+        version: "1.0.0",
+        source: "sdk",
+        health: "serving",
+        firstSeenAt: 5_000,
+        lastSeenAt: 7_000,
+      }),
+    ]);
   });
 
   it("records heartbeats and plugin states, from which health follows", async () => {

@@ -11,8 +11,8 @@
  * - Connections: established TCP connections, from the side that opened them (the local
  *   port is not one the host listens on), so the coordinator can draw the dependency graph.
  *
- * The first collect takes stock and reports no events: the processes already running are
- * the baseline, not news.
+ * The first collect takes stock: it reports each service once (service.observed) but no
+ * process events, since the processes already running are the baseline, not news.
  */
 import { readFile, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -51,6 +51,8 @@ interface Snapshot {
   processes: Map<string, Seen>;
   ports: Map<string, Set<string>>;
   hostCpu: { busy: number; total: number } | undefined;
+  /** Every service seen so far (reported once, as service.observed). */
+  services: Set<string>;
 }
 
 /**
@@ -162,9 +164,22 @@ async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefin
     }
   }
 
+  // Each service once, when first seen: the inventory the coordinator keeps.
+  const known = previous?.services ?? new Set<string>();
+  const services = new Set(known);
+  for (const seen of current.values()) {
+    if (services.has(seen.service)) continue;
+    services.add(seen.service);
+    ctx.emit.event({
+      kind: "service.observed",
+      subject: serviceSubject(seen),
+      attributes: { source: "passive", ...(seen.exe ? { exe: seen.exe.replace(/ \(deleted\)$/, "") } : {}) },
+      time: now,
+    });
+  }
   if (previous) emitEvents(ctx, previous, current, ports, now);
   const hostCpu = await emitMetrics(ctx, previous, current, now);
-  return { at: now, processes: current, ports, hostCpu };
+  return { at: now, processes: current, ports, hostCpu, services };
 }
 
 const serviceSubject = (s: Pick<Seen, "service" | "serviceName">): Subject => ({ kind: "service", id: s.service, name: s.serviceName });

@@ -30,6 +30,21 @@ export function prepareIngest(db: Store): Ingest {
        last_seen_at = max(topology_edges.last_seen_at, excluded.last_seen_at),
        observations = topology_edges.observations + 1`,
   );
+  // The service inventory: what a collector observed, the SDK's word winning over a passive guess.
+  const observeService = sqlite.prepare(
+    `INSERT INTO services (agent_name, key, name, version, source, details, first_seen_at, last_seen_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (agent_name, key) DO UPDATE SET
+       name = CASE WHEN excluded.source = 'sdk' OR services.source != 'sdk' THEN excluded.name ELSE services.name END,
+       version = coalesce(excluded.version, services.version),
+       source = CASE WHEN services.source = 'sdk' THEN 'sdk' ELSE excluded.source END,
+       details = CASE WHEN excluded.source = 'sdk' OR services.source != 'sdk' THEN excluded.details ELSE services.details END,
+       last_seen_at = max(services.last_seen_at, excluded.last_seen_at)`,
+  );
+  const serviceHealth = sqlite.prepare(
+    "UPDATE services SET health = ?, last_seen_at = max(last_seen_at, ?) WHERE agent_name = ? AND key = ?",
+  );
+
   return sqlite.transaction((agentName: string, incoming: readonly meshV1.Batch[], now: number): number[] => {
     const acked: number[] = [];
     for (const batch of incoming) {
@@ -50,6 +65,21 @@ export function prepareIngest(db: Store): Ingest {
           event.evidenceJson || "{}",
           event.source || null,
         );
+        const subject = event.subject;
+        if (subject && event.kind === "service.observed") {
+          observeService.run(
+            agentName,
+            subject.id,
+            subject.name || subject.id,
+            event.attributes.version || null,
+            event.attributes.source === "sdk" ? "sdk" : "passive",
+            JSON.stringify(event.attributes),
+            event.timeUnixMs,
+            event.timeUnixMs,
+          );
+        } else if (subject && event.kind === "service.health_changed" && event.attributes.to) {
+          serviceHealth.run(event.attributes.to, event.timeUnixMs, agentName, subject.id);
+        }
       });
       for (const metric of batch.metrics) {
         insertSample.run(agentName, metric.name, metric.subject?.id ?? "", metric.timeUnixMs, metric.value, JSON.stringify(metric.labels));
