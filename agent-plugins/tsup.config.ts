@@ -1,6 +1,12 @@
 import { nodePackage } from "../tsup.shared.js";
 
 export default nodePackage(
-  { index: "src/index.ts", testing: "src/testing.ts", "passive/index": "src/passive/index.ts", "sdk/index": "src/sdk/index.ts" },
+  {
+    index: "src/index.ts",
+    testing: "src/testing.ts",
+    "passive/index": "src/passive/index.ts",
+    "sdk/index": "src/sdk/index.ts",
+    "ebpf/index": "src/ebpf/index.ts",
+  },
   { external: ["vitest"] },
 );

@@ -13,6 +13,7 @@ import type { PluginSource } from "./plugin-list.js";
 export const BUILTIN_REGISTRY: Partial<Record<string, () => Promise<Plugin>>> = {
   passive: async () => (await import("@coral/agent-plugins/passive")).default,
   sdk: async () => (await import("@coral/agent-plugins/sdk")).default,
+  ebpf: async () => (await import("@coral/agent-plugins/ebpf")).default,
 };
 
 export interface LoadedPlugin {

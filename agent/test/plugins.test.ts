@@ -17,10 +17,11 @@ describe("loading plugins", () => {
   });
 
   it("loads the built-in collectors by name", async () => {
-    const loaded = await load("passive,sdk", { passive: { exclude: ["^kworker"] } });
+    const loaded = await load("passive,sdk,ebpf", { passive: { exclude: ["^kworker"] } });
     expect(loaded.map((l) => [l.ref, l.plugin.name, l.options])).toEqual([
       ["passive", "passive", { exclude: ["^kworker"] }],
       ["sdk", "sdk", {}],
+      ["ebpf", "ebpf", {}],
     ]);
   });
 
@@ -32,7 +33,6 @@ describe("loading plugins", () => {
     await expect(load("coral-plugin-sample", { sample: { label: "" } })).rejects.toThrow(
       /^plugin "sample" options: label: .+; fix them in the config file or with --set\.$/,
     );
-    await expect(load("ebpf")).rejects.toThrow('The built-in plugin "ebpf" is not in this version of the agent yet.');
     await expect(load("./test/fixtures/broken-plugin.js,./test/fixtures/broken-plugin.js")).rejects.toThrow(/listed twice/);
   });
 });
