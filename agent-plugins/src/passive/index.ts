@@ -14,11 +14,11 @@
  * The first collect takes stock: it reports each service once (service.observed) but no
  * process events, since the processes already running are the baseline, not news.
  */
-import { readFile, stat } from "node:fs/promises";
+import { readFileSync, type Stats, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";
-import { type ProcessInfo, parseLoadavg, parseMeminfo, parseProcStat, readProcesses, readTcpSockets, socketOwners } from "./proc.js";
+import { type ProcessInfo, ProcReader, parseLoadavg, parseMeminfo, parseProcStat } from "./proc.js";
 
 const INTERPRETERS = /^(node|nodejs|bun|deno|python\d*(\.\d+)?|ruby|perl|php|java|dotnet|bash|sh)$/;
 const SCRIPT = /\/|\.(m?js|cjs|ts|mts|py|rb|pl|php|jar|sh)$/;
@@ -53,6 +53,15 @@ interface Snapshot {
   hostCpu: { busy: number; total: number } | undefined;
   /** Every service seen so far (reported once, as service.observed). */
   services: Set<string>;
+  reader: ProcReader;
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -105,13 +114,20 @@ async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefin
     if (include.length > 0 && !include.some((re) => names.some((n) => re.test(n)))) return false;
     return !exclude.some((re) => names.some((n) => re.test(n)));
   };
-  const all = await readProcesses(ctx.procRoot);
-  const processes = all.filter(wanted);
+  const reader = previous?.reader.procRoot === ctx.procRoot ? previous.reader : new ProcReader(ctx.procRoot);
+  const processes = reader.processes().filter(wanted);
 
   // Current view, keyed by process identity (pid and start time).
   const current = new Map<string, Seen>();
-  await Promise.all(
-    processes.map(async (p) => {
+  for (const p of processes) {
+    const id = `${p.pid}:${p.startTime}`;
+    const before = previous?.processes.get(id);
+    if (before) {
+      // Known: only what changes (CPU, memory) is new.
+      current.set(id, { ...before, cpuTicks: p.utime + p.stime, rssBytes: p.rssPages * PAGE_SIZE });
+      continue;
+    }
+    {
       const service = serviceOf(p);
       // The deployed file: a script (relative to the process's working directory), or the executable.
       const artifact = service.artifact
@@ -119,8 +135,8 @@ async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefin
           ? service.artifact
           : join(ctx.procRoot, String(p.pid), "cwd", service.artifact)
         : join(ctx.procRoot, String(p.pid), "exe");
-      const exeStat = await stat(artifact).catch(() => undefined);
-      current.set(`${p.pid}:${p.startTime}`, {
+      const exeStat = statOrUndefined(artifact);
+      current.set(id, {
         pid: p.pid,
         startTime: p.startTime,
         service: service.key,
@@ -130,14 +146,14 @@ async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefin
         cpuTicks: p.utime + p.stime,
         rssBytes: p.rssPages * PAGE_SIZE,
       });
-    }),
-  );
+    }
+  }
   const byPid = new Map([...current.values()].map((s) => [s.pid, s]));
 
   // Sockets: listening ports per service, and connections from the side that opened them.
-  const sockets = await readTcpSockets(ctx.procRoot);
-  const owners = await socketOwners(
-    ctx.procRoot,
+  const sockets = reader.tcpSockets();
+  const owners = reader.socketOwners(
+    sockets,
     processes.map((p) => p.pid),
   );
   const listeningPorts = new Set(sockets.filter((s) => s.state === "LISTEN").map((s) => s.localPort));
@@ -179,7 +195,7 @@ async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefin
   }
   if (previous) emitEvents(ctx, previous, current, ports, now);
   const hostCpu = await emitMetrics(ctx, previous, current, now);
-  return { at: now, processes: current, ports, hostCpu, services };
+  return { at: now, processes: current, ports, hostCpu, services, reader };
 }
 
 const serviceSubject = (s: Pick<Seen, "service" | "serviceName">): Subject => ({ kind: "service", id: s.service, name: s.serviceName });
@@ -253,8 +269,14 @@ async function emitMetrics(
   now: number,
 ): Promise<Snapshot["hostCpu"]> {
   const host: Subject = { kind: "host", id: "host" };
-  const read = (file: string) => readFile(join(ctx.procRoot, file), "utf8").catch(() => "");
-  const [statText, meminfoText, loadText] = await Promise.all([read("stat"), read("meminfo"), read("loadavg")]);
+  const read = (file: string) => {
+    try {
+      return readFileSync(join(ctx.procRoot, file), "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const [statText, meminfoText, loadText] = [read("stat"), read("meminfo"), read("loadavg")];
   const cpu = parseProcStat(statText);
   if (cpu && previous?.hostCpu && cpu.total > previous.hostCpu.total) {
     const busy = (cpu.busy - previous.hostCpu.busy) / (cpu.total - previous.hostCpu.total);

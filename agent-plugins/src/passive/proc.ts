@@ -4,7 +4,7 @@
  * tree (every reader takes the /proc root). Parsers are pure; readers tolerate processes
  * that exit while being read.
  */
-import { readdir, readFile, readlink } from "node:fs/promises";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 
 export interface ProcStat {
@@ -167,49 +167,115 @@ export interface ProcessInfo extends ProcStat {
 
 const isPid = (name: string) => /^\d+$/.test(name);
 
+function read(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return ""; // gone meanwhile, or not ours to read
+  }
+}
+
+function link(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads /proc with what does not change cached: a process's command line, executable and
+ * unit are read once per process (pid and start time), its stat every time; socket owners
+ * are looked up only for sockets not seen before, with a full rescan every sixth call.
+ * Reads are synchronous: these are tiny in-memory files, and one read per promise costs
+ * more than the read itself.
+ */
+export class ProcReader {
+  private readonly statics = new Map<string, Pick<ProcessInfo, "exe" | "cmdline" | "unit">>();
+  private owners = new Map<number, number>();
+  private calls = 0;
+
+  constructor(readonly procRoot: string) {}
+
+  processes(): ProcessInfo[] {
+    const seen = new Set<string>();
+    const out: ProcessInfo[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(this.procRoot);
+    } catch {
+      return [];
+    }
+    for (const name of names) {
+      if (!isPid(name)) continue;
+      const dir = join(this.procRoot, name);
+      const stat = parseStat(read(join(dir, "stat")));
+      if (!stat) continue;
+      const key = `${stat.pid}:${stat.startTime}`;
+      seen.add(key);
+      let fixed = this.statics.get(key);
+      if (!fixed) {
+        fixed = {
+          exe: link(join(dir, "exe")),
+          cmdline: read(join(dir, "cmdline"))
+            .split("\0")
+            .filter((a) => a !== ""),
+          unit: unitFromCgroup(read(join(dir, "cgroup"))),
+        };
+        this.statics.set(key, fixed);
+      }
+      out.push({ ...stat, ...fixed });
+    }
+    for (const key of this.statics.keys()) if (!seen.has(key)) this.statics.delete(key);
+    return out;
+  }
+
+  tcpSockets(): Socket[] {
+    return [...parseNetTcp(read(join(this.procRoot, "net", "tcp")), 4), ...parseNetTcp(read(join(this.procRoot, "net", "tcp6")), 6)];
+  }
+
+  /** Socket inode → pid for these sockets, scanning fd tables only when a socket is new. */
+  socketOwners(sockets: Socket[], pids: number[]): Map<number, number> {
+    this.calls++;
+    const alive = new Set(pids);
+    const stale = sockets.some((s) => {
+      const owner = this.owners.get(s.inode);
+      return owner === undefined || !alive.has(owner);
+    });
+    if (stale || this.calls % 6 === 1) this.owners = scanOwners(this.procRoot, pids);
+    return this.owners;
+  }
+}
+
+function scanOwners(procRoot: string, pids: number[]): Map<number, number> {
+  const owners = new Map<number, number>();
+  for (const pid of pids) {
+    const fdDir = join(procRoot, String(pid), "fd");
+    let fds: string[];
+    try {
+      fds = readdirSync(fdDir);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      const target = link(join(fdDir, fd));
+      if (target?.startsWith("socket:[")) owners.set(Number(target.slice(8, -1)), pid);
+    }
+  }
+  return owners;
+}
+
 /** Every process whose stat could be read; one that exits meanwhile is left out. */
 export async function readProcesses(procRoot: string): Promise<ProcessInfo[]> {
-  const pids = (await readdir(procRoot)).filter(isPid);
-  const processes = await Promise.all(
-    pids.map(async (pid): Promise<ProcessInfo | undefined> => {
-      const dir = join(procRoot, pid);
-      const stat = parseStat(await readFile(join(dir, "stat"), "utf8").catch(() => ""));
-      if (!stat) return undefined;
-      const [cmdline, exe, cgroup] = await Promise.all([
-        readFile(join(dir, "cmdline"), "utf8").catch(() => ""),
-        readlink(join(dir, "exe")).catch(() => undefined),
-        readFile(join(dir, "cgroup"), "utf8").catch(() => ""),
-      ]);
-      return { ...stat, exe, cmdline: cmdline.split("\0").filter((a) => a !== ""), unit: unitFromCgroup(cgroup) };
-    }),
-  );
-  return processes.filter((p): p is ProcessInfo => p !== undefined);
+  return new ProcReader(procRoot).processes();
 }
 
 /** Socket inode → pid, from each process's fd links (`socket:[INODE]`); processes we may not read are skipped. */
 export async function socketOwners(procRoot: string, pids: number[]): Promise<Map<number, number>> {
-  const owners = new Map<number, number>();
-  await Promise.all(
-    pids.map(async (pid) => {
-      const fdDir = join(procRoot, String(pid), "fd");
-      const fds = await readdir(fdDir).catch(() => [] as string[]);
-      await Promise.all(
-        fds.map(async (fd) => {
-          const target = await readlink(join(fdDir, fd)).catch(() => "");
-          const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
-          if (inode) owners.set(Number(inode), pid);
-        }),
-      );
-    }),
-  );
-  return owners;
+  return scanOwners(procRoot, pids);
 }
 
 /** Every TCP socket of the host (IPv4 and IPv6). */
 export async function readTcpSockets(procRoot: string): Promise<Socket[]> {
-  const [v4, v6] = await Promise.all([
-    readFile(join(procRoot, "net", "tcp"), "utf8").catch(() => ""),
-    readFile(join(procRoot, "net", "tcp6"), "utf8").catch(() => ""),
-  ]);
-  return [...parseNetTcp(v4, 4), ...parseNetTcp(v6, 6)];
+  return new ProcReader(procRoot).tcpSockets();
 }
