@@ -180,7 +180,9 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
       );
     const report = () =>
       void timed("Report", () =>
-        unary(session, "Report", meshV1.ReportRequest, meshV1.ReportResponse, { batches: [batch(i, ++sequences[i])] }),
+        unary(session, "Report", meshV1.ReportRequest, meshV1.ReportResponse, {
+          batches: [batch(i, (sequences[i] = (sequences[i] ?? 0) + 1))],
+        }),
       );
     timers.push(
       setTimeout(() => {

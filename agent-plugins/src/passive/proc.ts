@@ -193,6 +193,7 @@ function link(path: string): string | undefined {
 export class ProcReader {
   private readonly statics = new Map<string, Pick<ProcessInfo, "exe" | "cmdline" | "unit">>();
   private owners = new Map<number, number>();
+  private unowned = new Set<number>();
   private calls = 0;
 
   constructor(readonly procRoot: string) {}
@@ -234,15 +235,23 @@ export class ProcReader {
     return [...parseNetTcp(read(join(this.procRoot, "net", "tcp")), 4), ...parseNetTcp(read(join(this.procRoot, "net", "tcp6")), 6)];
   }
 
-  /** Socket inode → pid for these sockets, scanning fd tables only when a socket is new. */
+  /**
+   * Socket inode → pid for these sockets, scanning fd tables only when a socket is new.
+   * Sockets no process owns (inode 0 in TIME_WAIT, or another user's) are remembered as
+   * such, so they do not cause a scan at every call.
+   */
   socketOwners(sockets: Socket[], pids: number[]): Map<number, number> {
     this.calls++;
     const alive = new Set(pids);
-    const stale = sockets.some((s) => {
+    const unknown = sockets.some((s) => {
+      if (s.inode === 0 || this.unowned.has(s.inode)) return false;
       const owner = this.owners.get(s.inode);
       return owner === undefined || !alive.has(owner);
     });
-    if (stale || this.calls % 6 === 1) this.owners = scanOwners(this.procRoot, pids);
+    if (unknown || this.calls % 6 === 1) {
+      this.owners = scanOwners(this.procRoot, pids);
+      this.unowned = new Set(sockets.filter((s) => s.inode !== 0 && !this.owners.has(s.inode)).map((s) => s.inode));
+    }
     return this.owners;
   }
 }
