@@ -42,6 +42,29 @@ describe("coral-agent, where it cannot run", () => {
     );
   }, 30_000);
 
+  it.skipIf(process.getuid?.() !== 0)(
+    "as root, names a damaged invite in one line, before any network",
+    async () => {
+      const invite = await encodeInvite({
+        discoveryUrl: "http://127.0.0.1:9",
+        meshId: "a".repeat(32),
+        signingKey: toBase64Url(new Uint8Array(32)),
+        tokenId: "tokentokentokent",
+        secret: "s".repeat(43),
+        expiresAt: Date.now() + 3_600_000,
+      });
+      const cut = invite.slice(0, -6);
+      const result = run(["--join", cut, "--plugins=coral-plugin-sample", "--data-dir", join(dir, "damaged")]);
+      expect(result.code).toBe(1);
+      expect(result.err.trim().split("\n")).toHaveLength(1);
+      expect(result.err).toMatch(
+        /^coral-agent: This invite is damaged \(.+\); copy it again, all of it, from the output of `coral token create`\.\n$/,
+      );
+      expect(existsSync(join(dir, "damaged", "mesh.json"))).toBe(false);
+    },
+    30_000,
+  );
+
   it("names an unknown plugin, and a malformed plugin list, each in one line", () => {
     const unknown = run(["--plugins=coral-plugin-nonexistent", "--data-dir", join(dir, "a")]);
     expect(unknown).toEqual({
