@@ -155,7 +155,7 @@ describe("the passive collector, on a fixture /proc", () => {
     const second = await collect();
     const api = `script:node ${server}`;
     expect(second.events.map((e) => [e.kind, e.subject.id, e.attributes])).toEqual([
-      ["service.observed", "exe:" + proc.executable("worker"), { source: "passive", exe: proc.executable("worker") }],
+      ["service.observed", `exe:${proc.executable("worker")}`, { source: "passive", exe: proc.executable("worker") }],
       ["process.exited", "pid:200:1000", { pid: "200", service: "server" }],
       ["process.started", "pid:201:2000", { pid: "201", service: "server" }],
       ["process.restarted", api, { oldPid: "200", newPid: "201" }],

@@ -170,6 +170,10 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
   );
 
   const sequences = new Array<number>(AGENTS).fill(0);
+  const nextSequence = (agent: number) => {
+    sequences[agent] = (sequences[agent] ?? 0) + 1;
+    return sequences[agent];
+  };
   const timers: NodeJS.Timeout[] = [];
   sessions.forEach((session, i) => {
     // Spread evenly over the interval, as real agents drift apart.
@@ -181,7 +185,7 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
     const report = () =>
       void timed("Report", () =>
         unary(session, "Report", meshV1.ReportRequest, meshV1.ReportResponse, {
-          batches: [batch(i, (sequences[i] = (sequences[i] ?? 0) + 1))],
+          batches: [batch(i, nextSequence(i))],
         }),
       );
     timers.push(
