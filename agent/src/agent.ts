@@ -6,6 +6,7 @@
  */
 import { createSocket } from "node:dgram";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { type Emitter, PluginHost, type PluginReport, type PluginStateStore, type Subject } from "@coral/agent-plugins";
 import { CoralError, DiscoveryClient, fromBase64Url } from "@coral/sdk-proto";
@@ -203,7 +204,7 @@ export class Agent {
           {
             agentName: this.mesh.name,
             agentVersion: packageJson.version,
-            hostname: this.mesh.name,
+            hostname: hostname(),
             os: process.platform,
             arch: process.arch,
             plugins: this.pluginStates(),
