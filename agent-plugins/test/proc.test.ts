@@ -1,16 +1,6 @@
 import { createConnection, createServer, type Server } from "node:net";
 import { describe, expect, it } from "vitest";
-import {
-  parseLoadavg,
-  parseMeminfo,
-  parseNetTcp,
-  parseProcStat,
-  parseStat,
-  readProcesses,
-  readTcpSockets,
-  socketOwners,
-  unitFromCgroup,
-} from "../src/passive/proc.js";
+import { ProcReader, parseLoadavg, parseMeminfo, parseNetTcp, parseProcStat, parseStat, unitFromCgroup } from "../src/passive/proc.js";
 
 describe("/proc parsers", () => {
   it("reads a stat line whose command name holds spaces and parentheses", () => {
@@ -91,18 +81,19 @@ describe("/proc readers, on this machine", () => {
     const client = createConnection({ host: "127.0.0.1", port });
     await new Promise<void>((r) => client.once("connect", () => r()));
     try {
-      const processes = await readProcesses("/proc");
+      const reader = new ProcReader("/proc");
+      const processes = reader.processes();
       const self = processes.find((p) => p.pid === process.pid);
       expect(self).toMatchObject({ ppid: process.ppid, exe: process.execPath });
       expect(self?.cmdline.length).toBeGreaterThan(0);
       expect(self?.startTime).toBeGreaterThan(0);
 
-      const sockets = await readTcpSockets("/proc");
+      const sockets = reader.tcpSockets();
       const listening = sockets.find((s) => s.state === "LISTEN" && s.localPort === port);
       const outgoing = sockets.find((s) => s.state === "ESTABLISHED" && s.remotePort === port);
       expect(listening).toMatchObject({ localAddress: "127.0.0.1" });
       expect(outgoing).toMatchObject({ localAddress: "127.0.0.1", remoteAddress: "127.0.0.1", localPort: client.localPort });
-      const owners = await socketOwners("/proc", [process.pid]);
+      const owners = reader.socketOwners(sockets, [process.pid]);
       expect(owners.get(listening?.inode ?? -1)).toBe(process.pid);
       expect(owners.get(outgoing?.inode ?? -1)).toBe(process.pid);
     } finally {

@@ -96,15 +96,15 @@ export default definePlugin({
   description: "Processes, services, ports and connections, from /proc.",
   intervalMs: 10_000,
   options,
-  async collect(ctx) {
+  collect(ctx) {
     // One snapshot per running instance; the host keeps the same state store for an instance's life.
-    snapshots.set(ctx.state, await collect(ctx, snapshots.get(ctx.state)));
+    snapshots.set(ctx.state, collect(ctx, snapshots.get(ctx.state)));
   },
 });
 
 const snapshots = new WeakMap<PluginStateStore, Snapshot>();
 
-async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): Promise<Snapshot> {
+function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): Snapshot {
   const now = ctx.clock.now();
   const include = compile(ctx.options.include);
   const exclude = compile(ctx.options.exclude);
@@ -194,7 +194,7 @@ async function collect(ctx: PluginContext<Options>, previous: Snapshot | undefin
     });
   }
   if (previous) emitEvents(ctx, previous, current, ports, now);
-  const hostCpu = await emitMetrics(ctx, previous, current, now);
+  const hostCpu = emitMetrics(ctx, previous, current, now);
   return { at: now, processes: current, ports, hostCpu, services, reader };
 }
 
@@ -262,12 +262,12 @@ function emitEvents(
   }
 }
 
-async function emitMetrics(
+function emitMetrics(
   ctx: PluginContext<Options>,
   previous: Snapshot | undefined,
   current: Map<string, Seen>,
   now: number,
-): Promise<Snapshot["hostCpu"]> {
+): Snapshot["hostCpu"] {
   const host: Subject = { kind: "host", id: "host" };
   const read = (file: string) => {
     try {

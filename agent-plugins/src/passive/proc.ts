@@ -199,7 +199,6 @@ export class ProcReader {
   constructor(readonly procRoot: string) {}
 
   processes(): ProcessInfo[] {
-    const seen = new Set<string>();
     const out: ProcessInfo[] = [];
     let names: string[];
     try {
@@ -208,27 +207,32 @@ export class ProcReader {
       return [];
     }
     for (const name of names) {
-      if (!isPid(name)) continue;
-      const dir = join(this.procRoot, name);
-      const stat = parseStat(read(join(dir, "stat")));
-      if (!stat) continue;
-      const key = `${stat.pid}:${stat.startTime}`;
-      seen.add(key);
-      let fixed = this.statics.get(key);
-      if (!fixed) {
-        fixed = {
-          exe: link(join(dir, "exe")),
-          cmdline: read(join(dir, "cmdline"))
-            .split("\0")
-            .filter((a) => a !== ""),
-          unit: unitFromCgroup(read(join(dir, "cgroup"))),
-        };
-        this.statics.set(key, fixed);
-      }
-      out.push({ ...stat, ...fixed });
+      const process = isPid(name) ? this.process(Number(name)) : undefined;
+      if (process) out.push(process);
     }
+    const seen = new Set(out.map((p) => `${p.pid}:${p.startTime}`));
     for (const key of this.statics.keys()) if (!seen.has(key)) this.statics.delete(key);
     return out;
+  }
+
+  /** One process, or undefined when it is gone (or was never there). */
+  process(pid: number): ProcessInfo | undefined {
+    const dir = join(this.procRoot, String(pid));
+    const stat = parseStat(read(join(dir, "stat")));
+    if (!stat) return undefined;
+    const key = `${stat.pid}:${stat.startTime}`;
+    let fixed = this.statics.get(key);
+    if (!fixed) {
+      fixed = {
+        exe: link(join(dir, "exe")),
+        cmdline: read(join(dir, "cmdline"))
+          .split("\0")
+          .filter((a) => a !== ""),
+        unit: unitFromCgroup(read(join(dir, "cgroup"))),
+      };
+      this.statics.set(key, fixed);
+    }
+    return { ...stat, ...fixed };
   }
 
   tcpSockets(): Socket[] {
@@ -272,19 +276,4 @@ function scanOwners(procRoot: string, pids: number[]): Map<number, number> {
     }
   }
   return owners;
-}
-
-/** Every process whose stat could be read; one that exits meanwhile is left out. */
-export async function readProcesses(procRoot: string): Promise<ProcessInfo[]> {
-  return new ProcReader(procRoot).processes();
-}
-
-/** Socket inode → pid, from each process's fd links (`socket:[INODE]`); processes we may not read are skipped. */
-export async function socketOwners(procRoot: string, pids: number[]): Promise<Map<number, number>> {
-  return scanOwners(procRoot, pids);
-}
-
-/** Every TCP socket of the host (IPv4 and IPv6). */
-export async function readTcpSockets(procRoot: string): Promise<Socket[]> {
-  return new ProcReader(procRoot).tcpSockets();
 }

@@ -18,7 +18,7 @@ import { type ClientReadableStream, credentials, type ServiceError, status } fro
 import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";
 import { serviceOf } from "../passive/index.js";
-import { readProcesses, readTcpSockets } from "../passive/proc.js";
+import { ProcReader } from "../passive/proc.js";
 
 const options = z.strictObject({
   /** Ports to ask first; the SDK's default is 50151. */
@@ -50,6 +50,7 @@ interface Known {
 interface Instance {
   known: Map<number, Known>;
   notSdk: Map<number, number>;
+  reader: ProcReader;
 }
 
 const instances = new WeakMap<PluginStateStore, Instance>();
@@ -64,7 +65,7 @@ export default definePlugin({
   async collect(ctx) {
     let instance = instances.get(ctx.state);
     if (!instance) {
-      instance = { known: new Map(), notSdk: new Map() };
+      instance = { known: new Map(), notSdk: new Map(), reader: new ProcReader(ctx.procRoot) };
       instances.set(ctx.state, instance);
     }
     await collect(ctx, instance);
@@ -98,8 +99,7 @@ async function collect(ctx: PluginContext<Options>, instance: Instance): Promise
 
   const candidates = new Set(ctx.options.ports);
   if (ctx.options.probe) {
-    const sockets = await readTcpSockets(ctx.procRoot);
-    for (const s of sockets) {
+    for (const s of instance.reader.tcpSockets()) {
       const reachable = ["0.0.0.0", "::"].includes(s.localAddress) || s.localAddress.startsWith("127.") || s.localAddress === "::1";
       if (s.state === "LISTEN" && reachable) candidates.add(s.localPort);
     }
@@ -121,7 +121,7 @@ async function discover(ctx: PluginContext<Options>, instance: Instance, port: n
     instance.notSdk.set(port, ctx.clock.now() + NOT_SDK_FOR_MS);
     return;
   }
-  const subject = await subjectFor(ctx, info);
+  const subject = subjectFor(instance.reader, info);
   const known: Known = {
     port,
     subject,
@@ -149,12 +149,9 @@ async function discover(ctx: PluginContext<Options>, instance: Instance, port: n
 }
 
 /** The passive collector's id for the SDK's process, when /proc shows it; else one of its own. */
-async function subjectFor(ctx: PluginContext<Options>, info: sdkV1.InfoResponse): Promise<Subject> {
-  const pid = info.runtime?.pid;
-  if (pid) {
-    const process = (await readProcesses(ctx.procRoot).catch(() => [])).find((p) => p.pid === pid);
-    if (process) return { kind: "service", id: serviceOf(process).key, name: info.serviceName };
-  }
+function subjectFor(reader: ProcReader, info: sdkV1.InfoResponse): Subject {
+  const process = info.runtime?.pid ? reader.process(info.runtime.pid) : undefined;
+  if (process) return { kind: "service", id: serviceOf(process).key, name: info.serviceName };
   return { kind: "service", id: `sdk:${info.serviceName}`, name: info.serviceName };
 }
 
