@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import passive from "../src/passive/index.js";
+import passive, { serviceOf } from "../src/passive/index.js";
 import { createTestContext, lifecycleSuite, MemoryState } from "../src/testing.js";
 
 const dirs: string[] = [];
@@ -91,6 +91,25 @@ function hex(endpoint: string): string {
     .join("");
   return `${address}:${Number(port).toString(16).padStart(4, "0").toUpperCase()}`;
 }
+
+describe("service identity", () => {
+  const process = (cmdline: string[], exe = "/usr/bin/node") =>
+    ({ pid: 1, comm: "node", state: "S", ppid: 0, utime: 0, stime: 0, startTime: 1, rssPages: 0, exe, cmdline, unit: undefined }) as const;
+
+  it("names an interpreter by its script, never by inline code", () => {
+    expect(serviceOf(process(["node", "--import", "tsx", "/srv/api/server.ts"])).key).toBe("script:node /srv/api/server.ts");
+    expect(serviceOf(process(["node", "--input-type=module", "-e", 'fetch("/v1/agents")', "/data"])).key).toBe("exe:/usr/bin/node");
+    expect(serviceOf(process(["python3", "-c", "print('a/b')"], "/usr/bin/python3")).key).toBe("exe:/usr/bin/python3");
+  });
+
+  it("keeps subject ids within 512 characters, distinct for distinct paths", () => {
+    const long = (tail: string) => `/${"d".repeat(600)}/${tail}`;
+    const a = serviceOf(process([long("a")], long("a"))).key;
+    const b = serviceOf(process([long("b")], long("b"))).key;
+    expect(a.length).toBeLessThanOrEqual(512);
+    expect(a).not.toBe(b);
+  });
+});
 
 describe("the passive collector, on a fixture /proc", () => {
   it("takes stock first, then reports starts, exits, restarts, deploys, ports and outgoing connections", async () => {

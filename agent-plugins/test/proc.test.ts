@@ -1,6 +1,19 @@
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ProcReader, parseLoadavg, parseMeminfo, parseNetTcp, parseProcStat, parseStat, unitFromCgroup } from "../src/passive/proc.js";
+import {
+  ProcReader,
+  parseLoadavg,
+  parseMeminfo,
+  parseNetTcp,
+  parseProcStat,
+  parseSockstat,
+  parseStat,
+  unitFromCgroup,
+} from "../src/passive/proc.js";
 
 describe("/proc parsers", () => {
   it("reads a stat line whose command name holds spaces and parentheses", () => {
@@ -56,6 +69,23 @@ describe("/proc parsers", () => {
     ]);
   });
 
+  it("skips a TCP table that /proc/net/sockstat says is empty", () => {
+    const root = mkdtempSync(join(tmpdir(), "coral-proc-"));
+    try {
+      mkdirSync(join(root, "net"));
+      const line = (port: string) =>
+        `   0: 0100007F:${port} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0`;
+      writeFileSync(join(root, "net", "tcp"), `  sl  local_address rem_address   st\n${line("1F90")}\n`);
+      writeFileSync(join(root, "net", "tcp6"), "  sl  local_address rem_address   st\n");
+      expect(new ProcReader(root).tcpSockets().map((s) => s.localPort)).toEqual([8080]); // no sockstat: read
+      writeFileSync(join(root, "net", "sockstat"), "sockets: used 5\nTCP: inuse 0 orphan 0 tw 3 alloc 1 mem 0\nUDP: inuse 2 mem 1\n");
+      expect(new ProcReader(root).tcpSockets()).toEqual([]);
+      expect(parseSockstat("TCP: inuse 7 orphan 0 tw 0 alloc 9 mem 1\nUDP: inuse 2 mem 1\n")).toEqual({ TCP: 7, UDP: 2 });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it("reads host CPU, memory and load", () => {
     expect(parseProcStat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\ncpu1 50 0 25 400 25 0 0 0 0 0\nintr 1\n")).toEqual(
       {
@@ -80,8 +110,8 @@ describe("/proc readers, on this machine", () => {
     const port = (server.address() as { port: number }).port;
     const client = createConnection({ host: "127.0.0.1", port });
     await new Promise<void>((r) => client.once("connect", () => r()));
+    const reader = new ProcReader("/proc");
     try {
-      const reader = new ProcReader("/proc");
       const processes = reader.processes();
       const self = processes.find((p) => p.pid === process.pid);
       expect(self).toMatchObject({ ppid: process.ppid, exe: process.execPath });
@@ -97,8 +127,41 @@ describe("/proc readers, on this machine", () => {
       expect(owners.get(listening?.inode ?? -1)).toBe(process.pid);
       expect(owners.get(outgoing?.inode ?? -1)).toBe(process.pid);
     } finally {
+      reader.close();
       client.destroy();
       server.close();
     }
+  });
+
+  it("keeps stat files open between reads, and closes them as processes exit and on close()", async () => {
+    /** This process's descriptors open on /proc/PID/stat. */
+    const statFds = (pid: number) =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === `/proc/${pid}/stat`;
+        } catch {
+          return false;
+        }
+      });
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    await new Promise((r) => child.once("spawn", r));
+    const pid = child.pid as number;
+    const reader = new ProcReader("/proc");
+    try {
+      expect(reader.processes().some((p) => p.pid === pid)).toBe(true);
+      const kept = statFds(pid);
+      expect(kept).toHaveLength(1);
+      expect(reader.processes().some((p) => p.pid === pid)).toBe(true);
+      expect(statFds(pid)).toEqual(kept); // read again through the same descriptor
+      expect(statFds(process.pid)).toHaveLength(1);
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("exit", r));
+      expect(reader.processes().some((p) => p.pid === pid)).toBe(false);
+      expect(statFds(pid)).toEqual([]);
+    } finally {
+      child.kill("SIGKILL");
+      reader.close();
+    }
+    expect(statFds(process.pid)).toEqual([]);
   });
 });

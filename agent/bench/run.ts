@@ -7,10 +7,12 @@
  * measured over the same window (after a warm-up): CPU time from /proc/PID/stat and peak
  * RSS (VmHWM). Targets for the agent: under 0.1 % of one core, under 60 MB RSS.
  *
- * Options: --seconds S (120), --warmup S (20).
+ * Options: --seconds S (120), --warmup S (20), --plugins LIST (passive,sdk), --node-flags="..." (extra Node flags for the
+ * agent, e.g. --node-flags="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it), --agent-stdout FILE
+ * (where the agent's stdout goes, e.g. for --node-flags=--trace-gc).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,7 +21,15 @@ import { LabCoordinator, stopChild, waitForLine } from "@coral/coordinator/testi
 import { startLocalDiscovery } from "@coral/discovery-worker/local";
 import { createLab, missingForLab } from "@coral/wireguard/testing";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "120" }, warmup: { type: "string", default: "20" } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "120" },
+    warmup: { type: "string", default: "20" },
+    "node-flags": { type: "string", default: "" },
+    plugins: { type: "string", default: "passive,sdk" },
+    "agent-stdout": { type: "string" },
+  },
+});
 const SECONDS = Number(values.seconds);
 const WARMUP = Number(values.warmup);
 const agentDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -74,10 +84,11 @@ async function main(): Promise<void> {
         "exec",
         lab.b,
         process.execPath,
+        ...values["node-flags"].split(" ").filter(Boolean),
         join(agentDir, "dist", "cli.js"),
         "--join",
         invite,
-        "--plugins=passive,sdk",
+        `--plugins=${values.plugins}`,
         "--data-dir",
         join(dir, "agent"),
         "--interface",
@@ -85,7 +96,7 @@ async function main(): Promise<void> {
         "--name",
         "bench",
       ],
-      { stdio: ["ignore", "ignore", "pipe"] },
+      { stdio: ["ignore", values["agent-stdout"] ? openSync(values["agent-stdout"], "w") : "ignore", "pipe"] },
     );
     children.push(agent);
     await waitForLine(agent, / running as bench /, "the agent").ready;
@@ -133,7 +144,7 @@ async function main(): Promise<void> {
     const lines = [
       `over ${SECONDS} s (CPU in % of one core, measured in 10 ms ticks: ±${(100 / (CLOCK_TICKS * SECONDS)).toFixed(3)} %):`,
       `  ${"process".padEnd(34)} ${"CPU".padStart(10)}   ${"RSS".padStart(9)}   ${"peak RSS".padStart(9)}`,
-      row("coral-agent (passive,sdk)", "agent"),
+      row(`coral-agent (${values.plugins || "no plugins"})`, "agent"),
       row("  its wireguard-go", "wireguard"),
     ];
     if (exporter) {

@@ -14,7 +14,7 @@ import { meshV1 } from "@coral/sdk-proto/grpc";
 import { checkWireGuard, WireGuardInterface } from "@coral/wireguard";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import packageJson from "../package.json" with { type: "json" };
-import { defaultAgentName, joinMesh, loadMeshState, loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
+import { defaultAgentName, freeUdpPort, joinMesh, loadMeshState, loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
 import type { LoadedPlugin } from "./plugins.js";
 import { type NewBatch, Spool, type SpoolLimits } from "./spool.js";
 
@@ -26,34 +26,56 @@ export interface AgentOptions {
   plugins: LoadedPlugin[];
   /** Overrides the interval the coordinator asks for. */
   heartbeatIntervalMs?: number;
-  /** How often what plugins emitted outside a collect becomes a batch (1 s). */
+  /** How long what plugins emit outside a collect waits before it becomes a batch (1 s). */
   flushIntervalMs?: number;
   spoolLimits?: SpoolLimits;
-  wireguardMode?: "auto" | "kernel" | "userspace";
+  /** `off`: no WireGuard; the coordinator runs on this machine with `--wireguard off`. */
+  wireguardMode?: "auto" | "kernel" | "userspace" | "off";
   procRoot?: string;
   log?: (line: string) => void;
+  /** Aborting it while the agent starts (still reaching the coordinator) stops that. */
+  signal?: AbortSignal;
+}
+
+/** Agent.start gave up because its `signal` was aborted; everything it set up is undone. */
+export class StoppedError extends Error {
+  override readonly name = "StoppedError";
 }
 
 const SUBJECT_KINDS = { agent: 1, service: 2, process: 3, host: 4 } as const;
 const PLUGIN_STATUS = { starting: 1, running: 2, degraded: 3, failed: 4, stopped: 5 } as const;
 const RELOOKUP_MIN_MS = 60_000;
 const RELOOKUP_MAX_MS = 600_000;
+const FLUSH_DELAY_MS = 1_000;
+/** How long the agent tries to reach the coordinator before it reports that it cannot. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** How long one endpoint gets for a handshake; rounds repeat until CONNECT_TIMEOUT_MS. */
+const ATTEMPT_MS = 500;
+const SEND_RETRY_MS = 5_000;
 
 export class Agent {
   private readonly hosts: PluginHost[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private current: NewBatch = emptyBatch();
+  /** Spools what a start/stop plugin emitted outside a collect, a moment later. */
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** Sends again after a failed send. */
+  private retryTimer: NodeJS.Timeout | undefined;
   private sending: Promise<void> | undefined;
   private sendFailures = 0;
   private lastRelookup = 0;
   private relookupBackoffMs = RELOOKUP_MIN_MS;
   private heartbeatFailures = 0;
+  /** When the coordinator last answered a heartbeat or a report. */
+  private lastContact = 0;
+  /** The plugin states the coordinator last heard. */
+  private reportedPlugins = "";
   private stopped = false;
 
   private constructor(
     private readonly options: AgentOptions,
     readonly mesh: MeshState,
-    private readonly wireguard: WireGuardInterface,
+    private readonly wireguard: Tunnel,
     private readonly client: meshV1.AgentServiceClient,
     private readonly spool: Spool,
     private heartbeatIntervalMs: number,
@@ -64,7 +86,8 @@ export class Agent {
     const keys = loadOrCreateKeys(options.dataDir);
     claimDataDir(options.dataDir);
     // Before an invite is spent: an agent that cannot run WireGuard must not take a token's use.
-    await checkWireGuard({ mode: options.wireguardMode ?? "auto" });
+    const off = options.wireguardMode === "off";
+    if (!off) await checkWireGuard({ mode: (options.wireguardMode ?? "auto") as "auto" | "kernel" | "userspace" });
     let mesh = loadMeshState(options.dataDir);
     if (mesh && options.invite) log(`already a member of mesh ${mesh.meshId} as ${mesh.name}; --join is not needed again`);
     if (!mesh) {
@@ -79,23 +102,42 @@ export class Agent {
         name: options.name ?? defaultAgentName(),
         keys,
         agentVersion: packageJson.version,
+        listenPort: await freeUdpPort(),
         progress: log,
       });
       saveMeshState(options.dataDir, mesh);
     }
     const { answer } = mesh;
 
-    const wireguard = await WireGuardInterface.up({
-      name: options.interfaceName ?? "coral1",
-      privateKey: keys.privateKey,
-      address: `${answer.meshIp}/32`,
-      routes: [answer.meshPrefix],
-      mode: options.wireguardMode ?? "auto",
-      onEvent: (event) => log(`wireguard: ${event.message}`),
-    });
+    if (off) log("WireGuard off: reaching the coordinator over loopback, on this machine");
+    const wireguard: Tunnel = off
+      ? { down: async () => {}, setPeer: async () => {}, removePeer: async () => {}, status: async () => ({ peers: [] }) }
+      : await WireGuardInterface.up({
+          name: options.interfaceName ?? "coral1",
+          privateKey: keys.privateKey,
+          ...(mesh.listenPort ? { listenPort: mesh.listenPort } : {}),
+          address: `${answer.meshIp}/32`,
+          routes: [answer.meshPrefix],
+          mode: (options.wireguardMode ?? "auto") as "auto" | "kernel" | "userspace",
+          onEvent: (event) => log(`wireguard: ${event.message}`),
+        });
     try {
-      await connect(wireguard, answer.coordinatorWireguardKey, answer.endpoints, answer.coordinatorMeshIp, log);
-      const client = new meshV1.AgentServiceClient(`${answer.coordinatorMeshIp}:${answer.grpcPort}`, credentials.createInsecure());
+      const through = off
+        ? undefined
+        : await connect(wireguard, answer.coordinatorWireguardKey, answer.endpoints, answer.coordinatorMeshIp, log, options.signal);
+      if (through && answer.endpoints[0] !== through) {
+        // The next start tries first what worked this time.
+        answer.endpoints = [through, ...answer.endpoints.filter((e) => e !== through)];
+        saveMeshState(options.dataDir, mesh);
+      }
+      if (options.signal?.aborted) throw new StoppedError("stopped while connecting");
+      const coordinator = off ? "127.0.0.1" : answer.coordinatorMeshIp;
+      const client = new meshV1.AgentServiceClient(`${coordinator}:${answer.grpcPort}`, credentials.createInsecure(), {
+        // grpc-js backs off up to 2 minutes between reconnects by default: after the
+        // coordinator restarts, the agent would sit that long on a tunnel that works again.
+        "grpc.initial_reconnect_backoff_ms": 500,
+        "grpc.max_reconnect_backoff_ms": 5_000,
+      });
       const spool = new Spool(join(options.dataDir, "spool"), options.spoolLimits, log);
       const agent = new Agent(options, mesh, wireguard, client, spool, options.heartbeatIntervalMs ?? answer.heartbeatIntervalMs);
       await agent.run();
@@ -116,6 +158,7 @@ export class Agent {
 
   private async run(): Promise<void> {
     const registered = await this.register();
+    this.lastContact = Date.now();
     this.log(
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
     );
@@ -134,16 +177,19 @@ export class Agent {
           state: new FileState(join(stateDir, `${loaded.plugin.name}.json`)),
           ...(this.options.procRoot ? { procRoot: this.options.procRoot } : {}),
           onCollected: () => this.flush(),
-          onReport: (report) => this.log(`plugin ${report.name}: ${report.status}${report.lastError ? ` (${report.lastError})` : ""}`),
+          onReport: (report) => {
+            this.log(`plugin ${report.name}: ${report.status}${report.lastError ? ` (${report.lastError})` : ""}`);
+            if (this.lastContact > 0) void this.heartbeat(); // the coordinator hears of it at once
+          },
         }),
       );
     }
     await Promise.all(this.hosts.map((host) => host.start()));
 
+    // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
+    // what start/stop plugins emit is spooled a moment after it arrives, and a failed send
+    // is retried on its own timer.
     this.every(this.heartbeatIntervalMs, () => void this.heartbeat());
-    // Collects are spooled as each one ends; this catches what start/stop plugins emit meanwhile.
-    this.every(this.options.flushIntervalMs ?? 1_000, () => this.flush());
-    this.every(5_000, () => void this.send());
     void this.send(); // whatever the spool kept from before a restart
   }
 
@@ -152,6 +198,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.retryTimer);
     await Promise.all(this.hosts.map((host) => host.stop()));
     this.flush();
     await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
@@ -163,6 +210,8 @@ export class Agent {
 
   /** Turns what plugins emitted since the last flush into a spooled batch. */
   flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     const batch = this.current;
     if (batch.events.length + batch.metrics.length + batch.connections.length === 0) return;
     this.current = emptyBatch();
@@ -186,12 +235,19 @@ export class Agent {
         if (batches.length === 0) return;
         const response = await this.call<meshV1.ReportRequest, meshV1.ReportResponse>("report", { batches }, 10_000);
         this.spool.ack(response.ackedSequences);
+        this.lastContact = Date.now();
         if (this.sendFailures > 0) this.log(`reports reach the coordinator again; ${this.spool.size.batches} batch(es) still spooled`);
         this.sendFailures = 0;
       }
     } catch (error) {
       this.sendFailures++;
       if (this.sendFailures === 1) this.log(`sending reports failed (${describe(error)}); they stay spooled and are retried`);
+      if (!this.stopped && !this.retryTimer) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          void this.send();
+        }, SEND_RETRY_MS);
+      }
     }
   }
 
@@ -212,18 +268,39 @@ export class Agent {
           5_000,
         );
       } catch (error) {
+        if (this.options.signal?.aborted) throw new StoppedError("stopped while registering");
         this.log(`registering with the coordinator failed (${describe(error)}); retrying in ${delay / 1000} s`);
         await this.relookup();
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise((r) => {
+          const timer = setTimeout(r, delay);
+          this.options.signal?.addEventListener("abort", () => {
+            clearTimeout(timer);
+            r(undefined);
+          });
+        });
+        if (this.options.signal?.aborted) throw new StoppedError("stopped while registering");
         delay = Math.min(30_000, delay * 2);
       }
     }
   }
 
+  /**
+   * Tells the coordinator the agent is alive and how its plugins are. Skipped while reports
+   * arrive anyway (the coordinator counts each as a heartbeat) and plugin states are what
+   * it last heard: an agent that reports every collect sends few heartbeats.
+   */
   private async heartbeat(): Promise<void> {
+    const plugins = this.pluginStates();
+    const key = JSON.stringify(plugins);
+    if (key === this.reportedPlugins && Date.now() - this.lastContact < this.heartbeatIntervalMs / 2) return;
     try {
-      await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins: this.pluginStates() }, 5_000);
-      if (this.heartbeatFailures > 0) this.log("heartbeats reach the coordinator again");
+      await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins }, 5_000);
+      this.lastContact = Date.now();
+      this.reportedPlugins = key;
+      if (this.heartbeatFailures > 0) {
+        this.log("heartbeats reach the coordinator again");
+        void this.send(); // what was spooled meanwhile, without waiting for the retry timer
+      }
       this.heartbeatFailures = 0;
       this.relookupBackoffMs = RELOOKUP_MIN_MS;
     } catch (error) {
@@ -252,7 +329,8 @@ export class Agent {
       const endpoints = record.registration.endpoints;
       this.log(`no answer from the coordinator; trying the endpoints discovery has now: ${endpoints.join(", ") || "none"}`);
       if (endpoints.length > 0) {
-        await connect(this.wireguard, this.mesh.answer.coordinatorWireguardKey, endpoints, this.mesh.answer.coordinatorMeshIp, this.log);
+        if (this.options.wireguardMode !== "off")
+          await connect(this.wireguard, this.mesh.answer.coordinatorWireguardKey, endpoints, this.mesh.answer.coordinatorMeshIp, this.log);
         // The next start begins with what discovery says now.
         this.mesh.answer.endpoints = endpoints;
         saveMeshState(this.options.dataDir, this.mesh);
@@ -291,10 +369,16 @@ export class Agent {
     );
   }
 
+  /** Spools what arrived outside a collect (from start/stop plugins) within FLUSH_DELAY_MS. */
+  private flushSoon(): void {
+    this.flushTimer ??= setTimeout(() => this.flush(), this.options.flushIntervalMs ?? FLUSH_DELAY_MS);
+  }
+
   private batchEmitter(): Emitter {
     const subject = (s: Subject | undefined) => (s ? { kind: SUBJECT_KINDS[s.kind], id: s.id, name: s.name ?? "" } : undefined);
     return {
-      event: (e) =>
+      event: (e) => {
+        this.flushSoon();
         this.current.events.push({
           kind: e.kind,
           timeUnixMs: e.time ?? Date.now(),
@@ -302,16 +386,20 @@ export class Agent {
           attributes: e.attributes ?? {},
           evidenceJson: e.evidence === undefined ? "{}" : JSON.stringify(e.evidence),
           source: "",
-        }),
-      metric: (m) =>
+        });
+      },
+      metric: (m) => {
+        this.flushSoon();
         this.current.metrics.push({
           name: m.name,
           value: m.value,
           timeUnixMs: m.time ?? Date.now(),
           subject: subject(m.subject),
           labels: m.labels ?? {},
-        }),
-      connection: (c) =>
+        });
+      },
+      connection: (c) => {
+        this.flushSoon();
         this.current.connections.push({
           protocol: c.protocol ?? "tcp",
           localAddress: c.localAddress,
@@ -322,7 +410,8 @@ export class Agent {
           processName: c.processName ?? "",
           subject: subject(c.subject),
           observedAtUnixMs: c.time ?? Date.now(),
-        }),
+        });
+      },
     };
   }
 
@@ -333,6 +422,14 @@ export class Agent {
 }
 
 const PID_FILE = "agent.pid";
+
+/** What the agent needs of its WireGuard interface (nothing, with `--wireguard off`). */
+interface Tunnel {
+  down(): Promise<void>;
+  setPeer(peer: Parameters<WireGuardInterface["setPeer"]>[0]): Promise<void>;
+  removePeer(publicKey: string): Promise<void>;
+  status(): Promise<{ peers: Array<{ publicKey: string; endpoint: string | null; latestHandshake: number | null; rxBytes: number }> }>;
+}
 
 /** One agent per data directory: a live pid in `agent.pid` means another one runs. */
 function claimDataDir(dataDir: string): void {
@@ -366,35 +463,65 @@ function emptyBatch(): NewBatch {
 }
 
 /**
- * Sets the coordinator as the peer and tries each endpoint until a handshake completes
- * (a packet to the coordinator's mesh address starts one), keeping the first that works.
+ * Finds a way to the coordinator: each endpoint in turn gets a fresh peer entry (so that
+ * WireGuard sends its handshake at once rather than after its 5 s retry timer) and half a
+ * second to complete a handshake, round after round, for up to CONNECT_TIMEOUT_MS. The
+ * first endpoint that works is kept. Meanwhile the coordinator sends toward this agent
+ * too, which is what opens a filtering NAT in front of it. If nothing answers, it says
+ * plainly why that may be, and WireGuard keeps trying the best guess in the background.
  */
 async function connect(
-  wireguard: WireGuardInterface,
+  wireguard: Tunnel,
   publicKey: string,
   endpoints: string[],
   coordinatorMeshIp: string,
   log: (line: string) => void,
-): Promise<void> {
+  signal?: AbortSignal,
+): Promise<string | undefined> {
   const socket = createSocket("udp4");
+  const started = Date.now();
   try {
-    for (const endpoint of endpoints) {
-      log(`waiting for the WireGuard handshake with the coordinator at ${endpoint}`);
-      // Handshake times have a resolution of one second; setting a keepalive may start one at once.
-      const since = Math.floor(Date.now() / 1000) * 1000;
-      await wireguard.setPeer({ publicKey, endpoint, allowedIps: ["100.64.0.0/10"], persistentKeepalive: 25 });
-      const deadline = Date.now() + 5_000;
-      while (Date.now() < deadline) {
-        socket.send(Buffer.from([0]), 9, coordinatorMeshIp);
-        await new Promise((r) => setTimeout(r, 50));
-        const handshake = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey)?.latestHandshake ?? 0;
-        if (handshake >= since) {
-          log(`tunnel up through ${endpoint}`);
-          return;
+    if (endpoints.length === 0) {
+      log("the coordinator has no endpoint to try; WireGuard waits for it to reach this agent");
+      return undefined;
+    }
+    log(`connecting to the coordinator at ${endpoints.join(" or ")}`);
+    // A fresh peer: no session from before, nothing received yet.
+    await wireguard.removePeer(publicKey);
+    // Handshake times have a resolution of one second.
+    const since = Math.floor(Date.now() / 1000) * 1000;
+    let fresh = true;
+    for (let round = 0; Date.now() - started < CONNECT_TIMEOUT_MS; round++) {
+      for (const endpoint of endpoints) {
+        if (signal?.aborted || Date.now() - started >= CONNECT_TIMEOUT_MS) break;
+        const current = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
+        // Once the coordinator's packets arrive (it sends toward an agent that just joined),
+        // the peer is left alone to finish that handshake, at the address they came from.
+        if ((current?.rxBytes ?? 0) === 0) {
+          if (!fresh) await wireguard.removePeer(publicKey);
+          await wireguard.setPeer({ publicKey, endpoint, allowedIps: ["100.64.0.0/10"], persistentKeepalive: 25 });
+        }
+        fresh = false;
+        // Slower rounds after the first few, for paths with a long round trip.
+        const deadline = Math.min(started + CONNECT_TIMEOUT_MS, Date.now() + Math.min(4 * ATTEMPT_MS, ATTEMPT_MS * 2 ** round));
+        while (Date.now() < deadline) {
+          socket.send(Buffer.from([0]), 9, coordinatorMeshIp);
+          await new Promise((r) => setTimeout(r, 25));
+          const peer = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
+          if ((peer?.latestHandshake ?? 0) >= since) {
+            log(`tunnel up through ${peer?.endpoint ?? endpoint} in ${Date.now() - started} ms`);
+            return endpoint;
+          }
         }
       }
     }
-    log(`no handshake through ${endpoints.join(", ") || "any endpoint"} yet; WireGuard keeps trying the last one`);
+    if (signal?.aborted) return undefined;
+    log(
+      `no direct path to the coordinator: no handshake through ${endpoints.join(", ")} in ${CONNECT_TIMEOUT_MS / 1000} s. ` +
+        "If the coordinator runs, both it and this host are behind NATs that only let in replies (symmetric, or port-restricted facing symmetric): " +
+        "such a pair needs a relay, which Coral does not have yet; give the coordinator a public address or a forwarded UDP port. WireGuard keeps trying meanwhile.",
+    );
+    return undefined;
   } finally {
     socket.close();
   }

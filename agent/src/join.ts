@@ -4,6 +4,7 @@
  * its request sealed to the coordinator's WireGuard key, and waits for the sealed
  * answer. Discovery can neither read nor forge either.
  */
+import { createSocket } from "node:dgram";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -34,6 +35,8 @@ export const meshStateSchema = z.strictObject({
   signingKey: z.string(),
   answer: joinAcceptedSchema,
   joinedAt: z.number(),
+  /** The WireGuard port the agent told the coordinator about; kept across restarts. */
+  listenPort: z.number().int().min(1).max(65535).optional(),
 });
 export type MeshState = z.infer<typeof meshStateSchema>;
 
@@ -73,6 +76,8 @@ export interface JoinOptions {
   name: string;
   keys: WireGuardKeyPair;
   agentVersion: string;
+  /** The WireGuard port the agent will listen on. */
+  listenPort: number;
   /** How long to wait for the coordinator's answer. */
   timeoutMs?: number;
   progress?: (step: string) => void;
@@ -108,6 +113,7 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
     os: process.platform,
     arch: process.arch,
     agentVersion: options.agentVersion,
+    listenPort: options.listenPort,
   };
   const { joinId } = await discovery.createJoin(
     invite.meshId,
@@ -116,7 +122,8 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
   );
   progress("waiting for the coordinator's answer");
   const deadline = Date.now() + (options.timeoutMs ?? 120_000);
-  let delay = 200;
+  // Every quarter second while an answer is due (the coordinator looks as often); then slower.
+  const patientAfter = Date.now() + 30_000;
   for (;;) {
     const sealed = await discovery.getAnswer(invite.meshId, joinId);
     if (sealed) {
@@ -135,6 +142,7 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
         signingKey: invite.signingKey,
         answer: answer satisfies JoinAccepted,
         joinedAt: Date.now(),
+        listenPort: options.listenPort,
       };
     }
     if (Date.now() > deadline) {
@@ -143,7 +151,18 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
         `The coordinator did not answer within ${Math.round((options.timeoutMs ?? 120_000) / 1000)} s; is \`coral coordinator start\` running? Try again.`,
       );
     }
-    await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(2_000, delay * 1.5);
+    await new Promise((r) => setTimeout(r, Date.now() < patientAfter ? 250 : 2_000));
   }
+}
+
+/** A UDP port nothing on this host uses right now, for WireGuard to listen on. */
+export function freeUdpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket("udp4");
+    socket.once("error", reject);
+    socket.bind(0, () => {
+      const { port } = socket.address();
+      socket.close(() => resolve(port));
+    });
+  });
 }

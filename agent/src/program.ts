@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { agentConfigSchema, CoralError, parseConfigFile, parseDuration } from "@coral/sdk-proto";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import packageJson from "../package.json" with { type: "json" };
-import { Agent } from "./agent.js";
+import { Agent, StoppedError } from "./agent.js";
 import { PluginListError, parsePluginList } from "./plugin-list.js";
 import { loadPlugins } from "./plugins.js";
 
@@ -58,7 +58,10 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
       return ms;
     })
     .addOption(
-      new Option("--wireguard <mode>", "kernel module, wireguard-go, or whichever works").choices(["auto", "kernel", "userspace"]),
+      new Option(
+        "--wireguard <mode>",
+        "kernel module, wireguard-go, whichever works, or off (a coordinator on this machine, over loopback)",
+      ).choices(["auto", "kernel", "userspace", "off"]),
     );
 
   const log = (line: string) => io.err(`${new Date().toISOString().slice(0, 19)}Z ${line}\n`);
@@ -72,7 +75,7 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
       name?: string;
       interface?: string;
       heartbeatInterval?: number;
-      wireguard?: "auto" | "kernel" | "userspace";
+      wireguard?: "auto" | "kernel" | "userspace" | "off";
       set?: string[];
     }>();
     const config = o.config ? readConfig(o.config) : {};
@@ -82,7 +85,15 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
     const name = o.name ?? config.name;
     const interfaceName = o.interface ?? config.interface;
     const heartbeat = o.heartbeatInterval ?? (config.heartbeatInterval ? parseDuration(config.heartbeatInterval) : undefined);
+    // Ctrl-C works from the start: while the agent is still reaching its coordinator, it
+    // stops that and removes its interface.
+    const stopping = new AbortController();
+    const signalled = untilSignal().then((signal) => {
+      stopping.abort();
+      return signal;
+    });
     const agent = await Agent.start({
+      signal: stopping.signal,
       dataDir: o.dataDir,
       plugins,
       log,
@@ -93,11 +104,15 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
       ...(o.wireguard ? { wireguardMode: o.wireguard } : {}),
     });
     log(`running as ${agent.mesh.name} (${agent.mesh.answer.meshIp}) in mesh ${agent.mesh.meshId}; Ctrl-C stops`);
-    const signal = await untilSignal();
+    const signal = await signalled;
     log(`${signal}: stopping...`);
     await agent.stop();
     return 0;
   } catch (error) {
+    if (error instanceof StoppedError) {
+      io.err("coral-agent: stopped before it reached the coordinator\n");
+      return 0;
+    }
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     if (error instanceof CoralError || error instanceof PluginListError) {
       io.err(`coral-agent: ${error.message}\n`);

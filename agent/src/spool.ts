@@ -5,6 +5,12 @@
  * loses nothing written and duplicates nothing (the coordinator stores each
  * (agent, sequence) once).
  *
+ * Sequences are reserved in blocks: the state file records the first sequence not yet
+ * handed out, a block ahead, so it is written once per block rather than once per batch.
+ * A restart continues after the reserved block; numbers are skipped, never reused.
+ * Batches appended by this process stay in memory until acknowledged (up to a bound), so
+ * sending them does not read and decode what was just written.
+ *
  * The spool is bounded by batch count and bytes. When it must make room it drops the
  * oldest batches and says so: the count goes into the next batch's `droppedBefore`,
  * which the coordinator records, and into the log. It is never silent.
@@ -22,9 +28,13 @@ export const DEFAULT_SPOOL_LIMITS: SpoolLimits = { maxBatches: 50_000, maxBytes:
 
 const FILE_RE = /^(\d{16})\.batch$/;
 const STATE_FILE = "state.json";
+/** Sequences reserved per write of the state file. */
+const RESERVE = 100;
+/** Bytes of unsent batches kept decoded in memory; older ones are read back from disk. */
+const MEMORY_BYTES = 4 * 1024 * 1024;
 
 interface SpoolState {
-  /** The sequence the next batch gets. */
+  /** The first sequence not reserved yet: every batch so far has a lower one. */
   next: number;
   /** Batches dropped since the last batch that reported drops. */
   droppedUnreported: number;
@@ -36,9 +46,14 @@ export type NewBatch = Omit<meshV1.Batch, "sequence" | "droppedBefore">;
 
 export class Spool {
   private state: SpoolState;
+  /** The sequence the next batch gets (below `state.next`). */
+  private next: number;
   /** Sequence → size in bytes of what is on disk. */
   private readonly sizes = new Map<number, number>();
   private bytes = 0;
+  /** Unsent batches this process appended, while they fit in MEMORY_BYTES. */
+  private readonly recent = new Map<number, meshV1.Batch>();
+  private recentBytes = 0;
 
   constructor(
     private readonly dir: string,
@@ -58,7 +73,8 @@ export class Spool {
     }
     const saved = this.readState();
     const highest = Math.max(0, ...this.sizes.keys());
-    this.state = { ...saved, next: Math.max(saved.next, highest + 1) };
+    this.next = Math.max(saved.next, highest + 1);
+    this.state = { ...saved, next: this.next };
   }
 
   /** Batches waiting, and their bytes. */
@@ -68,20 +84,26 @@ export class Spool {
 
   /** Writes a batch durably and returns it with its sequence. */
   append(batch: NewBatch): meshV1.Batch {
-    const sequence = this.state.next;
-    const full: meshV1.Batch = { ...batch, sequence, droppedBefore: 0 };
+    const sequence = this.next;
+    const full: meshV1.Batch = { ...batch, sequence, droppedBefore: this.state.droppedUnreported };
     let bytes = meshV1.Batch.encode(full).finish();
-    this.makeRoom(bytes.length);
-    if (this.state.droppedUnreported > 0) {
+    if (this.makeRoom(bytes.length) > 0) {
       full.droppedBefore = this.state.droppedUnreported;
       bytes = meshV1.Batch.encode(full).finish();
     }
     // The sequence is spent before the batch exists: a crash in between skips a number, never reuses one.
-    this.state = { ...this.state, next: sequence + 1, droppedUnreported: 0 };
-    this.writeState();
+    this.next = sequence + 1;
+    if (sequence >= this.state.next || full.droppedBefore > 0) {
+      this.state = { ...this.state, next: Math.max(this.state.next, sequence + RESERVE), droppedUnreported: 0 };
+      this.writeState();
+    }
     writeDurably(join(this.dir, fileName(sequence)), bytes);
     this.sizes.set(sequence, bytes.length);
     this.bytes += bytes.length;
+    if (this.recentBytes + bytes.length <= MEMORY_BYTES) {
+      this.recent.set(sequence, full);
+      this.recentBytes += bytes.length;
+    }
     return full;
   }
 
@@ -90,7 +112,7 @@ export class Spool {
     return [...this.sizes.keys()]
       .sort((a, b) => a - b)
       .slice(0, limit)
-      .map((sequence) => meshV1.Batch.decode(readFileSync(join(this.dir, fileName(sequence)))));
+      .map((sequence) => this.recent.get(sequence) ?? meshV1.Batch.decode(readFileSync(join(this.dir, fileName(sequence)))));
   }
 
   /** Forgets batches the coordinator has stored. */
@@ -98,7 +120,8 @@ export class Spool {
     for (const sequence of sequences) this.remove(sequence);
   }
 
-  private makeRoom(incoming: number): void {
+  /** Drops the oldest batches until one of `incoming` bytes fits; says how many it dropped. */
+  private makeRoom(incoming: number): number {
     const order = [...this.sizes.keys()].sort((a, b) => a - b);
     let dropped = 0;
     while (order.length > 0 && (this.sizes.size + 1 > this.limits.maxBatches || this.bytes + incoming > this.limits.maxBytes)) {
@@ -115,6 +138,7 @@ export class Spool {
         `spool full (${this.limits.maxBatches} batches or ${Math.round(this.limits.maxBytes / 1048576)} MiB): dropped the ${dropped} oldest batch(es) unsent; ${this.state.droppedTotal} dropped in all`,
       );
     }
+    return dropped;
   }
 
   private remove(sequence: number): void {
@@ -123,6 +147,7 @@ export class Spool {
     rmSync(join(this.dir, fileName(sequence)), { force: true });
     this.sizes.delete(sequence);
     this.bytes -= size;
+    if (this.recent.delete(sequence)) this.recentBytes -= size;
   }
 
   private readState(): SpoolState {

@@ -16,8 +16,9 @@ describe("coral-agent, where it cannot run", () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const run = (args: string[], asNobody = false) => {
-    const argv = [process.execPath, "--conditions=coral-source", "--import", "tsx", "src/cli.ts", ...args];
+  const run = (args: string[], asNobody = false, built = false) => {
+    const entry = built ? [join(agentDir, "dist", "cli.js")] : ["--conditions=coral-source", "--import", "tsx", "src/cli.ts"];
+    const argv = [process.execPath, ...entry, ...args];
     const [command, rest] =
       asNobody && process.getuid?.() === 0
         ? ["setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]]
@@ -41,6 +42,33 @@ describe("coral-agent, where it cannot run", () => {
       "coral-agent: WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
     );
   }, 30_000);
+
+  // The agent ships as one bundle with its own zod inside; a plugin package brings another.
+  const built = existsSync(join(agentDir, "dist", "cli.js"));
+  if (!built) {
+    process.stdout.write("skipping the built-agent test: run `npm run build` first\n");
+  }
+  it.skipIf(!built)(
+    "the built bundle loads built-ins and a plugin package that brings its own zod",
+    async () => {
+      const invite = await encodeInvite({
+        discoveryUrl: "http://127.0.0.1:9",
+        meshId: "a".repeat(32),
+        signingKey: toBase64Url(new Uint8Array(32)),
+        tokenId: "tokentokentokent",
+        secret: "s".repeat(43),
+        expiresAt: Date.now() + 3_600_000,
+      });
+      const ok = run(["--join", invite, "--plugins=passive,sdk,coral-plugin-sample", "--data-dir", join(dir, "built")], true, true);
+      // Past plugin loading and option checks, it stops at the first thing that needs root.
+      expect(ok.err.trim()).toBe(
+        "coral-agent: WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
+      );
+      const bad = run(["--plugins=coral-plugin-sample", "--set", "sample.label=", "--data-dir", join(dir, "built")], false, true);
+      expect(bad.err).toMatch(/^coral-agent: plugin "sample" options: label: .+; fix them in the config file or with --set\.\n$/);
+    },
+    30_000,
+  );
 
   it.skipIf(process.getuid?.() !== 0)(
     "as root, names a damaged invite in one line, before any network",

@@ -42,7 +42,7 @@ export const DEFAULTS = {
 } as const;
 
 /** How often join requests are fetched from discovery: quickly only while a join is likely. */
-export const JOIN_POLL = { eagerMs: 1_000, eagerForMs: 10 * 60_000, activeTokenMs: 5_000, idleMs: 30_000 } as const;
+export const JOIN_POLL = { eagerMs: 250, eagerForMs: 10 * 60_000, activeTokenMs: 5_000, idleMs: 30_000 } as const;
 
 export const CONFIG_FILE = "coordinator.json";
 export const API_FILE = "api.json";
@@ -63,7 +63,8 @@ export interface CoordinatorOptions {
   apiToken?: string;
   heartbeatIntervalMs?: number;
   metricsRetentionMs?: number;
-  wireguardMode?: "auto" | "kernel" | "userspace";
+  /** `off`: no WireGuard; agents on this machine reach the agent service over loopback. */
+  wireguardMode?: "auto" | "kernel" | "userspace" | "off";
   /** Progress and what happens; one line each. */
   log?: (line: string) => void;
 }
@@ -80,7 +81,7 @@ export interface ApiFile {
 export interface RunningCoordinator {
   meshId: string;
   apiUrl: string;
-  wireguard: WireGuardInterface;
+  wireguard: Tunnel;
   db: Store;
   stop(): Promise<void>;
 }
@@ -117,21 +118,31 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     checkApiExposure(settings.apiHost, settings.apiToken);
     const discovery = new DiscoveryClient({ url: settings.discoveryUrl });
 
-    log(`bringing up WireGuard interface ${settings.interfaceName} (${COORDINATOR_ADDRESS}/10, UDP ${settings.listenPort})...`);
-    const wireguard = await WireGuardInterface.up({
-      name: settings.interfaceName,
-      privateKey: identity.wireguard.privateKey,
-      listenPort: settings.listenPort,
-      address: `${COORDINATOR_ADDRESS}/10`,
-      mode: options.wireguardMode ?? "auto",
-      onEvent: (event) => log(`wireguard: ${event.message}`),
-    });
+    const loopback = options.wireguardMode === "off";
+    if (loopback) log("WireGuard off: agents on this machine only, over loopback, identified by name (a trial, not a mesh)");
+    else log(`bringing up WireGuard interface ${settings.interfaceName} (${COORDINATOR_ADDRESS}/10, UDP ${settings.listenPort})...`);
+    const wireguard: Tunnel = loopback
+      ? new NoTunnel()
+      : await WireGuardInterface.up({
+          name: settings.interfaceName,
+          privateKey: identity.wireguard.privateKey,
+          listenPort: settings.listenPort,
+          address: `${COORDINATOR_ADDRESS}/10`,
+          mode: (options.wireguardMode ?? "auto") as "auto" | "kernel" | "userspace",
+          onEvent: (event) => log(`wireguard: ${event.message}`),
+        });
     cleanups.push(() => wireguard.down());
     const enrolled = db.select({ key: agents.wireguardKey, meshIp: agents.meshIp, endpoint: agents.endpoint }).from(agents).all();
     await wireguard.setPeers(
-      enrolled.map((a) => ({ publicKey: a.key, allowedIps: [`${a.meshIp}/32`], ...(a.endpoint ? { endpoint: a.endpoint } : {}) })),
+      enrolled.map((a) => ({
+        publicKey: a.key,
+        allowedIps: [`${a.meshIp}/32`],
+        ...(a.endpoint ? { endpoint: a.endpoint, persistentKeepalive: 25 } : {}),
+      })),
     );
-    log(`WireGuard ${settings.interfaceName} is up (${wireguard.mode}); ${enrolled.length} enrolled agent(s) restored as peers`);
+    if (!loopback) {
+      log(`WireGuard ${settings.interfaceName} is up (${wireguard.mode}); ${enrolled.length} enrolled agent(s) restored as peers`);
+    }
     await nudge(enrolled.filter((a) => a.endpoint).map((a) => a.meshIp));
     const endpoints = setInterval(() => void recordEndpoints(db, wireguard).catch(() => {}), 10_000);
     endpoints.unref();
@@ -140,14 +151,16 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       await recordEndpoints(db, wireguard);
     });
 
+    const serviceHost = loopback ? "127.0.0.1" : COORDINATOR_ADDRESS;
     const agentService = await startAgentService({
       db,
-      host: COORDINATOR_ADDRESS,
+      host: serviceHost,
       port: settings.grpcPort,
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
+      trustClaimedName: loopback,
     });
     cleanups.push(() => agentService.close());
-    log(`agent service (gRPC) on ${COORDINATOR_ADDRESS}:${agentService.port}, the mesh only`);
+    log(`agent service (gRPC) on ${serviceHost}:${agentService.port}, ${loopback ? "this machine only" : "the mesh only"}`);
 
     const registrar = new DiscoveryRegistrar({
       discovery,
@@ -167,10 +180,12 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     const advertisedEndpoints = (): string[] => {
       if (settings.endpoints.length > 0) return settings.endpoints;
       const detected = localAddresses(settings.interfaceName).map((ip) => `${ip}:${settings.listenPort}`);
-      // Discovery's view of us is our NAT's public address; with a forwarded port it is the way in.
+      // Discovery's view of us is our NAT's public address; with a forwarded port, or a NAT
+      // that keeps ports, it is the way in. It goes first: agents across the internet
+      // outnumber those on the hub's own network, and each candidate tried costs them time.
       const observed = registrar.state.observedAddress;
       const fromOutside = observed && !observed.includes(":") ? [`${observed}:${settings.listenPort}`] : [];
-      return [...new Set([...detected, ...fromOutside])].slice(0, 8);
+      return [...new Set([...fromOutside, ...detected])].slice(0, 8);
     };
 
     const joinPoller = new JoinPoller(
@@ -178,7 +193,12 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
         db,
         discovery,
         identity,
-        addPeer: (peer) => wireguard.setPeer({ publicKey: peer.publicKey, allowedIps: [`${peer.meshIp}/32`] }),
+        addPeer: async (peer) => {
+          const spec = { publicKey: peer.publicKey, allowedIps: [`${peer.meshIp}/32`] };
+          // The endpoint alone sends nothing yet: see punch().
+          await wireguard.setPeer(peer.endpoint ? { ...spec, endpoint: peer.endpoint } : spec);
+          if (peer.endpoint) void punch(wireguard, spec, peer.meshIp).catch(() => {});
+        },
         endpoints: advertisedEndpoints,
         grpcPort: agentService.port,
         heartbeatIntervalMs: settings.heartbeatIntervalMs,
@@ -195,6 +215,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       mesh: { address: COORDINATOR_ADDRESS, listenPort: settings.listenPort },
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       discoveryState: () => registrar.state,
+      loopback,
       peers: async () => {
         const status = await wireguard.status();
         return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
@@ -249,8 +270,50 @@ async function nudge(meshIps: string[]): Promise<void> {
 }
 const DISCARD_PORT = 9;
 
+/** What the coordinator needs of its WireGuard interface. */
+export type Tunnel = Pick<WireGuardInterface, "mode" | "setPeer" | "setPeers" | "removePeer" | "status" | "down">;
+
+/** `--wireguard off`: no interface, no peers; every agent is on this machine. */
+class NoTunnel implements Tunnel {
+  readonly mode = "userspace" as const;
+  async setPeer(): Promise<void> {}
+  async setPeers(): Promise<void> {}
+  async removePeer(): Promise<void> {}
+  async status(): Promise<Awaited<ReturnType<WireGuardInterface["status"]>>> {
+    return { publicKey: "", listenPort: 0, peers: [] } as unknown as Awaited<ReturnType<WireGuardInterface["status"]>>;
+  }
+  async down(): Promise<void> {}
+}
+
+/**
+ * For a newly joined agent, the hub sends toward it too, so that a filtering NAT in front
+ * of the hub lets the agent's handshake in, and so that a hub behind a NAT that maps per
+ * destination can shake hands at all (by an agent that accepts what comes in). It waits
+ * PUNCH_DELAY_MS first: the agent needs about half that to get the answer and send its
+ * first packet, and a packet from the hub that reached the agent's NAT before then would take
+ * the public port the agent's own mapping needs (Linux NAT picks another port on such a
+ * clash), and with it the port the hub aims at. Then keepalives on (which sends one at
+ * once) and a packet every second until a handshake, for up to 30 s.
+ */
+async function punch(wireguard: Tunnel, spec: { publicKey: string; allowedIps: string[] }, meshIp: string): Promise<void> {
+  const since = Math.floor(Date.now() / 1000) * 1000;
+  const shookHands = async () => {
+    const peer = (await wireguard.status()).peers.find((p) => p.publicKey === spec.publicKey);
+    return !peer || (peer.latestHandshake ?? 0) >= since; // removed meanwhile, or through
+  };
+  await new Promise((r) => setTimeout(r, PUNCH_DELAY_MS));
+  // Keepalives also hold the hub's own NAT open toward the agent from now on.
+  await wireguard.setPeer({ ...spec, persistentKeepalive: 25 });
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    if (await shookHands()) return;
+    await nudge([meshIp]);
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+const PUNCH_DELAY_MS = 1_000;
+
 /** Remembers where each agent was last seen, so that a restarted hub can reach it first. */
-async function recordEndpoints(db: Store, wireguard: WireGuardInterface): Promise<void> {
+async function recordEndpoints(db: Store, wireguard: Tunnel): Promise<void> {
   const { peers } = await wireguard.status();
   const known = new Map(
     db
@@ -392,10 +455,10 @@ async function listen(
 
 /**
  * Fetches join requests from discovery. Requests only arrive when someone holds an
- * invite, so it polls every second for ten minutes after a token is made or a join
- * happens, every 5 s while any token is usable, and every 30 s otherwise: a join
- * waits a second at most while one is expected, and an idle mesh costs discovery
- * almost nothing.
+ * invite, so it polls every quarter second for ten minutes after a token is made or a
+ * join happens, every 5 s while any token is usable, and every 30 s otherwise: a join
+ * waits a quarter second at most while one is expected, and an idle mesh costs
+ * discovery almost nothing.
  */
 class JoinPoller {
   private timer: ReturnType<typeof setTimeout> | undefined;

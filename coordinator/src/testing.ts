@@ -54,8 +54,8 @@ export interface LabCoordinatorOptions {
   ns: string;
   dataDir: string;
   interfaceName: string;
-  /** host:port agents reach the hub at. */
-  endpoint: string;
+  /** host:port agents reach the hub at; without it the hub advertises what it detects (and what discovery saw). */
+  endpoint?: string;
   discoveryUrl?: string;
   extraArgs?: string[];
 }
@@ -75,8 +75,7 @@ export class LabCoordinator {
       dataDir,
       "--interface",
       interfaceName,
-      "--endpoint",
-      endpoint,
+      ...(endpoint ? ["--endpoint", endpoint] : []),
       ...(discoveryUrl ? ["--discovery", discoveryUrl] : []),
       ...extraArgs,
     ]);

@@ -149,6 +149,15 @@ describe("the agent service over real gRPC", () => {
     expect(agentHealth(row?.lastHeartbeatAt ?? null, plugins, 10_000, Date.now())).toBe("degraded");
   });
 
+  it("counts a report as a heartbeat, keeping the plugin states it last heard", async () => {
+    db.$client.prepare("UPDATE agents SET last_heartbeat_at = 1 WHERE name = 'web-1'").run();
+    const before = Date.now();
+    await call(client.report, { batches: [batch(40)] });
+    const row = db.select().from(agents).all()[0];
+    expect(row?.lastHeartbeatAt).toBeGreaterThanOrEqual(before);
+    expect(JSON.parse(row?.plugins ?? "[]")).toEqual([expect.objectContaining({ name: "passive", state: "degraded" })]);
+  });
+
   it("refuses a call that claims to be another agent", async () => {
     const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [] }, "db-1").catch((e: unknown) => e)) as ServiceError;
     expect(error.code).toBe(GrpcStatus.PERMISSION_DENIED);

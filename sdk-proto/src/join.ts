@@ -19,6 +19,12 @@ export const joinPayloadSchema = z.strictObject({
   os: z.string().max(64),
   arch: z.string().max(32),
   agentVersion: z.string().max(64),
+  /**
+   * The agent's WireGuard UDP port. With the address discovery saw the request come from,
+   * it is where the coordinator sends first, so that a filtering NAT in front of the
+   * coordinator lets the agent's handshake in (and a NAT that keeps ports lets its reply out).
+   */
+  listenPort: z.number().int().min(1).max(65535).optional(),
 });
 export type JoinPayload = z.infer<typeof joinPayloadSchema>;
 

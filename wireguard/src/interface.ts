@@ -4,9 +4,9 @@
  * if it dies. Private keys never appear in argv or logs.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { CoralError } from "@coral/sdk-proto";
 import { execa } from "execa";
 import { type InterfaceStatus, parseDump } from "./dump.js";
@@ -265,21 +265,34 @@ async function preflight(options: Pick<InterfaceOptions, "mode">): Promise<void>
       "WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
     );
   }
+  // Looked up on PATH rather than run: a start-up that spawns a process per tool is slower.
   const missing = [];
   for (const [tool, pkg] of [
     ["wg", "wireguard-tools"],
     ["ip", "iproute2"],
   ] as const) {
-    if ((await execa(tool, ["--version"], { reject: false })).failed && (await execa(tool, ["-V"], { reject: false })).failed)
-      missing.push(pkg);
+    if (!onPath(tool)) missing.push(pkg);
   }
-  if (options.mode === "userspace" && (await execa("wireguard-go", ["--version"], { reject: false })).failed) missing.push("wireguard-go");
+  if (options.mode === "userspace" && !onPath("wireguard-go")) missing.push("wireguard-go");
   if (missing.length > 0) {
     throw new CoralError(
       "wireguard_missing",
       `WireGuard tools are missing: install ${missing.join(" and ")} (Debian/Ubuntu: apt-get install ${missing.join(" ")}).`,
     );
   }
+}
+
+/** Whether an executable of this name is on PATH. */
+function onPath(tool: string): boolean {
+  return (process.env.PATH ?? "").split(delimiter).some((dir) => {
+    if (!dir) return false;
+    try {
+      accessSync(join(dir, tool), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 function hasNetAdmin(): boolean {

@@ -14,11 +14,12 @@
  * The first collect takes stock: it reports each service once (service.observed) but no
  * process events, since the processes already running are the baseline, not news.
  */
-import { readFileSync, type Stats, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { type Stats, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";
-import { type ProcessInfo, ProcReader, parseLoadavg, parseMeminfo, parseProcStat } from "./proc.js";
+import { type ProcessInfo, ProcReader, parseLoadavg, parseMeminfo, parseProcStat, readProcFile, type Socket } from "./proc.js";
 
 const INTERPRETERS = /^(node|nodejs|bun|deno|python\d*(\.\d+)?|ruby|perl|php|java|dotnet|bash|sh)$/;
 const SCRIPT = /\/|\.(m?js|cjs|ts|mts|py|rb|pl|php|jar|sh)$/;
@@ -72,17 +73,36 @@ function statOrUndefined(path: string): Stats | undefined {
 export function serviceOf(p: ProcessInfo): { key: string; name: string; artifact: string | undefined } {
   const exe = (p.exe ?? p.cmdline[0] ?? p.comm).replace(/ \(deleted\)$/, "");
   const program = basename(exe);
-  // The script: the first argument that looks like a file (flags' values, such as the
-  // `tsx` of `--import tsx`, do not).
-  const script = INTERPRETERS.test(program) ? p.cmdline.slice(1).find((arg) => !arg.startsWith("-") && SCRIPT.test(arg)) : undefined;
+  const script = INTERPRETERS.test(program) ? scriptOf(p.cmdline.slice(1)) : undefined;
   if (p.unit?.endsWith(".service")) return { key: `unit:${p.unit}`, name: p.unit.replace(/\.service$/, ""), artifact: script };
   if (script)
     return {
-      key: `script:${program} ${script}`,
+      key: bounded(`script:${program} ${script}`),
       name: basename(script).replace(/\.(m?js|cjs|ts|py|rb|pl|php|jar)$/, ""),
       artifact: script,
     };
-  return { key: `exe:${exe}`, name: program, artifact: undefined };
+  return { key: bounded(`exe:${exe}`), name: program, artifact: undefined };
+}
+
+/** Flags whose value is inline code: `node -e CODE`, `python -c CODE` run no script file. */
+const INLINE_CODE = new Set(["-e", "--eval", "-p", "--print", "-c"]);
+
+/**
+ * The script an interpreter runs: the first argument that looks like a file path (flags'
+ * values, such as the `tsx` of `--import tsx`, do not), unless inline code comes first.
+ */
+function scriptOf(args: string[]): string | undefined {
+  for (const arg of args) {
+    if (INLINE_CODE.has(arg)) return undefined;
+    if (arg.startsWith("-")) continue;
+    if (SCRIPT.test(arg) && arg.length <= 255 && !/\s/.test(arg)) return arg;
+  }
+  return undefined;
+}
+
+/** Subject ids are at most 512 characters; a longer key keeps its start and a hash of the whole. */
+function bounded(key: string): string {
+  return key.length <= 512 ? key : `${key.slice(0, 480)}#${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
 }
 
 function compile(patterns: string[]): RegExp[] {
@@ -99,6 +119,10 @@ export default definePlugin({
   collect(ctx) {
     // One snapshot per running instance; the host keeps the same state store for an instance's life.
     snapshots.set(ctx.state, collect(ctx, snapshots.get(ctx.state)));
+  },
+  stop(ctx) {
+    snapshots.get(ctx.state)?.reader.close();
+    snapshots.delete(ctx.state);
   },
 });
 
@@ -152,11 +176,14 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
 
   // Sockets: listening ports per service, and connections from the side that opened them.
   const sockets = reader.tcpSockets();
+  const listeningPorts = new Set(sockets.filter((s) => s.state === "LISTEN").map((s) => s.localPort));
+  // Owners matter for listening sockets and outgoing connections only: a busy server's
+  // accepted connections come and go without sending anyone through every fd table.
+  const outgoing = (s: Socket) => s.state === "ESTABLISHED" && ctx.options.connections && !listeningPorts.has(s.localPort);
   const owners = reader.socketOwners(
-    sockets,
+    sockets.filter((s) => s.state === "LISTEN" || outgoing(s)),
     processes.map((p) => p.pid),
   );
-  const listeningPorts = new Set(sockets.filter((s) => s.state === "LISTEN").map((s) => s.localPort));
   const ports = new Map<string, Set<string>>();
   for (const socket of sockets) {
     const owner = byPid.get(owners.get(socket.inode) ?? -1);
@@ -269,13 +296,7 @@ function emitMetrics(
   now: number,
 ): Snapshot["hostCpu"] {
   const host: Subject = { kind: "host", id: "host" };
-  const read = (file: string) => {
-    try {
-      return readFileSync(join(ctx.procRoot, file), "utf8");
-    } catch {
-      return "";
-    }
-  };
+  const read = (file: string) => readProcFile(join(ctx.procRoot, file));
   const [statText, meminfoText, loadText] = [read("stat"), read("meminfo"), read("loadavg")];
   const cpu = parseProcStat(statText);
   if (cpu && previous?.hostCpu && cpu.total > previous.hostCpu.total) {

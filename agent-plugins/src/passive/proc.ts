@@ -4,7 +4,7 @@
  * tree (every reader takes the /proc root). Parsers are pure; readers tolerate processes
  * that exit while being read.
  */
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readlinkSync, readSync } from "node:fs";
 import { join } from "node:path";
 
 export interface ProcStat {
@@ -167,12 +167,49 @@ export interface ProcessInfo extends ProcStat {
 
 const isPid = (name: string) => /^\d+$/.test(name);
 
-function read(path: string): string {
+let buffer = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * A whole /proc file in one read(2) where it fits: /proc files are generated on every read,
+ * and /proc/net/tcp walks the kernel's entire connection hash table (hundreds of thousands
+ * of buckets) each time, so the extra read that finds the end (as readFileSync does) would
+ * double the cost. A short read is the end; a full buffer is read again into a bigger one.
+ */
+export function readProcFile(path: string): string {
+  let fd: number;
   try {
-    return readFileSync(path, "utf8");
+    fd = openSync(path, "r");
   } catch {
     return ""; // gone meanwhile, or not ours to read
   }
+  try {
+    return readWhole(fd) ?? "";
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The whole file behind an open descriptor, from offset 0; undefined when the read fails. */
+function readWhole(fd: number): string | undefined {
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, 0);
+      if (n < buffer.length) return buffer.toString("utf8", 0, n);
+      buffer = Buffer.allocUnsafe(buffer.length * 2);
+    }
+  } catch {
+    return undefined; // ESRCH: the process behind a kept descriptor is gone
+  }
+}
+
+/** Descriptors of /proc/PID/stat kept open between collects, at most this many. */
+const MAX_KEPT_FDS = 2048;
+
+/** Sockets in use per protocol from /proc/net/sockstat(6), e.g. { TCP: 8, TCP6: 0 }. */
+export function parseSockstat(text: string): Record<string, number> {
+  const inUse: Record<string, number> = {};
+  for (const match of text.matchAll(/^(\w+): inuse (\d+)/gm)) inUse[match[1] as string] = Number(match[2]);
+  return inUse;
 }
 
 function link(path: string): string | undefined {
@@ -186,12 +223,18 @@ function link(path: string): string | undefined {
 /**
  * Reads /proc with what does not change cached: a process's command line, executable and
  * unit are read once per process (pid and start time), its stat every time; socket owners
- * are looked up only for sockets not seen before, with a full rescan every sixth call.
+ * are looked up only for sockets not seen before, with a full rescan every thirtieth call.
  * Reads are synchronous: these are tiny in-memory files, and one read per promise costs
  * more than the read itself.
  */
 export class ProcReader {
   private readonly statics = new Map<string, Pick<ProcessInfo, "exe" | "cmdline" | "unit">>();
+  /**
+   * Open /proc/PID/stat descriptors: reading one again costs one pread instead of open,
+   * read and close. A descriptor stays bound to its process; once that exits, reads fail
+   * (ESRCH) even if the pid is reused, and it is closed.
+   */
+  private readonly statFds = new Map<number, number>();
   private owners = new Map<number, number>();
   private unowned = new Set<number>();
   private calls = 0;
@@ -206,9 +249,18 @@ export class ProcReader {
     } catch {
       return [];
     }
+    const listed = new Set<number>();
     for (const name of names) {
-      const process = isPid(name) ? this.process(Number(name)) : undefined;
+      if (!isPid(name)) continue;
+      const pid = Number(name);
+      listed.add(pid);
+      const process = this.process(pid, true);
       if (process) out.push(process);
+    }
+    for (const [pid, fd] of this.statFds) {
+      if (listed.has(pid)) continue;
+      closeSync(fd);
+      this.statFds.delete(pid);
     }
     const seen = new Set(out.map((p) => `${p.pid}:${p.startTime}`));
     for (const key of this.statics.keys()) if (!seen.has(key)) this.statics.delete(key);
@@ -216,27 +268,66 @@ export class ProcReader {
   }
 
   /** One process, or undefined when it is gone (or was never there). */
-  process(pid: number): ProcessInfo | undefined {
+  process(pid: number, keep = false): ProcessInfo | undefined {
     const dir = join(this.procRoot, String(pid));
-    const stat = parseStat(read(join(dir, "stat")));
+    const stat = parseStat(this.readStat(pid, dir, keep));
     if (!stat) return undefined;
     const key = `${stat.pid}:${stat.startTime}`;
     let fixed = this.statics.get(key);
     if (!fixed) {
       fixed = {
         exe: link(join(dir, "exe")),
-        cmdline: read(join(dir, "cmdline"))
+        cmdline: readProcFile(join(dir, "cmdline"))
           .split("\0")
           .filter((a) => a !== ""),
-        unit: unitFromCgroup(read(join(dir, "cgroup"))),
+        unit: unitFromCgroup(readProcFile(join(dir, "cgroup"))),
       };
       this.statics.set(key, fixed);
     }
     return { ...stat, ...fixed };
   }
 
+  /** Closes the descriptors kept open; the reader still works afterwards, opening files anew. */
+  close(): void {
+    for (const fd of this.statFds.values()) closeSync(fd);
+    this.statFds.clear();
+  }
+
+  private readStat(pid: number, dir: string, keep: boolean): string {
+    const kept = this.statFds.get(pid);
+    if (kept !== undefined) {
+      const text = readWhole(kept);
+      if (text !== undefined) return text;
+      closeSync(kept);
+      this.statFds.delete(pid);
+      return "";
+    }
+    if (!keep || this.statFds.size >= MAX_KEPT_FDS) return readProcFile(join(dir, "stat"));
+    let fd: number;
+    try {
+      fd = openSync(join(dir, "stat"), "r");
+    } catch {
+      return "";
+    }
+    const text = readWhole(fd);
+    if (text === undefined) {
+      closeSync(fd);
+      return "";
+    }
+    this.statFds.set(pid, fd);
+    return text;
+  }
+
+  /**
+   * Listening and connected TCP sockets. A table that /proc/net/sockstat says is empty is
+   * not read: reading one costs the same walk of the hash table however few sockets it holds.
+   */
   tcpSockets(): Socket[] {
-    return [...parseNetTcp(read(join(this.procRoot, "net", "tcp")), 4), ...parseNetTcp(read(join(this.procRoot, "net", "tcp6")), 6)];
+    const net = join(this.procRoot, "net");
+    const inUse = { ...parseSockstat(readProcFile(join(net, "sockstat"))), ...parseSockstat(readProcFile(join(net, "sockstat6"))) };
+    const table = (name: string, key: string, family: 4 | 6) =>
+      inUse[key] === 0 ? [] : parseNetTcp(readProcFile(join(net, name)), family);
+    return [...table("tcp", "TCP", 4), ...table("tcp6", "TCP6", 6)];
   }
 
   /**
@@ -252,7 +343,7 @@ export class ProcReader {
       const owner = this.owners.get(s.inode);
       return owner === undefined || !alive.has(owner);
     });
-    if (unknown || this.calls % 6 === 1) {
+    if (unknown || this.calls % 30 === 1) {
       this.owners = scanOwners(this.procRoot, pids);
       this.unowned = new Set(sockets.filter((s) => s.inode !== 0 && !this.owners.has(s.inode)).map((s) => s.inode));
     }

@@ -74,6 +74,7 @@ export default definePlugin({
     const instance = instances.get(ctx.state);
     if (!instance) return;
     for (const known of instance.known.values()) forget(known);
+    instance.reader.close();
     instances.delete(ctx.state);
   },
 });

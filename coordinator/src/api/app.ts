@@ -26,6 +26,8 @@ export interface ApiOptions {
   discoveryState: () => RegistrarState;
   /** Path and endpoint of each agent, from the hub's WireGuard peer table. */
   peers: () => Promise<Map<string, { endpoint: string | null; latestHandshake: number | null }>>;
+  /** The coordinator runs without WireGuard: agents reach it over loopback. */
+  loopback?: boolean;
   removePeer: (publicKey: string) => Promise<void>;
   /** Called after a token is made (the coordinator then looks for joins more often). */
   onTokenCreated?: () => void;
@@ -34,13 +36,25 @@ export interface ApiOptions {
   now?: () => number;
 }
 
+/**
+ * An agent both ends try to reach for 10 s after it joins (the agent its candidates, the
+ * hub the agent's observed address); past this without a single handshake, no direct path
+ * exists.
+ */
+export const RELAY_NEEDED_AFTER_MS = 15_000;
+
 /** One agent as the API shows it (`coral status`, `coral agents`). */
 export interface AgentView {
   name: string;
   meshIp: string;
   status: AgentHealth;
   lastSeen: number | null;
-  path: "direct" | "relayed" | "unknown";
+  /**
+   * `direct`: the tunnel has shaken hands. `relay-needed`: the agent joined more than
+   * RELAY_NEEDED_AFTER_MS ago and was never heard from: no handshake ever came through,
+   * which between two NATs that only let replies in means no direct path exists.
+   */
+  path: "direct" | "relay-needed" | "loopback" | "unknown";
   endpoint: string | null;
   version: string | null;
   hostname: string | null;
@@ -131,7 +145,13 @@ export function createApiApp(options: ApiOptions): Hono {
           status: agentHealth(agent.lastHeartbeatAt, plugins, options.heartbeatIntervalMs, at),
           lastSeen: agent.lastHeartbeatAt,
           // Without a relay, a tunnel that has shaken hands is a direct path.
-          path: peer?.latestHandshake ? "direct" : "unknown",
+          path: options.loopback
+            ? "loopback"
+            : peer?.latestHandshake
+              ? "direct"
+              : agent.lastHeartbeatAt === null && at - agent.enrolledAt > RELAY_NEEDED_AFTER_MS
+                ? "relay-needed"
+                : "unknown",
           endpoint: peer?.endpoint ?? null,
           version: agent.version,
           hostname: agent.hostname,

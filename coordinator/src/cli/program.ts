@@ -83,7 +83,14 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     .addOption(new Option("--api-token <token>", "token the API requires (32+ characters)").env("CORAL_API_TOKEN"))
     .option("--heartbeat-interval <duration>", "how often agents send heartbeats (default 10s)", duration)
     .option("--metrics-retention <duration>", "how long metric samples are kept (default 7d)", duration)
-    .addOption(new Option("--wireguard <mode>", "kernel module, wireguard-go, or whichever works").choices(["auto", "kernel", "userspace"]))
+    .addOption(
+      new Option("--wireguard <mode>", "kernel module, wireguard-go, whichever works, or off (agents on this machine only)").choices([
+        "auto",
+        "kernel",
+        "userspace",
+        "off",
+      ]),
+    )
     .action(async (o: Record<string, unknown>) => {
       const log = (line: string) => io.err(`${new Date().toISOString().slice(0, 19)}Z ${line}\n`);
       const running = await startCoordinator({
@@ -99,7 +106,7 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
         ...(o.apiToken ? { apiToken: o.apiToken as string } : {}),
         ...(o.heartbeatInterval !== undefined ? { heartbeatIntervalMs: o.heartbeatInterval as number } : {}),
         ...(o.metricsRetention !== undefined ? { metricsRetentionMs: o.metricsRetention as number } : {}),
-        ...(o.wireguard ? { wireguardMode: o.wireguard as "auto" | "kernel" | "userspace" } : {}),
+        ...(o.wireguard ? { wireguardMode: o.wireguard as "auto" | "kernel" | "userspace" | "off" } : {}),
       });
       const dataDirFlag = o.dataDir === defaultDataDir() ? "" : ` --data-dir ${o.dataDir as string}`;
       log(`ready: mesh ${running.meshId}. Invite an agent with \`coral token create${dataDirFlag}\`; Ctrl-C stops.`);

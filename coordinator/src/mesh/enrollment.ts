@@ -28,7 +28,8 @@ export interface EnrollmentOptions {
   discovery: DiscoveryClient;
   identity: Identity;
   /** Adds (or updates) the agent as a WireGuard peer of the hub. */
-  addPeer: (peer: { publicKey: string; meshIp: string }) => Promise<void>;
+  /** Adds an enrolled agent as a peer; `endpoint` is where it is likely reachable, if known. */
+  addPeer: (peer: { publicKey: string; meshIp: string; endpoint: string | undefined }) => Promise<void>;
   /** Where agents reach the hub, best first. */
   endpoints: () => string[];
   grpcPort: number;
@@ -65,7 +66,14 @@ export class Enrollment {
     const stored = db.select().from(joinAnswers).where(eq(joinAnswers.joinId, join.joinId)).get();
     // Handled before a restart but not answered yet: the same answer again, no second token use.
     const answer = stored ? joinAnswerPayloadSchema.parse(JSON.parse(stored.answer)) : this.decide(join);
-    if (answer.ok) await this.options.addPeer({ publicKey: join.wireguardKey, meshIp: answer.meshIp });
+    if (answer.ok) {
+      const endpoint = db
+        .select({ endpoint: agents.endpoint })
+        .from(agents)
+        .where(eq(agents.wireguardKey, join.wireguardKey))
+        .get()?.endpoint;
+      await this.options.addPeer({ publicKey: join.wireguardKey, meshIp: answer.meshIp, endpoint: endpoint ?? undefined });
+    }
     try {
       await discovery.answerJoin(identity.signing, join.joinId, seal(answer, identity.wireguard.privateKey, join.wireguardKey));
     } catch (error) {
@@ -156,8 +164,15 @@ export class Enrollment {
     }
     redeemToken(db, payload.tokenId, payload.secret, now);
     const meshIp = allocateAddress(db, join.wireguardKey, payload.name, now);
+    // Where the agent is likely reachable: the address discovery saw, with the agent's own
+    // WireGuard port (right behind a NAT that keeps ports). The hub sends there first, which
+    // opens a filtering NAT in front of the hub to the agent; WireGuard corrects the port
+    // with the agent's first authenticated packet.
+    const observed = join.observedAddress;
+    const endpoint = observed && payload.listenPort && !observed.includes(":") ? `${observed}:${payload.listenPort}` : null;
     const details = {
       meshIp,
+      endpoint,
       tokenId: payload.tokenId,
       hostname: payload.hostname,
       os: payload.os,

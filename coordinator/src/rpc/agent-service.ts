@@ -20,6 +20,11 @@ export interface AgentServiceOptions {
   db: Store;
   heartbeatIntervalMs: number;
   now?: () => number;
+  /**
+   * Without WireGuard (`--wireguard off`, a trial on one machine) every call comes from
+   * 127.0.0.1, and the caller is who its `coral-agent` metadata says. Only on loopback.
+   */
+  trustClaimedName?: boolean;
 }
 
 const PLUGIN_STATES: Record<number, string> = { 1: "starting", 2: "running", 3: "degraded", 4: "failed", 5: "stopped" };
@@ -43,12 +48,13 @@ interface Caller {
 }
 
 function identify<Req, Res>(
-  agentByIp: (ip: string) => Caller | undefined,
+  agentByIp: (ip: string, claimed: string | undefined) => Caller | undefined,
   call: ServerUnaryCall<Req, Res>,
   callback: sendUnaryData<Res>,
 ): Caller | undefined {
   const address = peerAddress(call.getPeer()).replace(/^::ffff:/, "");
-  const agent = agentByIp(address);
+  const claimedName = call.metadata.get("coral-agent")[0];
+  const agent = agentByIp(address, claimedName === undefined ? undefined : String(claimedName));
   if (!agent) {
     callback({ code: GrpcStatus.UNAUTHENTICATED, details: `no agent of this mesh has the address ${address}; join the mesh first` });
     return undefined;
@@ -81,7 +87,10 @@ export function agentService(options: AgentServiceOptions): meshV1.AgentServiceS
   const now = () => options.now?.() ?? Date.now();
   // Prepared once: at a thousand agents these run a few hundred times a second.
   const byIp = sqlite.prepare<[string], Caller>("SELECT name, hostname, os, arch, version, plugins FROM agents WHERE mesh_ip = ?");
-  const agentByIp = (ip: string) => byIp.get(ip);
+  const byName = sqlite.prepare<[string], Caller>("SELECT name, hostname, os, arch, version, plugins FROM agents WHERE name = ?");
+  const agentByIp = options.trustClaimedName
+    ? (_ip: string, claimed: string | undefined) => (claimed === undefined ? undefined : byName.get(claimed))
+    : (ip: string) => byIp.get(ip);
   const registered = sqlite.prepare(
     "UPDATE agents SET registered_at = ?, last_heartbeat_at = ?, hostname = ?, os = ?, arch = ?, version = ?, plugins = ? WHERE name = ?",
   );
@@ -133,7 +142,11 @@ export function agentService(options: AgentServiceOptions): meshV1.AgentServiceS
         callback({ code: GrpcStatus.INVALID_ARGUMENT, details: "at most 500 batches per Report; send the rest in another call" });
         return;
       }
-      callback(null, { ackedSequences: ingest(agent.name, call.request.batches, now()) });
+      const at = now();
+      const acked = ingest(agent.name, call.request.batches, at);
+      // A report is as good a sign of life as a heartbeat: an agent that reports skips them.
+      beat.run(at, agent.name);
+      callback(null, { ackedSequences: acked });
     }) satisfies handleUnaryCall<meshV1.ReportRequest, meshV1.ReportResponse>,
   };
 }

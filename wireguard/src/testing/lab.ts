@@ -67,6 +67,7 @@ export function createLab(): Lab {
           // Already gone.
         }
       }
+      killWireGuard(prefix);
     },
   };
   try {
@@ -87,4 +88,16 @@ export function createLab(): Lab {
     throw error;
   }
   return lab;
+}
+
+/**
+ * Stops any wireguard-go still serving an interface named with the lab's prefix: one whose
+ * supervisor was killed outright keeps running after its namespace is gone.
+ */
+export function killWireGuard(prefix: string): void {
+  try {
+    execFileSync("pkill", ["-KILL", "-f", `^wireguard-go -f ${prefix}`], { stdio: "ignore" });
+  } catch {
+    // pkill exits 1 when nothing matched.
+  }
 }

@@ -2003,7 +2003,10 @@ export const AgentServiceService = {
     responseSerialize: (value: RegisterResponse): Buffer => Buffer.from(RegisterResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegisterResponse => RegisterResponse.decode(value),
   },
-  /** Called every heartbeat interval (10 s by default) with each plugin's state. */
+  /**
+   * Called every heartbeat interval (10 s by default) with each plugin's state, and at once
+   * when a plugin's state changes. Agents skip it while their reports arrive.
+   */
   heartbeat: {
     path: "/coral.mesh.v1.AgentService/Heartbeat" as const,
     requestStream: false as const,
@@ -2015,7 +2018,7 @@ export const AgentServiceService = {
   },
   /**
    * Delivers spooled report batches; the coordinator acknowledges each sequence number it
-   * stored, and ingests idempotently by (agent, sequence).
+   * stored, and ingests idempotently by (agent, sequence). A report counts as a heartbeat.
    */
   report: {
     path: "/coral.mesh.v1.AgentService/Report" as const,
@@ -2031,11 +2034,14 @@ export const AgentServiceService = {
 export interface AgentServiceServer extends UntypedServiceImplementation {
   /** Called once per agent start: who the agent is and what it runs. */
   register: handleUnaryCall<RegisterRequest, RegisterResponse>;
-  /** Called every heartbeat interval (10 s by default) with each plugin's state. */
+  /**
+   * Called every heartbeat interval (10 s by default) with each plugin's state, and at once
+   * when a plugin's state changes. Agents skip it while their reports arrive.
+   */
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
   /**
    * Delivers spooled report batches; the coordinator acknowledges each sequence number it
-   * stored, and ingests idempotently by (agent, sequence).
+   * stored, and ingests idempotently by (agent, sequence). A report counts as a heartbeat.
    */
   report: handleUnaryCall<ReportRequest, ReportResponse>;
 }
@@ -2057,7 +2063,10 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RegisterResponse) => void,
   ): ClientUnaryCall;
-  /** Called every heartbeat interval (10 s by default) with each plugin's state. */
+  /**
+   * Called every heartbeat interval (10 s by default) with each plugin's state, and at once
+   * when a plugin's state changes. Agents skip it while their reports arrive.
+   */
   heartbeat(
     request: HeartbeatRequest,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
@@ -2075,7 +2084,7 @@ export interface AgentServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Delivers spooled report batches; the coordinator acknowledges each sequence number it
-   * stored, and ingests idempotently by (agent, sequence).
+   * stored, and ingests idempotently by (agent, sequence). A report counts as a heartbeat.
    */
   report(
     request: ReportRequest,

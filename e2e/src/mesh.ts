@@ -1,0 +1,240 @@
+/**
+ * The whole mesh in a NAT lab: discovery served by workerd in the lab's "internet"
+ * namespace, a coordinator and agents on sites behind any kind of NAT, run as users run
+ * them (the `coral` CLI, and the built `coral-agent`), and a watch on the coordinator's API
+ * that timestamps every change of an agent's health and path.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { LabCoordinator, stopChild, waitForLine } from "@coral/coordinator/testing";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
+import { createNatLab, type LabHost, type NatKind, type NatLab, type Site } from "@coral/wireguard/testing";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Children this process started; killed if it exits first (a failed test, Ctrl-C). */
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  return child;
+}
+/** The agent as users run it: the built bundle. */
+export const AGENT_CLI = join(root, "agent", "dist", "cli.js");
+
+export interface MeshLab {
+  nat: NatLab;
+  discovery: LocalDiscovery;
+  /** Discovery goes away (its Worker stops; its D1 stays on disk)... */
+  stopDiscovery(): Promise<void>;
+  /** ...and comes back at the same address with the same data. */
+  startDiscovery(): Promise<void>;
+  /** A fresh directory for this lab's data directories. */
+  dir: string;
+  destroy(): Promise<void>;
+}
+
+export async function startMeshLab(): Promise<MeshLab> {
+  if (!existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} is missing: run \`npm run build\` first`);
+  const nat = createNatLab();
+  const dir = mkdtempSync(join(tmpdir(), "coral-e2e-"));
+  const cleanup = () => nat.destroy();
+  process.once("exit", cleanup);
+  try {
+    const options = { netns: nat.internet.ns, ip: nat.internet.address, port: 8787, persistTo: join(dir, "discovery") };
+    let running: LocalDiscovery | undefined = await startLocalDiscovery(options);
+    const lab: MeshLab = {
+      nat,
+      discovery: running,
+      dir,
+      async stopDiscovery() {
+        await running?.stop();
+        running = undefined;
+      },
+      async startDiscovery() {
+        running = await startLocalDiscovery(options);
+        lab.discovery = running;
+      },
+      async destroy() {
+        await running?.stop();
+        nat.destroy();
+        process.off("exit", cleanup);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+    return lab;
+  } catch (error) {
+    nat.destroy();
+    throw error;
+  }
+}
+
+/** The coordinator on `site`'s (first) host, advertising what it detects and what discovery saw. */
+export function labCoordinator(lab: MeshLab, site: Site, name: string, extraArgs: string[] = []): LabCoordinator {
+  return new LabCoordinator({
+    ns: (site.hosts[0] as LabHost).ns,
+    dataDir: join(lab.dir, name),
+    interfaceName: `${lab.nat.prefix}c${++interfaces}`,
+    discoveryUrl: lab.discovery.url,
+    extraArgs: ["--heartbeat-interval", "1s", ...extraArgs],
+  });
+}
+
+let interfaces = 0;
+
+/** `coral-agent` (built) on a lab host, with the passive collector. */
+export class LabAgent {
+  child: ChildProcess | undefined;
+  log: string[] = [];
+  /** The log with each line's time since start. */
+  timeline: string[] = [];
+  startedAt = 0;
+  readonly dataDir: string;
+  readonly interfaceName: string;
+
+  constructor(
+    readonly lab: MeshLab,
+    readonly host: LabHost,
+    readonly name: string,
+  ) {
+    this.dataDir = join(lab.dir, `agent-${name}`);
+    // Unique on the machine and at most 15 characters, whatever the agent's name.
+    this.interfaceName = `${lab.nat.prefix}g${++interfaces}`;
+  }
+
+  /** Starts the agent (joining with `invite` the first time); resolves once its process runs. */
+  start(invite?: string): ChildProcess {
+    const args = [
+      AGENT_CLI,
+      "--plugins=passive",
+      "--data-dir",
+      this.dataDir,
+      "--interface",
+      this.interfaceName,
+      "--name",
+      this.name,
+      ...(invite ? ["--join", invite] : []),
+    ];
+    this.startedAt = Date.now();
+    const child = track(spawn("ip", ["netns", "exec", this.host.ns, process.execPath, ...args], { stdio: ["ignore", "ignore", "pipe"] }));
+    this.child = child;
+    this.log = [];
+    this.timeline = [];
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
+      this.log.push(line);
+      this.timeline.push(`${String(Date.now() - this.startedAt).padStart(6)} ms  ${line}`);
+    });
+    return child;
+  }
+
+  /** Resolves when a log line matches, with the ms since start; fails on exit or timeout. */
+  async waitForLog(pattern: RegExp, timeoutMs = 30_000): Promise<number> {
+    const child = this.child;
+    if (!child) throw new Error(`agent ${this.name} is not running`);
+    if (this.log.some((l) => pattern.test(l))) return Date.now() - this.startedAt;
+    const waiting = waitForLine(child, pattern, `agent ${this.name}`, timeoutMs);
+    await waiting.ready;
+    return Date.now() - this.startedAt;
+  }
+
+  stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
+    return stopChild(this.child, signal);
+  }
+
+  ping(address = "100.64.0.1"): boolean {
+    return this.lab.nat.exec(this.host.ns, ["ping", "-c", "1", "-W", "2", address]).ok;
+  }
+}
+
+export interface AgentState {
+  name: string;
+  status: string;
+  path: string;
+}
+
+/**
+ * Polls the coordinator's API every 50 ms from inside its namespace (the API listens on
+ * loopback there) and timestamps each change, so that "time to healthy" is measured to
+ * within a poll.
+ */
+export class HealthWatch {
+  private child: ChildProcess | undefined;
+  readonly history: Array<{ at: number; agent: AgentState }> = [];
+  private waiters: Array<() => void> = [];
+
+  start(coordinator: LabCoordinator): void {
+    const script = `
+      const { readFileSync } = await import("node:fs");
+      const api = JSON.parse(readFileSync(process.argv[1] + "/api.json", "utf8"));
+      const last = new Map();
+      for (;;) {
+        try {
+          const response = await fetch(api.url + "/v1/agents", { headers: api.token ? { authorization: "Bearer " + api.token } : {} });
+          for (const a of (await response.json()).agents) {
+            const key = a.status + " " + a.path;
+            if (last.get(a.name) !== key) {
+              last.set(a.name, key);
+              process.stdout.write(JSON.stringify({ at: Date.now(), agent: { name: a.name, status: a.status, path: a.path } }) + "\\n");
+            }
+          }
+        } catch {}
+        await new Promise((r) => setTimeout(r, 50));
+      }`;
+    const child = track(
+      spawn(
+        "ip",
+        ["netns", "exec", coordinator.options.ns, process.execPath, "--input-type=module", "-e", script, coordinator.options.dataDir],
+        {
+          stdio: ["ignore", "pipe", "inherit"],
+        },
+      ),
+    );
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      this.history.push(JSON.parse(line) as { at: number; agent: AgentState });
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+    this.child = child;
+  }
+
+  current(name: string): AgentState | undefined {
+    return this.history.filter((h) => h.agent.name === name).at(-1)?.agent;
+  }
+
+  /** The time of the first change after `since` for which `test` holds. */
+  async until(name: string, test: (a: AgentState) => boolean, since: number, timeoutMs = 30_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.history.find((h) => h.agent.name === name && h.at >= since && test(h.agent));
+      if (hit) return hit.at;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `agent ${name} did not get there within ${timeoutMs / 1000} s; it is ${JSON.stringify(this.current(name) ?? "unknown")}`,
+        );
+      }
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 200);
+      });
+    }
+  }
+
+  async stop(): Promise<void> {
+    await stopChild(this.child, "SIGKILL");
+  }
+}
+
+/** What should happen between a hub behind `coordinator` and an agent behind `agent`. */
+export function expectedPath(coordinator: NatKind, agent: NatKind): "direct" | "relay-needed" {
+  // Both ends let in only replies, and one of them maps per destination: neither can
+  // address the other's mapping in advance.
+  if (coordinator === "port-restricted" && agent === "symmetric") return "relay-needed";
+  if (coordinator === "symmetric" && (agent === "port-restricted" || agent === "symmetric")) return "relay-needed";
+  return "direct";
+}

@@ -1,0 +1,237 @@
+/**
+ * `npm start`: a whole Coral mesh on this machine, to look at and take apart.
+ *
+ * Discovery (the Worker, served by workerd), a coordinator, and one agent running the
+ * passive collector, ending with `coral status`. With root and WireGuard, the coordinator
+ * and the agent each get a network namespace, joined by a veth link, and a real WireGuard
+ * tunnel between them; nothing touches this machine's own network. Without them, both run
+ * on loopback without a tunnel, which it says in one line. Ctrl-C stops everything and
+ * leaves nothing behind: no namespace, interface or process.
+ */
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { LabCoordinator, stopChild, tsxNode } from "@coral/coordinator/testing";
+import { startLocalDiscovery } from "@coral/discovery-worker/local";
+import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const agentCli = join(root, "agent", "dist", "cli.js");
+const coordinatorDir = join(root, "coordinator");
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const step = (n: number, line: string) => say(`  [${n}/5] ${line}`);
+
+/** Resolves on the first Ctrl-C (or SIGTERM). */
+const interrupted = new Promise<void>((resolve) => {
+  process.once("SIGINT", () => resolve());
+  process.once("SIGTERM", () => resolve());
+});
+
+function waitForLine(child: ChildProcess, pattern: RegExp, what: string, lines: string[], timeoutMs = 60_000): Promise<void> {
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${what} was not ready within ${timeoutMs / 1000} s:\n${lines.join("\n")}`)), timeoutMs);
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
+      lines.push(line);
+      if (pattern.test(line)) {
+        clearTimeout(timer);
+        done();
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`${what} exited (${code}):\n${lines.join("\n")}`));
+    });
+  });
+}
+
+async function main(): Promise<number> {
+  if (!existsSync(agentCli)) {
+    say("coral: the packages are not built yet; run `npm install` (which builds them) or `npm run build` first.");
+    return 1;
+  }
+  // CORAL_START_LOOPBACK=1 picks loopback even where namespaces would work (its test uses it).
+  const missing = process.env.CORAL_START_LOOPBACK === "1" ? "is not wanted (CORAL_START_LOOPBACK=1)" : missingForLab();
+  if (missing) {
+    say(`coral: a WireGuard tunnel ${missing}: running the agent and the coordinator on loopback, without one.`);
+    return loopback();
+  }
+  return namespaces();
+}
+
+/** The real thing: two namespaces, WireGuard between them. */
+async function namespaces(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "coral-start-"));
+  let lab: Lab | undefined;
+  const stops: Array<() => Promise<unknown>> = [];
+  say("coral: a local mesh with discovery, a coordinator and one agent (passive collector); Ctrl-C stops it all");
+  try {
+    lab = createLab();
+    const net = lab;
+    stops.push(async () => net.destroy());
+    step(1, `namespaces ${lab.a} (coordinator, ${lab.addressA}) and ${lab.b} (agent, ${lab.addressB}), linked by a veth pair`);
+
+    const discovery = await startLocalDiscovery({ netns: lab.a, ip: lab.addressA, port: 8787, persistTo: join(dir, "discovery") });
+    stops.push(() => discovery.stop());
+    step(2, `discovery (the Worker, in workerd) at ${discovery.url}`);
+
+    const coordinator = new LabCoordinator({
+      ns: lab.a,
+      dataDir: join(dir, "coordinator"),
+      interfaceName: `${lab.prefix}hub`,
+      discoveryUrl: discovery.url,
+    });
+    await coordinator.start();
+    stops.push(() => coordinator.stop());
+    const meshLine = coordinator.log.find((l) => / ready: /.test(l)) ?? "";
+    step(3, `coordinator: ${meshLine.replace(/^.*? ready: /, "ready: ")}`);
+
+    const { invite } = await coordinator.json<{ invite: string }>("token", "create", "--name", "npm-start");
+    const agent = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        lab.b,
+        process.execPath,
+        agentCli,
+        "--join",
+        invite,
+        "--plugins=passive",
+        "--data-dir",
+        join(dir, "agent"),
+        "--interface",
+        `${lab.prefix}ag`,
+        "--name",
+        "local",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    stops.push(() => stopChild(agent));
+    const agentLog: string[] = [];
+    await waitForLine(agent, / running as local /, "the agent", agentLog);
+    const tunnel = agentLog.find((l) => /tunnel up/.test(l)) ?? "";
+    step(4, `agent "local" joined: ${tunnel.replace(/^\S+ /, "")}`);
+
+    // Healthy once its plugin runs and a heartbeat says so.
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+      const agents = await coordinator.json<Array<{ name: string; status: string }>>("agents");
+      if (agents.some((a) => a.name === "local" && a.status === "healthy")) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    step(5, "coral status:");
+    const status = await coordinator.cli("status");
+    say(status.out.replace(/^/gm, "        ").trimEnd());
+    say("");
+    say("Running. In another terminal, as root:");
+    say(
+      `  ip netns exec ${lab.a} ${tsxNode.join(" ")} ${join(coordinatorDir, "src", "cli.ts")} status --data-dir ${coordinator.options.dataDir}`,
+    );
+    say(`  ip netns exec ${lab.b} ping 100.64.0.1          # the coordinator, through the tunnel`);
+    say("Ctrl-C stops everything.");
+    await interrupted;
+    say("\nstopping: agent, coordinator, discovery, namespaces...");
+    return 0;
+  } catch (error) {
+    say(`coral: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    if (lab) report(lab.prefix);
+  }
+}
+
+/** Says what, if anything, was left behind (nothing, unless something is wrong). */
+function report(prefix: string): void {
+  const namespaces = execFileSync("ip", ["netns", "list"])
+    .toString()
+    .split("\n")
+    .filter((l) => l.startsWith(prefix));
+  let processes = "";
+  try {
+    processes = execFileSync("pgrep", ["-af", prefix]).toString().trim();
+  } catch {
+    // pgrep exits 1 when nothing matches.
+  }
+  if (namespaces.length === 0 && processes === "") say("stopped; nothing left behind.");
+  else say(`stopped, but these are left: ${[...namespaces, processes].filter(Boolean).join("; ")}`);
+}
+
+/** Without root or WireGuard: the same parts on loopback, with no tunnel. */
+async function loopback(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "coral-start-"));
+  const stops: Array<() => Promise<unknown>> = [];
+  const coral = (...args: string[]) => [...tsxNode, join(coordinatorDir, "src", "cli.ts"), ...args, "--data-dir", join(dir, "coordinator")];
+  const run = (argv: string[]) =>
+    new Promise<string>((done, fail) =>
+      execFile(argv[0] as string, argv.slice(1), { cwd: coordinatorDir }, (error, out, err) =>
+        error ? fail(new Error(err || String(error))) : done(out),
+      ),
+    );
+  say("coral: a local mesh with discovery, a coordinator and one agent (passive collector); Ctrl-C stops it all");
+  try {
+    step(1, "no namespaces: everything on this machine's loopback");
+    const discovery = await startLocalDiscovery({ ip: "127.0.0.1", port: 0, persistTo: join(dir, "discovery") });
+    stops.push(() => discovery.stop());
+    step(2, `discovery (the Worker, in workerd) at ${discovery.url}`);
+
+    const coordinatorArgs = coral(
+      "coordinator",
+      "start",
+      "--wireguard",
+      "off",
+      "--discovery",
+      discovery.url,
+      "--api-port",
+      "0",
+      "--grpc-port",
+      "0",
+    );
+    const coordinator = spawn(coordinatorArgs[0] as string, coordinatorArgs.slice(1), {
+      cwd: coordinatorDir,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    stops.push(() => stopChild(coordinator));
+    const coordinatorLog: string[] = [];
+    await waitForLine(coordinator, / ready: /, "the coordinator", coordinatorLog);
+    step(3, `coordinator: ${(coordinatorLog.find((l) => / ready: /.test(l)) ?? "").replace(/^.*? ready: /, "ready: ")}`);
+
+    const { invite } = JSON.parse(await run(coral("token", "create", "--name", "npm-start", "--json"))) as { invite: string };
+    const agent = spawn(
+      process.execPath,
+      [agentCli, "--join", invite, "--plugins=passive", "--wireguard", "off", "--data-dir", join(dir, "agent"), "--name", "local"],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    stops.push(() => stopChild(agent));
+    await waitForLine(agent, / running as local /, "the agent", []);
+    step(4, 'agent "local" joined, over loopback');
+
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+      const agents = JSON.parse(await run(coral("agents", "--json"))) as Array<{ name: string; status: string }>;
+      if (agents.some((a) => a.name === "local" && a.status === "healthy")) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    step(5, "coral status:");
+    say((await run(coral("status"))).replace(/^/gm, "        ").trimEnd());
+    say("");
+    say("Running. In another terminal:");
+    say(`  ${coral("status").join(" ")}`);
+    say("Ctrl-C stops everything.");
+    await interrupted;
+    say("\nstopping: agent, coordinator, discovery...");
+    return 0;
+  } catch (error) {
+    say(`coral: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    say("stopped; nothing left behind.");
+  }
+}
+
+process.exitCode = await main();
+process.exit();
