@@ -55,6 +55,7 @@ const SEND_RETRY_MS = 5_000;
 
 export class Agent {
   private readonly hosts: PluginHost[] = [];
+  private client: meshV1.AgentServiceClient;
   private readonly timers: NodeJS.Timeout[] = [];
   private current: NewBatch = emptyBatch();
   /** Spools what a start/stop plugin emitted outside a collect, a moment later. */
@@ -76,10 +77,22 @@ export class Agent {
     private readonly options: AgentOptions,
     readonly mesh: MeshState,
     private readonly wireguard: Tunnel,
-    private readonly client: meshV1.AgentServiceClient,
+    private readonly newClient: () => meshV1.AgentServiceClient,
     private readonly spool: Spool,
     private heartbeatIntervalMs: number,
-  ) {}
+  ) {
+    this.client = newClient();
+  }
+
+  /**
+   * A new gRPC channel. One whose connection died with the tunnel (a coordinator restart, a
+   * cut cable) may sit in TCP's retransmission backoff for half a minute after the tunnel is
+   * back; a new one connects at once.
+   */
+  private renewChannel(): void {
+    this.client.close();
+    this.client = this.newClient();
+  }
 
   static async start(options: AgentOptions): Promise<Agent> {
     const log = options.log ?? (() => {});
@@ -132,12 +145,13 @@ export class Agent {
       }
       if (options.signal?.aborted) throw new StoppedError("stopped while connecting");
       const coordinator = off ? "127.0.0.1" : answer.coordinatorMeshIp;
-      const client = new meshV1.AgentServiceClient(`${coordinator}:${answer.grpcPort}`, credentials.createInsecure(), {
-        // grpc-js backs off up to 2 minutes between reconnects by default: after the
-        // coordinator restarts, the agent would sit that long on a tunnel that works again.
-        "grpc.initial_reconnect_backoff_ms": 500,
-        "grpc.max_reconnect_backoff_ms": 5_000,
-      });
+      const client = () =>
+        new meshV1.AgentServiceClient(`${coordinator}:${answer.grpcPort}`, credentials.createInsecure(), {
+          // grpc-js backs off up to 2 minutes between reconnects by default: after the
+          // coordinator restarts, the agent would sit that long on a tunnel that works again.
+          "grpc.initial_reconnect_backoff_ms": 500,
+          "grpc.max_reconnect_backoff_ms": 5_000,
+        });
       const spool = new Spool(join(options.dataDir, "spool"), options.spoolLimits, log);
       const agent = new Agent(options, mesh, wireguard, client, spool, options.heartbeatIntervalMs ?? answer.heartbeatIntervalMs);
       await agent.run();
@@ -269,6 +283,7 @@ export class Agent {
         );
       } catch (error) {
         if (this.options.signal?.aborted) throw new StoppedError("stopped while registering");
+        this.renewChannel();
         this.log(`registering with the coordinator failed (${describe(error)}); retrying in ${delay / 1000} s`);
         await this.relookup();
         await new Promise((r) => {
@@ -306,7 +321,10 @@ export class Agent {
     } catch (error) {
       this.heartbeatFailures++;
       if (this.heartbeatFailures === 1) this.log(`heartbeat failed: ${describe(error)}`);
-      if (this.heartbeatFailures >= 3) await this.relookup();
+      if (this.heartbeatFailures % 3 === 0) {
+        this.renewChannel();
+        await this.relookup();
+      }
     }
   }
 
@@ -486,6 +504,13 @@ async function connect(
       return undefined;
     }
     log(`connecting to the coordinator at ${endpoints.join(" or ")}`);
+    // A tunnel that shook hands moments ago works (after a restart of the coordinator, its
+    // hub may well have shaken hands first): leave it be.
+    const existing = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
+    if (existing?.latestHandshake && Date.now() - existing.latestHandshake < 5_000) {
+      log(`tunnel up through ${existing.endpoint ?? endpoints[0]}`);
+      return existing.endpoint ?? undefined;
+    }
     // A fresh peer: no session from before, nothing received yet.
     await wireguard.removePeer(publicKey);
     // Handshake times have a resolution of one second.

@@ -12,7 +12,6 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { stopChild } from "@coral/coordinator/testing";
 import { createNatLab, labSkipReason, missingForNatLab, type NatLab } from "@coral/wireguard/testing";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -34,6 +33,16 @@ function blocks(markdown: string): Block[] {
   });
 }
 
+/** Whether any process of this (negative) process group is alive. */
+function alive(group: number): boolean {
+  try {
+    process.kill(group, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe.skipIf(skip)("docs/getting-started.md", () => {
   const steps = blocks(readFileSync(join(root, "docs", "getting-started.md"), "utf8"));
   let lab: NatLab;
@@ -41,7 +50,18 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
   const homes: string[] = [];
 
   afterAll(async () => {
-    for (const child of running.reverse()) await stopChild(child);
+    // As a terminal's Ctrl-C would: the signal goes to each command's whole process group
+    // (npx and the node it starts), and the test waits until all of it has exited.
+    for (const child of running.reverse()) {
+      const group = -(child.pid as number);
+      try {
+        process.kill(group, "SIGINT");
+      } catch {}
+      for (let i = 0; i < 150 && alive(group); i++) await new Promise((r) => setTimeout(r, 100));
+      try {
+        process.kill(group, "SIGKILL");
+      } catch {}
+    }
     lab?.destroy();
     for (const home of homes) rmSync(home, { recursive: true, force: true });
   }, 60_000);
@@ -78,6 +98,7 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
           cwd: root,
           env: env(home),
           stdio: ["ignore", "pipe", "pipe"],
+          detached: true,
         });
         running.push(child);
         const log: string[] = [];
