@@ -93,7 +93,7 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
       "verifying the coordinator's record",
       "waiting for the coordinator's answer",
       "accepted as web-1 with mesh address 100.64.0.2",
-      `waiting for the WireGuard handshake with the coordinator at ${lab.addressA}:51820`,
+      `connecting to the coordinator at ${lab.addressA}:51820`,
       "tunnel up through",
       "registered with the coordinator",
     ]) {
@@ -169,7 +169,7 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     const before = (await ticks()).at(-1) ?? 0;
     await startAgent();
     const log = agent?.log.join("\n") ?? "";
-    expect(log).toContain(`no handshake through ${lab.addressA}:51820 yet`);
+    expect(log).toContain(`no direct path to the coordinator: no handshake through ${lab.addressA}:51820 in 10 s`);
     expect(log).toContain(`trying the endpoints discovery has now: ${lab.addressA}:51830`);
     expect(log).toContain(`tunnel up through ${lab.addressA}:51830`);
     expect(JSON.parse(readFileSync(join(dir, "agent", "mesh.json"), "utf8")).answer.endpoints).toEqual([`${lab.addressA}:51830`]);

@@ -134,6 +134,12 @@ export class LabAgent {
     return child;
   }
 
+  /** When (ms since start) the first log line matching `pattern` came, if one did. */
+  at(pattern: RegExp): number | undefined {
+    const line = this.timeline.find((l) => pattern.test(l));
+    return line === undefined ? undefined : Number(line.trim().split(" ")[0]);
+  }
+
   /** Resolves when a log line matches, with the ms since start; fails on exit or timeout. */
   async waitForLog(pattern: RegExp, timeoutMs = 30_000): Promise<number> {
     const child = this.child;
