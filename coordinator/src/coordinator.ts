@@ -146,8 +146,12 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     await nudge(enrolled.filter((a) => a.endpoint).map((a) => a.meshIp));
     const endpoints = setInterval(() => void recordEndpoints(db, wireguard).catch(() => {}), 10_000);
     endpoints.unref();
+    const reviver = loopback ? undefined : new Reviver(db, wireguard, settings.heartbeatIntervalMs);
+    const revive = setInterval(() => void reviver?.tick().catch(() => {}), 5_000);
+    revive.unref();
     cleanups.push(async () => {
       clearInterval(endpoints);
+      clearInterval(revive);
       await recordEndpoints(db, wireguard);
     });
 
@@ -311,6 +315,51 @@ async function punch(wireguard: Tunnel, spec: { publicKey: string; allowedIps: s
   }
 }
 const PUNCH_DELAY_MS = 1_000;
+
+/**
+ * Shakes hands anew with agents that went quiet. WireGuard itself never does for a peer it
+ * only sends keepalives to: after an agent restarts, the hub's old session looks alive to
+ * the hub for up to three minutes. Where the agent cannot reach the hub first (a hub behind
+ * a symmetric NAT), that is how long the agent would stay cut off. So, for an agent silent
+ * for more than two heartbeat intervals, the hub replaces its peer entry at the last known
+ * endpoint and sends a packet, at most every 15 s per agent, for ten minutes.
+ */
+class Reviver {
+  private readonly last = new Map<string, number>();
+  constructor(
+    private readonly db: Store,
+    private readonly wireguard: Tunnel,
+    private readonly heartbeatIntervalMs: number,
+  ) {}
+
+  async tick(): Promise<void> {
+    const now = Date.now();
+    const quiet = this.db
+      .select({ key: agents.wireguardKey, meshIp: agents.meshIp, lastHeartbeatAt: agents.lastHeartbeatAt })
+      .from(agents)
+      .all()
+      // Recently lost only: past ten minutes WireGuard's own session expiry has long made
+      // it shake hands again, and a mesh full of switched-off agents costs nothing.
+      .filter(
+        (a) => a.lastHeartbeatAt !== null && now - a.lastHeartbeatAt > 2 * this.heartbeatIntervalMs && now - a.lastHeartbeatAt < 600_000,
+      );
+    if (quiet.length === 0) return;
+    const peers = new Map((await this.wireguard.status()).peers.map((p) => [p.publicKey, p]));
+    for (const agent of quiet) {
+      const peer = peers.get(agent.key);
+      if (!peer?.endpoint || now - (this.last.get(agent.key) ?? 0) < 15_000) continue;
+      this.last.set(agent.key, now);
+      await this.wireguard.removePeer(agent.key);
+      await this.wireguard.setPeer({
+        publicKey: agent.key,
+        allowedIps: [`${agent.meshIp}/32`],
+        endpoint: peer.endpoint,
+        persistentKeepalive: 25,
+      });
+      await nudge([agent.meshIp]);
+    }
+  }
+}
 
 /** Remembers where each agent was last seen, so that a restarted hub can reach it first. */
 async function recordEndpoints(db: Store, wireguard: Tunnel): Promise<void> {
