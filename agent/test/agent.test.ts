@@ -14,6 +14,7 @@ import type { AgentView } from "@coral/coordinator";
 import { LabCoordinator, spawnInNamespace, stopChild, waitForLine } from "@coral/coordinator/testing";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
 import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const agentDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -159,6 +160,11 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
   it("finds the coordinator through discovery when it moved while the agent was off", async () => {
     expect(await stopChild(agent?.child)).toBe(0);
     expect(await coordinator.stop()).toBe(0);
+    // The hub forgets where the agent was (as when the agent's NAT mapping expired), so it
+    // cannot reach out first: the agent has to find the hub's new port itself.
+    const store = new Database(join(coordinator.options.dataDir, "coral.db"));
+    store.prepare("UPDATE agents SET endpoint = NULL").run();
+    store.close();
     coordinator = new LabCoordinator({
       ...coordinator.options,
       discoveryUrl: undefined,
