@@ -190,7 +190,11 @@ export class HealthWatch {
               process.stdout.write(JSON.stringify({ at: Date.now(), agent: { name: a.name, status: a.status, path: a.path } }) + "\\n");
             }
           }
-        } catch {}
+        } catch {
+          // The API is away (a coordinator restart): once it answers again, every agent's
+          // state is reported afresh, as seen by the new coordinator.
+          last.clear();
+        }
         await new Promise((r) => setTimeout(r, 50));
       }`;
     const child = track(
