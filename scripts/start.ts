@@ -8,13 +8,12 @@
  * on loopback without a tunnel, which it says in one line. Ctrl-C stops everything and
  * leaves nothing behind: no namespace, interface or process.
  */
-import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { LabCoordinator, stopChild, tsxNode } from "@coral/coordinator/testing";
+import { LabCoordinator, stopChild, tsxNode, waitForLine } from "@coral/coordinator/testing";
 import { startLocalDiscovery } from "@coral/discovery-worker/local";
 import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
 
@@ -30,21 +29,12 @@ const interrupted = new Promise<void>((resolve) => {
   process.once("SIGTERM", () => resolve());
 });
 
-function waitForLine(child: ChildProcess, pattern: RegExp, what: string, lines: string[], timeoutMs = 60_000): Promise<void> {
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${what} was not ready within ${timeoutMs / 1000} s:\n${lines.join("\n")}`)), timeoutMs);
-    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
-      lines.push(line);
-      if (pattern.test(line)) {
-        clearTimeout(timer);
-        done();
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      fail(new Error(`${what} exited (${code}):\n${lines.join("\n")}`));
-    });
-  });
+/** Polls the agents list until "local" is healthy (its plugin runs and a heartbeat said so), for up to 20 s. */
+async function untilHealthy(agents: () => Promise<Array<{ name: string; status: string }>>): Promise<void> {
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+    if ((await agents()).some((a) => a.name === "local" && a.status === "healthy")) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 async function main(): Promise<number> {
@@ -110,17 +100,12 @@ async function namespaces(): Promise<number> {
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     stops.push(() => stopChild(agent));
-    const agentLog: string[] = [];
-    await waitForLine(agent, / running as local /, "the agent", agentLog);
-    const tunnel = agentLog.find((l) => /tunnel up/.test(l)) ?? "";
+    const joined = waitForLine(agent, / running as local /, "the agent", 60_000);
+    await joined.ready;
+    const tunnel = joined.log.find((l) => /tunnel up/.test(l)) ?? "";
     step(4, `agent "local" joined: ${tunnel.replace(/^\S+ /, "")}`);
 
-    // Healthy once its plugin runs and a heartbeat says so.
-    for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
-      const agents = await coordinator.json<Array<{ name: string; status: string }>>("agents");
-      if (agents.some((a) => a.name === "local" && a.status === "healthy")) break;
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    await untilHealthy(() => coordinator.json<Array<{ name: string; status: string }>>("agents"));
     step(5, "coral status:");
     const status = await coordinator.cli("status");
     say(status.out.replace(/^/gm, "        ").trimEnd());
@@ -195,9 +180,9 @@ async function loopback(): Promise<number> {
       stdio: ["ignore", "ignore", "pipe"],
     });
     stops.push(() => stopChild(coordinator));
-    const coordinatorLog: string[] = [];
-    await waitForLine(coordinator, / ready: /, "the coordinator", coordinatorLog);
-    step(3, `coordinator: ${(coordinatorLog.find((l) => / ready: /.test(l)) ?? "").replace(/^.*? ready: /, "ready: ")}`);
+    const ready = waitForLine(coordinator, / ready: /, "the coordinator", 60_000);
+    await ready.ready;
+    step(3, `coordinator: ${(ready.log.find((l) => / ready: /.test(l)) ?? "").replace(/^.*? ready: /, "ready: ")}`);
 
     const { invite } = JSON.parse(await run(coral("token", "create", "--name", "npm-start", "--json"))) as { invite: string };
     const agent = spawn(
@@ -206,14 +191,10 @@ async function loopback(): Promise<number> {
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     stops.push(() => stopChild(agent));
-    await waitForLine(agent, / running as local /, "the agent", []);
+    await waitForLine(agent, / running as local /, "the agent", 60_000).ready;
     step(4, 'agent "local" joined, over loopback');
 
-    for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
-      const agents = JSON.parse(await run(coral("agents", "--json"))) as Array<{ name: string; status: string }>;
-      if (agents.some((a) => a.name === "local" && a.status === "healthy")) break;
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    await untilHealthy(async () => JSON.parse(await run(coral("agents", "--json"))) as Array<{ name: string; status: string }>);
     step(5, "coral status:");
     say((await run(coral("status"))).replace(/^/gm, "        ").trimEnd());
     say("");

@@ -16,6 +16,17 @@ describe("coral-agent, where it cannot run", () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** A well-formed invite to a discovery that is not there (127.0.0.1:9). */
+  const anInvite = () =>
+    encodeInvite({
+      discoveryUrl: "http://127.0.0.1:9",
+      meshId: "a".repeat(32),
+      signingKey: toBase64Url(new Uint8Array(32)),
+      tokenId: "tokentokentokent",
+      secret: "s".repeat(43),
+      expiresAt: Date.now() + 3_600_000,
+    });
+
   const run = (args: string[], asNobody = false, built = false) => {
     const entry = built ? [join(agentDir, "dist", "cli.js")] : ["--conditions=coral-source", "--import", "tsx", "src/cli.ts"];
     const argv = [process.execPath, ...entry, ...args];
@@ -28,14 +39,7 @@ describe("coral-agent, where it cannot run", () => {
   };
 
   it("without root, says so in one line before spending the invite", async () => {
-    const invite = await encodeInvite({
-      discoveryUrl: "http://127.0.0.1:9",
-      meshId: "a".repeat(32),
-      signingKey: toBase64Url(new Uint8Array(32)),
-      tokenId: "tokentokentokent",
-      secret: "s".repeat(43),
-      expiresAt: Date.now() + 3_600_000,
-    });
+    const invite = await anInvite();
     const result = run(["--join", invite, "--plugins=coral-plugin-sample", "--data-dir", join(dir, "nobody")], true);
     expect(result.code).toBe(1);
     expect(result.err.trim()).toBe(
@@ -51,14 +55,7 @@ describe("coral-agent, where it cannot run", () => {
   it.skipIf(!built)(
     "the built bundle loads built-ins and a plugin package that brings its own zod",
     async () => {
-      const invite = await encodeInvite({
-        discoveryUrl: "http://127.0.0.1:9",
-        meshId: "a".repeat(32),
-        signingKey: toBase64Url(new Uint8Array(32)),
-        tokenId: "tokentokentokent",
-        secret: "s".repeat(43),
-        expiresAt: Date.now() + 3_600_000,
-      });
+      const invite = await anInvite();
       const ok = run(["--join", invite, "--plugins=passive,sdk,coral-plugin-sample", "--data-dir", join(dir, "built")], true, true);
       // Past plugin loading and option checks, it stops at the first thing that needs root.
       expect(ok.err.trim()).toBe(
@@ -73,14 +70,7 @@ describe("coral-agent, where it cannot run", () => {
   it.skipIf(process.getuid?.() !== 0)(
     "as root, names a damaged invite in one line, before any network",
     async () => {
-      const invite = await encodeInvite({
-        discoveryUrl: "http://127.0.0.1:9",
-        meshId: "a".repeat(32),
-        signingKey: toBase64Url(new Uint8Array(32)),
-        tokenId: "tokentokentokent",
-        secret: "s".repeat(43),
-        expiresAt: Date.now() + 3_600_000,
-      });
+      const invite = await anInvite();
       const cut = invite.slice(0, -6);
       const result = run(["--join", cut, "--plugins=coral-plugin-sample", "--data-dir", join(dir, "damaged")]);
       expect(result.code).toBe(1);

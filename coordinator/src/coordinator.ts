@@ -18,7 +18,7 @@ import {
   parseConfigFile,
   parseDuration,
 } from "@coral/sdk-proto";
-import { WireGuardInterface } from "@coral/wireguard";
+import { type InterfaceStatus, WireGuardInterface } from "@coral/wireguard";
 import { serve } from "@hono/node-server";
 import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
 import { checkApiExposure, createApiApp } from "./api/app.js";
@@ -283,8 +283,8 @@ class NoTunnel implements Tunnel {
   async setPeer(): Promise<void> {}
   async setPeers(): Promise<void> {}
   async removePeer(): Promise<void> {}
-  async status(): Promise<Awaited<ReturnType<WireGuardInterface["status"]>>> {
-    return { publicKey: "", listenPort: 0, peers: [] } as unknown as Awaited<ReturnType<WireGuardInterface["status"]>>;
+  async status(): Promise<InterfaceStatus> {
+    return { publicKey: "", listenPort: 0, peers: [] };
   }
   async down(): Promise<void> {}
 }
