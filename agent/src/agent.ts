@@ -50,8 +50,11 @@ const FLUSH_DELAY_MS = 1_000;
 /** How long the agent tries to reach the coordinator before it reports that it cannot. */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** How long one endpoint gets for a handshake; rounds repeat until CONNECT_TIMEOUT_MS. */
-const ATTEMPT_MS = 500;
+const ATTEMPT_MS = 250;
 const SEND_RETRY_MS = 5_000;
+/** How often connect() looks for the handshake (a request on wireguard-go's socket costs well under a millisecond). */
+const HANDSHAKE_POLL_MS = 5;
+const NUDGE_EVERY_MS = 100;
 
 export class Agent {
   private readonly hosts: PluginHost[] = [];
@@ -71,12 +74,15 @@ export class Agent {
   private lastContact = 0;
   /** The plugin states the coordinator last heard. */
   private reportedPlugins = "";
+  /** Nothing is sent before the coordinator heard of this run (plugins start meanwhile). */
+  private registered = false;
   private stopped = false;
+  /** Set once the interface is up. */
+  private wireguard: Tunnel = NO_TUNNEL;
 
   private constructor(
     private readonly options: AgentOptions,
     readonly mesh: MeshState,
-    private readonly wireguard: Tunnel,
     private readonly newClient: () => meshV1.AgentServiceClient,
     private readonly spool: Spool,
     private heartbeatIntervalMs: number,
@@ -122,10 +128,23 @@ export class Agent {
     }
     const { answer } = mesh;
 
+    const coordinator = off ? "127.0.0.1" : answer.coordinatorMeshIp;
+    const client = () =>
+      new meshV1.AgentServiceClient(`${coordinator}:${answer.grpcPort}`, credentials.createInsecure(), {
+        // grpc-js backs off up to 2 minutes between reconnects by default: after the
+        // coordinator restarts, the agent would sit that long on a tunnel that works again.
+        "grpc.initial_reconnect_backoff_ms": 500,
+        "grpc.max_reconnect_backoff_ms": 5_000,
+      });
+    const spool = new Spool(join(options.dataDir, "spool"), options.spoolLimits, log);
+    const agent = new Agent(options, mesh, client, spool, options.heartbeatIntervalMs ?? answer.heartbeatIntervalMs);
     if (off) log("WireGuard off: reaching the coordinator over loopback, on this machine");
-    const wireguard: Tunnel = off
-      ? { down: async () => {}, setPeer: async () => {}, removePeer: async () => {}, status: async () => ({ peers: [] }) }
-      : await WireGuardInterface.up({
+    // wireguard-go first (it starts in a process of its own), then the plugins, which start
+    // and collect once meanwhile, so that registering tells the coordinator they run. What
+    // they emit before that is spooled.
+    const tunnel = off
+      ? Promise.resolve(NO_TUNNEL)
+      : WireGuardInterface.up({
           name: options.interfaceName ?? "coral1",
           privateKey: keys.privateKey,
           ...(mesh.listenPort ? { listenPort: mesh.listenPort } : {}),
@@ -134,30 +153,32 @@ export class Agent {
           mode: (options.wireguardMode ?? "auto") as "auto" | "kernel" | "userspace",
           onEvent: (event) => log(`wireguard: ${event.message}`),
         });
+    const pluginsStarted = agent.startPlugins();
     try {
-      const through = off
-        ? undefined
-        : await connect(wireguard, answer.coordinatorWireguardKey, answer.endpoints, answer.coordinatorMeshIp, log, options.signal);
-      if (through && answer.endpoints[0] !== through) {
-        // The next start tries first what worked this time.
-        answer.endpoints = [through, ...answer.endpoints.filter((e) => e !== through)];
-        saveMeshState(options.dataDir, mesh);
+      agent.wireguard = await tunnel;
+      if (!off) {
+        const through = await connect(
+          agent.wireguard,
+          answer.coordinatorWireguardKey,
+          answer.endpoints,
+          answer.coordinatorMeshIp,
+          log,
+          options.signal,
+        );
+        if (through && answer.endpoints[0] !== through) {
+          // The next start tries first what worked this time.
+          answer.endpoints = [through, ...answer.endpoints.filter((e) => e !== through)];
+          saveMeshState(options.dataDir, mesh);
+        }
       }
       if (options.signal?.aborted) throw new StoppedError("stopped while connecting");
-      const coordinator = off ? "127.0.0.1" : answer.coordinatorMeshIp;
-      const client = () =>
-        new meshV1.AgentServiceClient(`${coordinator}:${answer.grpcPort}`, credentials.createInsecure(), {
-          // grpc-js backs off up to 2 minutes between reconnects by default: after the
-          // coordinator restarts, the agent would sit that long on a tunnel that works again.
-          "grpc.initial_reconnect_backoff_ms": 500,
-          "grpc.max_reconnect_backoff_ms": 5_000,
-        });
-      const spool = new Spool(join(options.dataDir, "spool"), options.spoolLimits, log);
-      const agent = new Agent(options, mesh, wireguard, client, spool, options.heartbeatIntervalMs ?? answer.heartbeatIntervalMs);
-      await agent.run();
+      await agent.run(pluginsStarted);
       return agent;
     } catch (error) {
-      await wireguard.down();
+      await pluginsStarted.catch(() => {});
+      await agent.stopPlugins(); // what they emitted stays spooled for the next start
+      agent.client.close();
+      await agent.wireguard.down();
       throw error;
     }
   }
@@ -170,14 +191,25 @@ export class Agent {
     return this.options.log ?? (() => {});
   }
 
-  private async run(): Promise<void> {
+  private async run(pluginsStarted: Promise<void>): Promise<void> {
     const registered = await this.register();
+    this.registered = true;
     this.lastContact = Date.now();
     this.log(
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
     );
     if (!this.options.heartbeatIntervalMs) this.heartbeatIntervalMs = registered.heartbeatIntervalMs || this.heartbeatIntervalMs;
+    await pluginsStarted;
+    void this.heartbeat(); // only if a plugin's state changed since registering
 
+    // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
+    // what start/stop plugins emit is spooled a moment after it arrives, and a failed send
+    // is retried on its own timer.
+    this.every(this.heartbeatIntervalMs, () => void this.heartbeat());
+    void this.send(); // whatever the spool kept, from before a restart or from the plugins' start
+  }
+
+  private async startPlugins(): Promise<void> {
     const emitter = this.batchEmitter();
     const stateDir = join(this.options.dataDir, "plugins");
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
@@ -199,12 +231,12 @@ export class Agent {
       );
     }
     await Promise.all(this.hosts.map((host) => host.start()));
+  }
 
-    // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
-    // what start/stop plugins emit is spooled a moment after it arrives, and a failed send
-    // is retried on its own timer.
-    this.every(this.heartbeatIntervalMs, () => void this.heartbeat());
-    void this.send(); // whatever the spool kept from before a restart
+  /** Stops the plugins and spools what they emitted. */
+  private async stopPlugins(): Promise<void> {
+    await Promise.all(this.hosts.map((host) => host.stop()));
+    this.flush();
   }
 
   /** Stops plugins, spools what they emitted, sends what it can in a moment, and leaves the interface clean. */
@@ -213,8 +245,7 @@ export class Agent {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.retryTimer);
-    await Promise.all(this.hosts.map((host) => host.stop()));
-    this.flush();
+    await this.stopPlugins();
     await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
     this.client.close();
     await this.wireguard.down();
@@ -243,6 +274,7 @@ export class Agent {
   }
 
   private async drain(): Promise<void> {
+    if (!this.registered) return;
     try {
       for (;;) {
         const batches = this.spool.pending(100);
@@ -269,7 +301,8 @@ export class Agent {
     let delay = 500;
     for (;;) {
       try {
-        return await this.call<meshV1.RegisterRequest, meshV1.RegisterResponse>(
+        const plugins = this.pluginStates();
+        const response = await this.call<meshV1.RegisterRequest, meshV1.RegisterResponse>(
           "register",
           {
             agentName: this.mesh.name,
@@ -277,10 +310,12 @@ export class Agent {
             hostname: hostname(),
             os: process.platform,
             arch: process.arch,
-            plugins: this.pluginStates(),
+            plugins,
           },
           5_000,
         );
+        this.reportedPlugins = JSON.stringify(plugins);
+        return response;
       } catch (error) {
         if (this.options.signal?.aborted) throw new StoppedError("stopped while registering");
         this.renewChannel();
@@ -448,6 +483,12 @@ interface Tunnel {
   removePeer(publicKey: string): Promise<void>;
   status(): Promise<{ peers: Array<{ publicKey: string; endpoint: string | null; latestHandshake: number | null; rxBytes: number }> }>;
 }
+const NO_TUNNEL: Tunnel = {
+  down: async () => {},
+  setPeer: async () => {},
+  removePeer: async () => {},
+  status: async () => ({ peers: [] }),
+};
 
 /** One agent per data directory: a live pid in `agent.pid` means another one runs. */
 function claimDataDir(dataDir: string): void {
@@ -482,9 +523,9 @@ function emptyBatch(): NewBatch {
 
 /**
  * Finds a way to the coordinator: each endpoint in turn gets a fresh peer entry (so that
- * WireGuard sends its handshake at once rather than after its 5 s retry timer) and half a
- * second to complete a handshake, round after round, for up to CONNECT_TIMEOUT_MS. The
- * first endpoint that works is kept. Meanwhile the coordinator sends toward this agent
+ * WireGuard sends its handshake at once rather than after its 5 s retry timer) and a
+ * quarter of a second (a second in later rounds) to complete a handshake, round after
+ * round, for up to CONNECT_TIMEOUT_MS. What works is kept. Meanwhile the coordinator sends toward this agent
  * too, which is what opens a filtering NAT in front of it. If nothing answers, it says
  * plainly why that may be, and WireGuard keeps trying the best guess in the background.
  */
@@ -529,13 +570,21 @@ async function connect(
         fresh = false;
         // Slower rounds after the first few, for paths with a long round trip.
         const deadline = Math.min(started + CONNECT_TIMEOUT_MS, Date.now() + Math.min(4 * ATTEMPT_MS, ATTEMPT_MS * 2 ** round));
+        // A packet to send is what makes WireGuard shake hands; with none it would wait.
+        let nudged = 0;
         while (Date.now() < deadline) {
-          socket.send(Buffer.from([0]), 9, coordinatorMeshIp);
-          await new Promise((r) => setTimeout(r, 25));
+          if (Date.now() - nudged >= NUDGE_EVERY_MS) {
+            socket.send(Buffer.from([0]), 9, coordinatorMeshIp);
+            nudged = Date.now();
+          }
+          await new Promise((r) => setTimeout(r, HANDSHAKE_POLL_MS));
           const peer = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
           if ((peer?.latestHandshake ?? 0) >= since) {
-            log(`tunnel up through ${peer?.endpoint ?? endpoint} in ${Date.now() - started} ms`);
-            return endpoint;
+            // Where the coordinator's packets came from: what it sent toward this agent may
+            // have got through while another candidate was being tried.
+            const through = peer?.endpoint ?? endpoint;
+            log(`tunnel up through ${through} in ${Date.now() - started} ms`);
+            return through;
           }
         }
       }

@@ -201,7 +201,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
           const spec = { publicKey: peer.publicKey, allowedIps: [`${peer.meshIp}/32`] };
           // The endpoint alone sends nothing yet: see punch().
           await wireguard.setPeer(peer.endpoint ? { ...spec, endpoint: peer.endpoint } : spec);
-          if (peer.endpoint) void punch(wireguard, spec, peer.meshIp).catch(() => {});
+          if (peer.endpoint) void punch(wireguard, { ...spec, endpoint: peer.endpoint }).catch(() => {});
         },
         endpoints: advertisedEndpoints,
         grpcPort: agentService.port,
@@ -292,29 +292,40 @@ class NoTunnel implements Tunnel {
 /**
  * For a newly joined agent, the hub sends toward it too, so that a filtering NAT in front
  * of the hub lets the agent's handshake in, and so that a hub behind a NAT that maps per
- * destination can shake hands at all (by an agent that accepts what comes in). It waits
- * PUNCH_DELAY_MS first: the agent needs about half that to get the answer and send its
- * first packet, and a packet from the hub that reached the agent's NAT before then would take
- * the public port the agent's own mapping needs (Linux NAT picks another port on such a
- * clash), and with it the port the hub aims at. Then keepalives on (which sends one at
- * once) and a packet every second until a handshake, for up to 30 s.
+ * destination can shake hands at all (by an agent that accepts what comes in).
+ *
+ * It starts PUNCH_DELAY_MS after the answer, about when the agent (polling for the answer
+ * every 250 ms) has its interface up and sends too: a packet from the hub that reaches the
+ * agent's NAT first is dropped there, and on a Linux router without an input firewall it
+ * would even take the public port the agent's own mapping needs. Then, until a handshake
+ * and for up to 30 s, a fresh peer entry every PUNCH_RETRY_MS, doubling: WireGuard sends a
+ * new handshake at most every 5 s for one peer entry, however many packets wait. A peer
+ * that has heard from the agent is left alone to finish its handshake. Keepalives stay on,
+ * which also holds the hub's own NAT open toward the agent.
  */
-async function punch(wireguard: Tunnel, spec: { publicKey: string; allowedIps: string[] }, meshIp: string): Promise<void> {
+async function punch(wireguard: Tunnel, spec: { publicKey: string; allowedIps: string[]; endpoint: string }): Promise<void> {
   const since = Math.floor(Date.now() / 1000) * 1000;
-  const shookHands = async () => {
-    const peer = (await wireguard.status()).peers.find((p) => p.publicKey === spec.publicKey);
-    return !peer || (peer.latestHandshake ?? 0) >= since; // removed meanwhile, or through
-  };
+  const keepalive = { publicKey: spec.publicKey, allowedIps: spec.allowedIps, persistentKeepalive: 25 };
+  let wait = PUNCH_RETRY_MS;
   await new Promise((r) => setTimeout(r, PUNCH_DELAY_MS));
-  // Keepalives also hold the hub's own NAT open toward the agent from now on.
-  await wireguard.setPeer({ ...spec, persistentKeepalive: 25 });
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
-    if (await shookHands()) return;
-    await nudge([meshIp]);
-    await new Promise((r) => setTimeout(r, 1_000));
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; wait = Math.min(2 * wait, 2_000)) {
+    const peer = (await wireguard.status()).peers.find((p) => p.publicKey === spec.publicKey);
+    if (!peer) return; // removed meanwhile
+    if ((peer.latestHandshake ?? 0) >= since) {
+      // Through (the agent's own handshake, perhaps): keepalives on, at the address it came from.
+      if (peer.persistentKeepalive === null) await wireguard.setPeer(keepalive);
+      return;
+    }
+    if (peer.rxBytes === 0) {
+      await wireguard.removePeer(spec.publicKey);
+      // Turning keepalives on sends one at once, and with it a handshake.
+      await wireguard.setPeer({ ...keepalive, endpoint: spec.endpoint });
+    }
+    await new Promise((r) => setTimeout(r, wait));
   }
 }
-const PUNCH_DELAY_MS = 1_000;
+const PUNCH_DELAY_MS = 300;
+const PUNCH_RETRY_MS = 250;
 
 /**
  * Shakes hands anew with agents that went quiet. WireGuard itself never does for a peer it

@@ -1,15 +1,15 @@
 /**
- * A WireGuard interface driven through `wg` and `ip`: the kernel module where there
- * is one, otherwise a supervised `wireguard-go` that is restarted (and reconfigured)
- * if it dies. Private keys never appear in argv or logs.
+ * A WireGuard interface: the kernel module where there is one, driven through `wg` and
+ * `ip`, otherwise a supervised `wireguard-go` that is restarted (and reconfigured) if it
+ * dies, configured through its socket. Private keys never appear in argv or logs.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { CoralError } from "@coral/sdk-proto";
-import { execa } from "execa";
 import { type InterfaceStatus, parseDump } from "./dump.js";
+import { toHex, UapiError, uapiRequest, uapiSocket, uapiStatus } from "./uapi.js";
 
 export interface InterfaceOptions {
   /** At most 15 characters; unique on the machine (wireguard-go's sockets are shared by all namespaces). */
@@ -42,7 +42,6 @@ export interface PeerConfig {
 }
 
 const NAME_RE = /^[A-Za-z0-9_=+.-]{1,15}$/;
-const SOCKET_DIR = "/var/run/wireguard";
 const CAP_NET_ADMIN = 12;
 
 export class WireGuardInterface {
@@ -69,7 +68,9 @@ export class WireGuardInterface {
       );
     }
     await preflight(options);
-    if ((await run(options, "ip", ["link", "show", options.name])).exitCode === 0) {
+    // Both checks without a process where they can be made, so that wireguard-go starts at
+    // once (and meanwhile the caller's own work gets the CPU).
+    if (await linkExists(options)) {
       if (!(await takeOverStale(options))) {
         throw new CoralError(
           "wireguard_failed",
@@ -78,7 +79,7 @@ export class WireGuardInterface {
       }
     }
     let mode: "kernel" | "userspace" = "userspace";
-    if (options.mode !== "userspace") {
+    if (options.mode === "kernel" || (options.mode !== "userspace" && kernelModuleAvailable())) {
       const kernel = await run(options, "ip", ["link", "add", options.name, "type", "wireguard"]);
       if (kernel.exitCode === 0) mode = "kernel";
       else if (options.mode === "kernel")
@@ -102,27 +103,35 @@ export class WireGuardInterface {
   /** Adds or updates a peer. */
   async setPeer(peer: PeerConfig): Promise<void> {
     this.peerConfigs.set(peer.publicKey, peer);
-    await this.applyPeer(peer);
+    if (this.mode === "userspace") await this.uapiSet(peerLines(peer));
+    else await this.wg(["set", this.name, ...peerArgs(peer)]);
   }
 
-  /** Adds or updates many peers in one `wg set` (restoring a hub's agents at start). */
+  /** Adds or updates many peers in one request (restoring a hub's agents at start). */
   async setPeers(peers: readonly PeerConfig[]): Promise<void> {
-    // One wg call per chunk keeps argv well under ARG_MAX whatever the mesh's size.
-    for (let i = 0; i < peers.length; i += 2_000) {
-      const chunk = peers.slice(i, i + 2_000);
-      for (const peer of chunk) this.peerConfigs.set(peer.publicKey, peer);
-      await this.wg(["set", this.name, ...chunk.flatMap(peerArgs)]);
+    for (const peer of peers) this.peerConfigs.set(peer.publicKey, peer);
+    if (this.mode === "userspace") {
+      if (peers.length > 0) await this.uapiSet(peers.flatMap(peerLines));
+      return;
     }
+    // One wg call per chunk keeps argv well under ARG_MAX whatever the mesh's size.
+    for (let i = 0; i < peers.length; i += 2_000) await this.wg(["set", this.name, ...peers.slice(i, i + 2_000).flatMap(peerArgs)]);
   }
 
   async removePeer(publicKey: string): Promise<void> {
     this.peerConfigs.delete(publicKey);
-    await this.wg(["set", this.name, "peer", publicKey, "remove"]);
+    if (this.mode === "userspace") await this.uapiSet([`public_key=${toHex(publicKey)}`, "remove=true"]);
+    else await this.wg(["set", this.name, "peer", publicKey, "remove"]);
   }
 
   /** The interface and peer table, as WireGuard reports them. */
   async status(): Promise<InterfaceStatus> {
-    return parseDump(await this.wg(["show", this.name, "dump"]));
+    if (this.mode === "kernel") return parseDump(await this.wg(["show", this.name, "dump"]));
+    try {
+      return await uapiStatus(uapiSocket(this.name));
+    } catch (error) {
+      throw uapiFailure(this.name, "reading its status", error);
+    }
   }
 
   /** Removes the interface (and stops wireguard-go). Safe to call twice. */
@@ -141,6 +150,18 @@ export class WireGuardInterface {
 
   private async startUserspace(): Promise<void> {
     const { name } = this.options;
+    const socket = uapiSocket(name);
+    if (existsSync(socket)) {
+      // Left by a wireguard-go that was killed (it went with its interface), or served by a
+      // live one for an interface of this name in another namespace.
+      if (await answers(socket)) {
+        throw new CoralError(
+          "wireguard_failed",
+          `${socket} is in use: another wireguard-go serves an interface named ${name}, perhaps in another network namespace. Choose another name with --interface.`,
+        );
+      }
+      rmSync(socket, { force: true });
+    }
     const [command, args] = inNamespace(this.options, "wireguard-go", ["-f", name]);
     const env = { ...process.env };
     // wireguard-go re-execs itself when this is set to anything but 1 (see REFERENCE).
@@ -158,9 +179,9 @@ export class WireGuardInterface {
       this.options.onEvent?.({ kind: "exited", message: `wireguard-go for ${name} exited (${signal ?? `code ${code}`}); restarting` });
       void this.restart();
     });
-    const socket = `${SOCKET_DIR}/${name}.sock`;
+    // wireguard-go creates the device, then this socket: once it is there, both are.
     const deadline = Date.now() + 5_000;
-    while (!existsSync(socket) || (await run(this.options, "ip", ["link", "show", name])).exitCode !== 0) {
+    while (!existsSync(socket)) {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new CoralError(
           "wireguard_failed",
@@ -169,7 +190,7 @@ export class WireGuardInterface {
       }
       if (Date.now() > deadline)
         throw new CoralError("wireguard_failed", `wireguard-go did not create ${name} within 5 s: ${stderr.trim() || "no output"}.`);
-      await sleep(20);
+      await sleep(5);
     }
   }
 
@@ -195,33 +216,49 @@ export class WireGuardInterface {
 
   private async configure(): Promise<void> {
     const { name, privateKey, listenPort, address } = this.options;
-    // `wg` reads the key from a file. Node's stdio pipes are sockets, which /dev/stdin cannot
-    // open, so the key goes through a file of our own: mode 0600 in a 0700 directory, removed at once.
-    const dir = mkdtempSync(join(tmpdir(), "coral-wg-"));
-    try {
-      const keyFile = join(dir, "private.key");
-      writeFileSync(keyFile, `${privateKey}\n`, { mode: 0o600 });
-      await this.wg(["set", name, "private-key", keyFile, ...(listenPort ? ["listen-port", String(listenPort)] : [])]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    if (this.mode === "userspace") {
+      await this.uapiSet([`private_key=${toHex(privateKey)}`, ...(listenPort ? [`listen_port=${listenPort}`] : [])]);
+    } else {
+      // `wg` reads the key from a file. Node's stdio pipes are sockets, which /dev/stdin cannot
+      // open, so the key goes through a file of our own: mode 0600 in a 0700 directory, removed at once.
+      const dir = mkdtempSync(join(tmpdir(), "coral-wg-"));
+      try {
+        const keyFile = join(dir, "private.key");
+        writeFileSync(keyFile, `${privateKey}\n`, { mode: 0o600 });
+        await this.wg(["set", name, "private-key", keyFile, ...(listenPort ? ["listen-port", String(listenPort)] : [])]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }
-    await this.ip(["address", "add", address, "dev", name]);
-    await this.ip(["link", "set", name, "up"]);
-    for (const route of this.options.routes ?? []) await this.ip(["route", "replace", route, "dev", name]);
+    // One `ip` for all of it: each process spawned costs about 10 ms.
+    const commands = [
+      `address add ${address} dev ${name}`,
+      `link set ${name} up`,
+      ...(this.options.routes ?? []).map((route) => `route replace ${route} dev ${name}`),
+    ];
+    await checked(this.options, "ip", ["-batch", "-"], `${commands.join("\n")}\n`);
     if (this.peerConfigs.size > 0) await this.setPeers([...this.peerConfigs.values()]);
   }
 
-  private async applyPeer(peer: PeerConfig): Promise<void> {
-    await this.wg(["set", this.name, ...peerArgs(peer)]);
+  private async uapiSet(lines: string[]): Promise<void> {
+    try {
+      await uapiRequest(uapiSocket(this.name), ["set=1", ...lines]);
+    } catch (error) {
+      throw uapiFailure(this.name, "configuring it", error);
+    }
   }
 
   private async wg(args: string[]): Promise<string> {
     return checked(this.options, "wg", args);
   }
+}
 
-  private async ip(args: string[]): Promise<string> {
-    return checked(this.options, "ip", args);
-  }
+function uapiFailure(name: string, what: string, error: unknown): CoralError {
+  const detail = error instanceof UapiError ? error.message : String(error);
+  return new CoralError(
+    "wireguard_failed",
+    `wireguard-go for ${name} failed ${what}: ${detail}. If it exited, its restart is logged; \`ip link show ${name}\` shows whether the interface is there.`,
+  );
 }
 
 /**
@@ -233,12 +270,53 @@ async function takeOverStale(options: InterfaceOptions): Promise<boolean> {
   const key = await run(options, "wg", ["show", options.name, "private-key"]);
   if (key.exitCode !== 0 || key.stdout.trim() !== options.privateKey) return false;
   await run(options, "ip", ["link", "del", options.name]);
-  const socket = `${SOCKET_DIR}/${options.name}.sock`;
+  const socket = uapiSocket(options.name);
   const deadline = Date.now() + 3_000;
   while (existsSync(socket) && Date.now() < deadline) await sleep(20);
   rmSync(socket, { force: true });
   options.onEvent?.({ kind: "replaced", message: `removed ${options.name}, left behind by an earlier run with the same key` });
   return true;
+}
+
+/** Whether the interface exists: in our own namespace, /proc/net/dev (which is per namespace) lists it. */
+async function linkExists(options: InterfaceOptions): Promise<boolean> {
+  if (options.netns) return (await run(options, "ip", ["link", "show", options.name])).exitCode === 0;
+  return readFileSync("/proc/net/dev", "utf8")
+    .split("\n")
+    .some((line) => line.slice(0, line.indexOf(":")).trim() === options.name);
+}
+
+/**
+ * Whether WireGuard is in this kernel or can be loaded into it: loaded or built in (it is
+ * then in /sys/module), or a module file for this kernel, which `ip link add` would load.
+ * Without either, trying `ip link add` only costs time.
+ */
+function kernelModuleAvailable(): boolean {
+  if (existsSync("/sys/module/wireguard")) return true;
+  try {
+    return /\/wireguard\.ko/.test(readFileSync(`/lib/modules/${release()}/modules.dep`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a wireguard-go answers on this socket. */
+async function answers(socket: string): Promise<boolean> {
+  try {
+    await uapiRequest(socket, ["get=1"], 1_000);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A peer in wireguard-go's configuration protocol: its allowed IPs replace any it had. */
+function peerLines(peer: PeerConfig): string[] {
+  const lines = [`public_key=${toHex(peer.publicKey)}`];
+  if (peer.endpoint) lines.push(`endpoint=${peer.endpoint}`);
+  if (peer.persistentKeepalive !== undefined) lines.push(`persistent_keepalive_interval=${peer.persistentKeepalive}`);
+  lines.push("replace_allowed_ips=true", ...peer.allowedIps.map((ip) => `allowed_ip=${ip}`));
+  return lines;
 }
 
 function peerArgs(peer: PeerConfig): string[] {
@@ -309,13 +387,28 @@ function inNamespace(options: InterfaceOptions, command: string, args: string[])
   return options.netns ? ["ip", ["netns", "exec", options.netns, command, ...args]] : [command, args];
 }
 
-async function run(options: InterfaceOptions, command: string, args: string[]) {
-  const [cmd, fullArgs] = inNamespace(options, command, args);
-  return execa(cmd, fullArgs, { reject: false });
+interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
 }
 
-async function checked(options: InterfaceOptions, command: string, args: string[]): Promise<string> {
-  const result = await run(options, command, args);
+/** Runs a tool (in the namespace, if any) to its end; never rejects: a tool that could not start exits 127. */
+function run(options: InterfaceOptions, command: string, args: string[], input?: string): Promise<RunResult> {
+  const [cmd, fullArgs] = inNamespace(options, command, args);
+  return new Promise((resolve) => {
+    const child = execFile(cmd, fullArgs, { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (!error) return resolve({ exitCode: 0, stdout, stderr });
+      const exitCode = typeof error.code === "number" ? error.code : 127;
+      resolve({ exitCode, stdout, stderr: stderr || error.message });
+    });
+    child.stdin?.on("error", () => {}); // a tool that exits early closes its end; its exit code says why
+    child.stdin?.end(input);
+  });
+}
+
+async function checked(options: InterfaceOptions, command: string, args: string[], input?: string): Promise<string> {
+  const result = await run(options, command, args, input);
   if (result.exitCode !== 0) {
     throw new CoralError(
       "wireguard_failed",

@@ -2,7 +2,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateKeyPair, type WireGuardEvent, WireGuardInterface } from "../src/index.js";
+import { generateKeyPair, type InterfaceStatus, parseDump, type WireGuardEvent, WireGuardInterface } from "../src/index.js";
 import { createLab, type Lab, labSkipReason } from "../src/testing/lab.js";
 
 const skip = labSkipReason("WireGuard interface tests");
@@ -69,6 +69,18 @@ describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
     expect(peer?.latestHandshake).not.toBeNull();
     expect(peer?.rxBytes).toBeGreaterThan(0);
   }, 30_000);
+
+  it("reads the same peer table through wireguard-go's socket as `wg show dump` prints", async () => {
+    if (spoke.mode !== "userspace") return;
+    const [viaSocket, dump] = [await spoke.status(), parseDump(lab.exec(lab.b, ["wg", "show", `${lab.prefix}wb`, "dump"]).output)];
+    const comparable = (s: InterfaceStatus) => ({
+      ...s,
+      // The dump has whole seconds; counters move with every keepalive.
+      peers: s.peers.map((p) => ({ ...p, latestHandshake: Math.floor((p.latestHandshake ?? 0) / 1000), rxBytes: 0, txBytes: 0 })),
+    });
+    expect(comparable(viaSocket)).toEqual(comparable(dump));
+    expect(viaSocket.peers[0]).toMatchObject({ endpoint: `${lab.addressA}:51820`, allowedIps: ["100.64.0.0/10"], persistentKeepalive: 1 });
+  });
 
   it("restarts a wireguard-go that was killed, with its configuration, and the tunnel comes back", async () => {
     if (hub.mode !== "userspace") return;
