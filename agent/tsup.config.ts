@@ -1,16 +1,39 @@
+import { execFileSync } from "node:child_process";
+import { build } from "esbuild";
 import { nodePackage } from "../tsup.shared.js";
 
-// The agent runs on every host, so it ships as one bundle with its dependencies inlined:
-// loading one file instead of a few hundred modules takes ~17 MB less memory and a smaller
-// heap for the garbage collector to walk. `require` is provided for the CommonJS ones.
-export default nodePackage(["src/index.ts", "src/cli.ts"], {
-  // All but @grpc/proto-loader, which grpc-js requires only to serve channelz and ORCA: the
-  // agent serves neither, and in a bundle they could not find their .proto files anyway.
-  noExternal: [/^(?!@grpc\/proto-loader$)/],
+// All but @grpc/proto-loader, which grpc-js requires only to serve channelz and ORCA: the
+// agent serves neither, and in a bundle they could not find their .proto files anyway.
+const bundled = /^(?!@grpc\/proto-loader$)/;
+
+// The agent runs on every host, so it ships with its dependencies inlined: loading one file
+// instead of a few hundred modules takes ~17 MB less memory and a smaller heap for the
+// garbage collector to walk. `require` is provided for the CommonJS ones.
+export default nodePackage(["src/index.ts", "src/cli.ts", "src/boot.ts"], {
+  noExternal: [bundled],
   external: ["@grpc/proto-loader"],
   minify: true,
   esbuildOptions(options) {
     options.conditions = ["coral-source"];
   },
   banner: { js: 'import { createRequire as __coralRequire } from "node:module"; const require = __coralRequire(import.meta.url);' },
+  // What `coral-agent` runs: the program as one CommonJS bundle, and V8's code cache for it (see src/boot.ts).
+  async onSuccess() {
+    await build({
+      entryPoints: ["src/program.ts"],
+      outfile: "dist/agent.cjs",
+      bundle: true,
+      platform: "node",
+      format: "cjs",
+      target: "node20",
+      minify: true,
+      sourcemap: true,
+      conditions: ["coral-source"],
+      external: ["@grpc/proto-loader"],
+      logLevel: "warning",
+    });
+    execFileSync(process.execPath, ["--input-type=module", "-e", 'await (await import("./dist/boot.js")).writeCodeCache()'], {
+      stdio: "inherit",
+    });
+  },
 });

@@ -52,8 +52,12 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** How long one endpoint gets for a handshake; rounds repeat until CONNECT_TIMEOUT_MS. */
 const ATTEMPT_MS = 250;
 const SEND_RETRY_MS = 5_000;
-/** How often connect() looks for the handshake (a request on wireguard-go's socket costs well under a millisecond). */
-const HANDSHAKE_POLL_MS = 5;
+/**
+ * How often connect() looks for the handshake: every 5 ms for the first second (a request on
+ * wireguard-go's socket costs well under a millisecond), then every 50 ms, so that an agent
+ * that cannot get through costs its host little while it keeps trying.
+ */
+const HANDSHAKE_POLL_MS = { first: 5, later: 50, switchAfterMs: 1_000 } as const;
 const NUDGE_EVERY_MS = 100;
 
 export class Agent {
@@ -577,7 +581,8 @@ async function connect(
             socket.send(Buffer.from([0]), 9, coordinatorMeshIp);
             nudged = Date.now();
           }
-          await new Promise((r) => setTimeout(r, HANDSHAKE_POLL_MS));
+          const poll = Date.now() - started < HANDSHAKE_POLL_MS.switchAfterMs ? HANDSHAKE_POLL_MS.first : HANDSHAKE_POLL_MS.later;
+          await new Promise((r) => setTimeout(r, poll));
           const peer = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
           if ((peer?.latestHandshake ?? 0) >= since) {
             // Where the coordinator's packets came from: what it sent toward this agent may

@@ -27,7 +27,11 @@ function refOf(source: PluginSource): string {
   return source.kind === "path" ? source.path : source.name;
 }
 
-async function importPlugin(source: PluginSource, cwd: string): Promise<unknown> {
+/** How a plugin module is imported: `import()`, or the caller's own (see boot.ts). */
+export type ImportModule = (specifier: string) => Promise<unknown>;
+const nativeImport: ImportModule = (specifier) => import(specifier);
+
+async function importPlugin(source: PluginSource, cwd: string, importModule: ImportModule): Promise<unknown> {
   if (source.kind === "builtin") {
     const load = BUILTIN_REGISTRY[source.name];
     if (!load) throw new CoralError("config_invalid", `The built-in plugin "${source.name}" is not in this version of the agent yet.`);
@@ -37,7 +41,7 @@ async function importPlugin(source: PluginSource, cwd: string): Promise<unknown>
     source.kind === "path"
       ? pathToFileURL(resolve(cwd, source.path)).href
       : pathToFileURL(createRequire(join(cwd, "noop.js")).resolve(source.name)).href;
-  const module = (await import(specifier)) as { default?: unknown; plugin?: unknown };
+  const module = (await importModule(specifier)) as { default?: unknown; plugin?: unknown };
   return module.default ?? module.plugin;
 }
 
@@ -46,13 +50,14 @@ export async function loadPlugins(
   sources: PluginSource[],
   optionsByRef: Record<string, unknown>,
   cwd = process.cwd(),
+  importModule = nativeImport,
 ): Promise<LoadedPlugin[]> {
   const loaded: LoadedPlugin[] = [];
   for (const source of sources) {
     const ref = refOf(source);
     let plugin: unknown;
     try {
-      plugin = await importPlugin(source, cwd);
+      plugin = await importPlugin(source, cwd, importModule);
     } catch (error) {
       if (error instanceof CoralError) throw error;
       const code = (error as NodeJS.ErrnoException).code;

@@ -10,7 +10,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import packageJson from "../package.json" with { type: "json" };
 import { Agent, StoppedError } from "./agent.js";
 import { PluginListError, parsePluginList } from "./plugin-list.js";
-import { loadPlugins } from "./plugins.js";
+import { type ImportModule, loadPlugins } from "./plugins.js";
 
 export interface Io {
   out: (text: string) => void;
@@ -35,7 +35,11 @@ function untilSignal(): Promise<string> {
   });
 }
 
-export async function runAgentCli(argv: string[], io: Io = processIo): Promise<number> {
+/**
+ * Runs the command line. `importModule` imports plugins from paths and packages; the built
+ * agent's loader passes its own, as code compiled through `vm` has no `import()` on Node 20.
+ */
+export async function runAgentCli(argv: string[], io: Io = processIo, hooks: { importModule?: ImportModule } = {}): Promise<number> {
   const program = new Command("coral-agent")
     .description("Joins a Coral mesh and runs collector plugins.")
     .version(packageJson.version, "-v, --version")
@@ -81,7 +85,7 @@ export async function runAgentCli(argv: string[], io: Io = processIo): Promise<n
     const config = o.config ? readConfig(o.config) : {};
     const pluginOptions = withOverrides((config.plugins ?? {}) as Record<string, Record<string, unknown>>, o.set ?? []);
     const list = o.plugins ?? (Object.keys(pluginOptions).length > 0 ? Object.keys(pluginOptions).join(",") : "passive,sdk");
-    const plugins = await loadPlugins(parsePluginList(list), pluginOptions);
+    const plugins = await loadPlugins(parsePluginList(list), pluginOptions, process.cwd(), hooks.importModule);
     const name = o.name ?? config.name;
     const interfaceName = o.interface ?? config.interface;
     const heartbeat = o.heartbeatInterval ?? (config.heartbeatInterval ? parseDuration(config.heartbeatInterval) : undefined);

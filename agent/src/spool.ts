@@ -15,7 +15,19 @@
  * oldest batches and says so: the count goes into the next batch's `droppedBefore`,
  * which the coordinator records, and into the log. It is never silent.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 
@@ -144,7 +156,7 @@ export class Spool {
   private remove(sequence: number): void {
     const size = this.sizes.get(sequence);
     if (size === undefined) return;
-    rmSync(join(this.dir, fileName(sequence)), { force: true });
+    unlinkQuietly(join(this.dir, fileName(sequence)));
     this.sizes.delete(sequence);
     this.bytes -= size;
     if (this.recent.delete(sequence)) this.recentBytes -= size;
@@ -161,6 +173,15 @@ export class Spool {
 
   private writeState(): void {
     writeDurably(join(this.dir, STATE_FILE), Buffer.from(JSON.stringify(this.state)));
+  }
+}
+
+/** unlink(2), absent or not: rmSync walks its options and lstat()s first, on every acknowledged batch. */
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
 }
 

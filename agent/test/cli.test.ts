@@ -67,6 +67,14 @@ describe("coral-agent, where it cannot run", () => {
     30_000,
   );
 
+  it("the built agent comes with a V8 code cache that node, started as coral-agent is, accepts", () => {
+    const boot = join(agentDir, "dist", "boot.js");
+    const script = `const b = await import(${JSON.stringify(boot)}); console.log(b.codeCacheAccepted(), typeof b.loadBundle()?.runAgentCli);`;
+    const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    expect(result.stderr).toBe("");
+    expect(result.stdout.trim()).toBe("true function");
+  });
+
   it.skipIf(process.getuid?.() !== 0)(
     "as root, names a damaged invite in one line, before any network",
     async () => {
