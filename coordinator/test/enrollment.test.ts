@@ -218,4 +218,57 @@ describe("enrollment across a restart between enrolling and answering", () => {
     expect(db.$client.prepare("SELECT count(*) AS n FROM audit_log WHERE action = 'agent.enrolled'").get()).toEqual({ n: 1 });
     db.$client.close();
   }, 60_000);
+
+  it("aims the hub at the address discovery saw only when that is an IPv4 address (discovery is not trusted)", async () => {
+    const client = new DiscoveryClient({ url: discovery.url });
+    const { identity } = await loadOrCreateIdentity(join(dir, "data"));
+    const db = openStore(join(dir, "data", "coral.db"));
+    const peers: Array<{ name: string; endpoint: string | undefined }> = [];
+    for (const [name, observed] of [
+      ["web-10", "198.51.100.7"],
+      ["web-11", "198.51.100.7\nallowed_ip=0.0.0.0/0"],
+    ] as const) {
+      const token = createToken(db, { ttlMs: 3_600_000, maxUses: 1 }, Date.now());
+      const agent = generateKeyPair();
+      const payload = {
+        v: 1 as const,
+        tokenId: token.id,
+        secret: token.secret,
+        name,
+        hostname: name,
+        os: "linux",
+        arch: "x64",
+        agentVersion: "0.1.0",
+        listenPort: 40000,
+      };
+      await client.createJoin(identity.meshId, agent.publicKey, seal(payload, agent.privateKey, identity.wireguard.publicKey));
+      // What a discovery that lies would list.
+      const lying = Object.assign(Object.create(client) as DiscoveryClient, {
+        listJoins: async (...args: Parameters<DiscoveryClient["listJoins"]>) => {
+          const page = await client.listJoins(...args);
+          return { ...page, joins: page.joins.map((j) => ({ ...j, observedAddress: observed })) };
+        },
+      });
+      await new Enrollment({
+        identity,
+        db,
+        discovery: lying,
+        addPeer: async (peer) => {
+          peers.push({ name, endpoint: peer.endpoint });
+        },
+        endpoints: () => ["192.0.2.1:51820"],
+        grpcPort: 51821,
+        heartbeatIntervalMs: 10_000,
+      }).pollOnce();
+    }
+    expect(peers).toEqual([
+      { name: "web-10", endpoint: "198.51.100.7:40000" },
+      { name: "web-11", endpoint: undefined },
+    ]);
+    expect(db.$client.prepare("SELECT name, endpoint FROM agents WHERE name LIKE 'web-1_' ORDER BY name").all()).toEqual([
+      { name: "web-10", endpoint: "198.51.100.7:40000" },
+      { name: "web-11", endpoint: null },
+    ]);
+    db.$client.close();
+  }, 60_000);
 });

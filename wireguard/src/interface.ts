@@ -120,6 +120,7 @@ export class WireGuardInterface {
 
   async removePeer(publicKey: string): Promise<void> {
     this.peerConfigs.delete(publicKey);
+    checkKey(publicKey);
     if (this.mode === "userspace") await this.uapiSet([`public_key=${toHex(publicKey)}`, "remove=true"]);
     else await this.wg(["set", this.name, "peer", publicKey, "remove"]);
   }
@@ -310,8 +311,13 @@ async function answers(socket: string): Promise<boolean> {
   }
 }
 
-/** A peer in wireguard-go's configuration protocol: its allowed IPs replace any it had. */
+/**
+ * A peer in wireguard-go's configuration protocol: its allowed IPs replace any it had. Every
+ * value is checked first, since in a line protocol a newline in one (an endpoint that came
+ * from discovery, say) would be a request of its own.
+ */
 function peerLines(peer: PeerConfig): string[] {
+  checkPeer(peer);
   const lines = [`public_key=${toHex(peer.publicKey)}`];
   if (peer.endpoint) lines.push(`endpoint=${peer.endpoint}`);
   if (peer.persistentKeepalive !== undefined) lines.push(`persistent_keepalive_interval=${peer.persistentKeepalive}`);
@@ -319,7 +325,33 @@ function peerLines(peer: PeerConfig): string[] {
   return lines;
 }
 
+function checkPeer(peer: PeerConfig): void {
+  const bad = (what: string, value: unknown) =>
+    new CoralError("wireguard_failed", `Refusing a WireGuard peer whose ${what} is malformed: ${JSON.stringify(value)}.`);
+  checkKey(peer.publicKey);
+  if (peer.endpoint !== undefined && !ENDPOINT_RE.test(peer.endpoint)) throw bad("endpoint (ip:port)", peer.endpoint);
+  for (const ip of peer.allowedIps) if (!PREFIX_RE.test(ip)) throw bad("allowed IP (address/prefix)", ip);
+  const keepalive = peer.persistentKeepalive;
+  if (keepalive !== undefined && !(Number.isInteger(keepalive) && keepalive >= 0 && keepalive <= 65_535)) {
+    throw bad("keepalive interval", keepalive);
+  }
+}
+
+function checkKey(publicKey: string): void {
+  if (!KEY_RE.test(publicKey)) {
+    throw new CoralError(
+      "wireguard_failed",
+      `Refusing a WireGuard key that is malformed (not 32 bytes of base64): ${JSON.stringify(publicKey)}.`,
+    );
+  }
+}
+
+const KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+const ENDPOINT_RE = /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
+const PREFIX_RE = /^[0-9A-Fa-f:.]+\/\d{1,3}$/;
+
 function peerArgs(peer: PeerConfig): string[] {
+  checkPeer(peer);
   const args = ["peer", peer.publicKey, "allowed-ips", peer.allowedIps.join(",")];
   if (peer.endpoint) args.push("endpoint", peer.endpoint);
   if (peer.persistentKeepalive !== undefined) args.push("persistent-keepalive", String(peer.persistentKeepalive));

@@ -94,6 +94,21 @@ describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
     expect((await hub.status()).peers.map((p) => p.publicKey)).toEqual([spokeKeys.publicKey]);
   }, 40_000);
 
+  it("refuses a peer with a malformed value, which in wireguard-go's line protocol could smuggle in a request", async () => {
+    const before = await hub.status();
+    const other = generateKeyPair().publicKey;
+    for (const peer of [
+      { publicKey: other, endpoint: "198.51.100.7:51820\nallowed_ip=0.0.0.0/0", allowedIps: ["100.64.0.9/32"] },
+      { publicKey: other, allowedIps: ["100.64.0.9/32\npublic_key=00"] },
+      { publicKey: `${other}\nremove=true`, allowedIps: ["100.64.0.9/32"] },
+    ]) {
+      await expect(hub.setPeer(peer)).rejects.toMatchObject({ code: "wireguard_failed", message: expect.stringContaining("malformed") });
+    }
+    expect((await hub.status()).peers).toEqual(
+      before.peers.map((p) => expect.objectContaining({ publicKey: p.publicKey, allowedIps: p.allowedIps })),
+    );
+  });
+
   it("stops carrying traffic for a removed peer", async () => {
     await hub.removePeer(spokeKeys.publicKey);
     expect((await hub.status()).peers).toEqual([]);

@@ -4,6 +4,8 @@
  * agent's mesh address, adds the WireGuard peer, and posts a sealed answer, accepted or
  * refused with the reason.
  */
+
+import { isIPv4 } from "node:net";
 import {
   CoralError,
   type DiscoveryClient,
@@ -168,8 +170,9 @@ export class Enrollment {
     // WireGuard port (right behind a NAT that keeps ports). The hub sends there first, which
     // opens a filtering NAT in front of the hub to the agent; WireGuard corrects the port
     // with the agent's first authenticated packet.
+    // Discovery says what it saw, and discovery is not trusted: an IPv4 address or nothing.
     const observed = join.observedAddress;
-    const endpoint = observed && payload.listenPort && !observed.includes(":") ? `${observed}:${payload.listenPort}` : null;
+    const endpoint = observed && payload.listenPort && isIPv4(observed) ? `${observed}:${payload.listenPort}` : null;
     const details = {
       meshIp,
       endpoint,
