@@ -86,7 +86,30 @@ describe.skipIf(skip)("the mesh across NATs", () => {
           try {
             await reach(entry);
           } catch (error) {
-            throw new Error(`${(error as Error).message}\nagent ${entry.agent.name}'s log:\n${entry.agent.timeline.join("\n")}`);
+            const probe = (ns: string) => {
+              const started = Date.now();
+              const r = lab.nat.exec(ns, [
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                `${lab.discovery.url}/v1/meshes/${"a".repeat(32)}`,
+              ]);
+              return `${r.ok ? r.output : "failed"} in ${Date.now() - started} ms`;
+            };
+            const top = lab.nat.exec(lab.nat.internet.ns, [
+              "sh",
+              "-c",
+              "ps -eo pcpu,etimes,args --sort=-pcpu | head -8 | cut -c1-160",
+            ]).output;
+            throw new Error(
+              `${(error as Error).message}\nagent ${entry.agent.name}'s log:\n${entry.agent.timeline.join("\n")}\n` +
+                `discovery from the agent's host: ${probe(entry.agent.host.ns)}; from the internet: ${probe(lab.nat.internet.ns)}\n${top}`,
+            );
           }
         };
         const reach = async ({ agent, expected }: (typeof agents)[number]) => {
