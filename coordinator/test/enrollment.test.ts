@@ -168,23 +168,7 @@ describe("enrollment across a restart between enrolling and answering", () => {
       endpoints: ["192.0.2.1:51820"],
     });
     let db = openStore(join(dir, "data", "coral.db"));
-    const token = createToken(db, { ttlMs: 3_600_000, maxUses: 1 }, Date.now());
-    const agent = generateKeyPair();
-    const payload = {
-      v: 1 as const,
-      tokenId: token.id,
-      secret: token.secret,
-      name: "web-9",
-      hostname: "web-9",
-      os: "linux",
-      arch: "x64",
-      agentVersion: "0.1.0",
-    };
-    const { joinId } = await client.createJoin(
-      identity.meshId,
-      agent.publicKey,
-      seal(payload, agent.privateKey, identity.wireguard.publicKey),
-    );
+    const { agent, joinId } = await requestJoin(client, identity, db, "web-9");
     const options = {
       identity,
       addPeer: async () => {},
@@ -228,20 +212,7 @@ describe("enrollment across a restart between enrolling and answering", () => {
       ["web-10", "198.51.100.7"],
       ["web-11", "198.51.100.7\nallowed_ip=0.0.0.0/0"],
     ] as const) {
-      const token = createToken(db, { ttlMs: 3_600_000, maxUses: 1 }, Date.now());
-      const agent = generateKeyPair();
-      const payload = {
-        v: 1 as const,
-        tokenId: token.id,
-        secret: token.secret,
-        name,
-        hostname: name,
-        os: "linux",
-        arch: "x64",
-        agentVersion: "0.1.0",
-        listenPort: 40000,
-      };
-      await client.createJoin(identity.meshId, agent.publicKey, seal(payload, agent.privateKey, identity.wireguard.publicKey));
+      await requestJoin(client, identity, db, name, { listenPort: 40000 });
       // What a discovery that lies would list.
       const lying = Object.assign(Object.create(client) as DiscoveryClient, {
         listJoins: async (...args: Parameters<DiscoveryClient["listJoins"]>) => {
@@ -272,3 +243,26 @@ describe("enrollment across a restart between enrolling and answering", () => {
     db.$client.close();
   }, 60_000);
 });
+
+/** A sealed join request from a new agent key, with a fresh single-use token of the coordinator's. */
+async function requestJoin(client: DiscoveryClient, identity: Identity, db: Store, name: string, extra: { listenPort?: number } = {}) {
+  const token = createToken(db, { ttlMs: 3_600_000, maxUses: 1 }, Date.now());
+  const agent = generateKeyPair();
+  const payload = {
+    v: 1 as const,
+    tokenId: token.id,
+    secret: token.secret,
+    name,
+    hostname: name,
+    os: "linux",
+    arch: "x64",
+    agentVersion: "0.1.0",
+    ...extra,
+  };
+  const { joinId } = await client.createJoin(
+    identity.meshId,
+    agent.publicKey,
+    seal(payload, agent.privateKey, identity.wireguard.publicKey),
+  );
+  return { agent, joinId };
+}
