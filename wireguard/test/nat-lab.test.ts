@@ -104,6 +104,28 @@ describe.skipIf(skip)("the NAT lab", () => {
     expect(after).not.toBe(first); // ...through a new mapping
   });
 
+  it("keeps the internet's address when a site joins: a host that has talked stays reachable", () => {
+    const bridge = () => lab.exec(lab.internet.ns, ["cat", "/sys/class/net/b0/address"]).output.trim();
+    /** Gives the internet side of the newest site's link `mac`. */
+    const setNewestPort = (mac: string) => {
+      const ports = lab.exec(lab.internet.ns, ["ip", "-o", "link", "show", "master", "b0"]).output.trim().split("\n");
+      const newest = ports.at(-1)?.split(":")[1]?.trim().split("@")[0] as string;
+      expect(lab.exec(lab.internet.ns, ["ip", "link", "set", newest, "address", mac]).ok).toBe(true);
+    };
+    // A host whose own link has the highest MAC: a bridge left to pick its own address
+    // (the lowest of its ports') would then answer ARP with another port's.
+    const talker = lab.addSite("talker", "none");
+    setNewestPort("fe:ff:ff:ff:ff:fe");
+    const ping = () => lab.exec(talker.hosts[0]?.ns as string, ["ping", "-c", "1", "-W", "1", lab.internet.address]).ok;
+    expect(ping()).toBe(true); // the talker now has the internet's MAC in its ARP cache
+    const before = bridge();
+    // A site joins whose link has a lower MAC than any before (the lowest documentation MAC).
+    lab.addSite("late", "none");
+    setNewestPort("00:00:5e:00:53:00");
+    expect(bridge()).toBe(before);
+    expect(ping(), "the host that had talked still reaches the internet at once").toBe(true);
+  });
+
   it("removes everything it made", () => {
     const extra = createNatLab();
     extra.addSite("x", "symmetric", 2);

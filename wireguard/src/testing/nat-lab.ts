@@ -61,6 +61,14 @@ export function missingForNatLab(): string | null {
 }
 
 const INTERNET = "198.51.100";
+/**
+ * Bridges get a fixed address (from 00-00-5E-00-53-00/24, which RFC 7042 sets aside for
+ * documentation). Left to itself, a Linux bridge takes the lowest address of its ports and
+ * changes it whenever a port with a lower one joins: every host that has talked keeps the
+ * old one in its ARP cache, and its packets are dropped, silently, until that entry is
+ * probed again, several seconds later. Sites join while others talk, so this must not move.
+ */
+const BRIDGE_MAC = { internet: "00:00:5e:00:53:01", lan: "00:00:5e:00:53:02" } as const;
 
 export function createNatLab(): NatLab {
   const prefix = `n${randomBytes(3).toString("hex")}`;
@@ -114,7 +122,7 @@ export function createNatLab(): NatLab {
       const lanCidr = `203.0.113.${lanBase}/28`;
       const hosts: LabHost[] = [];
       // A bridge on the router's LAN side, so that several hosts can sit behind one NAT.
-      inNs(router, ["ip", "link", "add", "lan", "type", "bridge"]);
+      inNs(router, ["ip", "link", "add", "lan", "address", BRIDGE_MAC.lan, "type", "bridge"]);
       inNs(router, ["ip", "link", "set", "lan", "up"]);
       inNs(router, ["ip", "addr", "add", `${gateway}/28`, "dev", "lan"]);
       for (let h = 0; h < hostCount; h++) {
@@ -164,7 +172,7 @@ export function createNatLab(): NatLab {
     },
   };
   try {
-    inNs(internet, ["ip", "link", "add", "b0", "type", "bridge"]);
+    inNs(internet, ["ip", "link", "add", "b0", "address", BRIDGE_MAC.internet, "type", "bridge"]);
     inNs(internet, ["ip", "link", "set", "b0", "up"]);
     inNs(internet, ["ip", "addr", "add", `${INTERNET}.1/24`, "dev", "b0"]);
   } catch (error) {
