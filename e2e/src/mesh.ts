@@ -163,12 +163,15 @@ export interface AgentState {
   name: string;
   status: string;
   path: string;
+  /** The coordinator's time of the agent's last register or heartbeat. */
+  lastSeen: number | null;
 }
 
 /**
  * Polls the coordinator's API every 50 ms from inside its namespace (the API listens on
- * loopback there) and timestamps each change, so that "time to healthy" is measured to
- * within a poll.
+ * loopback there) and timestamps each change. `until` answers when a poll saw it;
+ * `healthyAt` when the coordinator recorded the heartbeat that made it so, which is not
+ * off by up to a poll.
  */
 export class HealthWatch {
   private child: ChildProcess | undefined;
@@ -187,7 +190,7 @@ export class HealthWatch {
             const key = a.status + " " + a.path;
             if (last.get(a.name) !== key) {
               last.set(a.name, key);
-              process.stdout.write(JSON.stringify({ at: Date.now(), agent: { name: a.name, status: a.status, path: a.path } }) + "\\n");
+              process.stdout.write(JSON.stringify({ at: Date.now(), agent: { name: a.name, status: a.status, path: a.path, lastSeen: a.lastSeen } }) + "\\n");
             }
           }
         } catch {
@@ -217,12 +220,31 @@ export class HealthWatch {
     return this.history.filter((h) => h.agent.name === name).at(-1)?.agent;
   }
 
-  /** The time of the first change after `since` for which `test` holds. */
+  /** When a poll first saw, after `since`, a change for which `test` holds. */
   async until(name: string, test: (a: AgentState) => boolean, since: number, timeoutMs = 30_000): Promise<number> {
+    return (await this.first(name, test, since, timeoutMs)).at;
+  }
+
+  /**
+   * The same, timed by the coordinator: when it recorded the register or heartbeat that
+   * made `test` hold (for a state reached by one, such as healthy).
+   */
+  async healthyAt(name: string, test: (a: AgentState) => boolean, since: number, timeoutMs = 30_000): Promise<number> {
+    const hit = await this.first(name, test, since, timeoutMs);
+    const recorded = hit.agent.lastSeen;
+    return recorded !== null && recorded >= since && recorded <= hit.at ? recorded : hit.at;
+  }
+
+  private async first(
+    name: string,
+    test: (a: AgentState) => boolean,
+    since: number,
+    timeoutMs: number,
+  ): Promise<{ at: number; agent: AgentState }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.history.find((h) => h.agent.name === name && h.at >= since && test(h.agent));
-      if (hit) return hit.at;
+      if (hit) return hit;
       if (Date.now() > deadline) {
         throw new Error(
           `agent ${name} did not get there within ${timeoutMs / 1000} s; it is ${JSON.stringify(this.current(name) ?? "unknown")}`,
