@@ -1,11 +1,11 @@
 /**
  * Test harness for labs (`@coral/coordinator/testing`): the real `coral` binary, from this
- * package's source, run inside a network namespace. `coral coordinator start` as a child
+ * package's source (or, with `built`, its dist/ as users run it), run inside a network namespace. `coral coordinator start` as a child
  * process that the harness waits for and stops with SIGTERM, and CLI commands against it.
  * Whatever it starts is killed if the test process exits first.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -15,7 +15,11 @@ export const tsxNode = [process.execPath, "--conditions=coral-source", "--import
 
 /** `ip netns exec NS node (tsx) FILE ARGS`; killed when the test process exits. */
 export function spawnInNamespace(ns: string, file: string, args: string[], cwd = packageDir): ChildProcess {
-  const child = spawn("ip", ["netns", "exec", ns, ...tsxNode, file, ...args], { cwd, stdio: ["pipe", "pipe", "pipe"] });
+  return spawnCommand(ns, [...tsxNode, file, ...args], cwd);
+}
+
+function spawnCommand(ns: string, command: string[], cwd = packageDir): ChildProcess {
+  const child = spawn("ip", ["netns", "exec", ns, ...command], { cwd, stdio: ["pipe", "pipe", "pipe"] });
   const kill = () => child.kill("SIGKILL");
   process.once("exit", kill);
   child.once("exit", () => process.off("exit", kill));
@@ -58,6 +62,8 @@ export interface LabCoordinatorOptions {
   endpoint?: string;
   discoveryUrl?: string;
   extraArgs?: string[];
+  /** Runs the built `coral` (dist/cli.js, after `npm run build`) instead of the source through tsx. */
+  built?: boolean;
 }
 
 export class LabCoordinator {
@@ -68,7 +74,8 @@ export class LabCoordinator {
 
   async start(): Promise<void> {
     const { ns, dataDir, interfaceName, endpoint, discoveryUrl, extraArgs = [] } = this.options;
-    this.child = spawnInNamespace(ns, "src/cli.ts", [
+    this.child = spawnCommand(ns, [
+      ...this.coral,
       "coordinator",
       "start",
       "--data-dir",
@@ -88,12 +95,17 @@ export class LabCoordinator {
     return stopChild(this.child);
   }
 
+  /** The `coral` command: node and the CLI's entry. */
+  get coral(): string[] {
+    return this.options.built ? [process.execPath, join(packageDir, "dist", "cli.js")] : [...tsxNode, "src/cli.ts"];
+  }
+
   /** Runs `coral ARGS --data-dir DATA` in the coordinator's namespace. */
   cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
     return new Promise((done) => {
       execFile(
         "ip",
-        ["netns", "exec", this.options.ns, ...tsxNode, "src/cli.ts", ...args, "--data-dir", this.options.dataDir],
+        ["netns", "exec", this.options.ns, ...this.coral, ...args, "--data-dir", this.options.dataDir],
         { cwd: packageDir },
         (error, out, err) => done({ code: error ? Number(error.code ?? 1) : 0, out, err }),
       );

@@ -1,7 +1,7 @@
 /**
  * The whole mesh in a NAT lab: discovery served by workerd in the lab's "internet"
  * namespace, a coordinator and agents on sites behind any kind of NAT, run as users run
- * them (the `coral` CLI, and the built `coral-agent`), and a watch on the coordinator's API
+ * them (the built `coral` CLI and `coral-agent`), and a watch on the coordinator's API
  * that timestamps every change of an agent's health and path.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -28,6 +28,8 @@ function track(child: ChildProcess): ChildProcess {
 }
 /** The agent as users run it: the built bundle. */
 export const AGENT_CLI = join(root, "agent", "dist", "cli.js");
+/** `coral` as users run it: the built CLI (`LabCoordinator`'s `built`). */
+const CORAL_CLI = join(root, "coordinator", "dist", "cli.js");
 
 export interface MeshLab {
   nat: NatLab;
@@ -42,7 +44,9 @@ export interface MeshLab {
 }
 
 export async function startMeshLab(): Promise<MeshLab> {
-  if (!existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} is missing: run \`npm run build\` first`);
+  for (const built of [AGENT_CLI, CORAL_CLI]) {
+    if (!existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` first`);
+  }
   const nat = createNatLab();
   const dir = mkdtempSync(join(tmpdir(), "coral-e2e-"));
   const cleanup = () => nat.destroy();
@@ -84,6 +88,7 @@ export function labCoordinator(lab: MeshLab, site: Site, name: string, extraArgs
     interfaceName: `${lab.nat.prefix}c${++interfaces}`,
     discoveryUrl: lab.discovery.url,
     extraArgs: ["--heartbeat-interval", "1s", ...extraArgs],
+    built: true,
   });
 }
 

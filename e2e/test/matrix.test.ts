@@ -116,6 +116,14 @@ describe.skipIf(skip)("the mesh across NATs", () => {
           if (expected === "direct") {
             const at = await watch.healthyAt(agent.name, (a) => a.status === "healthy" && a.path === "direct", agent.startedAt, 30_000);
             firstJoin.set(agent.name, at - agent.startedAt);
+            // Over the target: how the agent and the hub spent the time, for whoever reads the run.
+            if (at - agent.startedAt > 2_000 && !process.env.CORAL_E2E_VERBOSE) {
+              const since = new Date(agent.startedAt - 1_000).toISOString().slice(0, 19);
+              const hub = coordinator.log.filter((line) => line.slice(0, 19) >= since).slice(-20);
+              process.stdout.write(
+                `${agent.name} took ${at - agent.startedAt} ms:\n${agent.timeline.join("\n")}\nthe hub meanwhile:\n${hub.join("\n")}\n`,
+              );
+            }
           } else {
             // Plainly, and quickly: the agent says why, and status shows it.
             const said = await agent.waitForLog(/no direct path to the coordinator/, 30_000);
