@@ -23,15 +23,26 @@ export function defaultAgentDataDir(): string {
   return process.env.CORAL_AGENT_DATA_DIR || join(homedir(), ".coral-agent");
 }
 
-function untilSignal(): Promise<string> {
+/**
+ * Resolves at the first SIGINT or SIGTERM, which starts a shutdown in order. Until the
+ * process ends, another SIGTERM changes nothing (a supervisor saying it again, or
+ * `npm start` passing on the Ctrl-C that the terminal already sent its whole process
+ * group), and a second Ctrl-C stops at once, without cleaning up.
+ */
+function untilSignal(say: (line: string) => void): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals) => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
+    const first = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", first);
+      process.off("SIGTERM", first);
+      process.on("SIGTERM", () => {});
+      process.once("SIGINT", () => {
+        say("second Ctrl-C: stopping now, without cleaning up");
+        process.exit(130);
+      });
       resolve(signal);
     };
-    process.on("SIGINT", on);
-    process.on("SIGTERM", on);
+    process.on("SIGINT", first);
+    process.on("SIGTERM", first);
   });
 }
 
@@ -92,7 +103,7 @@ export async function runAgentCli(argv: string[], io: Io = processIo, hooks: { i
     // Ctrl-C works from the start: while the agent is still reaching its coordinator, it
     // stops that and removes its interface.
     const stopping = new AbortController();
-    const signalled = untilSignal().then((signal) => {
+    const signalled = untilSignal(log).then((signal) => {
       stopping.abort();
       return signal;
     });

@@ -4,6 +4,7 @@
  * which nothing it made is left: no namespace, no interface, no process.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { labSkipReason, missingForLab } from "@coral/wireguard/testing";
@@ -66,6 +67,10 @@ describe("npm start", () => {
       expect(output()).toMatch(/stopped; nothing left behind\.\n$/);
       expect(execFileSync("ip", ["netns", "list"]).toString()).not.toContain(prefix);
       expect(running(`wireguard-go -f ${prefix}`)).toBe("");
+      // wireguard-go removes its socket when stopped in order; one killed, or cut off by its
+      // namespace going first, leaves it behind.
+      const sockets = existsSync("/var/run/wireguard") ? readdirSync("/var/run/wireguard") : [];
+      expect(sockets.filter((name) => name.startsWith(prefix as string))).toEqual([]);
       expect(running("scripts/start.ts")).toBe("");
     },
     240_000,

@@ -30,16 +30,26 @@ function apiCommand(parent: Command, name: string, description: string): Command
     .option("--json", "print JSON");
 }
 
-/** Resolves at the first SIGINT or SIGTERM. */
-function untilSignal(): Promise<string> {
+/**
+ * Resolves at the first SIGINT or SIGTERM, which starts a shutdown in order. Until the
+ * process ends, another SIGTERM changes nothing (a supervisor saying it again, or
+ * `npm start` passing on the Ctrl-C that the terminal already sent its whole process
+ * group), and a second Ctrl-C stops at once, without cleaning up.
+ */
+function untilSignal(say: (line: string) => void): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals) => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
+    const first = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", first);
+      process.off("SIGTERM", first);
+      process.on("SIGTERM", () => {});
+      process.once("SIGINT", () => {
+        say("second Ctrl-C: stopping now, without cleaning up");
+        process.exit(130);
+      });
       resolve(signal);
     };
-    process.on("SIGINT", on);
-    process.on("SIGTERM", on);
+    process.on("SIGINT", first);
+    process.on("SIGTERM", first);
   });
 }
 
@@ -110,7 +120,7 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       });
       const dataDirFlag = o.dataDir === defaultDataDir() ? "" : ` --data-dir ${o.dataDir as string}`;
       log(`ready: mesh ${running.meshId}. Invite an agent with \`coral token create${dataDirFlag}\`; Ctrl-C stops.`);
-      const signal = await untilSignal();
+      const signal = await untilSignal(log);
       log(`${signal}: stopping (agents keep their keys and addresses)...`);
       await running.stop();
       log("stopped");
