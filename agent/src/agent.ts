@@ -53,6 +53,12 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const ATTEMPT_MS = 250;
 const SEND_RETRY_MS = 5_000;
 /**
+ * The least time the first register gets through a tunnel that has just shaken hands (else
+ * four times what the handshake took). The coordinator answers in tens of milliseconds here;
+ * a link slow enough to need more costs one handshake more, nothing else.
+ */
+const FIRST_REGISTER_MIN_MS = 750;
+/**
  * How often connect() looks for the handshake: every 5 ms for the first second (a request on
  * wireguard-go's socket costs well under a millisecond), then every 50 ms, so that an agent
  * that cannot get through costs its host little while it keeps trying.
@@ -83,6 +89,11 @@ export class Agent {
   private stopped = false;
   /** Set once the interface is up. */
   private wireguard: Tunnel = NO_TUNNEL;
+  /**
+   * How long the first register may take through a tunnel that has just shaken hands: a
+   * few times the handshake, not the usual 5 s (see register()). Unset without WireGuard.
+   */
+  private firstRegisterTimeoutMs: number | undefined;
 
   private constructor(
     private readonly options: AgentOptions,
@@ -161,6 +172,7 @@ export class Agent {
     try {
       agent.wireguard = await tunnel;
       if (!off) {
+        const connecting = Date.now();
         const through = await connect(
           agent.wireguard,
           answer.coordinatorWireguardKey,
@@ -169,6 +181,7 @@ export class Agent {
           log,
           options.signal,
         );
+        agent.firstRegisterTimeoutMs = Math.min(5_000, Math.max(FIRST_REGISTER_MIN_MS, 4 * (Date.now() - connecting)));
         if (through && answer.endpoints[0] !== through) {
           // The next start tries first what worked this time.
           answer.endpoints = [through, ...answer.endpoints.filter((e) => e !== through)];
@@ -303,7 +316,8 @@ export class Agent {
 
   private async register(): Promise<meshV1.RegisterResponse> {
     let delay = 500;
-    for (;;) {
+    let timeoutMs = this.firstRegisterTimeoutMs ?? 5_000;
+    for (let attempt = 0; ; attempt++) {
       try {
         const plugins = this.pluginStates();
         const response = await this.call<meshV1.RegisterRequest, meshV1.RegisterResponse>(
@@ -316,13 +330,34 @@ export class Agent {
             arch: process.arch,
             plugins,
           },
-          5_000,
+          timeoutMs,
         );
         this.reportedPlugins = JSON.stringify(plugins);
         return response;
       } catch (error) {
         if (this.options.signal?.aborted) throw new StoppedError("stopped while registering");
         this.renewChannel();
+        if (attempt === 0 && this.firstRegisterTimeoutMs !== undefined) {
+          // Shaken hands moments ago, and yet no answer: the hub may have replaced its peer
+          // entry for this agent (its punch) just as the handshake landed, which leaves this
+          // side a session the hub no longer has, for 15 s. A fresh handshake mends that now.
+          this.log(`no answer from the coordinator within ${timeoutMs} ms of the handshake; shaking hands again`);
+          timeoutMs = 5_000;
+          const { answer } = this.mesh;
+          await connect(
+            this.wireguard,
+            answer.coordinatorWireguardKey,
+            answer.endpoints,
+            answer.coordinatorMeshIp,
+            this.log,
+            this.options.signal,
+            {
+              fresh: true,
+            },
+          );
+          continue;
+        }
+        timeoutMs = 5_000;
         this.log(`registering with the coordinator failed (${describe(error)}); retrying in ${delay / 1000} s`);
         await this.relookup();
         await new Promise((r) => {
@@ -540,6 +575,7 @@ async function connect(
   coordinatorMeshIp: string,
   log: (line: string) => void,
   signal?: AbortSignal,
+  { fresh: forceFresh = false }: { fresh?: boolean } = {},
 ): Promise<string | undefined> {
   const socket = createSocket("udp4");
   const started = Date.now();
@@ -552,7 +588,7 @@ async function connect(
     // A tunnel that shook hands moments ago works (after a restart of the coordinator, its
     // hub may well have shaken hands first): leave it be.
     const existing = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
-    if (existing?.latestHandshake && Date.now() - existing.latestHandshake < 5_000) {
+    if (!forceFresh && existing?.latestHandshake && Date.now() - existing.latestHandshake < 5_000) {
       log(`tunnel up through ${existing.endpoint ?? endpoints[0]}`);
       return existing.endpoint ?? undefined;
     }

@@ -183,6 +183,36 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     expect(exactlyOnce(await ticks())).toBe(true);
   }, 120_000);
 
+  it("shakes hands again when the hub loses the session it has just made", async () => {
+    expect(await stopChild(agent?.child)).toBe(0);
+    // Until the hub has lost it, the handshake gets through and TCP does not.
+    const hold = (...args: string[]) => expect(lab.exec(lab.b, ["nft", ...args]).ok).toBe(true);
+    hold("add", "table", "ip", "hold");
+    hold("add", "chain", "ip", "hold", "out", "{ type filter hook output priority 0; }");
+    hold("add", "rule", "ip", "hold", "out", "ip", "daddr", "100.64.0.1", "tcp", "flags", "syn", "drop");
+    const child = spawnInNamespace(
+      lab.b,
+      "src/cli.ts",
+      ["--plugins=coral-plugin-sample", "--data-dir", join(dir, "agent"), "--interface", `${lab.prefix}ag`, "--name", "web-1"],
+      agentDir,
+    );
+    const running = waitForLine(child, / running as web-1 /, "the agent");
+    agent = { child, log: running.log };
+    const deadline = Date.now() + 15_000;
+    while (!running.log.some((l) => l.includes("tunnel up through")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    // The hub replaces its peer entry for the agent, as its punch does: the session the agent
+    // holds is one the hub no longer has, and WireGuard alone would mend that in 15 s.
+    const hub = `${lab.prefix}hub`;
+    const key = lab.exec(lab.a, ["wg", "show", hub, "peers"]).output.trim();
+    expect(lab.exec(lab.a, ["wg", "set", hub, "peer", key, "remove"]).ok).toBe(true);
+    expect(lab.exec(lab.a, ["wg", "set", hub, "peer", key, "allowed-ips", "100.64.0.2/32"]).ok).toBe(true);
+    hold("delete", "table", "ip", "hold");
+    const lost = Date.now();
+    await running.ready;
+    expect(Date.now() - lost, running.log.join("\n")).toBeLessThan(3_000);
+    expect(running.log.join("\n")).toContain("of the handshake; shaking hands again");
+  }, 60_000);
+
   it("stops on SIGTERM with the interface removed", async () => {
     expect(await stopChild(agent?.child)).toBe(0);
     expect(agent?.log.at(-1)).toMatch(/stopped; \d+ batch\(es\) wait in the spool/);
