@@ -181,7 +181,9 @@ export class Agent {
           log,
           options.signal,
         );
-        agent.firstRegisterTimeoutMs = Math.min(5_000, Math.max(FIRST_REGISTER_MIN_MS, 4 * (Date.now() - connecting)));
+        // Only through a handshake seen just now: without one, discovery may know better (see relookup()).
+        if (through !== undefined)
+          agent.firstRegisterTimeoutMs = Math.min(5_000, Math.max(FIRST_REGISTER_MIN_MS, 4 * (Date.now() - connecting)));
         if (through && answer.endpoints[0] !== through) {
           // The next start tries first what worked this time.
           answer.endpoints = [through, ...answer.endpoints.filter((e) => e !== through)];
