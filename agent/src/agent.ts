@@ -89,11 +89,6 @@ export class Agent {
   private stopped = false;
   /** Set once the interface is up. */
   private wireguard: Tunnel = NO_TUNNEL;
-  /**
-   * How long the first register may take through a tunnel that has just shaken hands: a
-   * few times the handshake, not the usual 5 s (see register()). Unset without WireGuard.
-   */
-  private firstRegisterTimeoutMs: number | undefined;
 
   private constructor(
     private readonly options: AgentOptions,
@@ -169,6 +164,8 @@ export class Agent {
           onEvent: (event) => log(`wireguard: ${event.message}`),
         });
     const pluginsStarted = agent.startPlugins();
+    // Set when a handshake was seen just now: see register().
+    let handshakeMs: number | undefined;
     try {
       agent.wireguard = await tunnel;
       if (!off) {
@@ -181,9 +178,7 @@ export class Agent {
           log,
           options.signal,
         );
-        // Only through a handshake seen just now: without one, discovery may know better (see relookup()).
-        if (through !== undefined)
-          agent.firstRegisterTimeoutMs = Math.min(5_000, Math.max(FIRST_REGISTER_MIN_MS, 4 * (Date.now() - connecting)));
+        if (through !== undefined) handshakeMs = Date.now() - connecting;
         if (through && answer.endpoints[0] !== through) {
           // The next start tries first what worked this time.
           answer.endpoints = [through, ...answer.endpoints.filter((e) => e !== through)];
@@ -191,7 +186,7 @@ export class Agent {
         }
       }
       if (options.signal?.aborted) throw new StoppedError("stopped while connecting");
-      await agent.run(pluginsStarted);
+      await agent.run(pluginsStarted, handshakeMs);
       return agent;
     } catch (error) {
       await pluginsStarted.catch(() => {});
@@ -210,8 +205,8 @@ export class Agent {
     return this.options.log ?? (() => {});
   }
 
-  private async run(pluginsStarted: Promise<void>): Promise<void> {
-    const registered = await this.register();
+  private async run(pluginsStarted: Promise<void>, handshakeMs: number | undefined): Promise<void> {
+    const registered = await this.register(handshakeMs);
     this.registered = true;
     this.lastContact = Date.now();
     this.log(
@@ -316,10 +311,17 @@ export class Agent {
     }
   }
 
-  private async register(): Promise<meshV1.RegisterResponse> {
+  /**
+   * Registers, retrying until it works. After a handshake seen just now (`handshakeMs`), the
+   * first attempt gets four times that (FIRST_REGISTER_MIN_MS at least), not the usual 5 s,
+   * and a failure shakes hands again at once; without one, discovery may know better (see
+   * relookup()).
+   */
+  private async register(handshakeMs: number | undefined): Promise<meshV1.RegisterResponse> {
     let delay = 500;
-    let timeoutMs = this.firstRegisterTimeoutMs ?? 5_000;
-    for (let attempt = 0; ; attempt++) {
+    let timeoutMs = handshakeMs === undefined ? 5_000 : Math.min(5_000, Math.max(FIRST_REGISTER_MIN_MS, 4 * handshakeMs));
+    let afterHandshake = handshakeMs !== undefined;
+    for (;;) {
       try {
         const plugins = this.pluginStates();
         const response = await this.call<meshV1.RegisterRequest, meshV1.RegisterResponse>(
@@ -339,12 +341,14 @@ export class Agent {
       } catch (error) {
         if (this.options.signal?.aborted) throw new StoppedError("stopped while registering");
         this.renewChannel();
-        if (attempt === 0 && this.firstRegisterTimeoutMs !== undefined) {
+        const waited = timeoutMs;
+        timeoutMs = 5_000;
+        if (afterHandshake) {
           // Shaken hands moments ago, and yet no answer: the hub may have replaced its peer
           // entry for this agent (its punch) just as the handshake landed, which leaves this
           // side a session the hub no longer has, for 15 s. A fresh handshake mends that now.
-          this.log(`no answer from the coordinator within ${timeoutMs} ms of the handshake; shaking hands again`);
-          timeoutMs = 5_000;
+          afterHandshake = false;
+          this.log(`no answer from the coordinator within ${waited} ms of the handshake; shaking hands again`);
           const { answer } = this.mesh;
           await connect(
             this.wireguard,
@@ -359,7 +363,6 @@ export class Agent {
           );
           continue;
         }
-        timeoutMs = 5_000;
         this.log(`registering with the coordinator failed (${describe(error)}); retrying in ${delay / 1000} s`);
         await this.relookup();
         await new Promise((r) => {

@@ -1,7 +1,8 @@
 /**
  * Test harness for labs (`@coral/coordinator/testing`): the real `coral` binary, from this
- * package's source (or, with `built`, its dist/ as users run it), run inside a network namespace. `coral coordinator start` as a child
- * process that the harness waits for and stops with SIGTERM, and CLI commands against it.
+ * package's source (or, with `built`, its dist/ as users run it), run inside a network
+ * namespace. `coral coordinator start` as a child process that the harness waits for and
+ * stops with SIGTERM, and CLI commands against it.
  * Whatever it starts is killed if the test process exits first.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
