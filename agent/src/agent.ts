@@ -14,6 +14,7 @@ import { meshV1 } from "@coral/sdk-proto/grpc";
 import { checkWireGuard, WireGuardInterface } from "@coral/wireguard";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import packageJson from "../package.json" with { type: "json" };
+import { nodeHttpTransport } from "./http.js";
 import { defaultAgentName, freeUdpPort, joinMesh, loadMeshState, loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
 import type { LoadedPlugin } from "./plugins.js";
 import { type NewBatch, Spool, type SpoolLimits } from "./spool.js";
@@ -419,7 +420,7 @@ export class Agent {
     this.lastRelookup = now;
     this.relookupBackoffMs = Math.min(RELOOKUP_MAX_MS, this.relookupBackoffMs * 2);
     try {
-      const record = await new DiscoveryClient({ url: this.mesh.discoveryUrl }).lookup(
+      const record = await new DiscoveryClient({ url: this.mesh.discoveryUrl, transport: nodeHttpTransport }).lookup(
         this.mesh.meshId,
         fromBase64Url(this.mesh.signingKey) ?? new Uint8Array(),
       );

@@ -22,6 +22,7 @@ import {
 } from "@coral/sdk-proto";
 import { generateKeyPair, publicKeyOf, type WireGuardKeyPair } from "@coral/wireguard";
 import * as z from "zod";
+import { nodeHttpTransport } from "./http.js";
 
 export const KEY_FILE = "wireguard.key";
 export const MESH_FILE = "mesh.json";
@@ -100,7 +101,7 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
   if (invite.expiresAt <= Date.now()) {
     throw new CoralError("token_expired", `This invite expired ${new Date(invite.expiresAt).toISOString()}; ask for a new one.`);
   }
-  const discovery = new DiscoveryClient({ url: invite.discoveryUrl });
+  const discovery = new DiscoveryClient({ url: invite.discoveryUrl, transport: nodeHttpTransport });
   progress(`verifying the coordinator's record for mesh ${invite.meshId} at ${invite.discoveryUrl}`);
   const record = await discovery.lookup(invite.meshId, fromBase64Url(invite.signingKey) ?? new Uint8Array());
   const coordinatorKey = record.registration.wireguardKey;
