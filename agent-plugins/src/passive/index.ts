@@ -134,6 +134,7 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
   const exclude = compile(ctx.options.exclude);
   const wanted = (p: ProcessInfo) => {
     if (p.cmdline.length === 0) return false; // kernel threads
+    if (include.length === 0 && exclude.length === 0) return true;
     const names = [p.comm, p.exe ?? ""];
     if (include.length > 0 && !include.some((re) => names.some((n) => re.test(n)))) return false;
     return !exclude.some((re) => names.some((n) => re.test(n)));

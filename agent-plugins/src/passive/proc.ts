@@ -21,30 +21,45 @@ export interface ProcStat {
   rssPages: number;
 }
 
-/** /proc/PID/stat. The command name may hold spaces and parentheses, so fields count from the last ")". */
+/**
+ * /proc/PID/stat. The command name may hold spaces and parentheses, so fields count from the
+ * last ")". Read on every collect for every process, so it scans the line once for the
+ * fields it needs rather than splitting it into fifty strings.
+ */
 export function parseStat(text: string): ProcStat | undefined {
   const open = text.indexOf("(");
   const close = text.lastIndexOf(")");
-  if (open < 0 || close < open) return undefined;
-  const fields = text
-    .slice(close + 2)
-    .trim()
-    .split(/\s+/);
-  // fields[0] is field 3 (state); field N is fields[N - 3].
-  const field = (n: number) => Number(fields[n - 3]);
-  const pid = Number(text.slice(0, open).trim());
-  if (!Number.isInteger(pid) || fields.length < 22) return undefined;
-  return {
-    pid,
-    comm: text.slice(open + 1, close),
-    state: fields[0] ?? "?",
-    ppid: field(4),
-    utime: field(14),
-    stime: field(15),
-    startTime: field(22),
-    rssPages: field(24),
-  };
+  if (open < 0 || close < open || text.charCodeAt(close + 1) !== SPACE) return undefined;
+  const pid = Number(text.slice(0, open));
+  if (!Number.isInteger(pid)) return undefined;
+  // Field 3 (the state) is one character; field 4 starts after it and a space.
+  let ppid = 0;
+  let utime = 0;
+  let stime = 0;
+  let startTime = 0;
+  let field = 4;
+  let value = 0;
+  for (let i = close + 4; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : SPACE;
+    if (c >= 48 && c <= 57) {
+      value = value * 10 + (c - 48);
+      continue;
+    }
+    if (c !== SPACE && c !== NEWLINE) continue; // a sign, in fields not read here
+    if (field === 4) ppid = value;
+    else if (field === 14) utime = value;
+    else if (field === 15) stime = value;
+    else if (field === 22) startTime = value;
+    else if (field === 24)
+      return { pid, comm: text.slice(open + 1, close), state: text.charAt(close + 2), ppid, utime, stime, startTime, rssPages: value };
+    field++;
+    value = 0;
+  }
+  return undefined; // cut short
 }
+
+const SPACE = 32;
+const NEWLINE = 10;
 
 /** The systemd unit of a process from /proc/PID/cgroup, if it runs in one. */
 export function unitFromCgroup(text: string): string | undefined {
@@ -158,6 +173,14 @@ export function parseLoadavg(text: string): [number, number, number] | undefined
   return [a, b, c];
 }
 
+/** What stays the same for as long as a process lives (a pid and its start time). */
+interface Statics {
+  startTime: number;
+  exe: string | undefined;
+  cmdline: string[];
+  unit: string | undefined;
+}
+
 export interface ProcessInfo extends ProcStat {
   /** The executable's path, when readable; " (deleted)" is kept: it means a new binary replaced it. */
   exe: string | undefined;
@@ -165,7 +188,14 @@ export interface ProcessInfo extends ProcStat {
   unit: string | undefined;
 }
 
-const isPid = (name: string) => /^\d+$/.test(name);
+/** A /proc entry that is a process: all digits (checked without a regular expression, for every entry on every collect). */
+function isPid(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return name.length > 0;
+}
 
 let buffer = Buffer.allocUnsafe(64 * 1024);
 
@@ -228,7 +258,8 @@ function link(path: string): string | undefined {
  * more than the read itself.
  */
 export class ProcReader {
-  private readonly statics = new Map<string, Pick<ProcessInfo, "exe" | "cmdline" | "unit">>();
+  /** What does not change for a process, by pid, with the start time it belongs to. */
+  private readonly statics = new Map<number, Statics>();
   /**
    * Open /proc/PID/stat descriptors: reading one again costs one pread instead of open,
    * read and close. A descriptor stays bound to its process; once that exits, reads fail
@@ -249,42 +280,56 @@ export class ProcReader {
     } catch {
       return [];
     }
-    const listed = new Set<number>();
+    let listed = 0;
     for (const name of names) {
       if (!isPid(name)) continue;
-      const pid = Number(name);
-      listed.add(pid);
-      const process = this.process(pid, true);
+      listed++;
+      const process = this.process(Number(name), true);
       if (process) out.push(process);
     }
-    for (const [pid, fd] of this.statFds) {
-      if (listed.has(pid)) continue;
-      closeSync(fd);
-      this.statFds.delete(pid);
+    // Forget processes that are gone, only when some are: most collects find none.
+    if (this.statFds.size > listed || this.statics.size > out.length) {
+      const alive = new Map(out.map((p) => [p.pid, p.startTime]));
+      for (const [pid, fd] of this.statFds) {
+        if (alive.has(pid)) continue;
+        closeSync(fd);
+        this.statFds.delete(pid);
+      }
+      for (const [pid, fixed] of this.statics) if (alive.get(pid) !== fixed.startTime) this.statics.delete(pid);
     }
-    const seen = new Set(out.map((p) => `${p.pid}:${p.startTime}`));
-    for (const key of this.statics.keys()) if (!seen.has(key)) this.statics.delete(key);
     return out;
   }
 
   /** One process, or undefined when it is gone (or was never there). */
   process(pid: number, keep = false): ProcessInfo | undefined {
-    const dir = join(this.procRoot, String(pid));
+    const dir = `${this.procRoot}/${pid}`;
     const stat = parseStat(this.readStat(pid, dir, keep));
     if (!stat) return undefined;
-    const key = `${stat.pid}:${stat.startTime}`;
-    let fixed = this.statics.get(key);
-    if (!fixed) {
+    let fixed = this.statics.get(pid);
+    if (fixed?.startTime !== stat.startTime) {
       fixed = {
-        exe: link(join(dir, "exe")),
-        cmdline: readProcFile(join(dir, "cmdline"))
+        startTime: stat.startTime,
+        exe: link(`${dir}/exe`),
+        cmdline: readProcFile(`${dir}/cmdline`)
           .split("\0")
           .filter((a) => a !== ""),
-        unit: unitFromCgroup(readProcFile(join(dir, "cgroup"))),
+        unit: unitFromCgroup(readProcFile(`${dir}/cgroup`)),
       };
-      this.statics.set(key, fixed);
+      this.statics.set(pid, fixed);
     }
-    return { ...stat, ...fixed };
+    return {
+      pid,
+      comm: stat.comm,
+      state: stat.state,
+      ppid: stat.ppid,
+      utime: stat.utime,
+      stime: stat.stime,
+      startTime: stat.startTime,
+      rssPages: stat.rssPages,
+      exe: fixed.exe,
+      cmdline: fixed.cmdline,
+      unit: fixed.unit,
+    };
   }
 
   /** Closes the descriptors kept open; the reader still works afterwards, opening files anew. */
@@ -302,10 +347,10 @@ export class ProcReader {
       this.statFds.delete(pid);
       return "";
     }
-    if (!keep || this.statFds.size >= MAX_KEPT_FDS) return readProcFile(join(dir, "stat"));
+    if (!keep || this.statFds.size >= MAX_KEPT_FDS) return readProcFile(`${dir}/stat`);
     let fd: number;
     try {
-      fd = openSync(join(dir, "stat"), "r");
+      fd = openSync(`${dir}/stat`, "r");
     } catch {
       return "";
     }
