@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { build } from "esbuild";
 import { nodePackage } from "../tsup.shared.js";
+import { agentNodeFlags } from "./src/boot.js";
 
 // All but @grpc/proto-loader, which grpc-js requires only to serve channelz and ORCA: the
 // agent serves neither, and in a bundle they could not find their .proto files anyway.
@@ -32,7 +33,9 @@ export default nodePackage(["src/index.ts", "src/cli.ts", "src/boot.ts"], {
       external: ["@grpc/proto-loader"],
       logLevel: "warning",
     });
-    execFileSync(process.execPath, ["--input-type=module", "-e", 'await (await import("./dist/boot.js")).writeCodeCache()'], {
+    // Under the flags the agent runs with: V8 rejects a cache written under others.
+    const flags = agentNodeFlags("src");
+    execFileSync(process.execPath, [...flags, "--input-type=module", "-e", 'await (await import("./dist/boot.js")).writeCodeCache()'], {
       stdio: "inherit",
     });
   },

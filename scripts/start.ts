@@ -18,7 +18,9 @@ import { startLocalDiscovery } from "@coral/discovery-worker/local";
 import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const agentCli = join(root, "agent", "dist", "cli.js");
+const agentBundle = join(root, "agent", "dist", "cli.js");
+/** The agent's command, as users run it: it loads the bundle with the Node.js flags on its `#!` line. */
+const agentBin = join(root, "agent", "bin", "coral-agent.js");
 const coordinatorDir = join(root, "coordinator");
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const step = (n: number, line: string) => say(`  [${n}/5] ${line}`);
@@ -38,7 +40,7 @@ async function untilHealthy(agents: () => Promise<Array<{ name: string; status: 
 }
 
 async function main(): Promise<number> {
-  if (!existsSync(agentCli)) {
+  if (!existsSync(agentBundle)) {
     say("coral: the packages are not built yet; run `npm install` (which builds them) or `npm run build` first.");
     return 1;
   }
@@ -85,8 +87,7 @@ async function namespaces(): Promise<number> {
         "netns",
         "exec",
         lab.b,
-        process.execPath,
-        agentCli,
+        agentBin,
         "--join",
         invite,
         "--plugins=passive",
@@ -186,8 +187,8 @@ async function loopback(): Promise<number> {
 
     const { invite } = JSON.parse(await run(coral("token", "create", "--name", "npm-start", "--json"))) as { invite: string };
     const agent = spawn(
-      process.execPath,
-      [agentCli, "--join", invite, "--plugins=passive", "--wireguard", "off", "--data-dir", join(dir, "agent"), "--name", "local"],
+      agentBin,
+      ["--join", invite, "--plugins=passive", "--wireguard", "off", "--data-dir", join(dir, "agent"), "--name", "local"],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     stops.push(() => stopChild(agent));

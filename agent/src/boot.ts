@@ -16,6 +16,17 @@ import vm from "node:vm";
 
 export type Program = typeof import("./program.js");
 
+/**
+ * The Node.js flags `coral-agent` runs with: those on the `#!` line of bin/coral-agent.js, the
+ * one place they are set. The code cache is only accepted by a V8 started with the flags it was
+ * written under, so the build writes it under these, and whatever starts the agent otherwise
+ * (the bench) passes them too.
+ */
+export function agentNodeFlags(dir = here()): string[] {
+  const shebang = readFileSync(join(dir, "..", "bin", "coral-agent.js"), "utf8").split("\n", 1)[0] ?? "";
+  return shebang.split(" ").filter((word) => word.startsWith("--"));
+}
+
 const BUNDLE = "agent.cjs";
 const here = () => dirname(fileURLToPath(import.meta.url));
 

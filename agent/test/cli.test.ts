@@ -1,10 +1,11 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { encodeInvite, toBase64Url } from "@coral/sdk-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { agentNodeFlags } from "../src/boot.js";
 
 const agentDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -28,8 +29,10 @@ describe("coral-agent, where it cannot run", () => {
     });
 
   const run = (args: string[], asNobody = false, built = false) => {
-    const entry = built ? [join(agentDir, "dist", "cli.js")] : ["--conditions=coral-source", "--import", "tsx", "src/cli.ts"];
-    const argv = [process.execPath, ...entry, ...args];
+    // Built, as users run it: the command itself, whose `#!` line starts node with the agent's flags.
+    const argv = built
+      ? [join(agentDir, "bin", "coral-agent.js"), ...args]
+      : [process.execPath, "--conditions=coral-source", "--import", "tsx", "src/cli.ts", ...args];
     const [command, rest] =
       asNobody && process.getuid?.() === 0
         ? ["setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]]
@@ -70,9 +73,25 @@ describe("coral-agent, where it cannot run", () => {
   it("the built agent comes with a V8 code cache that node, started as coral-agent is, accepts", () => {
     const boot = join(agentDir, "dist", "boot.js");
     const script = `const b = await import(${JSON.stringify(boot)}); console.log(b.codeCacheAccepted(), typeof b.loadBundle()?.runAgentCli);`;
-    const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    const result = spawnSync(process.execPath, [...agentNodeFlags(join(agentDir, "src")), "--input-type=module", "-e", script], {
+      encoding: "utf8",
+    });
     expect(result.stderr).toBe("");
     expect(result.stdout.trim()).toBe("true function");
+  });
+
+  it("runs under the Node.js flags on its command's #! line, which node accepts", () => {
+    const flags = agentNodeFlags(join(agentDir, "src"));
+    expect(flags).toEqual(["--lite-mode", "--no-expose-wasm", "--no-memory-reducer"]);
+    // Through the command itself, as a shell (or npx) starts it: env -S splits the #! line.
+    const probe = join(dir, "probe.mjs");
+    writeFileSync(probe, "console.log(JSON.stringify(process.execArgv));\n");
+    const shebang = readFileSync(join(agentDir, "bin", "coral-agent.js"), "utf8").split("\n", 1)[0] as string;
+    const viaShebang = join(dir, "probe-bin.mjs");
+    writeFileSync(viaShebang, `${shebang}\nawait import(${JSON.stringify(probe)});\n`, { mode: 0o755 });
+    const result = spawnSync(viaShebang, [], { encoding: "utf8" });
+    expect(result.stderr).toBe("");
+    expect(JSON.parse(result.stdout)).toEqual(flags);
   });
 
   it.skipIf(process.getuid?.() !== 0)(

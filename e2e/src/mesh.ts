@@ -26,8 +26,9 @@ function track(child: ChildProcess): ChildProcess {
   child.once("exit", () => live.delete(child));
   return child;
 }
-/** The agent as users run it: the built bundle. */
-export const AGENT_CLI = join(root, "agent", "dist", "cli.js");
+/** The agent as users run it: its command (with the Node.js flags on its `#!` line), loading the built bundle. */
+export const AGENT_BIN = join(root, "agent", "bin", "coral-agent.js");
+const AGENT_BUNDLE = join(root, "agent", "dist", "cli.js");
 /** `coral` as users run it: the built CLI (`LabCoordinator`'s `built`). */
 const CORAL_CLI = join(root, "coordinator", "dist", "cli.js");
 
@@ -44,7 +45,7 @@ export interface MeshLab {
 }
 
 export async function startMeshLab(): Promise<MeshLab> {
-  for (const built of [AGENT_CLI, CORAL_CLI]) {
+  for (const built of [AGENT_BUNDLE, CORAL_CLI]) {
     if (!existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` first`);
   }
   const nat = createNatLab();
@@ -117,7 +118,7 @@ export class LabAgent {
   /** Starts the agent (joining with `invite` the first time); resolves once its process runs. */
   start(invite?: string): ChildProcess {
     const args = [
-      AGENT_CLI,
+      AGENT_BIN,
       "--plugins=passive",
       "--data-dir",
       this.dataDir,
@@ -128,7 +129,7 @@ export class LabAgent {
       ...(invite ? ["--join", invite] : []),
     ];
     this.startedAt = Date.now();
-    const child = track(spawn("ip", ["netns", "exec", this.host.ns, process.execPath, ...args], { stdio: ["ignore", "ignore", "pipe"] }));
+    const child = track(spawn("ip", ["netns", "exec", this.host.ns, ...args], { stdio: ["ignore", "ignore", "pipe"] }));
     this.child = child;
     this.log = [];
     this.timeline = [];
