@@ -93,6 +93,8 @@ export class PluginHost {
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** The call still in flight, possibly abandoned after its timeout. */
   private inFlight: Promise<unknown> | undefined;
+  /** When the collect now scheduled was due (Date.now() time). */
+  private nextCollectAt = 0;
   private stopping = false;
   private started = false;
   private failures = 0;
@@ -159,6 +161,7 @@ export class PluginHost {
 
   private schedule(delayMs: number): void {
     if (this.stopping) return;
+    this.nextCollectAt = Date.now() + delayMs;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), delayMs);
     this.timer.unref?.();
@@ -188,10 +191,22 @@ export class PluginHost {
       this.failures = 0;
       this.cooldowns = 0;
       if (this.current.status !== "running") this.setStatus("running", null);
-      this.schedule(this.intervalMs);
+      this.scheduleNextSlot();
     } else {
       this.fail(result);
     }
+  }
+
+  /**
+   * The next collect on the grid of intervals this loop started on, whatever this one took (a
+   * slot it overran is skipped), so collects neither drift nor bunch up, and plugins started
+   * together keep collecting together: the agent wakes once per interval for all of them.
+   */
+  private scheduleNextSlot(): void {
+    const now = Date.now();
+    let next = this.nextCollectAt + this.intervalMs;
+    if (next <= now) next += Math.ceil((now - next + 1) / this.intervalMs) * this.intervalMs;
+    this.schedule(next - now);
   }
 
   private fail(error: Error): void {

@@ -65,6 +65,39 @@ describe("the plugin host", () => {
     expect(host.report).toMatchObject({ status: "stopped", lastError: null });
   });
 
+  it("collects on a fixed grid: a slow collect does not push the next one back, and an overrun slot is skipped", async () => {
+    const starts: number[] = [];
+    const slow = definePlugin({
+      ...base,
+      name: "slow",
+      collect: async () => {
+        starts.push(Date.now());
+        // The third collect overruns its slot (200 ms) and the next one.
+        await new Promise((r) => setTimeout(r, starts.length === 3 ? 330 : 120));
+      },
+    });
+    const host = new PluginHost({
+      plugin: slow,
+      options: {},
+      emit: new RecordingEmitter(),
+      log: recordingLogger(),
+      state: new MemoryState(),
+      intervalMs: 200,
+      timings: { ...timings, collectTimeoutMs: 1_000 },
+    });
+    await host.start();
+    await until(() => starts.length >= 5);
+    await host.stop();
+    const gaps = starts.slice(1, 5).map((at, i) => at - (starts[i] as number));
+    // Start to start: the interval, not the interval plus the collect (320 ms); 400 ms across the overrun.
+    expect(gaps[0]).toBeGreaterThanOrEqual(190);
+    expect(gaps[0]).toBeLessThan(280);
+    expect(gaps[1]).toBeLessThan(280);
+    expect(gaps[2]).toBeGreaterThanOrEqual(390);
+    expect(gaps[2]).toBeLessThan(480);
+    expect(gaps[3]).toBeLessThan(280);
+  });
+
   it("drops a malformed emission, saying which field, and degrades the plugin", async () => {
     const sloppy = definePlugin({
       ...base,
