@@ -16,6 +16,7 @@ import {
   type Clock,
   type Emitter,
   emittedSchemas,
+  isWellFormedMetric,
   type Logger,
   type Plugin,
   type PluginContext,
@@ -287,6 +288,7 @@ export class PluginHost {
 
   private validatingEmitter(): Emitter {
     const check = <K extends keyof Emitter>(kind: K, item: unknown): Parameters<Emitter[K]>[0] | undefined => {
+      if (kind === "metric" && isWellFormedMetric(item)) return item as Parameters<Emitter[K]>[0];
       const parsed = emittedSchemas[kind].safeParse(item);
       if (parsed.success) return parsed.data as Parameters<Emitter[K]>[0];
       const issue = parsed.error.issues[0];

@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
 import * as z from "zod";
-import { definePlugin, PLUGIN_API_VERSION, type Plugin, PluginHost, PluginOptionsError, type PluginReport } from "../src/index.js";
+import {
+  definePlugin,
+  emittedSchemas,
+  isWellFormedMetric,
+  PLUGIN_API_VERSION,
+  type Plugin,
+  PluginHost,
+  PluginOptionsError,
+  type PluginReport,
+} from "../src/index.js";
 import { lifecycleSuite, MemoryState, RecordingEmitter, recordingLogger, runCollect } from "../src/testing.js";
 
 const base = { version: "1.0.0", apiVersion: PLUGIN_API_VERSION, options: z.object({}) };
@@ -96,6 +105,50 @@ describe("the plugin host", () => {
     expect(gaps[2]).toBeGreaterThanOrEqual(390);
     expect(gaps[2]).toBeLessThan(480);
     expect(gaps[3]).toBeLessThan(280);
+  });
+
+  it("takes a metric without zod only where the schema would take it", () => {
+    const good = { name: "service.cpu.cores", value: 0.25, subject: { kind: "service", id: "unit:a.service", name: "a" }, time: 1 };
+    const cases: unknown[] = [
+      good,
+      { name: "a", value: 0 },
+      { name: "a.b_c.9", value: -1.5, labels: { k: "v" }, subject: { kind: "host", id: "host" }, time: undefined },
+      { name: "a", value: 1, labels: {} },
+      Object.assign(Object.create(null), { name: "a", value: 1 }),
+      // Each of these the schema refuses.
+      { ...good, extra: 1 },
+      { ...good, name: "Upper" },
+      { ...good, name: "" },
+      { ...good, name: 3 },
+      { ...good, value: Number.NaN },
+      { ...good, value: Number.POSITIVE_INFINITY },
+      { ...good, value: "1" },
+      { name: "a" },
+      { ...good, time: 0 },
+      { ...good, time: 1.5 },
+      { ...good, time: 2 ** 60 },
+      { ...good, subject: { kind: "planet", id: "x" } },
+      { ...good, subject: { kind: "host", id: "" } },
+      { ...good, subject: { kind: "host", id: "x".repeat(513) } },
+      { ...good, subject: { kind: "host", id: "x", name: "n".repeat(257) } },
+      { ...good, subject: { kind: "host", id: "x", extra: true } },
+      { ...good, subject: null },
+      { ...good, labels: { k: 1 } },
+      { ...good, labels: { ["k".repeat(129)]: "v" } },
+      { ...good, labels: { k: "v".repeat(1025) } },
+      { ...good, labels: [] },
+      [],
+      null,
+      "metric",
+      new (class Metric {
+        name = "a";
+        value = 1;
+      })(),
+    ];
+    const agree = cases.map((item) => [isWellFormedMetric(item), emittedSchemas.metric.safeParse(item).success]);
+    // Never yes where zod says no (what zod takes and this does not, zod still takes: only slower).
+    expect(agree.filter(([fast, schema]) => fast && !schema)).toEqual([]);
+    expect(agree.slice(0, 5).every(([fast]) => fast)).toBe(true);
   });
 
   it("drops a malformed emission, saying which field, and degrades the plugin", async () => {
