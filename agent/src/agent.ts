@@ -12,12 +12,12 @@ import { type Emitter, PluginHost, type PluginReport, type PluginStateStore, typ
 import { CoralError, DiscoveryClient, fromBase64Url } from "@coral/sdk-proto";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 import { checkWireGuard, WireGuardInterface } from "@coral/wireguard";
-import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
 import packageJson from "../package.json" with { type: "json" };
 import { nodeHttpTransport } from "./http.js";
 import { defaultAgentName, freeUdpPort, joinMesh, loadMeshState, loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
 import type { LoadedPlugin } from "./plugins.js";
-import { type NewBatch, Spool, type SpoolLimits } from "./spool.js";
+import { encodeReportRequest, type NewBatch, Spool, type SpoolLimits } from "./spool.js";
 
 export interface AgentOptions {
   dataDir: string;
@@ -141,7 +141,7 @@ export class Agent {
 
     const coordinator = off ? "127.0.0.1" : answer.coordinatorMeshIp;
     const client = () =>
-      new meshV1.AgentServiceClient(`${coordinator}:${answer.grpcPort}`, credentials.createInsecure(), {
+      new AgentClient(`${coordinator}:${answer.grpcPort}`, credentials.createInsecure(), {
         // grpc-js backs off up to 2 minutes between reconnects by default: after the
         // coordinator restarts, the agent would sit that long on a tunnel that works again.
         "grpc.initial_reconnect_backoff_ms": 500,
@@ -292,9 +292,9 @@ export class Agent {
     if (!this.registered) return;
     try {
       for (;;) {
-        const batches = this.spool.pending(100);
+        const batches = this.spool.pendingEncoded(100);
         if (batches.length === 0) return;
-        const response = await this.call<meshV1.ReportRequest, meshV1.ReportResponse>("report", { batches }, 10_000);
+        const response = await this.call<EncodedReport, meshV1.ReportResponse>("report", { batches }, 10_000);
         this.spool.ack(response.ackedSequences);
         this.lastContact = Date.now();
         if (this.sendFailures > 0) this.log(`reports reach the coordinator again; ${this.spool.size.batches} batch(es) still spooled`);
@@ -518,6 +518,20 @@ export class Agent {
     this.timers.push(timer);
   }
 }
+
+/** A report as the agent sends it: the spool's batches, encoded as they were written. */
+interface EncodedReport {
+  batches: Uint8Array[];
+}
+
+/** The coordinator's AgentService, whose `report` takes an `EncodedReport` (see encodeReportRequest). */
+const AgentClient = makeGenericClientConstructor(
+  {
+    ...meshV1.AgentServiceService,
+    report: { ...meshV1.AgentServiceService.report, requestSerialize: (value: EncodedReport) => encodeReportRequest(value.batches) },
+  },
+  "coral.mesh.v1.AgentService",
+) as unknown as typeof meshV1.AgentServiceClient;
 
 const PID_FILE = "agent.pid";
 

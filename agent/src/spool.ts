@@ -8,8 +8,8 @@
  * Sequences are reserved in blocks: the state file records the first sequence not yet
  * handed out, a block ahead, so it is written once per block rather than once per batch.
  * A restart continues after the reserved block; numbers are skipped, never reused.
- * Batches appended by this process stay in memory until acknowledged (up to a bound), so
- * sending them does not read and decode what was just written.
+ * Batches appended by this process stay in memory, encoded, until acknowledged (up to a
+ * bound), so sending them neither reads back nor encodes again what was just written.
  *
  * The spool is bounded by batch count and bytes. When it must make room it drops the
  * oldest batches and says so: the count goes into the next batch's `droppedBefore`,
@@ -63,8 +63,8 @@ export class Spool {
   /** Sequence → size in bytes of what is on disk. */
   private readonly sizes = new Map<number, number>();
   private bytes = 0;
-  /** Unsent batches this process appended, while they fit in MEMORY_BYTES. */
-  private readonly recent = new Map<number, meshV1.Batch>();
+  /** Unsent batches this process appended, as written, while they fit in MEMORY_BYTES. */
+  private readonly recent = new Map<number, Uint8Array>();
   private recentBytes = 0;
 
   constructor(
@@ -113,7 +113,7 @@ export class Spool {
     this.sizes.set(sequence, bytes.length);
     this.bytes += bytes.length;
     if (this.recentBytes + bytes.length <= MEMORY_BYTES) {
-      this.recent.set(sequence, full);
+      this.recent.set(sequence, bytes);
       this.recentBytes += bytes.length;
     }
     return full;
@@ -121,10 +121,15 @@ export class Spool {
 
   /** The oldest batches waiting, in order. */
   pending(limit: number): meshV1.Batch[] {
+    return this.pendingEncoded(limit).map((bytes) => meshV1.Batch.decode(bytes));
+  }
+
+  /** The oldest batches waiting, in order, encoded as they were written: what `encodeReportRequest` sends. */
+  pendingEncoded(limit: number): Uint8Array[] {
     return [...this.sizes.keys()]
       .sort((a, b) => a - b)
       .slice(0, limit)
-      .map((sequence) => this.recent.get(sequence) ?? meshV1.Batch.decode(readFileSync(join(this.dir, fileName(sequence)))));
+      .map((sequence) => this.recent.get(sequence) ?? readFileSync(join(this.dir, fileName(sequence))));
   }
 
   /** Forgets batches the coordinator has stored. */
@@ -204,4 +209,37 @@ function writeDurably(path: string, bytes: Uint8Array): void {
   } finally {
     closeSync(dirFd);
   }
+}
+
+/**
+ * A `ReportRequest` made of batches already encoded: its one field (1, `repeated Batch`) is
+ * each batch length-delimited, so the request is a tag and a length before each batch's bytes,
+ * rather than every batch encoded a second time for the call.
+ */
+export function encodeReportRequest(batches: readonly Uint8Array[]): Buffer {
+  let size = 0;
+  for (const batch of batches) size += 1 + varintLength(batch.length) + batch.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const batch of batches) {
+    out[at++] = (1 << 3) | 2; // field 1, length-delimited
+    let length = batch.length;
+    while (length > 0x7f) {
+      out[at++] = (length & 0x7f) | 0x80;
+      length >>>= 7;
+    }
+    out[at++] = length;
+    out.set(batch, at);
+    at += batch.length;
+  }
+  return out;
+}
+
+function varintLength(n: number): number {
+  let bytes = 1;
+  while (n > 0x7f) {
+    n >>>= 7;
+    bytes++;
+  }
+  return bytes;
 }

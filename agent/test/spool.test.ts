@@ -3,8 +3,9 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { meshV1 } from "@coral/sdk-proto/grpc";
 import { afterEach, describe, expect, it } from "vitest";
-import { type NewBatch, Spool } from "../src/spool.js";
+import { encodeReportRequest, type NewBatch, Spool } from "../src/spool.js";
 
 const dirs: string[] = [];
 const fresh = () => {
@@ -33,6 +34,24 @@ const batch = (n: number): NewBatch => ({
 });
 
 describe("the spool", () => {
+  it("hands out batches as written, which make the same ReportRequest as encoding them again", () => {
+    const spool = new Spool(fresh());
+    // Lengths that take a varint of one, two and three bytes.
+    for (const padding of [0, 300, 20_000]) {
+      const big = batch(padding);
+      (big.events[0] as meshV1.Event).evidenceJson = JSON.stringify({ pad: "x".repeat(padding) });
+      spool.append(big);
+    }
+    const encoded = spool.pendingEncoded(10);
+    expect(encoded.map((bytes) => bytes.length)).toEqual([expect.any(Number), expect.any(Number), expect.any(Number)]);
+    expect(encoded[1]?.length).toBeGreaterThan(127);
+    expect(encoded[2]?.length).toBeGreaterThan(16_383);
+    const request = encodeReportRequest(encoded);
+    expect(Buffer.from(meshV1.ReportRequest.encode({ batches: spool.pending(10) }).finish()).equals(request)).toBe(true);
+    expect(meshV1.ReportRequest.decode(request).batches.map((b) => b.sequence)).toEqual([1, 2, 3]);
+    expect(encodeReportRequest([]).length).toBe(0);
+  });
+
   it("keeps batches in order until acknowledged, across a reopen", () => {
     const dir = fresh();
     const spool = new Spool(dir);
