@@ -81,6 +81,23 @@ describe("the sdk collector, against the example app", () => {
     }
   }, 40_000);
 
+  it("looks through the listening ports again only every probeEveryMs", async () => {
+    let now = 1_000_000;
+    const ctx = createTestContext(sdk, { now: () => now, options: { ports: [], probe: true, probeEveryMs: 30_000 } });
+    try {
+      await sdk.collect?.(ctx as never); // before the app: nothing
+      await startApp();
+      now += 10_000;
+      await sdk.collect?.(ctx as never);
+      expect(ctx.emit.events.filter((e) => e.kind === "service.observed")).toEqual([]);
+      now += 20_000;
+      await sdk.collect?.(ctx as never);
+      expect(ctx.emit.events.filter((e) => e.kind === "service.observed")).toHaveLength(1);
+    } finally {
+      await sdk.stop?.(ctx as never);
+    }
+  }, 40_000);
+
   it("treats a port without the SDK (HTTP, nothing listening) as no SDK, not as down", async () => {
     const app = await startApp();
     const httpPort = Number(app.http.split(":").pop());

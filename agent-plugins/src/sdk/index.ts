@@ -1,8 +1,8 @@
 /**
  * The `sdk` collector: services that embed the Coral SDK, asked directly.
  *
- * Each collect looks for SDK services on the configured ports and, with `probe`, on a
- * bounded number of the ports local processes listen on. A port whose server does not
+ * Each collect looks for SDK services on the configured ports and, with `probe` (every
+ * `probeEveryMs`), on a bounded number of the ports local processes listen on. A port whose server does not
  * speak `coral.sdk.v1` (UNIMPLEMENTED, a refused connection, something that is not gRPC)
  * means "no SDK here", not "down", and is not asked again for ten minutes. For each SDK
  * service it reads Info, Config and Checks, and keeps a `grpc.health.v1` Watch open, so
@@ -25,8 +25,14 @@ const options = z.strictObject({
   ports: z.array(z.number().int().min(1).max(65535)).default([50151]),
   /** Also try the ports local processes listen on (loopback or any address). */
   probe: z.boolean().default(true),
-  /** At most this many new ports tried per collect. */
+  /** At most this many new ports tried per probe. */
   probeLimit: z.number().int().min(0).max(1024).default(32),
+  /**
+   * How often the listening ports are looked through for new ones, in ms (the configured
+   * `ports` are asked at every collect). Reading the TCP tables walks the kernel's whole
+   * connection hash table: at every 10 s collect, that was most of this collector's cost.
+   */
+  probeEveryMs: z.number().int().min(0).max(3_600_000).default(30_000),
   /** Deadline of each call. */
   timeoutMs: z.number().int().min(50).max(10_000).default(1_000),
 });
@@ -51,6 +57,8 @@ interface Instance {
   known: Map<number, Known>;
   notSdk: Map<number, number>;
   reader: ProcReader;
+  /** When the listening ports were last looked through (0: never). */
+  probedAt: number;
 }
 
 const instances = new WeakMap<PluginStateStore, Instance>();
@@ -65,7 +73,7 @@ export default definePlugin({
   async collect(ctx) {
     let instance = instances.get(ctx.state);
     if (!instance) {
-      instance = { known: new Map(), notSdk: new Map(), reader: new ProcReader(ctx.procRoot) };
+      instance = { known: new Map(), notSdk: new Map(), reader: new ProcReader(ctx.procRoot), probedAt: 0 };
       instances.set(ctx.state, instance);
     }
     await collect(ctx, instance);
@@ -99,7 +107,8 @@ async function collect(ctx: PluginContext<Options>, instance: Instance): Promise
   for (const [port, until] of instance.notSdk) if (until <= now) instance.notSdk.delete(port);
 
   const candidates = new Set(ctx.options.ports);
-  if (ctx.options.probe) {
+  if (ctx.options.probe && now - instance.probedAt >= ctx.options.probeEveryMs) {
+    instance.probedAt = now;
     for (const s of instance.reader.tcpSockets()) {
       const reachable = ["0.0.0.0", "::"].includes(s.localAddress) || s.localAddress.startsWith("127.") || s.localAddress === "::1";
       if (s.state === "LISTEN" && reachable) candidates.add(s.localPort);
