@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   ProcReader,
+  parseLastPid,
   parseLoadavg,
   parseMeminfo,
   parseNetTcp,
@@ -84,6 +85,42 @@ describe("/proc parsers", () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+
+  it("reads a kernel thread again only once its pid may have gone to another process", () => {
+    const root = mkdtempSync(join(tmpdir(), "coral-proc-"));
+    const stat = (pid: number, comm: string, ppid: number, utime: number, start: number) =>
+      `${pid} (${comm}) S ${ppid} 0 0 0 -1 0 0 0 0 0 ${utime} 0 0 0 20 0 1 0 ${start} 0 10 0\n`;
+    const proc = (pid: number, text: string, cmdline = "") => {
+      mkdirSync(join(root, String(pid)), { recursive: true });
+      writeFileSync(join(root, String(pid), "stat"), text);
+      writeFileSync(join(root, String(pid), "cmdline"), cmdline);
+      writeFileSync(join(root, String(pid), "cgroup"), "0::/\n");
+    };
+    const lastPid = (pid: number) => writeFileSync(join(root, "loadavg"), `0.00 0.00 0.00 1/80 ${pid}\n`);
+    const reader = new ProcReader(root);
+    try {
+      proc(2, stat(2, "kthreadd", 0, 1, 1));
+      proc(50, stat(50, "kworker/0:1", 2, 5, 100));
+      proc(70, stat(70, "app", 1, 7, 200), "app\0");
+      lastPid(100);
+      const view = () => reader.processes().map((p) => `${p.pid} ${p.comm} ${p.utime} ${p.cmdline.join(" ")}`.trim());
+      expect(view()).toEqual(["2 kthreadd 1", "50 kworker/0:1 5", "70 app 7 app"]);
+      // Pid 50 goes to a new process, but the kernel has not handed 50 out since: impossible, so
+      // not looked at; the user process is read every time.
+      proc(50, stat(50, "reused", 1, 9, 300), "reused\0");
+      proc(70, stat(70, "app", 1, 8, 200), "app\0");
+      lastPid(110);
+      expect(view()).toEqual(["2 kthreadd 1", "50 kworker/0:1 5", "70 app 8 app"]);
+      // Pids wrapped around past 50 (110 -> 60): read again, and found to be a new process.
+      lastPid(60);
+      expect(view()).toEqual(["2 kthreadd 1", "50 reused 9 reused", "70 app 8 app"]);
+    } finally {
+      reader.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+    expect(parseLastPid("0.10 0.20 0.30 2/108 17529\n")).toBe(17529);
+    expect(parseLastPid("0.10 0.20 0.30\n")).toBeUndefined();
   });
 
   it("reads host CPU, memory and load", () => {

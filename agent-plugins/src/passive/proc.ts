@@ -166,6 +166,21 @@ export function parseMeminfo(text: string): { totalBytes: number; availableBytes
   return { totalBytes: total * 1024, availableBytes: available * 1024 };
 }
 
+/** The parent of every kernel thread. */
+const KTHREADD = 2;
+
+/** /proc/loadavg's last field: the pid the kernel handed out last. */
+export function parseLastPid(text: string): number | undefined {
+  const last = Number(text.trim().split(/\s+/)[4]);
+  return Number.isInteger(last) && last > 0 ? last : undefined;
+}
+
+/** Whether the kernel, handing out pids one after another (and wrapping), went past `pid` going from `from` to `to`. */
+function handedOutBetween(pid: number, from: number, to: number): boolean {
+  if (to === from) return false;
+  return to > from ? pid > from && pid <= to : pid > from || pid <= to;
+}
+
 /** /proc/loadavg: the 1, 5 and 15 minute load. */
 export function parseLoadavg(text: string): [number, number, number] | undefined {
   const [a, b, c] = text.trim().split(/\s+/).map(Number);
@@ -269,9 +284,21 @@ export class ProcReader {
   private owners = new Map<number, number>();
   private unowned = new Set<number>();
   private calls = 0;
+  /** Kernel threads as last read, by pid (see processes()). */
+  private readonly kernelThreads = new Map<number, ProcessInfo>();
+  /** The pid the kernel handed out last, as of the previous processes() (from /proc/loadavg). */
+  private lastPid: number | undefined;
+  private listings = 0;
 
   constructor(readonly procRoot: string) {}
 
+  /**
+   * Every process. A kernel thread (a child of kthreadd, with no command line) is read once and
+   * not again while its pid cannot have gone to another process: while the kernel has not
+   * handed that pid out since (`/proc/loadavg` names the last pid handed out), and at least
+   * every 30th call. Kernel threads are most of the processes on many hosts, and no collector
+   * reports them; what is returned for one (its CPU time, memory) is as of its last read.
+   */
   processes(): ProcessInfo[] {
     const out: ProcessInfo[] = [];
     let names: string[];
@@ -280,15 +307,28 @@ export class ProcReader {
     } catch {
       return [];
     }
+    const since = this.lastPid;
+    const lastPid = parseLastPid(readProcFile(`${this.procRoot}/loadavg`));
+    this.lastPid = lastPid;
+    const rereadAll = this.listings++ % 30 === 0 || since === undefined || lastPid === undefined;
     let listed = 0;
     for (const name of names) {
       if (!isPid(name)) continue;
       listed++;
-      const process = this.process(Number(name), true);
-      if (process) out.push(process);
+      const pid = Number(name);
+      const thread = this.kernelThreads.get(pid);
+      if (thread && !rereadAll && !handedOutBetween(pid, since as number, lastPid as number)) {
+        out.push(thread);
+        continue;
+      }
+      const process = this.process(pid, true);
+      if (!process) continue;
+      out.push(process);
+      if (process.cmdline.length === 0 && (process.ppid === KTHREADD || process.pid === KTHREADD)) this.kernelThreads.set(pid, process);
+      else if (thread) this.kernelThreads.delete(pid);
     }
     // Forget processes that are gone, only when some are: most collects find none.
-    if (this.statFds.size > listed || this.statics.size > out.length) {
+    if (this.statFds.size > listed || this.statics.size > out.length || this.kernelThreads.size > out.length) {
       const alive = new Map(out.map((p) => [p.pid, p.startTime]));
       for (const [pid, fd] of this.statFds) {
         if (alive.has(pid)) continue;
@@ -296,6 +336,7 @@ export class ProcReader {
         this.statFds.delete(pid);
       }
       for (const [pid, fixed] of this.statics) if (alive.get(pid) !== fixed.startTime) this.statics.delete(pid);
+      for (const pid of this.kernelThreads.keys()) if (!alive.has(pid)) this.kernelThreads.delete(pid);
     }
     return out;
   }
