@@ -66,6 +66,8 @@ const FIRST_REGISTER_MIN_MS = 750;
  */
 const HANDSHAKE_POLL_MS = { first: 5, later: 50, switchAfterMs: 1_000 } as const;
 const NUDGE_EVERY_MS = 100;
+/** How long the coordinator's packets may arrive without a handshake before this side starts one (see connect()). */
+const STALLED_MS = 1_000;
 
 export class Agent {
   private readonly hosts: PluginHost[] = [];
@@ -617,15 +619,33 @@ async function connect(
     // Handshake times have a resolution of one second.
     const since = Math.floor(Date.now() / 1000) * 1000;
     let fresh = true;
+    /** Where the coordinator's packets came from, once they have. */
+    let learned: string | undefined;
+    /** Since when they arrive at the peer entry now set, with no handshake yet. */
+    let arrivingSince: number | undefined;
+    let saidStalled = false;
     for (let round = 0; Date.now() - started < CONNECT_TIMEOUT_MS; round++) {
       for (const endpoint of endpoints) {
         if (signal?.aborted || Date.now() - started >= CONNECT_TIMEOUT_MS) break;
         const current = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
         // Once the coordinator's packets arrive (it sends toward an agent that just joined),
-        // the peer is left alone to finish that handshake, at the address they came from.
-        if ((current?.rxBytes ?? 0) === 0) {
+        // the peer is left alone to finish that handshake, at the address they came from;
+        // but for STALLED_MS at most. A handshake message lost either way would otherwise
+        // wait for WireGuard's retry, 5 s later: this side starts one instead, toward there.
+        const arriving = (current?.rxBytes ?? 0) > 0;
+        if (arriving) {
+          learned = current?.endpoint ?? learned;
+          arrivingSince ??= Date.now();
+        }
+        const stalled = arriving && Date.now() - (arrivingSince as number) >= STALLED_MS;
+        if (!arriving || stalled) {
+          if (stalled && !saidStalled) {
+            log(`the coordinator's packets arrive from ${learned ?? endpoint} but no handshake came of them; starting one from here`);
+            saidStalled = true;
+          }
           if (!fresh) await wireguard.removePeer(publicKey);
-          await wireguard.setPeer({ publicKey, endpoint, allowedIps: ["100.64.0.0/10"], persistentKeepalive: 25 });
+          await wireguard.setPeer({ publicKey, endpoint: learned ?? endpoint, allowedIps: ["100.64.0.0/10"], persistentKeepalive: 25 });
+          arrivingSince = undefined;
         }
         fresh = false;
         // Slower rounds after the first few, for paths with a long round trip.
@@ -646,6 +666,10 @@ async function connect(
             const through = peer?.endpoint ?? endpoint;
             log(`tunnel up through ${through} in ${Date.now() - started} ms`);
             return through;
+          }
+          if ((peer?.rxBytes ?? 0) > 0) {
+            arrivingSince ??= Date.now();
+            if (Date.now() - arrivingSince >= STALLED_MS) break; // to the next attempt, which starts a handshake
           }
         }
       }

@@ -213,6 +213,59 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     expect(running.log.join("\n")).toContain("of the handshake; shaking hands again");
   }, 60_000);
 
+  it("starts a handshake itself when the hub's packets arrive but none comes of them", async () => {
+    expect(await stopChild(agent?.child)).toBe(0);
+    // Neither the agent's handshake initiations (WireGuard message type 1) nor its responses
+    // (type 2) get out, until the hub's packets have arrived: one handshake message lost each way.
+    const nft = (...args: string[]) => expect(lab.exec(lab.b, ["nft", ...args]).ok).toBe(true);
+    nft("add", "table", "ip", "stall");
+    nft("add", "chain", "ip", "stall", "out", "{ type filter hook output priority 0; }");
+    const hubPort = lab.exec(lab.a, ["wg", "show", `${lab.prefix}hub`, "listen-port"]).output.trim();
+    for (const type of ["1", "2"]) nft("add", "rule", "ip", "stall", "out", "udp", "dport", hubPort, "@th,64,8", type, "drop");
+    const child = spawnInNamespace(
+      lab.b,
+      "src/cli.ts",
+      ["--plugins=coral-plugin-sample", "--data-dir", join(dir, "agent"), "--interface", `${lab.prefix}ag`, "--name", "web-1"],
+      agentDir,
+    );
+    const running = waitForLine(child, / running as web-1 /, "the agent");
+    agent = { child, log: running.log };
+    const wait = async (what: string, done: () => boolean) => {
+      const deadline = Date.now() + 15_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${running.log.join("\n")}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    await wait("the agent to connect", () => running.log.some((l) => l.includes("connecting to the coordinator")));
+    // The hub starts a handshake toward the agent, as its punch does.
+    const hub = `${lab.prefix}hub`;
+    expect(running.log.join("\n")).not.toContain("tunnel up");
+    const key = lab.exec(lab.a, ["wg", "show", hub, "peers"]).output.trim();
+    const port = lab.exec(lab.b, ["wg", "show", `${lab.prefix}ag`, "listen-port"]).output.trim();
+    expect(lab.exec(lab.a, ["wg", "set", hub, "peer", key, "remove"]).ok).toBe(true);
+    const endpoint = `${lab.addressB}:${port}`;
+    expect(lab.exec(lab.a, ["wg", "set", hub, "peer", key, "allowed-ips", "100.64.0.2/32", "endpoint", endpoint]).ok).toBe(true);
+    lab.exec(lab.a, ["ping", "-c", "1", "-W", "1", "100.64.0.2"]);
+    const received = () =>
+      Number(
+        lab
+          .exec(lab.b, ["wg", "show", `${lab.prefix}ag`, "transfer"])
+          .output.trim()
+          .split(/\s+/)[1] ?? 0,
+      ) > 0;
+    await wait("the hub's handshake to arrive", received);
+    nft("delete", "table", "ip", "stall");
+    const open = Date.now();
+    await wait("the tunnel", () => running.log.some((l) => l.includes("tunnel up through")));
+    // WireGuard alone would try again 5 s after the lost message.
+    expect(Date.now() - open, running.log.join("\n")).toBeLessThan(2_500);
+    expect(running.log.join("\n"), `${Date.now() - open} ms after the drop ended:\n${running.log.join("\n")}`).toContain(
+      "no handshake came of them; starting one from here",
+    );
+    await running.ready;
+  }, 60_000);
+
   it("stops on SIGTERM with the interface removed", async () => {
     expect(await stopChild(agent?.child)).toBe(0);
     expect(agent?.log.at(-1)).toMatch(/stopped; \d+ batch\(es\) wait in the spool/);
