@@ -183,13 +183,8 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     expect(exactlyOnce(await ticks())).toBe(true);
   }, 120_000);
 
-  it("shakes hands again when the hub loses the session it has just made", async () => {
-    expect(await stopChild(agent?.child)).toBe(0);
-    // Until the hub has lost it, the handshake gets through and TCP does not.
-    const hold = (...args: string[]) => expect(lab.exec(lab.b, ["nft", ...args]).ok).toBe(true);
-    hold("add", "table", "ip", "hold");
-    hold("add", "chain", "ip", "hold", "out", "{ type filter hook output priority 0; }");
-    hold("add", "rule", "ip", "hold", "out", "ip", "daddr", "100.64.0.1", "tcp", "flags", "syn", "drop");
+  /** Starts the enrolled agent web-1 again, in its namespace. */
+  const restartWeb1 = () => {
     const child = spawnInNamespace(
       lab.b,
       "src/cli.ts",
@@ -198,6 +193,17 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     );
     const running = waitForLine(child, / running as web-1 /, "the agent");
     agent = { child, log: running.log };
+    return running;
+  };
+  const nftInAgentNs = (...args: string[]) => expect(lab.exec(lab.b, ["nft", ...args]).ok).toBe(true);
+
+  it("shakes hands again when the hub loses the session it has just made", async () => {
+    expect(await stopChild(agent?.child)).toBe(0);
+    // Until the hub has lost it, the handshake gets through and TCP does not.
+    nftInAgentNs("add", "table", "ip", "hold");
+    nftInAgentNs("add", "chain", "ip", "hold", "out", "{ type filter hook output priority 0; }");
+    nftInAgentNs("add", "rule", "ip", "hold", "out", "ip", "daddr", "100.64.0.1", "tcp", "flags", "syn", "drop");
+    const running = restartWeb1();
     const deadline = Date.now() + 15_000;
     while (!running.log.some((l) => l.includes("tunnel up through")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     // The hub replaces its peer entry for the agent, as its punch does: the session the agent
@@ -206,7 +212,7 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     const key = lab.exec(lab.a, ["wg", "show", hub, "peers"]).output.trim();
     expect(lab.exec(lab.a, ["wg", "set", hub, "peer", key, "remove"]).ok).toBe(true);
     expect(lab.exec(lab.a, ["wg", "set", hub, "peer", key, "allowed-ips", "100.64.0.2/32"]).ok).toBe(true);
-    hold("delete", "table", "ip", "hold");
+    nftInAgentNs("delete", "table", "ip", "hold");
     const lost = Date.now();
     await running.ready;
     expect(Date.now() - lost, running.log.join("\n")).toBeLessThan(3_000);
@@ -217,19 +223,11 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
     expect(await stopChild(agent?.child)).toBe(0);
     // Neither the agent's handshake initiations (WireGuard message type 1) nor its responses
     // (type 2) get out, until the hub's packets have arrived: one handshake message lost each way.
-    const nft = (...args: string[]) => expect(lab.exec(lab.b, ["nft", ...args]).ok).toBe(true);
-    nft("add", "table", "ip", "stall");
-    nft("add", "chain", "ip", "stall", "out", "{ type filter hook output priority 0; }");
+    nftInAgentNs("add", "table", "ip", "stall");
+    nftInAgentNs("add", "chain", "ip", "stall", "out", "{ type filter hook output priority 0; }");
     const hubPort = lab.exec(lab.a, ["wg", "show", `${lab.prefix}hub`, "listen-port"]).output.trim();
-    for (const type of ["1", "2"]) nft("add", "rule", "ip", "stall", "out", "udp", "dport", hubPort, "@th,64,8", type, "drop");
-    const child = spawnInNamespace(
-      lab.b,
-      "src/cli.ts",
-      ["--plugins=coral-plugin-sample", "--data-dir", join(dir, "agent"), "--interface", `${lab.prefix}ag`, "--name", "web-1"],
-      agentDir,
-    );
-    const running = waitForLine(child, / running as web-1 /, "the agent");
-    agent = { child, log: running.log };
+    for (const type of ["1", "2"]) nftInAgentNs("add", "rule", "ip", "stall", "out", "udp", "dport", hubPort, "@th,64,8", type, "drop");
+    const running = restartWeb1();
     const wait = async (what: string, done: () => boolean) => {
       const deadline = Date.now() + 15_000;
       while (!done()) {
@@ -255,7 +253,7 @@ describe.skipIf(skip)("coral-agent, in a lab", () => {
           .split(/\s+/)[1] ?? 0,
       ) > 0;
     await wait("the hub's handshake to arrive", received);
-    nft("delete", "table", "ip", "stall");
+    nftInAgentNs("delete", "table", "ip", "stall");
     const open = Date.now();
     await wait("the tunnel", () => running.log.some((l) => l.includes("tunnel up through")));
     // WireGuard alone would try again 5 s after the lost message.
