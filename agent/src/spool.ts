@@ -29,6 +29,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 
 export interface SpoolLimits {
@@ -217,29 +218,7 @@ function writeDurably(path: string, bytes: Uint8Array): void {
  * rather than every batch encoded a second time for the call.
  */
 export function encodeReportRequest(batches: readonly Uint8Array[]): Buffer {
-  let size = 0;
-  for (const batch of batches) size += 1 + varintLength(batch.length) + batch.length;
-  const out = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const batch of batches) {
-    out[at++] = (1 << 3) | 2; // field 1, length-delimited
-    let length = batch.length;
-    while (length > 0x7f) {
-      out[at++] = (length & 0x7f) | 0x80;
-      length >>>= 7;
-    }
-    out[at++] = length;
-    out.set(batch, at);
-    at += batch.length;
-  }
-  return out;
-}
-
-function varintLength(n: number): number {
-  let bytes = 1;
-  while (n > 0x7f) {
-    n >>>= 7;
-    bytes++;
-  }
-  return bytes;
+  const writer = new BinaryWriter();
+  for (const batch of batches) writer.uint32((1 << 3) | 2).bytes(batch); // field 1, length-delimited
+  return Buffer.from(writer.finish());
 }
