@@ -60,11 +60,15 @@ const SEND_RETRY_MS = 5_000;
  */
 const FIRST_REGISTER_MIN_MS = 750;
 /**
- * How often connect() looks for the handshake: every 5 ms for the first second (a request on
- * wireguard-go's socket costs well under a millisecond), then every 50 ms, so that an agent
- * that cannot get through costs its host little while it keeps trying.
+ * How often connect() looks for the handshake, which on a LAN comes within a few ms: each
+ * look (a request on wireguard-go's socket) costs the agent a few tenths of a millisecond, so
+ * the pause grows with the time an attempt has waited (a fifth of it, 2 to 100 ms). A
+ * handshake is seen soon after it lands, and an agent that cannot get through costs its
+ * host little while it keeps trying.
  */
-const HANDSHAKE_POLL_MS = { first: 5, later: 50, switchAfterMs: 1_000 } as const;
+const HANDSHAKE_POLL_MS = { min: 2, max: 100, ofWaited: 1 / 5 } as const;
+const handshakePollMs = (waitedMs: number) =>
+  Math.min(HANDSHAKE_POLL_MS.max, Math.max(HANDSHAKE_POLL_MS.min, Math.round(waitedMs * HANDSHAKE_POLL_MS.ofWaited)));
 const NUDGE_EVERY_MS = 100;
 /** How long the coordinator's packets may arrive without a handshake before this side starts one (see connect()). */
 const STALLED_MS = 1_000;
@@ -615,7 +619,7 @@ async function connect(
       return existing.endpoint ?? undefined;
     }
     // A fresh peer: no session from before, nothing received yet.
-    await wireguard.removePeer(publicKey);
+    if (existing) await wireguard.removePeer(publicKey);
     // Handshake times have a resolution of one second.
     const since = Math.floor(Date.now() / 1000) * 1000;
     let fresh = true;
@@ -627,7 +631,8 @@ async function connect(
     for (let round = 0; Date.now() - started < CONNECT_TIMEOUT_MS; round++) {
       for (const endpoint of endpoints) {
         if (signal?.aborted || Date.now() - started >= CONNECT_TIMEOUT_MS) break;
-        const current = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
+        // (At the first attempt there is no peer entry yet.)
+        const current = fresh ? undefined : (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
         // Once the coordinator's packets arrive (it sends toward an agent that just joined),
         // the peer is left alone to finish that handshake, at the address they came from;
         // but for STALLED_MS at most. A handshake message lost either way would otherwise
@@ -649,7 +654,8 @@ async function connect(
         }
         fresh = false;
         // Slower rounds after the first few, for paths with a long round trip.
-        const deadline = Math.min(started + CONNECT_TIMEOUT_MS, Date.now() + Math.min(4 * ATTEMPT_MS, ATTEMPT_MS * 2 ** round));
+        const attemptStarted = Date.now();
+        const deadline = Math.min(started + CONNECT_TIMEOUT_MS, attemptStarted + Math.min(4 * ATTEMPT_MS, ATTEMPT_MS * 2 ** round));
         // A packet to send is what makes WireGuard shake hands; with none it would wait.
         let nudged = 0;
         while (Date.now() < deadline) {
@@ -657,8 +663,7 @@ async function connect(
             socket.send(Buffer.from([0]), 9, coordinatorMeshIp);
             nudged = Date.now();
           }
-          const poll = Date.now() - started < HANDSHAKE_POLL_MS.switchAfterMs ? HANDSHAKE_POLL_MS.first : HANDSHAKE_POLL_MS.later;
-          await new Promise((r) => setTimeout(r, poll));
+          await new Promise((r) => setTimeout(r, handshakePollMs(Date.now() - attemptStarted)));
           const peer = (await wireguard.status()).peers.find((p) => p.publicKey === publicKey);
           if ((peer?.latestHandshake ?? 0) >= since) {
             // Where the coordinator's packets came from: what it sent toward this agent may

@@ -90,10 +90,16 @@ export class WireGuardInterface {
       kind: "mode",
       message: mode === "kernel" ? "using the WireGuard kernel module" : "using wireguard-go (no kernel module)",
     });
+    // wireguard-go is spawned as startUserspace() is called; `ip` is started just after it and
+    // gets its commands once the interface exists. Starting a process takes about 10 ms here,
+    // which is then spent while wireguard-go starts, not after.
+    const userspace = mode === "userspace" ? wg.startUserspace() : undefined;
+    const ip = launch(options, "ip", ["-batch", "-"]);
     try {
-      if (mode === "userspace") await wg.startUserspace();
-      await wg.configure();
+      await userspace;
+      await wg.configure(ip);
     } catch (error) {
+      ip.cancel();
       await wg.down();
       throw error;
     }
@@ -215,7 +221,8 @@ export class WireGuardInterface {
     }
   }
 
-  private async configure(): Promise<void> {
+  /** Sets the key and port, then the address, link and routes, through `ip` (one started already, or a new one). */
+  private async configure(ip = launch(this.options, "ip", ["-batch", "-"])): Promise<void> {
     const { name, privateKey, listenPort, address } = this.options;
     if (this.mode === "userspace") {
       await this.uapiSet([`private_key=${toHex(privateKey)}`, ...(listenPort ? [`listen_port=${listenPort}`] : [])]);
@@ -237,7 +244,7 @@ export class WireGuardInterface {
       `link set ${name} up`,
       ...(this.options.routes ?? []).map((route) => `route replace ${route} dev ${name}`),
     ];
-    await checked(this.options, "ip", ["-batch", "-"], `${commands.join("\n")}\n`);
+    ensureSuccess("ip -batch -", await ip.finish(`${commands.join("\n")}\n`));
     if (this.peerConfigs.size > 0) await this.setPeers([...this.peerConfigs.values()]);
   }
 
@@ -425,27 +432,46 @@ interface RunResult {
   stderr: string;
 }
 
-/** Runs a tool (in the namespace, if any) to its end; never rejects: a tool that could not start exits 127. */
-function run(options: InterfaceOptions, command: string, args: string[], input?: string): Promise<RunResult> {
+/** A tool started (in the namespace, if any) that waits for its standard input. */
+interface Launched {
+  /** Writes its input, closes it, and waits for the tool to end; never rejects: a tool that could not start exits 127. */
+  finish(input?: string): Promise<RunResult>;
+  /** Closes its input unwritten, for a tool that is no longer needed. */
+  cancel(): void;
+}
+
+function launch(options: InterfaceOptions, command: string, args: string[]): Launched {
   const [cmd, fullArgs] = inNamespace(options, command, args);
-  return new Promise((resolve) => {
-    const child = execFile(cmd, fullArgs, { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) => {
+  let child: ChildProcess;
+  const result = new Promise<RunResult>((resolve) => {
+    child = execFile(cmd, fullArgs, { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (!error) return resolve({ exitCode: 0, stdout, stderr });
       const exitCode = typeof error.code === "number" ? error.code : 127;
       resolve({ exitCode, stdout, stderr: stderr || error.message });
     });
     child.stdin?.on("error", () => {}); // a tool that exits early closes its end; its exit code says why
-    child.stdin?.end(input);
   });
+  return {
+    finish: (input) => {
+      child.stdin?.end(input);
+      return result;
+    },
+    cancel: () => child.stdin?.end(),
+  };
+}
+
+/** Runs a tool (in the namespace, if any) to its end; never rejects: a tool that could not start exits 127. */
+function run(options: InterfaceOptions, command: string, args: string[], input?: string): Promise<RunResult> {
+  return launch(options, command, args).finish(input);
 }
 
 async function checked(options: InterfaceOptions, command: string, args: string[], input?: string): Promise<string> {
-  const result = await run(options, command, args, input);
+  return ensureSuccess(`${command} ${args.join(" ")}`, await run(options, command, args, input));
+}
+
+function ensureSuccess(commandLine: string, result: RunResult): string {
   if (result.exitCode !== 0) {
-    throw new CoralError(
-      "wireguard_failed",
-      `\`${command} ${args.join(" ")}\` failed: ${result.stderr.trim() || `exit code ${result.exitCode}`}.`,
-    );
+    throw new CoralError("wireguard_failed", `\`${commandLine}\` failed: ${result.stderr.trim() || `exit code ${result.exitCode}`}.`);
   }
   return result.stdout;
 }

@@ -89,7 +89,7 @@ export async function uapiStatus(socketPath: string): Promise<InterfaceStatus> {
       };
       status.peers.push(peer);
     } else if (!peer) {
-      if (key === "private_key") status.publicKey = publicKeyOf(fromHex(value));
+      if (key === "private_key") status.publicKey = ownPublicKey(value);
       else if (key === "listen_port") status.listenPort = Number(value);
     } else if (key === "endpoint") peer.endpoint = value;
     else if (key === "allowed_ip") peer.allowedIps.push(value);
@@ -101,6 +101,16 @@ export async function uapiStatus(socketPath: string): Promise<InterfaceStatus> {
   }
   finishPeer();
   return status;
+}
+
+/**
+ * The interface's public key, derived from its private key once, not at every status: the
+ * derivation takes about a millisecond, and connect() asks for the status every few.
+ */
+let derived: { privateHex: string; publicKey: string } | undefined;
+function ownPublicKey(privateHex: string): string {
+  if (derived?.privateHex !== privateHex) derived = { privateHex, publicKey: publicKeyOf(fromHex(privateHex)) };
+  return derived.publicKey;
 }
 
 export const toHex = (base64Key: string) => Buffer.from(base64Key, "base64").toString("hex");

@@ -121,6 +121,15 @@ describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
     ).rejects.toMatchObject({ code: "wireguard_failed", message: expect.stringContaining("already exists") });
   });
 
+  it("leaves no `ip` waiting when wireguard-go cannot make the interface", async () => {
+    // `ip` is started beside wireguard-go, before the interface exists. Here the name's socket
+    // is served by the hub's wireguard-go (in another namespace), so there never is one.
+    await expect(
+      WireGuardInterface.up({ name: `${lab.prefix}wa`, netns: lab.b, privateKey: generateKeyPair().privateKey, address: "100.64.9.2/32" }),
+    ).rejects.toMatchObject({ code: "wireguard_failed", message: expect.stringContaining("is in use") });
+    await until("the `ip -batch -` started for it to exit", () => !lab.exec(lab.b, ["pgrep", "-fx", "ip -batch -"]).ok, 3_000);
+  });
+
   it("takes over the interface that a killed process left behind, recognising it by its key", async () => {
     const name = `${lab.prefix}wk`;
     const keys = generateKeyPair();
