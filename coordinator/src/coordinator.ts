@@ -201,7 +201,13 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
           const spec = { publicKey: peer.publicKey, allowedIps: [`${peer.meshIp}/32`] };
           // The endpoint alone sends nothing yet: see punch().
           await wireguard.setPeer(peer.endpoint ? { ...spec, endpoint: peer.endpoint } : spec);
-          if (peer.endpoint) void punch(wireguard, { ...spec, endpoint: peer.endpoint }).catch(() => {});
+          if (peer.endpoint) {
+            void punch(wireguard, { ...spec, endpoint: peer.endpoint }).then(
+              (outcome) => log(`new agent at ${peer.meshIp}: ${outcome}`),
+              (error: unknown) =>
+                log(`new agent at ${peer.meshIp}: sending toward it failed: ${error instanceof Error ? error.message : String(error)}`),
+            );
+          }
         },
         endpoints: advertisedEndpoints,
         grpcPort: agentService.port,
@@ -303,26 +309,30 @@ class NoTunnel implements Tunnel {
  * that has heard from the agent is left alone to finish its handshake. Keepalives stay on,
  * which also holds the hub's own NAT open toward the agent.
  */
-async function punch(wireguard: Tunnel, spec: { publicKey: string; allowedIps: string[]; endpoint: string }): Promise<void> {
-  const since = Math.floor(Date.now() / 1000) * 1000;
+async function punch(wireguard: Tunnel, spec: { publicKey: string; allowedIps: string[]; endpoint: string }): Promise<string> {
+  const started = Date.now();
+  const since = Math.floor(started / 1000) * 1000;
   const keepalive = { publicKey: spec.publicKey, allowedIps: spec.allowedIps, persistentKeepalive: 25 };
   let wait = PUNCH_RETRY_MS;
+  let sent = 0;
   await new Promise((r) => setTimeout(r, PUNCH_DELAY_MS));
   for (const deadline = Date.now() + 30_000; Date.now() < deadline; wait = Math.min(2 * wait, 2_000)) {
     const peer = (await wireguard.status()).peers.find((p) => p.publicKey === spec.publicKey);
-    if (!peer) return; // removed meanwhile
+    if (!peer) return "the agent was removed meanwhile";
     if ((peer.latestHandshake ?? 0) >= since) {
       // Through (the agent's own handshake, perhaps): keepalives on, at the address it came from.
       if (peer.persistentKeepalive === null) await wireguard.setPeer(keepalive);
-      return;
+      return `handshake through ${peer.endpoint ?? spec.endpoint} ${Date.now() - started} ms after its answer (${sent} sent from here)`;
     }
     if (peer.rxBytes === 0) {
       await wireguard.removePeer(spec.publicKey);
       // Turning keepalives on sends one at once, and with it a handshake.
       await wireguard.setPeer({ ...keepalive, endpoint: spec.endpoint });
+      sent++;
     }
     await new Promise((r) => setTimeout(r, wait));
   }
+  return `no handshake within 30 s (${sent} sent toward ${spec.endpoint}); WireGuard keeps trying`;
 }
 const PUNCH_DELAY_MS = 300;
 const PUNCH_RETRY_MS = 250;

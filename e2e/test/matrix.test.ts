@@ -106,8 +106,11 @@ describe.skipIf(skip)("the mesh across NATs", () => {
               "-c",
               "ps -eo pcpu,etimes,args --sort=-pcpu | head -8 | cut -c1-160",
             ]).output;
+            const since = new Date(entry.agent.startedAt - 1_000).toISOString().slice(0, 19);
+            const hub = coordinator.log.filter((line) => line.slice(0, 19) >= since).slice(-30);
             throw new Error(
               `${(error as Error).message}\nagent ${entry.agent.name}'s log:\n${entry.agent.timeline.join("\n")}\n` +
+                `the hub meanwhile:\n${hub.join("\n")}\n` +
                 `discovery from the agent's host: ${probe(entry.agent.host.ns)}; from the internet: ${probe(lab.nat.internet.ns)}\n${top}`,
             );
           }
@@ -152,9 +155,15 @@ describe.skipIf(skip)("the mesh across NATs", () => {
           }
         }
 
+        // The hub says how each new agent's tunnel came about (it looks every 0.25-2 s).
+        const direct = agents.filter((a) => a.expected === "direct");
+        const punched = () => coordinator.log.filter((line) => /new agent at 100\.64\.\d+\.\d+: handshake through /.test(line));
+        for (const deadline = Date.now() + 5_000; punched().length < direct.length && Date.now() < deadline; )
+          await new Promise((r) => setTimeout(r, 100));
+        expect(punched(), coordinator.log.slice(-20).join("\n")).toHaveLength(direct.length);
+
         // Restart of an enrolled agent: no invite, keys and address kept.
         const restart = new Map<string, number>();
-        const direct = agents.filter((a) => a.expected === "direct");
         const stopped = Date.now();
         for (const { agent } of direct) await agent.stop();
         await Promise.all(direct.map(({ agent }) => watch.until(agent.name, (a) => a.status !== "healthy", stopped, 15_000)));
