@@ -33,6 +33,18 @@ export default nodePackage(["src/index.ts", "src/cli.ts", "src/boot.ts"], {
       external: ["@grpc/proto-loader"],
       logLevel: "warning",
     });
+    // What bin/coral-agent.cjs loads the bundle with: the same loader, as CommonJS, which the
+    // command passes its directory (it has no import.meta.url, which only the ES build uses).
+    await build({
+      entryPoints: ["src/boot.ts"],
+      outfile: "dist/boot.cjs",
+      bundle: true,
+      platform: "node",
+      format: "cjs",
+      target: "node20",
+      logLevel: "warning",
+      logOverride: { "empty-import-meta": "silent" },
+    });
     // Under the flags the agent runs with: V8 rejects a cache written under others.
     const flags = agentNodeFlags("src");
     execFileSync(process.execPath, [...flags, "--input-type=module", "-e", 'await (await import("./dist/boot.js")).writeCodeCache()'], {

@@ -20,7 +20,7 @@ import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const agentBundle = join(root, "agent", "dist", "cli.js");
 /** The agent's command, as users run it: it loads the bundle with the Node.js flags on its `#!` line. */
-const agentBin = join(root, "agent", "bin", "coral-agent.js");
+const agentBin = join(root, "agent", "bin", "coral-agent.cjs");
 const coordinatorDir = join(root, "coordinator");
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const step = (n: number, line: string) => say(`  [${n}/5] ${line}`);

@@ -7,6 +7,9 @@
  *
  * Code compiled through `vm` cannot `import()` on Node 20 (not without an experimental flag),
  * so plugins from paths and packages are imported by the caller: see `runAgentCli`'s hooks.
+ *
+ * The `coral-agent` command loads this file built as CommonJS (`dist/boot.cjs`), passing
+ * the directory, since there is no `import.meta.url` there.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -17,13 +20,13 @@ import vm from "node:vm";
 export type Program = typeof import("./program.js");
 
 /**
- * The Node.js flags `coral-agent` runs with: those on the `#!` line of bin/coral-agent.js, the
+ * The Node.js flags `coral-agent` runs with: those on the `#!` line of bin/coral-agent.cjs, the
  * one place they are set. The code cache is only accepted by a V8 started with the flags it was
  * written under, so the build writes it under these, and whatever starts the agent otherwise
  * (the bench) passes them too.
  */
 export function agentNodeFlags(dir = here()): string[] {
-  const shebang = readFileSync(join(dir, "..", "bin", "coral-agent.js"), "utf8").split("\n", 1)[0] ?? "";
+  const shebang = readFileSync(join(dir, "..", "bin", "coral-agent.cjs"), "utf8").split("\n", 1)[0] ?? "";
   return shebang.split(" ").filter((word) => word.startsWith("--"));
 }
 

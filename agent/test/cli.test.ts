@@ -31,7 +31,7 @@ describe("coral-agent, where it cannot run", () => {
   const run = (args: string[], asNobody = false, built = false) => {
     // Built, as users run it: the command itself, whose `#!` line starts node with the agent's flags.
     const argv = built
-      ? [join(agentDir, "bin", "coral-agent.js"), ...args]
+      ? [join(agentDir, "bin", "coral-agent.cjs"), ...args]
       : [process.execPath, "--conditions=coral-source", "--import", "tsx", "src/cli.ts", ...args];
     const [command, rest] =
       asNobody && process.getuid?.() === 0
@@ -86,7 +86,7 @@ describe("coral-agent, where it cannot run", () => {
     // Through the command itself, as a shell (or npx) starts it: env -S splits the #! line.
     const probe = join(dir, "probe.mjs");
     writeFileSync(probe, "console.log(JSON.stringify(process.execArgv));\n");
-    const shebang = readFileSync(join(agentDir, "bin", "coral-agent.js"), "utf8").split("\n", 1)[0] as string;
+    const shebang = readFileSync(join(agentDir, "bin", "coral-agent.cjs"), "utf8").split("\n", 1)[0] as string;
     const viaShebang = join(dir, "probe-bin.mjs");
     writeFileSync(viaShebang, `${shebang}\nawait import(${JSON.stringify(probe)});\n`, { mode: 0o755 });
     const result = spawnSync(viaShebang, [], { encoding: "utf8" });

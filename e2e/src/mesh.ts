@@ -27,8 +27,8 @@ function track(child: ChildProcess): ChildProcess {
   return child;
 }
 /** The agent as users run it: its command (with the Node.js flags on its `#!` line), loading the built bundle. */
-export const AGENT_BIN = join(root, "agent", "bin", "coral-agent.js");
-const AGENT_BUNDLE = join(root, "agent", "dist", "cli.js");
+export const AGENT_BIN = join(root, "agent", "bin", "coral-agent.cjs");
+const AGENT_BUNDLE = join(root, "agent", "dist", "agent.cjs");
 /** `coral` as users run it: the built CLI (`LabCoordinator`'s `built`). */
 const CORAL_CLI = join(root, "coordinator", "dist", "cli.js");
 
