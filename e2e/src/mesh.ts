@@ -95,6 +95,18 @@ export function labCoordinator(lab: MeshLab, site: Site, name: string, extraArgs
 
 let interfaces = 0;
 
+/**
+ * The environment an agent gets on a host of its own (from its service manager), not this test
+ * runner's. The one difference that matters: these machines' environment sets
+ * NODE_EXTRA_CA_CERTS to Debian's whole CA bundle, and Node 20 reads and parses that file at
+ * every start (nodejs/node#40524): about 40 ms of each agent start here, for a lab without TLS.
+ */
+function serviceEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS;
+  return env;
+}
+
 /** `coral-agent` (built) on a lab host, with the passive collector. */
 export class LabAgent {
   child: ChildProcess | undefined;
@@ -129,7 +141,7 @@ export class LabAgent {
       ...(invite ? ["--join", invite] : []),
     ];
     this.startedAt = Date.now();
-    const child = track(spawn("ip", ["netns", "exec", this.host.ns, ...args], { stdio: ["ignore", "ignore", "pipe"] }));
+    const child = track(spawn("ip", ["netns", "exec", this.host.ns, ...args], { stdio: ["ignore", "ignore", "pipe"], env: serviceEnv() }));
     this.child = child;
     this.log = [];
     this.timeline = [];
