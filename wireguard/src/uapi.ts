@@ -105,7 +105,8 @@ export async function uapiStatus(socketPath: string): Promise<InterfaceStatus> {
 
 /**
  * The interface's public key, derived from its private key once, not at every status: the
- * derivation takes about a millisecond, and connect() asks for the status every few.
+ * derivation takes about a millisecond, and an agent's connect() asks for the status every
+ * few milliseconds.
  */
 let derived: { privateHex: string; publicKey: string } | undefined;
 function ownPublicKey(privateHex: string): string {
