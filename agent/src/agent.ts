@@ -61,7 +61,7 @@ const SEND_RETRY_MS = 5_000;
 const FIRST_REGISTER_MIN_MS = 750;
 /**
  * How often connect() looks for the handshake, which on a LAN comes within a few ms: each
- * look (a request on wireguard-go's socket) costs the agent a few tenths of a millisecond, so
+ * look (a request on wireguard-go's socket) costs the agent about a tenth of a millisecond, so
  * the pause grows with the time an attempt has waited (a fifth of it, 2 to 100 ms). A
  * handshake is seen soon after it lands, and an agent that cannot get through costs its
  * host little while it keeps trying.

@@ -9,7 +9,7 @@ import { release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { CoralError } from "@coral/sdk-proto";
 import { type InterfaceStatus, parseDump } from "./dump.js";
-import { toHex, UapiError, uapiRequest, uapiSocket, uapiStatus } from "./uapi.js";
+import { toHex, UapiConnection, UapiError, uapiRequest, uapiSocket, uapiStatus } from "./uapi.js";
 
 export interface InterfaceOptions {
   /** At most 15 characters; unique on the machine (wireguard-go's sockets are shared by all namespaces). */
@@ -50,10 +50,15 @@ export class WireGuardInterface {
   private stopping = false;
   private restarts = 0;
 
+  /** wireguard-go's socket, one connection for all requests. */
+  private readonly uapi: UapiConnection;
+
   private constructor(
     private readonly options: InterfaceOptions,
     readonly mode: "kernel" | "userspace",
-  ) {}
+  ) {
+    this.uapi = new UapiConnection(uapiSocket(options.name));
+  }
 
   get name(): string {
     return this.options.name;
@@ -135,7 +140,7 @@ export class WireGuardInterface {
   async status(): Promise<InterfaceStatus> {
     if (this.mode === "kernel") return parseDump(await this.wg(["show", this.name, "dump"]));
     try {
-      return await uapiStatus(uapiSocket(this.name));
+      return await uapiStatus(this.uapi);
     } catch (error) {
       throw uapiFailure(this.name, "reading its status", error);
     }
@@ -144,6 +149,7 @@ export class WireGuardInterface {
   /** Removes the interface (and stops wireguard-go). Safe to call twice. */
   async down(): Promise<void> {
     this.stopping = true;
+    this.uapi.close();
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -250,7 +256,7 @@ export class WireGuardInterface {
 
   private async uapiSet(lines: string[]): Promise<void> {
     try {
-      await uapiRequest(uapiSocket(this.name), ["set=1", ...lines]);
+      await this.uapi.request(["set=1", ...lines]);
     } catch (error) {
       throw uapiFailure(this.name, "configuring it", error);
     }
