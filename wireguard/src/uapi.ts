@@ -33,10 +33,12 @@ export class UapiError extends Error {
 /**
  * A connection to wireguard-go's socket, kept open for request after request: wireguard-go
  * answers any number of them on one connection, and connecting anew costs three times the CPU
- * of the request itself (an agent's connect() asks for the status every few milliseconds while
- * it waits for a handshake). Requests go one at a time, in order. Any failure drops the connection and the
- * next request opens another; one whose connection, opened for an earlier request, failed
- * under it (wireguard-go may have restarted since) is sent once more, on a new one.
+ * of the request itself (an agent's connect() asks for the status every few milliseconds
+ * while it waits for a handshake).
+ *
+ * Requests go one at a time, in order. Any failure drops the connection, and the next request
+ * opens another. A request whose connection, opened for an earlier one, failed under it
+ * (wireguard-go may have restarted since) is sent once more, on a new connection.
  */
 export class UapiConnection {
   private socket: Socket | undefined;
