@@ -222,7 +222,7 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
     });
   }
   if (previous) emitEvents(ctx, previous, current, ports, now);
-  const hostCpu = emitMetrics(ctx, previous, current, now);
+  const hostCpu = emitMetrics(ctx, previous, current, now, reader.loadavgText);
   return { at: now, processes: current, ports, hostCpu, services, reader };
 }
 
@@ -295,10 +295,12 @@ function emitMetrics(
   previous: Snapshot | undefined,
   current: Map<string, Seen>,
   now: number,
+  /** /proc/loadavg, as the process listing of this collect read it. */
+  loadText: string,
 ): Snapshot["hostCpu"] {
   const host: Subject = { kind: "host", id: "host" };
   const read = (file: string) => readProcFile(join(ctx.procRoot, file));
-  const [statText, meminfoText, loadText] = [read("stat"), read("meminfo"), read("loadavg")];
+  const [statText, meminfoText] = [read("stat"), read("meminfo")];
   const cpu = parseProcStat(statText);
   if (cpu && previous?.hostCpu && cpu.total > previous.hostCpu.total) {
     const busy = (cpu.busy - previous.hostCpu.busy) / (cpu.total - previous.hostCpu.total);

@@ -289,8 +289,14 @@ export class ProcReader {
   /** The pid the kernel handed out last, as of the previous processes() (from /proc/loadavg). */
   private lastPid: number | undefined;
   private listings = 0;
+  private loadavgRead = "";
 
   constructor(readonly procRoot: string) {}
+
+  /** /proc/loadavg as the latest processes() read it: the load averages are in it too. */
+  get loadavgText(): string {
+    return this.loadavgRead;
+  }
 
   /**
    * Every process. A kernel thread (a child of kthreadd, with no command line) is read once and
@@ -308,7 +314,8 @@ export class ProcReader {
       return [];
     }
     const since = this.lastPid;
-    const lastPid = parseLastPid(readProcFile(`${this.procRoot}/loadavg`));
+    this.loadavgRead = readProcFile(`${this.procRoot}/loadavg`);
+    const lastPid = parseLastPid(this.loadavgRead);
     this.lastPid = lastPid;
     const rereadAll = this.listings++ % 30 === 0 || since === undefined || lastPid === undefined;
     let listed = 0;
