@@ -64,10 +64,58 @@ export interface HostOptions {
   clock?: Clock;
   /** Overrides the plugin's own interval (the user's `interval` option). */
   intervalMs?: number;
+  /** When collects after the first fall (see CollectGrid); hosts given the same grid share its timers. Defaults to one of its own. */
+  grid?: CollectGrid;
   timings?: Partial<HostTimings>;
   onReport?: (report: PluginReport) => void;
   /** Called after each collect that succeeded: the agent spools what it emitted right away. */
   onCollected?: () => void;
+}
+
+/**
+ * Collect times for plugin hosts: after its first, each host collects on `origin + k × its
+ * interval` (Date.now() times), whatever a collect took (a slot it overran is skipped), so
+ * collects neither drift nor bunch up. Hosts due at the same moment share one timer: a process
+ * running several plugins at one interval wakes once per interval for all of them. (Timers of
+ * their own would not do: Node counts a delay from the time its event loop last read, which a
+ * long collect leaves behind, so hosts due together would wake one after another.)
+ */
+export class CollectGrid {
+  private readonly due = new Map<number, { timer: ReturnType<typeof setTimeout>; callbacks: Set<() => void> }>();
+
+  constructor(readonly origin = Date.now()) {}
+
+  /** The first slot after now for this interval. */
+  next(intervalMs: number, now = Date.now()): number {
+    return this.origin + (Math.floor((now - this.origin) / intervalMs) + 1) * intervalMs;
+  }
+
+  /** Calls `fn` at `time` (a slot from next()); returns what cancels that. */
+  at(time: number, fn: () => void): () => void {
+    let slot = this.due.get(time);
+    if (!slot) {
+      const callbacks = new Set<() => void>();
+      const timer = setTimeout(
+        () => {
+          this.due.delete(time);
+          for (const callback of callbacks) callback();
+        },
+        Math.max(0, time - Date.now()),
+      );
+      timer.unref?.();
+      slot = { timer, callbacks };
+      this.due.set(time, slot);
+    }
+    const { timer, callbacks } = slot;
+    const callback = () => fn(); // one entry per call, even for the same function
+    callbacks.add(callback);
+    return () => {
+      callbacks.delete(callback);
+      if (callbacks.size > 0 || this.due.get(time) !== slot) return;
+      clearTimeout(timer);
+      this.due.delete(time);
+    };
+  }
 }
 
 export class PluginOptionsError extends Error {
@@ -91,11 +139,12 @@ export class PluginHost {
   private readonly clock: Clock;
   private readonly intervalMs: number;
   private current: PluginReport;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The agent's, or one of this host's own from its first collect on. */
+  private grid: CollectGrid | undefined;
+  /** Cancels the collect or restart now scheduled. */
+  private cancelScheduled: () => void = () => {};
   /** The call still in flight, possibly abandoned after its timeout. */
   private inFlight: Promise<unknown> | undefined;
-  /** When the collect now scheduled was due (Date.now() time). */
-  private nextCollectAt = 0;
   private stopping = false;
   private started = false;
   private failures = 0;
@@ -109,6 +158,7 @@ export class PluginHost {
     this.timings = { ...DEFAULT_TIMINGS, ...host.timings };
     this.clock = host.clock ?? { now: () => Date.now() };
     this.intervalMs = host.intervalMs ?? host.plugin.intervalMs ?? 10_000;
+    this.grid = host.grid;
     this.current = {
       name: host.plugin.name,
       version: host.plugin.version,
@@ -136,7 +186,7 @@ export class PluginHost {
   async stop(): Promise<void> {
     if (this.stopping && this.current.status === "stopped") return;
     this.stopping = true;
-    clearTimeout(this.timer);
+    this.cancelScheduled();
     this.stopController.abort();
     if (this.started) {
       this.started = false;
@@ -162,10 +212,10 @@ export class PluginHost {
 
   private schedule(delayMs: number): void {
     if (this.stopping) return;
-    this.nextCollectAt = Date.now() + delayMs;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), delayMs);
-    this.timer.unref?.();
+    this.cancelScheduled();
+    const timer = setTimeout(() => void this.tick(), delayMs);
+    timer.unref?.();
+    this.cancelScheduled = () => clearTimeout(timer);
   }
 
   private async tick(): Promise<void> {
@@ -184,6 +234,7 @@ export class PluginHost {
       this.fail(new Error(`collect from an earlier interval is still running; skipped this one`));
       return;
     }
+    this.grid ??= new CollectGrid();
     const timeout = this.timings.collectTimeoutMs ?? Math.min(this.intervalMs, 30_000);
     const result = await this.call("collect", timeout);
     if (this.stopping) return;
@@ -198,16 +249,12 @@ export class PluginHost {
     }
   }
 
-  /**
-   * The next collect on the grid of intervals this loop started on, whatever this one took (a
-   * slot it overran is skipped), so collects neither drift nor bunch up, and plugins started
-   * together keep collecting together: the agent wakes once per interval for all of them.
-   */
+  /** The next collect, on the grid. */
   private scheduleNextSlot(): void {
-    const now = Date.now();
-    let next = this.nextCollectAt + this.intervalMs;
-    if (next <= now) next += Math.ceil((now - next + 1) / this.intervalMs) * this.intervalMs;
-    this.schedule(next - now);
+    if (this.stopping) return;
+    this.cancelScheduled();
+    this.grid ??= new CollectGrid();
+    this.cancelScheduled = this.grid.at(this.grid.next(this.intervalMs), () => void this.tick());
   }
 
   private fail(error: Error): void {

@@ -10,9 +10,12 @@
  *
  * Options: --seconds S (120), --warmup S (20), --plugins LIST (passive,sdk), --node-flags="..." (extra Node flags for the
  * agent, e.g. --node-flags="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it), --agent-stdout FILE
- * (where the agent's stdout goes, e.g. for --node-flags=--trace-gc).
+ * (where the agent's stdout goes, e.g. for --node-flags=--trace-gc), --baseline DIR (another
+ * checkout, built: its agent runs beside this one, in the same lab over the same window, and the
+ * ratio between the two is printed; this VM's timings drift by a fifth from hour to hour, so a
+ * change is judged by that ratio, not by two runs an hour apart).
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -20,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LabCoordinator, stopChild, waitForLine } from "@coral/coordinator/testing";
 import { startLocalDiscovery } from "@coral/discovery-worker/local";
-import { createLab, missingForLab } from "@coral/wireguard/testing";
+import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
 import { agentNodeFlags } from "../src/boot.js";
 
 const { values } = parseArgs({
@@ -30,11 +33,13 @@ const { values } = parseArgs({
     "node-flags": { type: "string", default: "" },
     plugins: { type: "string", default: "passive,sdk" },
     "agent-stdout": { type: "string" },
+    baseline: { type: "string" },
   },
 });
 const SECONDS = Number(values.seconds);
 const WARMUP = Number(values.warmup);
 const agentDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const baselineDir = values.baseline ? resolve(values.baseline, "agent") : undefined;
 
 interface Usage {
   /** CPU time of the process's threads, in ms: run time from /proc/PID/task/TID/schedstat (ns), not 10 ms ticks. */
@@ -63,15 +68,34 @@ function usage(pid: number): Usage {
   return { cpuMs, mainMs, rssMb: kb("VmRSS") / 1024, peakRssMb: kb("VmHWM") / 1024 };
 }
 
+/**
+ * A third host for the baseline agent, `PREFIXc`, on a link of its own to the coordinator's host
+ * (TEST-NET-2), with a route to the lab's TEST-NET-1 addresses through it.
+ */
+function thirdHost(lab: Lab): string {
+  const ns = `${lab.prefix}c`;
+  const run = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+  run("netns", "add", ns);
+  run("link", "add", `${lab.prefix}vc`, "netns", ns, "type", "veth", "peer", "name", `${lab.prefix}vac`, "netns", lab.a);
+  run("-n", lab.a, "address", "add", "198.51.100.1/24", "dev", `${lab.prefix}vac`);
+  run("-n", lab.a, "link", "set", `${lab.prefix}vac`, "up");
+  run("-n", ns, "link", "set", "lo", "up");
+  run("-n", ns, "address", "add", "198.51.100.2/24", "dev", `${lab.prefix}vc`);
+  run("-n", ns, "link", "set", `${lab.prefix}vc`, "up");
+  run("-n", ns, "route", "add", "192.0.2.0/24", "via", "198.51.100.1");
+  return ns;
+}
+
 const pct = (ms: number, seconds: number) => ((ms / 1000 / seconds) * 100).toFixed(3);
 
 async function main(): Promise<void> {
   const missing = missingForLab();
   if (missing) throw new Error(`the agent benchmark ${missing}`);
-  if (!existsSync(join(agentDir, "dist", "cli.js"))) throw new Error("build first: npm run build");
+  for (const dir of [agentDir, ...(baselineDir ? [baselineDir] : [])])
+    if (!existsSync(join(dir, "dist", "agent.cjs"))) throw new Error(`build first: npm run build (in ${resolve(dir, "..")})`);
   const exporterBin = ["/usr/bin/prometheus-node-exporter"].find((p) => existsSync(p));
 
-  const dir = mkdtempSync(join(tmpdir(), "coral-agent-bench-"));
+  const tmp = mkdtempSync(join(tmpdir(), "coral-agent-bench-"));
   const lab = createLab();
   const children: ChildProcess[] = [];
   process.once("exit", () => {
@@ -81,7 +105,7 @@ async function main(): Promise<void> {
   const discovery = await startLocalDiscovery({ netns: lab.a, ip: lab.addressA, port: 8787 });
   const coordinator = new LabCoordinator({
     ns: lab.a,
-    dataDir: join(dir, "coordinator"),
+    dataDir: join(tmp, "coordinator"),
     interfaceName: `${lab.prefix}hub`,
     endpoint: `${lab.addressA}:51820`,
     discoveryUrl: discovery.url,
@@ -89,33 +113,39 @@ async function main(): Promise<void> {
   try {
     process.stdout.write("starting discovery, the coordinator and the agent in a lab...\n");
     await coordinator.start();
-    const { invite } = await coordinator.json<{ invite: string }>("token", "create");
-    // The built agent, as users run it: with the Node.js flags of its command's #! line, and
+    // The built agent, as users run it: its command, with the Node.js flags of its #! line, and
     // no TypeScript loader in the measured process.
-    const agent = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        lab.b,
-        process.execPath,
-        ...agentNodeFlags(join(agentDir, "src")),
-        ...values["node-flags"].split(" ").filter(Boolean),
-        join(agentDir, "dist", "cli.js"),
-        "--join",
-        invite,
-        `--plugins=${values.plugins}`,
-        "--data-dir",
-        join(dir, "agent"),
-        "--interface",
-        `${lab.prefix}ag`,
-        "--name",
-        "bench",
-      ],
-      { stdio: ["ignore", values["agent-stdout"] ? openSync(values["agent-stdout"], "w") : "ignore", "pipe"] },
-    );
-    children.push(agent);
-    await waitForLine(agent, / running as bench /, "the agent").ready;
+    const startAgent = async (dir: string, name: string, ns: string, stdout: string | undefined): Promise<ChildProcess> => {
+      const { invite } = await coordinator.json<{ invite: string }>("token", "create");
+      const agent = spawn(
+        "ip",
+        [
+          "netns",
+          "exec",
+          ns,
+          process.execPath,
+          ...agentNodeFlags(join(dir, "src")),
+          ...values["node-flags"].split(" ").filter(Boolean),
+          join(dir, "bin", "coral-agent.cjs"),
+          "--join",
+          invite,
+          `--plugins=${values.plugins}`,
+          "--data-dir",
+          join(tmp, name),
+          "--interface",
+          `${lab.prefix}${name.slice(0, 2)}`,
+          "--name",
+          name,
+        ],
+        { stdio: ["ignore", stdout ? openSync(stdout, "w") : "ignore", "pipe"] },
+      );
+      children.push(agent);
+      await waitForLine(agent, new RegExp(` running as ${name} `), name).ready;
+      return agent;
+    };
+    const agent = await startAgent(agentDir, "agent", lab.b, values["agent-stdout"]);
+    // The baseline on a host of its own: two agents in one namespace would fight over the mesh's route.
+    const baseline = baselineDir ? await startAgent(baselineDir, "baseline", thirdHost(lab), undefined) : undefined;
 
     let exporter: ChildProcess | undefined;
     let scrapes = 0;
@@ -139,53 +169,67 @@ async function main(): Promise<void> {
 
     process.stdout.write(`warming up for ${WARMUP} s, then measuring for ${SECONDS} s...\n`);
     await new Promise((r) => setTimeout(r, WARMUP * 1000));
-    const wgPid = Number(
-      execFileSync("pgrep", ["-f", `wireguard-go -f ${lab.prefix}ag$`])
-        .toString()
-        .trim()
-        .split("\n")[0],
-    );
-    const pids = { agent: agent.pid as number, wireguard: wgPid, ...(exporter?.pid ? { exporter: exporter.pid } : {}) };
+    const wireguardPid = (name: string) =>
+      Number(
+        execFileSync("pgrep", ["-f", `wireguard-go -f ${lab.prefix}${name.slice(0, 2)}$`])
+          .toString()
+          .trim()
+          .split("\n")[0],
+      );
+    const pids: Record<string, number> = {
+      agent: agent.pid as number,
+      wireguard: wireguardPid("agent"),
+      ...(baseline?.pid ? { baseline: baseline.pid } : {}),
+      ...(exporter?.pid ? { exporter: exporter.pid } : {}),
+    };
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, usage(pid)]));
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, usage(pid)]));
     clearInterval(scraper);
 
-    const row = (label: string, key: string) => {
-      const a = after[key] as Usage;
-      const b = before[key] as Usage;
-      return `  ${label.padEnd(34)} ${pct(a.cpuMs - b.cpuMs, SECONDS).padStart(8)} %   ${a.rssMb.toFixed(1).padStart(6)} MB   ${a.peakRssMb.toFixed(1).padStart(6)} MB`;
-    };
-    const a = after.agent as Usage;
-    const b = before.agent as Usage;
-    const agentCpu = (a.cpuMs - b.cpuMs) / 1000 / SECONDS;
+    const cpuMs = (key: string) => (after[key] as Usage).cpuMs - (before[key] as Usage).cpuMs;
+    const mainMs = (key: string) => (after[key] as Usage).mainMs - (before[key] as Usage).mainMs;
+    const peak = (key: string) => (after[key] as Usage).peakRssMb;
+    const row = (label: string, key: string) =>
+      `  ${label.padEnd(34)} ${pct(cpuMs(key), SECONDS).padStart(8)} %   ${(after[key] as Usage).rssMb.toFixed(1).padStart(6)} MB   ${peak(key).toFixed(1).padStart(6)} MB`;
+    const threads = (key: string) => [
+      `    its main thread ${pct(mainMs(key), SECONDS).padStart(22)} %   (${(mainMs(key) / (SECONDS / 10)).toFixed(1)} ms per 10 s)`,
+      `    its other threads ${pct(cpuMs(key) - mainMs(key), SECONDS).padStart(20)} %   (the garbage collector's helpers, libuv's pool)`,
+    ];
+    const agentCpu = cpuMs("agent") / 1000 / SECONDS;
     const lines = [
       `over ${SECONDS} s (CPU in % of one core):`,
       `  ${"process".padEnd(34)} ${"CPU".padStart(10)}   ${"RSS".padStart(9)}   ${"peak RSS".padStart(9)}`,
       row(`coral-agent (${values.plugins || "no plugins"})`, "agent"),
-      `    its main thread ${pct(a.mainMs - b.mainMs, SECONDS).padStart(22)} %   (${((a.mainMs - b.mainMs) / (SECONDS / 10)).toFixed(1)} ms per 10 s)`,
-      `    its other threads ${pct(a.cpuMs - a.mainMs - (b.cpuMs - b.mainMs), SECONDS).padStart(20)} %   (the garbage collector's helpers, libuv's pool)`,
+      ...threads("agent"),
       row("  its wireguard-go", "wireguard"),
     ];
+    if (baseline) {
+      lines.push(row(`baseline agent (${values.baseline})`, "baseline"), ...threads("baseline"));
+      lines.push(
+        `  agent / baseline: CPU ${(cpuMs("agent") / cpuMs("baseline")).toFixed(2)}x, peak RSS ${(peak("agent") / peak("baseline")).toFixed(2)}x`,
+      );
+    }
     if (exporter) {
       lines.push(row(`prometheus-node-exporter (${scrapes} scrapes)`, "exporter"));
-      const exporterCpu = ((after.exporter as Usage).cpuMs - (before.exporter as Usage).cpuMs) / 1000 / SECONDS;
       lines.push(
-        `  agent / node-exporter: CPU ${(agentCpu / exporterCpu).toFixed(2)}x, peak RSS ${((after.agent as Usage).peakRssMb / (after.exporter as Usage).peakRssMb).toFixed(2)}x`,
+        `  agent / node-exporter: CPU ${(cpuMs("agent") / cpuMs("exporter")).toFixed(2)}x, peak RSS ${(peak("agent") / peak("exporter")).toFixed(2)}x`,
       );
     }
     lines.push(
-      `  targets (agent < 0.1 % of one core, < 60 MB RSS): ${agentCpu * 100 < 0.1 ? "CPU met" : "CPU NOT met"}, ${(after.agent as Usage).peakRssMb < 60 ? "RSS met" : "RSS NOT met"}`,
+      `  targets (agent < 0.1 % of one core, < 60 MB RSS): ${agentCpu * 100 < 0.1 ? "CPU met" : "CPU NOT met"}, ${peak("agent") < 60 ? "RSS met" : "RSS NOT met"}`,
       "",
     );
     process.stdout.write(lines.join("\n"));
+    await stopChild(baseline);
     await stopChild(agent);
     await stopChild(exporter);
   } finally {
     await coordinator.stop();
     await discovery.stop();
     lab.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    if (baselineDir) spawnSync("ip", ["netns", "del", `${lab.prefix}c`], { stdio: "ignore" }); // absent if setting it up failed
+    rmSync(tmp, { recursive: true, force: true });
   }
 }
 

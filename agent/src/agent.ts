@@ -8,15 +8,16 @@ import { createSocket } from "node:dgram";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type Emitter, PluginHost, type PluginReport, type PluginStateStore, type Subject } from "@coral/agent-plugins";
+import { CollectGrid, type Emitter, PluginHost, type PluginReport, type PluginStateStore, type Subject } from "@coral/agent-plugins";
 import { CoralError, DiscoveryClient, fromBase64Url } from "@coral/sdk-proto";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 import { checkWireGuard, WireGuardInterface } from "@coral/wireguard";
-import { credentials, Metadata, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, makeGenericClientConstructor, type ServiceError, status } from "@grpc/grpc-js";
 import packageJson from "../package.json" with { type: "json" };
 import { nodeHttpTransport } from "./http.js";
 import { defaultAgentName, freeUdpPort, joinMesh, loadMeshState, loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
 import type { LoadedPlugin } from "./plugins.js";
+import { type EncodedReport, type ReportCall, ReportStream } from "./report-stream.js";
 import { encodeReportRequest, type NewBatch, Spool, type SpoolLimits } from "./spool.js";
 
 export interface AgentOptions {
@@ -53,6 +54,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** How long one endpoint gets for a handshake; rounds repeat until CONNECT_TIMEOUT_MS. */
 const ATTEMPT_MS = 250;
 const SEND_RETRY_MS = 5_000;
+/** How long a report waits for its answer. */
+const REPORT_TIMEOUT_MS = 10_000;
 /**
  * The least time the first register gets through a tunnel that has just shaken hands (else
  * four times what the handshake took). The coordinator answers in tens of milliseconds here;
@@ -76,18 +79,26 @@ const STALLED_MS = 1_000;
 export class Agent {
   private readonly hosts: PluginHost[] = [];
   private client: meshV1.AgentServiceClient;
-  private readonly timers: NodeJS.Timeout[] = [];
+  /**
+   * Heartbeats when the coordinator has heard nothing for an interval (and a little more, so
+   * that a report on its way is not overtaken): set anew at every contact, it never fires while
+   * reports flow, and so does not wake the agent.
+   */
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private current: NewBatch = emptyBatch();
   /** Spools what a start/stop plugin emitted outside a collect, a moment later. */
   private flushTimer: NodeJS.Timeout | undefined;
   /** Sends again after a failed send. */
   private retryTimer: NodeJS.Timeout | undefined;
   private sending: Promise<void> | undefined;
+  /** Reports go over one stream (see ReportStream), or, to a coordinator without it, one call each. */
+  private readonly reports: ReportStream;
+  private streamReports = true;
   private sendFailures = 0;
   private lastRelookup = 0;
   private relookupBackoffMs = RELOOKUP_MIN_MS;
   private heartbeatFailures = 0;
-  /** When the coordinator last answered a heartbeat or a report. */
+  /** When the coordinator last answered a heartbeat or a report (see contact()). */
   private lastContact = 0;
   /** The plugin states the coordinator last heard. */
   private reportedPlugins = "";
@@ -105,6 +116,7 @@ export class Agent {
     private heartbeatIntervalMs: number,
   ) {
     this.client = newClient();
+    this.reports = new ReportStream(() => (this.client.reportStream as unknown as (metadata: Metadata) => ReportCall)(this.metadata()));
   }
 
   /**
@@ -113,6 +125,7 @@ export class Agent {
    * back; a new one connects at once.
    */
   private renewChannel(): void {
+    this.reports.close();
     this.client.close();
     this.client = this.newClient();
   }
@@ -215,7 +228,6 @@ export class Agent {
   private async run(pluginsStarted: Promise<void>, handshakeMs: number | undefined): Promise<void> {
     const registered = await this.register(handshakeMs);
     this.registered = true;
-    this.lastContact = Date.now();
     this.log(
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
     );
@@ -224,9 +236,9 @@ export class Agent {
     void this.heartbeat(); // only if a plugin's state changed since registering
 
     // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
-    // what start/stop plugins emit is spooled a moment after it arrives, and a failed send
-    // is retried on its own timer.
-    this.every(this.heartbeatIntervalMs, () => void this.heartbeat());
+    // what start/stop plugins emit is spooled a moment after it arrives, a failed send is
+    // retried on its own timer, and a heartbeat goes out only after an interval without contact.
+    this.contact();
     void this.send(); // whatever the spool kept, from before a restart or from the plugins' start
   }
 
@@ -234,6 +246,8 @@ export class Agent {
     const emitter = this.batchEmitter();
     const stateDir = join(this.options.dataDir, "plugins");
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    // One grid for all: plugins with the same interval collect in the same moment, and the agent wakes once for them.
+    const grid = new CollectGrid();
     for (const loaded of this.options.plugins) {
       this.hosts.push(
         new PluginHost({
@@ -242,6 +256,7 @@ export class Agent {
           emit: emitter,
           log: pluginLogger(loaded.plugin.name, this.log),
           state: new FileState(join(stateDir, `${loaded.plugin.name}.json`)),
+          grid,
           ...(this.options.procRoot ? { procRoot: this.options.procRoot } : {}),
           onCollected: () => this.flush(),
           onReport: (report) => {
@@ -264,10 +279,11 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.heartbeatTimer);
     clearTimeout(this.retryTimer);
     await this.stopPlugins();
     await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
+    this.reports.close();
     this.client.close();
     await this.wireguard.down();
     rmSync(join(this.options.dataDir, PID_FILE), { force: true });
@@ -300,9 +316,10 @@ export class Agent {
       for (;;) {
         const batches = this.spool.pendingEncoded(100);
         if (batches.length === 0) return;
-        const response = await this.call<EncodedReport, meshV1.ReportResponse>("report", { batches }, 10_000);
+        const response = await this.report(batches);
+        if (!response) continue; // the coordinator has no ReportStream: sent again, as a Report call
         this.spool.ack(response.ackedSequences);
-        this.lastContact = Date.now();
+        this.contact();
         if (this.sendFailures > 0) this.log(`reports reach the coordinator again; ${this.spool.size.batches} batch(es) still spooled`);
         this.sendFailures = 0;
       }
@@ -396,7 +413,7 @@ export class Agent {
     if (key === this.reportedPlugins && Date.now() - this.lastContact < this.heartbeatIntervalMs / 2) return;
     try {
       await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins }, 5_000);
-      this.lastContact = Date.now();
+      this.contact();
       this.reportedPlugins = key;
       if (this.heartbeatFailures > 0) {
         this.log("heartbeats reach the coordinator again");
@@ -457,9 +474,27 @@ export class Agent {
     });
   }
 
-  private call<Req, Res>(method: "register" | "heartbeat" | "report", request: Req, timeoutMs: number): Promise<Res> {
+  /** One report over the stream (or a call); undefined when the stream turned out not to be served. */
+  private async report(batches: Uint8Array[]): Promise<meshV1.ReportResponse | undefined> {
+    if (!this.streamReports) return this.call<EncodedReport, meshV1.ReportResponse>("report", { batches }, REPORT_TIMEOUT_MS);
+    try {
+      return await this.reports.send(batches, REPORT_TIMEOUT_MS);
+    } catch (error) {
+      if ((error as Partial<ServiceError>).code !== status.UNIMPLEMENTED) throw error;
+      this.streamReports = false;
+      this.log("the coordinator does not serve ReportStream (an older version); reporting one call per batch");
+      return undefined;
+    }
+  }
+
+  private metadata(): Metadata {
     const metadata = new Metadata();
     metadata.set("coral-agent", this.mesh.name);
+    return metadata;
+  }
+
+  private call<Req, Res>(method: "register" | "heartbeat" | "report", request: Req, timeoutMs: number): Promise<Res> {
+    const metadata = this.metadata();
     const fn = this.client[method] as unknown as (
       request: Req,
       metadata: Metadata,
@@ -519,22 +554,35 @@ export class Agent {
     };
   }
 
-  private every(ms: number, fn: () => void): void {
-    const timer = setInterval(fn, ms);
-    this.timers.push(timer);
+  /**
+   * The coordinator answered: the next heartbeat is due an interval (and a quarter) from now.
+   * A new timer, not `refresh()`: Node moves a refreshed timer lazily, waking at its old time
+   * only to find it later, which would wake the agent once per interval all the same.
+   */
+  private contact(): void {
+    this.lastContact = Date.now();
+    this.armHeartbeat();
+  }
+
+  private armHeartbeat(): void {
+    clearTimeout(this.heartbeatTimer);
+    if (this.stopped) return;
+    this.heartbeatTimer = setTimeout(() => void this.heartbeat().finally(() => this.armHeartbeat()), this.quietMs);
+  }
+
+  /** Silence after which a heartbeat goes out: an interval, and a quarter for a report on its way. */
+  private get quietMs(): number {
+    return Math.round(this.heartbeatIntervalMs * 1.25);
   }
 }
 
-/** A report as the agent sends it: the spool's batches, encoded as they were written. */
-interface EncodedReport {
-  batches: Uint8Array[];
-}
-
-/** The coordinator's AgentService, whose `report` takes an `EncodedReport` (see encodeReportRequest). */
+/** The coordinator's AgentService, whose `report` and `reportStream` take an `EncodedReport` (see encodeReportRequest). */
+const encoded = (value: EncodedReport) => encodeReportRequest(value.batches);
 const AgentClient = makeGenericClientConstructor(
   {
     ...meshV1.AgentServiceService,
-    report: { ...meshV1.AgentServiceService.report, requestSerialize: (value: EncodedReport) => encodeReportRequest(value.batches) },
+    report: { ...meshV1.AgentServiceService.report, requestSerialize: encoded },
+    reportStream: { ...meshV1.AgentServiceService.reportStream, requestSerialize: encoded },
   },
   "coral.mesh.v1.AgentService",
 ) as unknown as typeof meshV1.AgentServiceClient;

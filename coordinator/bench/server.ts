@@ -55,6 +55,10 @@ async function startBaseline(): Promise<{ port: number; close(): Promise<void> }
     register: (_call, callback) => callback(null, { serverTimeUnixMs: Date.now(), heartbeatIntervalMs: 10_000, lastAckedSequence: 0 }),
     heartbeat: (_call, callback) => callback(null, { serverTimeUnixMs: Date.now() }),
     report: (call, callback) => callback(null, { ackedSequences: call.request.batches.map((b) => b.sequence) }),
+    reportStream: (call) => {
+      call.on("data", (request: meshV1.ReportStreamRequest) => call.write({ ackedSequences: request.batches.map((b) => b.sequence) }));
+      call.on("end", () => call.end());
+    },
   } satisfies meshV1.AgentServiceServer);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),

@@ -158,6 +158,82 @@ describe("the agent service over real gRPC", () => {
     expect(JSON.parse(row?.plugins ?? "[]")).toEqual([expect.objectContaining({ name: "passive", state: "degraded" })]);
   });
 
+  /** A ReportStream, and what it answered: each answer, and how it ended. */
+  const openStream = (claim?: string) => {
+    const md = new Metadata();
+    if (claim) md.set("coral-agent", claim);
+    const stream = client.reportStream(md);
+    const answers: number[][] = [];
+    const waiters: Array<() => void> = [];
+    stream.on("data", (r: meshV1.ReportStreamResponse) => {
+      answers.push(r.ackedSequences);
+      waiters.shift()?.();
+    });
+    const ended = new Promise<ServiceError | "ended">((resolve) => {
+      stream.on("error", (e: ServiceError) => resolve(e));
+      stream.on("end", () => resolve("ended"));
+    });
+    const send = (batches: meshV1.Batch[]) =>
+      new Promise<number[]>((resolve) => {
+        waiters.push(() => resolve(answers[answers.length - 1] as number[]));
+        stream.write({ batches });
+      });
+    return { stream, answers, ended, send };
+  };
+
+  it("answers each request on a ReportStream, in order, storing each batch once", async () => {
+    const { stream, send, ended } = openStream();
+    db.$client.prepare("UPDATE agents SET last_heartbeat_at = 1 WHERE name = 'web-1'").run();
+    const before = Date.now();
+    expect(await send([batch(60), batch(61)])).toEqual([60, 61]);
+    expect(await send([batch(61), batch(62)])).toEqual([61, 62]);
+    const stored = db.$client
+      .prepare("SELECT sequence FROM batches WHERE agent_name = 'web-1' AND sequence BETWEEN 60 AND 69 ORDER BY sequence")
+      .all();
+    expect(stored).toEqual([{ sequence: 60 }, { sequence: 61 }, { sequence: 62 }]);
+    // Every answer counts as a heartbeat, as a Report call does.
+    expect(db.select().from(agents).all()[0]?.lastHeartbeatAt).toBeGreaterThanOrEqual(before);
+    stream.end();
+    expect(await ended).toBe("ended");
+  });
+
+  it("ends a ReportStream with the reason when a request breaks the rules, and storing nothing of it", async () => {
+    const { send, ended } = openStream();
+    void send(Array.from({ length: 501 }, (_, i) => batch(1_000 + i)));
+    const error = (await ended) as ServiceError;
+    expect(error.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(error.details).toContain("at most 500 batches");
+    expect(db.$client.prepare("SELECT count(*) AS n FROM batches WHERE sequence >= 1000").get()).toEqual({ n: 0 });
+  });
+
+  it("refuses a ReportStream from a caller claiming to be another agent", async () => {
+    const { ended } = openStream("db-1");
+    const error = (await ended) as ServiceError;
+    expect(error.code).toBe(GrpcStatus.PERMISSION_DENIED);
+    expect(error.details).toContain("come from agent web-1, not db-1");
+  });
+
+  it("ends open ReportStreams when it stops, rather than waiting out its grace for them", async () => {
+    const other = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0 });
+    const otherClient = new meshV1.AgentServiceClient(`127.0.0.1:${other.port}`, credentials.createInsecure());
+    try {
+      const stream = otherClient.reportStream(new Metadata());
+      const answered = new Promise((resolve) => stream.once("data", resolve));
+      const ended = new Promise((resolve) => {
+        stream.on("end", resolve);
+        stream.on("error", resolve);
+      });
+      stream.write({ batches: [batch(70)] });
+      await answered;
+      const started = Date.now();
+      await other.close();
+      await ended;
+      expect(Date.now() - started).toBeLessThan(1_000); // the grace is 2 s
+    } finally {
+      otherClient.close();
+    }
+  });
+
   it("refuses a call that claims to be another agent", async () => {
     const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [] }, "db-1").catch((e: unknown) => e)) as ServiceError;
     expect(error.code).toBe(GrpcStatus.PERMISSION_DENIED);

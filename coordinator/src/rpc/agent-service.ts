@@ -7,11 +7,12 @@
 import { meshV1, shutdownGracefully } from "@coral/sdk-proto/grpc";
 import {
   status as GrpcStatus,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
+  type Metadata,
   Server,
   ServerCredentials,
-  type ServerUnaryCall,
-  type sendUnaryData,
+  type ServerDuplexStream,
 } from "@grpc/grpc-js";
 import type { Store } from "../store/db.js";
 import { prepareIngest } from "./ingest.js";
@@ -25,6 +26,12 @@ export interface AgentServiceOptions {
    * 127.0.0.1, and the caller is who its `coral-agent` metadata says. Only on loopback.
    */
   trustClaimedName?: boolean;
+}
+
+/** A call or a stream refused, with what to do about it. */
+interface Refusal {
+  code: GrpcStatus;
+  details: string;
 }
 
 const PLUGIN_STATES: Record<number, string> = { 1: "starting", 2: "running", 3: "degraded", 4: "failed", 5: "stopped" };
@@ -47,10 +54,10 @@ interface Caller {
   plugins: string;
 }
 
-function identify<Req, Res>(
+function identify(
   agentByIp: (ip: string, claimed: string | undefined) => Caller | undefined,
-  call: ServerUnaryCall<Req, Res>,
-  callback: sendUnaryData<Res>,
+  call: { getPeer(): string; metadata: Metadata },
+  callback: (error: Refusal) => void,
 ): Caller | undefined {
   const address = peerAddress(call.getPeer()).replace(/^::ffff:/, "");
   const claimedName = call.metadata.get("coral-agent")[0];
@@ -82,7 +89,14 @@ function pluginsJson(plugins: readonly meshV1.PluginState[]): string {
   );
 }
 
-export function agentService(options: AgentServiceOptions): meshV1.AgentServiceServer {
+/**
+ * The service's handlers. `streams` collects the open ReportStreams, so that whoever stops the
+ * server can end them first: each would otherwise hold a graceful shutdown for its whole grace.
+ */
+export function agentService(
+  options: AgentServiceOptions,
+  streams = new Set<ServerDuplexStream<meshV1.ReportStreamRequest, meshV1.ReportStreamResponse>>(),
+): meshV1.AgentServiceServer {
   const sqlite = options.db.$client;
   const now = () => options.now?.() ?? Date.now();
   // Prepared once: at a thousand agents these run a few hundred times a second.
@@ -138,17 +152,36 @@ export function agentService(options: AgentServiceOptions): meshV1.AgentServiceS
     report: ((call, callback) => {
       const agent = identify(agentByIp, call, callback);
       if (!agent) return;
-      if (call.request.batches.length > 500) {
-        callback({ code: GrpcStatus.INVALID_ARGUMENT, details: "at most 500 batches per Report; send the rest in another call" });
-        return;
-      }
-      const at = now();
-      const acked = ingest(agent.name, call.request.batches, at);
-      // A report is as good a sign of life as a heartbeat: an agent that reports skips them.
-      beat.run(at, agent.name);
-      callback(null, { ackedSequences: acked });
+      const answer = report(agent, call.request);
+      if ("code" in answer) callback(answer);
+      else callback(null, answer);
     }) satisfies handleUnaryCall<meshV1.ReportRequest, meshV1.ReportResponse>,
+
+    reportStream: ((call) => {
+      const fail = (error: Refusal) => call.emit("error", error);
+      const agent = identify(agentByIp, call, fail);
+      if (!agent) return;
+      streams.add(call);
+      call.on("data", (request: meshV1.ReportStreamRequest) => {
+        const answer = report(agent, request);
+        if ("code" in answer) fail(answer);
+        else call.write(answer);
+      });
+      call.on("end", () => call.end());
+      for (const ended of ["close", "cancelled", "error"]) call.on(ended, () => streams.delete(call));
+    }) satisfies handleBidiStreamingCall<meshV1.ReportStreamRequest, meshV1.ReportStreamResponse>,
   };
+
+  /** Report and ReportStream alike: stores the batches, once each, and counts as a heartbeat. */
+  function report(agent: Caller, request: meshV1.ReportRequest): meshV1.ReportResponse | Refusal {
+    if (request.batches.length > 500)
+      return { code: GrpcStatus.INVALID_ARGUMENT, details: "at most 500 batches per Report; send the rest in another call" };
+    const at = now();
+    const acked = ingest(agent.name, request.batches, at);
+    // A report is as good a sign of life as a heartbeat: an agent that reports skips them.
+    beat.run(at, agent.name);
+    return { ackedSequences: acked };
+  }
 }
 
 /** Serves the agent service on `host:port` (the mesh address in production). */
@@ -156,7 +189,8 @@ export async function startAgentService(
   options: AgentServiceOptions & { host: string; port: number },
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = new Server();
-  server.addService(meshV1.AgentServiceService, agentService(options));
+  const streams = new Set<ServerDuplexStream<meshV1.ReportStreamRequest, meshV1.ReportStreamResponse>>();
+  server.addService(meshV1.AgentServiceService, agentService(options, streams));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(error) : resolve(bound),
@@ -164,6 +198,10 @@ export async function startAgentService(
   );
   return {
     port,
-    close: () => shutdownGracefully(server),
+    close: () => {
+      // Agents open a new stream when theirs ends: end them, so that the calls in flight are all that shutdown waits for.
+      for (const stream of streams) stream.end();
+      return shutdownGracefully(server);
+    },
   };
 }

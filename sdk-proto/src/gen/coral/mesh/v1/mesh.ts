@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -172,6 +174,16 @@ export interface ReportRequest {
 
 export interface ReportResponse {
   /** Sequence numbers now stored (including ones stored before: retries are acknowledged too). */
+  ackedSequences: number[];
+}
+
+/** A ReportRequest, on the stream (the same fields, the same rules). */
+export interface ReportStreamRequest {
+  batches: Batch[];
+}
+
+/** A ReportResponse, on the stream: the answer to one ReportStreamRequest, in order. */
+export interface ReportStreamResponse {
   ackedSequences: number[];
 }
 
@@ -963,6 +975,162 @@ export const ReportResponse: MessageFns<ReportResponse> = {
   },
   fromPartial(object: DeepPartial<ReportResponse>): ReportResponse {
     const message = createBaseReportResponse();
+    message.ackedSequences = object.ackedSequences?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseReportStreamRequest(): ReportStreamRequest {
+  return { batches: [] };
+}
+
+export const ReportStreamRequest: MessageFns<ReportStreamRequest> = {
+  encode(message: ReportStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.batches) {
+      Batch.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.batches.push(Batch.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportStreamRequest {
+    return {
+      batches: globalThis.Array.isArray(object?.batches) ? object.batches.map((e: any) => Batch.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReportStreamRequest): unknown {
+    const obj: any = {};
+    if (message.batches?.length) {
+      obj.batches = message.batches.map((e) => Batch.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReportStreamRequest>): ReportStreamRequest {
+    return ReportStreamRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReportStreamRequest>): ReportStreamRequest {
+    const message = createBaseReportStreamRequest();
+    message.batches = object.batches?.map((e) => Batch.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReportStreamResponse(): ReportStreamResponse {
+  return { ackedSequences: [] };
+}
+
+export const ReportStreamResponse: MessageFns<ReportStreamResponse> = {
+  encode(message: ReportStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ackedSequences.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.ackedSequences) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.ackedSequences.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.ackedSequences.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportStreamResponse {
+    return {
+      ackedSequences: globalThis.Array.isArray(object?.ackedSequences)
+        ? object.ackedSequences.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.acked_sequences)
+        ? object.acked_sequences.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReportStreamResponse): unknown {
+    const obj: any = {};
+    if (message.ackedSequences?.length) {
+      obj.ackedSequences = message.ackedSequences.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReportStreamResponse>): ReportStreamResponse {
+    return ReportStreamResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReportStreamResponse>): ReportStreamResponse {
+    const message = createBaseReportStreamResponse();
     message.ackedSequences = object.ackedSequences?.map((e) => e) || [];
     return message;
   },
@@ -2029,6 +2197,22 @@ export const AgentServiceService = {
     responseSerialize: (value: ReportResponse): Buffer => Buffer.from(ReportResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReportResponse => ReportResponse.decode(value),
   },
+  /**
+   * Report over one stream for as long as it lasts: the agent writes each request as its
+   * batches are spooled, and the coordinator answers each, in order, as Report would. A batch
+   * then costs the agent a message rather than a call. A stream that breaks is opened again,
+   * and what was not acknowledged is sent again.
+   */
+  reportStream: {
+    path: "/coral.mesh.v1.AgentService/ReportStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ReportStreamRequest): Buffer => Buffer.from(ReportStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportStreamRequest => ReportStreamRequest.decode(value),
+    responseSerialize: (value: ReportStreamResponse): Buffer =>
+      Buffer.from(ReportStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportStreamResponse => ReportStreamResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -2044,6 +2228,13 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * stored, and ingests idempotently by (agent, sequence). A report counts as a heartbeat.
    */
   report: handleUnaryCall<ReportRequest, ReportResponse>;
+  /**
+   * Report over one stream for as long as it lasts: the agent writes each request as its
+   * batches are spooled, and the coordinator answers each, in order, as Report would. A batch
+   * then costs the agent a message rather than a call. A stream that breaks is opened again,
+   * and what was not acknowledged is sent again.
+   */
+  reportStream: handleBidiStreamingCall<ReportStreamRequest, ReportStreamResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -2101,6 +2292,18 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReportResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Report over one stream for as long as it lasts: the agent writes each request as its
+   * batches are spooled, and the coordinator answers each, in order, as Report would. A batch
+   * then costs the agent a message rather than a call. A stream that breaks is opened again,
+   * and what was not acknowledged is sent again.
+   */
+  reportStream(): ClientDuplexStream<ReportStreamRequest, ReportStreamResponse>;
+  reportStream(options: Partial<CallOptions>): ClientDuplexStream<ReportStreamRequest, ReportStreamResponse>;
+  reportStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ReportStreamRequest, ReportStreamResponse>;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(
