@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import {
   parseProcStat,
   parseSockstat,
   parseStat,
+  tcpChurn,
   unitFromCgroup,
 } from "../src/passive/proc.js";
 
@@ -82,6 +83,58 @@ describe("/proc parsers", () => {
       writeFileSync(join(root, "net", "sockstat"), "sockets: used 5\nTCP: inuse 0 orphan 0 tw 3 alloc 1 mem 0\nUDP: inuse 2 mem 1\n");
       expect(new ProcReader(root).tcpSockets()).toEqual([]);
       expect(parseSockstat("TCP: inuse 7 orphan 0 tw 0 alloc 9 mem 1\nUDP: inuse 2 mem 1\n")).toEqual({ TCP: 7, UDP: 2 });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("reads the TCP table again only when a counter, a socket count or the processes moved, and every 6th time", () => {
+    const root = mkdtempSync(join(tmpdir(), "coral-proc-"));
+    try {
+      mkdirSync(join(root, "net"));
+      const table = (...ports: string[]) =>
+        writeFileSync(
+          join(root, "net", "tcp"),
+          [
+            "  sl  local_address rem_address   st",
+            ...ports.map(
+              (port) =>
+                `   0: 0100007F:${port} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0`,
+            ),
+          ].join("\n"),
+        );
+      const sockstat = (inUse: number) => writeFileSync(join(root, "net", "sockstat"), `TCP: inuse ${inUse} orphan 0 tw 0 alloc 9 mem 1\n`);
+      const snmp = (activeOpens: number) =>
+        writeFileSync(
+          join(root, "net", "snmp"),
+          "Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs\n" +
+            `Tcp: 1 200 120000 -1 ${activeOpens} 5 0 0 1 ${Math.random()}\n`, // InSegs moves all the time: no reason to read
+        );
+      writeFileSync(join(root, "net", "sockstat6"), "TCP6: inuse 0\n");
+      table("1F90");
+      sockstat(1);
+      snmp(10);
+      const reader = new ProcReader(root);
+      const ports = () => reader.tcpSockets().map((s) => s.localPort);
+      expect(ports()).toEqual([8080]);
+      table("1F91"); // a listening socket closed and another opened, and nothing else moved
+      expect([ports(), ports(), ports(), ports(), ports()]).toEqual(Array(5).fill([8080]));
+      expect(ports()).toEqual([8081]); // the sixth call reads it again anyway
+      table("1F91", "0050");
+      sockstat(2);
+      expect(ports()).toEqual([8081, 80]);
+      table("1F91");
+      snmp(11); // a connection opened (and the listener on 80 went)
+      expect(ports()).toEqual([8081]);
+      table("0050");
+      reader.processes(); // a process started (its listing is empty here: nothing moved)
+      expect(ports()).toEqual([8081]);
+      mkdirSync(join(root, "7"));
+      writeFileSync(join(root, "7", "stat"), "7 (api) S 1 0 0 0 -1 0 0 0 0 0 5 0 0 0 20 0 1 0 100 0 10 0\n");
+      reader.processes();
+      expect(ports()).toEqual([80]);
+      expect(tcpChurn(readFileSync(join(root, "net", "snmp"), "utf8"))).toBe("11 5 0 0 1");
+      expect(tcpChurn("Udp: InDatagrams\nUdp: 1\n")).toBe("");
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
