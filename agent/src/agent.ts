@@ -232,13 +232,12 @@ export class Agent {
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
     );
     if (!this.options.heartbeatIntervalMs) this.heartbeatIntervalMs = registered.heartbeatIntervalMs || this.heartbeatIntervalMs;
-    await pluginsStarted;
-    void this.heartbeat(); // only if a plugin's state changed since registering
-
     // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
     // what start/stop plugins emit is spooled a moment after it arrives, a failed send is
     // retried on its own timer, and a heartbeat goes out only after an interval without contact.
     this.contact();
+    await pluginsStarted;
+    void this.heartbeat(); // only if a plugin's state changed since registering
     void this.send(); // whatever the spool kept, from before a restart or from the plugins' start
   }
 
