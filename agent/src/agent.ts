@@ -79,12 +79,7 @@ const STALLED_MS = 1_000;
 export class Agent {
   private readonly hosts: PluginHost[] = [];
   private client: meshV1.AgentServiceClient;
-  /**
-   * Heartbeats when the coordinator has heard nothing for an interval (and a little more, so
-   * that a report on its way is not overtaken): set anew at every contact, it never fires while
-   * reports flow, and so does not wake the agent.
-   */
-  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
   private current: NewBatch = emptyBatch();
   /** Spools what a start/stop plugin emitted outside a collect, a moment later. */
   private flushTimer: NodeJS.Timeout | undefined;
@@ -232,12 +227,14 @@ export class Agent {
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
     );
     if (!this.options.heartbeatIntervalMs) this.heartbeatIntervalMs = registered.heartbeatIntervalMs || this.heartbeatIntervalMs;
-    // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
-    // what start/stop plugins emit is spooled a moment after it arrives, a failed send is
-    // retried on its own timer, and a heartbeat goes out only after an interval without contact.
     this.contact();
     await pluginsStarted;
     void this.heartbeat(); // only if a plugin's state changed since registering
+
+    // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
+    // what start/stop plugins emit is spooled a moment after it arrives, and a failed send
+    // is retried on its own timer.
+    this.every(this.heartbeatIntervalMs, () => void this.heartbeat());
     void this.send(); // whatever the spool kept, from before a restart or from the plugins' start
   }
 
@@ -278,7 +275,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    clearTimeout(this.heartbeatTimer);
+    for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.retryTimer);
     await this.stopPlugins();
     await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
@@ -553,25 +550,14 @@ export class Agent {
     };
   }
 
-  /**
-   * The coordinator answered: the next heartbeat is due an interval (and a quarter) from now.
-   * A new timer, not `refresh()`: Node moves a refreshed timer lazily, waking at its old time
-   * only to find it later, which would wake the agent once per interval all the same.
-   */
+  /** The coordinator answered. */
   private contact(): void {
     this.lastContact = Date.now();
-    this.armHeartbeat();
   }
 
-  private armHeartbeat(): void {
-    clearTimeout(this.heartbeatTimer);
-    if (this.stopped) return;
-    this.heartbeatTimer = setTimeout(() => void this.heartbeat().finally(() => this.armHeartbeat()), this.quietMs);
-  }
-
-  /** Silence after which a heartbeat goes out: an interval, and a quarter for a report on its way. */
-  private get quietMs(): number {
-    return Math.round(this.heartbeatIntervalMs * 1.25);
+  private every(ms: number, fn: () => void): void {
+    const timer = setInterval(fn, ms);
+    this.timers.push(timer);
   }
 }
 

@@ -231,7 +231,9 @@ export class WireGuardInterface {
   private async configure(ip = launch(this.options, "ip", ["-batch", "-"])): Promise<void> {
     const { name, privateKey, listenPort, address } = this.options;
     if (this.mode === "userspace") {
-      await this.uapiSet([`private_key=${toHex(privateKey)}`, ...(listenPort ? [`listen_port=${listenPort}`] : [])]);
+      // The first request after a start: wireguard-go's socket file exists from when it is bound,
+      // a moment before it listens, and a connection refused in between means "not yet".
+      await this.uapiSet([`private_key=${toHex(privateKey)}`, ...(listenPort ? [`listen_port=${listenPort}`] : [])], 1_000);
     } else {
       // `wg` reads the key from a file. Node's stdio pipes are sockets, which /dev/stdin cannot
       // open, so the key goes through a file of our own: mode 0600 in a 0700 directory, removed at once.
@@ -254,11 +256,17 @@ export class WireGuardInterface {
     if (this.peerConfigs.size > 0) await this.setPeers([...this.peerConfigs.values()]);
   }
 
-  private async uapiSet(lines: string[]): Promise<void> {
-    try {
-      await this.uapi.request(["set=1", ...lines]);
-    } catch (error) {
-      throw uapiFailure(this.name, "configuring it", error);
+  /** A `set` request; a refused connection is tried again, every 5 ms, for up to `refusedForMs`. */
+  private async uapiSet(lines: string[], refusedForMs = 0): Promise<void> {
+    const deadline = Date.now() + refusedForMs;
+    for (;;) {
+      try {
+        await this.uapi.request(["set=1", ...lines]);
+        return;
+      } catch (error) {
+        if ((error as UapiError).code !== "ECONNREFUSED" || Date.now() >= deadline) throw uapiFailure(this.name, "configuring it", error);
+        await sleep(5);
+      }
     }
   }
 
