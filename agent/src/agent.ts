@@ -93,7 +93,7 @@ export class Agent {
   private lastRelookup = 0;
   private relookupBackoffMs = RELOOKUP_MIN_MS;
   private heartbeatFailures = 0;
-  /** When the coordinator last answered a heartbeat or a report (see contact()). */
+  /** When the coordinator last answered a heartbeat or a report. */
   private lastContact = 0;
   /** The plugin states the coordinator last heard. */
   private reportedPlugins = "";
@@ -223,11 +223,11 @@ export class Agent {
   private async run(pluginsStarted: Promise<void>, handshakeMs: number | undefined): Promise<void> {
     const registered = await this.register(handshakeMs);
     this.registered = true;
+    this.lastContact = Date.now();
     this.log(
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
     );
     if (!this.options.heartbeatIntervalMs) this.heartbeatIntervalMs = registered.heartbeatIntervalMs || this.heartbeatIntervalMs;
-    this.contact();
     await pluginsStarted;
     void this.heartbeat(); // only if a plugin's state changed since registering
 
@@ -315,7 +315,7 @@ export class Agent {
         const response = await this.report(batches);
         if (!response) continue; // the coordinator has no ReportStream: sent again, as a Report call
         this.spool.ack(response.ackedSequences);
-        this.contact();
+        this.lastContact = Date.now();
         if (this.sendFailures > 0) this.log(`reports reach the coordinator again; ${this.spool.size.batches} batch(es) still spooled`);
         this.sendFailures = 0;
       }
@@ -409,7 +409,7 @@ export class Agent {
     if (key === this.reportedPlugins && Date.now() - this.lastContact < this.heartbeatIntervalMs / 2) return;
     try {
       await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins }, 5_000);
-      this.contact();
+      this.lastContact = Date.now();
       this.reportedPlugins = key;
       if (this.heartbeatFailures > 0) {
         this.log("heartbeats reach the coordinator again");
@@ -548,11 +548,6 @@ export class Agent {
         });
       },
     };
-  }
-
-  /** The coordinator answered. */
-  private contact(): void {
-    this.lastContact = Date.now();
   }
 
   private every(ms: number, fn: () => void): void {
