@@ -206,6 +206,7 @@ export class Agent {
     } catch (error) {
       await pluginsStarted.catch(() => {});
       await agent.stopPlugins(); // what they emitted stays spooled for the next start
+      agent.spool.close();
       agent.client.close();
       await agent.wireguard.down();
       throw error;
@@ -280,6 +281,7 @@ export class Agent {
     await this.stopPlugins();
     await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
     this.reports.close();
+    this.spool.close();
     this.client.close();
     await this.wireguard.down();
     rmSync(join(this.options.dataDir, PID_FILE), { force: true });

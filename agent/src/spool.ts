@@ -1,9 +1,31 @@
 /**
  * The agent's durable spool: every report batch is written here before it is sent, and
- * removed only once the coordinator acknowledged it. One file per batch, written to a
- * temporary name, synced and renamed, so a batch on disk is always whole. A `kill -9`
- * loses nothing written and duplicates nothing (the coordinator stores each
- * (agent, sequence) once).
+ * forgotten only once the coordinator acknowledged it (or, full, the spool dropped it).
+ *
+ * On disk it is a log: segment files named by their first sequence, `<16 digits>.log`, only
+ * ever appended to. A record is a batch, or the sequences of batches to forget. `append()`
+ * writes a batch and syncs it (fdatasync) before it returns, so a batch the agent spooled
+ * survives a `kill -9` or a power cut. Forgetting is written at once but not synced: one that a
+ * crash loses only means those batches are sent again, and the coordinator stores each
+ * (agent, sequence) once. Nothing is lost, and nothing is stored twice.
+ *
+ * The log goes on to a new segment once one reaches SEGMENT_BYTES. Segments are deleted
+ * oldest first, once every batch in them is forgotten; so besides the batches waiting, the
+ * disk holds at most about a segment of acknowledged ones.
+ *
+ * Why a log: one write and one fdatasync on a descriptor kept open cost a quarter of the CPU
+ * of the file per batch this replaced (create, write, fsync, rename, fsync the directory, and
+ * unlink once acknowledged): 0.25 ms against 0.96 ms per batch on the bench VM, in an agent
+ * whose whole 10 s cycle costs about 10 ms.
+ *
+ * A record is a 16-byte header, then its payload:
+ *
+ *     u32 payload length | u32 CRC-32 of the rest | u8 kind | u48 sequence | u8 0 | payload
+ *
+ * (little-endian). A batch's payload is the `Batch` encoded, as it is sent; a forget record's
+ * is its sequences, six bytes each. Reopening reads the segments in order. A record cut short
+ * or failing its CRC (the write a crash interrupted: only the last can be) ends its segment,
+ * which is cut back to the records before it, and the log says so.
  *
  * Sequences are reserved in blocks: the state file records the first sequence not yet
  * handed out, a block ahead, so it is written once per block rather than once per batch.
@@ -14,21 +36,29 @@
  * The spool is bounded by batch count and bytes. When it must make room it drops the
  * oldest batches and says so: the count goes into the next batch's `droppedBefore`,
  * which the coordinator records, and into the log. It is never silent.
+ *
+ * Spools written by agents before the log (one `<16 digits>.batch` file per batch) are read
+ * as they are: those batches are sent first, and their files removed once acknowledged.
  */
 import {
   closeSync,
+  fdatasyncSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   renameSync,
   rmSync,
   statSync,
+  truncateSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 
@@ -39,12 +69,22 @@ export interface SpoolLimits {
 
 export const DEFAULT_SPOOL_LIMITS: SpoolLimits = { maxBatches: 50_000, maxBytes: 256 * 1024 * 1024 };
 
-const FILE_RE = /^(\d{16})\.batch$/;
+const SEGMENT_RE = /^(\d{16})\.log$/;
+/** A batch file of the spool before the log (see the top of this file). */
+const LEGACY_RE = /^(\d{16})\.batch$/;
 const STATE_FILE = "state.json";
 /** Sequences reserved per write of the state file. */
 const RESERVE = 100;
 /** Bytes of unsent batches kept decoded in memory; older ones are read back from disk. */
 const MEMORY_BYTES = 4 * 1024 * 1024;
+/** The log goes on to a new segment once the current one is this big. */
+export const SEGMENT_BYTES = 1024 * 1024;
+
+const HEADER_BYTES = 16;
+const BATCH = 1;
+const FORGET = 2;
+/** Bytes per sequence: in a header, and in a forget record's payload (2^48 sequences, at one a second, last nine million years). */
+const SEQUENCE_BYTES = 6;
 
 interface SpoolState {
   /** The first sequence not reserved yet: every batch so far has a lower one. */
@@ -55,18 +95,36 @@ interface SpoolState {
   droppedTotal: number;
 }
 
+/** A segment file of the log. */
+interface Segment {
+  path: string;
+  /** The number in its name: the sequence appended next when it was made, and above every earlier segment's. */
+  name: number;
+  /** Bytes written to it. */
+  size: number;
+  /** Its batches not yet forgotten. */
+  live: number;
+}
+
+/** Where a waiting batch is: in a segment (its payload at `offset`), or in a file of its own from before the log. */
+type Entry = { segment: Segment; offset: number; length: number } | { file: string; length: number };
+
 export type NewBatch = Omit<meshV1.Batch, "sequence" | "droppedBefore">;
 
 export class Spool {
   private state: SpoolState;
   /** The sequence the next batch gets (below `state.next`). */
   private next: number;
-  /** Sequence → size in bytes of what is on disk. */
-  private readonly sizes = new Map<number, number>();
+  /** The batches waiting, by sequence, oldest first. */
+  private readonly entries = new Map<number, Entry>();
   private bytes = 0;
   /** Unsent batches this process appended, as written, while they fit in MEMORY_BYTES. */
   private readonly recent = new Map<number, Uint8Array>();
   private recentBytes = 0;
+  /** The log's segments, oldest first; the last is the one appended to. */
+  private readonly segments: Segment[] = [];
+  /** The descriptor of the last segment, open for appending (from the first append on). */
+  private fd: number | undefined;
 
   constructor(
     private readonly dir: string,
@@ -74,25 +132,33 @@ export class Spool {
     private readonly log: (line: string) => void = () => {},
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    for (const name of readdirSync(dir)) {
-      const match = FILE_RE.exec(name);
-      if (match) {
-        const size = statSync(join(dir, name)).size;
-        this.sizes.set(Number(match[1]), size);
-        this.bytes += size;
+    const names = readdirSync(dir).sort(); // 16 digits: in the order of their sequences
+    let highest = 0;
+    for (const name of names) {
+      const legacy = LEGACY_RE.exec(name);
+      if (legacy) {
+        const sequence = Number(legacy[1]);
+        const length = statSync(join(dir, name)).size;
+        this.entries.set(sequence, { file: join(dir, name), length });
+        this.bytes += length;
+        highest = Math.max(highest, sequence);
       } else if (name.endsWith(".tmp")) {
         rmSync(join(dir, name), { force: true }); // a write that a crash cut short; never acknowledged
       }
     }
+    for (const name of names) {
+      const segment = SEGMENT_RE.exec(name);
+      if (segment) highest = Math.max(highest, this.replay(join(dir, name), Number(segment[1])));
+    }
+    this.deleteForgottenSegments(true);
     const saved = this.readState();
-    const highest = Math.max(0, ...this.sizes.keys());
     this.next = Math.max(saved.next, highest + 1);
     this.state = { ...saved, next: this.next };
   }
 
   /** Batches waiting, and their bytes. */
   get size(): { batches: number; bytes: number; droppedTotal: number } {
-    return { batches: this.sizes.size, bytes: this.bytes, droppedTotal: this.state.droppedTotal };
+    return { batches: this.entries.size, bytes: this.bytes, droppedTotal: this.state.droppedTotal };
   }
 
   /** Writes a batch durably and returns it with its sequence. */
@@ -110,8 +176,11 @@ export class Spool {
       this.state = { ...this.state, next: Math.max(this.state.next, sequence + RESERVE), droppedUnreported: 0 };
       this.writeState();
     }
-    writeDurably(join(this.dir, fileName(sequence)), bytes);
-    this.sizes.set(sequence, bytes.length);
+    const segment = this.segmentFor(HEADER_BYTES + bytes.length, sequence);
+    const offset = segment.size;
+    this.write(segment, record(BATCH, sequence, bytes), true);
+    segment.live++;
+    this.entries.set(sequence, { segment, offset, length: bytes.length });
     this.bytes += bytes.length;
     if (this.recentBytes + bytes.length <= MEMORY_BYTES) {
       this.recent.set(sequence, bytes);
@@ -127,45 +196,176 @@ export class Spool {
 
   /** The oldest batches waiting, in order, encoded as they were written: what `encodeReportRequest` sends. */
   pendingEncoded(limit: number): Uint8Array[] {
-    return [...this.sizes.keys()]
-      .sort((a, b) => a - b)
-      .slice(0, limit)
-      .map((sequence) => this.recent.get(sequence) ?? readFileSync(join(this.dir, fileName(sequence))));
+    const out: Uint8Array[] = [];
+    const readers = new Map<string, number>();
+    try {
+      for (const [sequence, entry] of this.entries) {
+        if (out.length >= limit) break;
+        const kept = this.recent.get(sequence);
+        if (kept) out.push(kept);
+        else if ("file" in entry) out.push(readFileSync(entry.file));
+        else {
+          let fd = readers.get(entry.segment.path);
+          if (fd === undefined) {
+            fd = openSync(entry.segment.path, "r");
+            readers.set(entry.segment.path, fd);
+          }
+          const bytes = Buffer.allocUnsafe(entry.length);
+          readSync(fd, bytes, 0, entry.length, entry.offset + HEADER_BYTES);
+          out.push(bytes);
+        }
+      }
+    } finally {
+      for (const fd of readers.values()) closeSync(fd);
+    }
+    return out;
   }
 
   /** Forgets batches the coordinator has stored. */
   ack(sequences: Iterable<number>): void {
-    for (const sequence of sequences) this.remove(sequence);
+    this.forget([...sequences]);
+  }
+
+  /** Closes the log's descriptor; appending again opens it anew. */
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 
   /** Drops the oldest batches until one of `incoming` bytes fits; says how many it dropped. */
   private makeRoom(incoming: number): number {
-    const order = [...this.sizes.keys()].sort((a, b) => a - b);
-    let dropped = 0;
-    while (order.length > 0 && (this.sizes.size + 1 > this.limits.maxBatches || this.bytes + incoming > this.limits.maxBytes)) {
-      this.remove(order.shift() as number);
-      dropped++;
+    const drop: number[] = [];
+    let bytes = this.bytes;
+    for (const [sequence, entry] of this.entries) {
+      if (this.entries.size - drop.length + 1 <= this.limits.maxBatches && bytes + incoming <= this.limits.maxBytes) break;
+      drop.push(sequence);
+      bytes -= entry.length;
     }
-    if (dropped > 0) {
-      this.state = {
-        ...this.state,
-        droppedUnreported: this.state.droppedUnreported + dropped,
-        droppedTotal: this.state.droppedTotal + dropped,
-      };
-      this.log(
-        `spool full (${this.limits.maxBatches} batches or ${Math.round(this.limits.maxBytes / 1048576)} MiB): dropped the ${dropped} oldest batch(es) unsent; ${this.state.droppedTotal} dropped in all`,
-      );
-    }
-    return dropped;
+    if (drop.length === 0) return 0;
+    this.forget(drop);
+    this.state = {
+      ...this.state,
+      droppedUnreported: this.state.droppedUnreported + drop.length,
+      droppedTotal: this.state.droppedTotal + drop.length,
+    };
+    this.log(
+      `spool full (${this.limits.maxBatches} batches or ${Math.round(this.limits.maxBytes / 1048576)} MiB): dropped the ${drop.length} oldest batch(es) unsent; ${this.state.droppedTotal} dropped in all`,
+    );
+    return drop.length;
   }
 
-  private remove(sequence: number): void {
-    const size = this.sizes.get(sequence);
-    if (size === undefined) return;
-    unlinkQuietly(join(this.dir, fileName(sequence)));
-    this.sizes.delete(sequence);
-    this.bytes -= size;
-    if (this.recent.delete(sequence)) this.recentBytes -= size;
+  /** Forgets batches, in memory and in the log (unsynced), and deletes what no longer holds any. */
+  private forget(sequences: number[]): void {
+    const logged: number[] = [];
+    for (const sequence of sequences) {
+      const entry = this.entries.get(sequence);
+      if (!entry) continue;
+      this.entries.delete(sequence);
+      this.bytes -= entry.length;
+      if (this.recent.delete(sequence)) this.recentBytes -= entry.length;
+      if ("file" in entry) unlinkQuietly(entry.file);
+      else {
+        entry.segment.live--;
+        logged.push(sequence);
+      }
+    }
+    if (logged.length === 0) return;
+    const payload = Buffer.allocUnsafe(logged.length * SEQUENCE_BYTES);
+    for (const [i, sequence] of logged.entries()) payload.writeUIntLE(sequence, i * SEQUENCE_BYTES, SEQUENCE_BYTES);
+    const forgetting = record(FORGET, 0, payload);
+    this.write(this.segmentFor(forgetting.length, this.next), forgetting, false);
+    this.deleteForgottenSegments(false);
+  }
+
+  /**
+   * The segment to append `bytes` to: the last, unless that is full (then a new one, named by
+   * `sequence`). A new segment's name is synced into the directory before anything is in it.
+   */
+  private segmentFor(bytes: number, sequence: number): Segment {
+    let last = this.segments.at(-1);
+    if (last && last.size > 0 && last.size + bytes > SEGMENT_BYTES) {
+      this.close();
+      last = undefined;
+    }
+    if (!last) {
+      const name = Math.max(sequence, (this.segments.at(-1)?.name ?? 0) + 1);
+      last = { path: join(this.dir, `${String(name).padStart(16, "0")}.log`), name, size: 0, live: 0 };
+      this.segments.push(last);
+      this.fd = openSync(last.path, "a", 0o600);
+      syncDirectory(this.dir);
+      this.deleteForgottenSegments(false);
+    }
+    this.fd ??= openSync(last.path, "a", 0o600);
+    return last;
+  }
+
+  /** Appends to the last segment, synced or not; a failed write is cut off again, so that the log stays whole. */
+  private write(segment: Segment, bytes: Uint8Array, sync: boolean): void {
+    const fd = this.fd as number;
+    try {
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+      if (sync) fdatasyncSync(fd);
+    } catch (error) {
+      try {
+        ftruncateSync(fd, segment.size);
+      } catch {
+        // the reopen that finds the torn record cuts it off
+      }
+      throw error;
+    }
+    segment.size += bytes.length;
+  }
+
+  /**
+   * Deletes the oldest segments while every batch in them is forgotten, but never the last one
+   * (it is appended to) unless `all`. Oldest first: a newer segment may hold the forget records
+   * of batches in an older one.
+   */
+  private deleteForgottenSegments(all: boolean): void {
+    while (this.segments.length > (all ? 0 : 1) && this.segments[0]?.live === 0) {
+      const [gone] = this.segments.splice(0, 1);
+      if (gone) unlinkQuietly(gone.path);
+    }
+  }
+
+  /** Reads one segment at reopening: its batches wait again, less those it or an earlier one forgot. Returns the highest sequence in it. */
+  private replay(path: string, name: number): number {
+    const data = readFileSync(path);
+    const segment: Segment = { path, name, size: 0, live: 0 };
+    this.segments.push(segment);
+    let highest = 0;
+    let offset = 0;
+    while (offset < data.length) {
+      const end = recordEnd(data, offset);
+      if (end === undefined) {
+        this.log(
+          `spool: ${path} ends in a record cut short at byte ${offset} (a write a crash interrupted); cutting off its last ${data.length - offset} byte(s)`,
+        );
+        truncateSync(path, offset);
+        break;
+      }
+      const kind = data[offset + 8];
+      const sequence = data.readUIntLE(offset + 9, SEQUENCE_BYTES);
+      if (kind === BATCH) {
+        const length = end - offset - HEADER_BYTES;
+        this.entries.set(sequence, { segment, offset, length });
+        this.bytes += length;
+        segment.live++;
+        highest = Math.max(highest, sequence);
+      } else if (kind === FORGET) {
+        for (let at = offset + HEADER_BYTES; at < end; at += SEQUENCE_BYTES) {
+          const forgotten = data.readUIntLE(at, SEQUENCE_BYTES);
+          const entry = this.entries.get(forgotten);
+          if (!entry || "file" in entry) continue;
+          this.entries.delete(forgotten);
+          this.bytes -= entry.length;
+          entry.segment.live--;
+        }
+      }
+      offset = end;
+    }
+    segment.size = offset;
+    return highest;
   }
 
   private readState(): SpoolState {
@@ -182,7 +382,27 @@ export class Spool {
   }
 }
 
-/** unlink(2), absent or not: rmSync walks its options and lstat()s first, on every acknowledged batch. */
+/** A record of the log: header (see the top of this file), then `payload`. */
+function record(kind: number, sequence: number, payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out[8] = kind;
+  out.writeUIntLE(sequence, 9, SEQUENCE_BYTES);
+  out[15] = 0;
+  out.set(payload, HEADER_BYTES);
+  out.writeUInt32LE(crc32(out.subarray(8)), 4);
+  return out;
+}
+
+/** Where the record at `offset` ends, if it is whole and its CRC matches. */
+function recordEnd(data: Buffer, offset: number): number | undefined {
+  if (offset + HEADER_BYTES > data.length) return undefined;
+  const end = offset + HEADER_BYTES + data.readUInt32LE(offset);
+  if (end > data.length || crc32(data.subarray(offset + 8, end)) !== data.readUInt32LE(offset + 4)) return undefined;
+  return end;
+}
+
+/** unlink(2), absent or not: rmSync walks its options and lstat()s first. */
 function unlinkQuietly(path: string): void {
   try {
     unlinkSync(path);
@@ -191,7 +411,14 @@ function unlinkQuietly(path: string): void {
   }
 }
 
-const fileName = (sequence: number) => `${String(sequence).padStart(16, "0")}.batch`;
+function syncDirectory(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Temporary file, fsync, rename, fsync of the directory: the file is whole or absent. */
 function writeDurably(path: string, bytes: Uint8Array): void {
@@ -204,12 +431,7 @@ function writeDurably(path: string, bytes: Uint8Array): void {
     closeSync(fd);
   }
   renameSync(temporary, path);
-  const dirFd = openSync(join(path, ".."), "r");
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
+  syncDirectory(join(path, ".."));
 }
 
 /**

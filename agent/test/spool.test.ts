@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 import { afterEach, describe, expect, it } from "vitest";
-import { encodeReportRequest, type NewBatch, Spool } from "../src/spool.js";
+import { encodeReportRequest, type NewBatch, SEGMENT_BYTES, Spool } from "../src/spool.js";
 
 const dirs: string[] = [];
 const fresh = () => {
@@ -16,6 +16,8 @@ const fresh = () => {
 afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
+
+const segments = (dir: string) => readdirSync(dir).filter((f) => f.endsWith(".log"));
 
 const batch = (n: number): NewBatch => ({
   createdAtUnixMs: 1_000 + n,
@@ -92,6 +94,76 @@ describe("the spool", () => {
     expect(spool.size.bytes).toBeLessThanOrEqual(300);
     expect(spool.size.batches).toBeGreaterThan(1);
     expect(spool.size.droppedTotal + spool.size.batches).toBe(20);
+  });
+
+  it("cuts off a record a crash left torn, keeps every whole one before it, and goes on writing after it", () => {
+    const dir = fresh();
+    const spool = new Spool(dir);
+    for (let n = 1; n <= 3; n++) spool.append(batch(n));
+    spool.close();
+    const [segment] = segments(dir);
+    const path = join(dir, segment as string);
+    const whole = statSync(path).size;
+    truncateSync(path, whole - 5); // the last batch's write, cut short
+
+    const lines: string[] = [];
+    const reopened = new Spool(dir, undefined, (line) => lines.push(line));
+    expect(reopened.pending(10).map((b) => b.sequence)).toEqual([1, 2]);
+    expect(lines).toEqual([expect.stringMatching(/ends in a record cut short at byte \d+ .*cutting off its last \d+ byte/)]);
+    expect(reopened.append(batch(4)).sequence).toBeGreaterThan(3);
+    reopened.close();
+    expect(new Spool(dir).pending(10).map((b) => b.events[0]?.attributes.n)).toEqual(["1", "2", "4"]);
+
+    // A record whose bytes changed (its CRC no longer matches) ends the log the same way.
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 3] = (bytes[bytes.length - 3] ?? 0) ^ 0xff;
+    writeFileSync(path, bytes);
+    expect(new Spool(dir).pending(10).map((b) => b.events[0]?.attributes.n)).toEqual(["1", "2"]);
+  });
+
+  it("moves on to a new segment once one is full, and deletes old ones once all their batches are acknowledged", () => {
+    const dir = fresh();
+    const spool = new Spool(dir);
+    const big = (n: number): NewBatch => {
+      const b = batch(n);
+      (b.events[0] as meshV1.Event).evidenceJson = JSON.stringify({ pad: "x".repeat(SEGMENT_BYTES / 4) });
+      return b;
+    };
+    for (let n = 1; n <= 7; n++) spool.append(big(n));
+    expect(segments(dir).length).toBe(3); // three batches a segment
+    spool.ack([2, 3, 4, 5, 6]); // the first segment still holds batch 1
+    expect(segments(dir).length).toBe(3);
+    spool.ack([1]);
+    expect(segments(dir).length).toBe(1); // the second went too; the third is still written to
+    spool.close();
+    const reopened = new Spool(dir);
+    expect(reopened.pending(10).map((b) => b.sequence)).toEqual([7]);
+    expect(reopened.size.batches).toBe(1);
+    reopened.ack([7]);
+    reopened.close();
+    // What is on disk is at most the segment being written: its batches are all forgotten.
+    expect(new Spool(dir).size).toMatchObject({ batches: 0, bytes: 0 });
+    expect(segments(dir).length).toBe(0);
+  });
+
+  it("reads a spool written before the log, a file per batch, and removes each file once acknowledged", () => {
+    const dir = fresh();
+    mkdirSync(dir, { recursive: true });
+    for (const sequence of [5, 6]) {
+      const old = meshV1.Batch.encode({ ...batch(sequence), sequence, droppedBefore: 0 }).finish();
+      writeFileSync(join(dir, `${String(sequence).padStart(16, "0")}.batch`), old);
+    }
+    const spool = new Spool(dir);
+    expect(spool.append(batch(7)).sequence).toBe(7);
+    expect(spool.pending(10).map((b) => [b.sequence, b.events[0]?.attributes.n])).toEqual([
+      [5, "5"],
+      [6, "6"],
+      [7, "7"],
+    ]);
+    spool.ack([5, 7]);
+    expect(readdirSync(dir).filter((f) => f.endsWith(".batch"))).toEqual(["0000000000000006.batch"]);
+    spool.close();
+    expect(new Spool(dir).pending(10).map((b) => b.sequence)).toEqual([6]);
   });
 
   it("survives kill -9 in the middle of writing: every batch on disk is whole, none is reused", async () => {
