@@ -290,9 +290,23 @@ export class PluginHost {
   private async call(hook: "start" | "collect" | "stop", timeoutMs: number): Promise<true | Error> {
     const fn = this.plugin[hook];
     if (!fn) return true;
-    const controller = new AbortController();
-    const onStop = () => controller.abort(new Error("the plugin is stopping"));
-    this.stopController.signal.addEventListener("abort", onStop, { once: true });
+    // The signal of a start or collect is made when the plugin first reads it: `passive` and
+    // `sdk` never do, and an AbortController with a listener on the host's own costs more than
+    // some collects. One read late gets it aborted already, with the reason it would have had.
+    let controller: AbortController | undefined;
+    let abortedWith: Error | undefined;
+    const stopping = this.stopController.signal;
+    const onStop = () => controller?.abort(new Error("the plugin is stopping"));
+    const stopSignal = hook === "stop" ? AbortSignal.timeout(timeoutMs) : undefined;
+    const signal = (): AbortSignal => {
+      if (!controller) {
+        controller = new AbortController();
+        if (abortedWith) controller.abort(abortedWith);
+        else if (stopping.aborted) onStop();
+        else stopping.addEventListener("abort", onStop, { once: true });
+      }
+      return controller.signal;
+    };
     const context: PluginContext = {
       options: this.options,
       log: this.host.log,
@@ -300,7 +314,9 @@ export class PluginHost {
       state: this.host.state,
       clock: this.clock,
       procRoot: this.host.procRoot ?? "/proc",
-      signal: hook === "stop" ? AbortSignal.timeout(timeoutMs) : controller.signal,
+      get signal() {
+        return stopSignal ?? signal();
+      },
     };
     let timer: ReturnType<typeof setTimeout> | undefined;
     const running = (async () => fn(context as never))();
@@ -322,14 +338,15 @@ export class PluginHost {
         }),
       ]);
       if (outcome instanceof TimeoutError) {
-        controller.abort(outcome);
+        abortedWith = outcome;
+        controller?.abort(outcome);
         return outcome;
       }
       if (outcome !== undefined) return toError(outcome, hook);
       return true;
     } finally {
       clearTimeout(timer);
-      this.stopController.signal.removeEventListener("abort", onStop);
+      if (controller) stopping.removeEventListener("abort", onStop);
     }
   }
 

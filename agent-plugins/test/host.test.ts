@@ -221,6 +221,53 @@ describe("the plugin host", () => {
     await host.stop();
   });
 
+  it("aborts a collect's signal when it times out, read early or late, and when the host stops", async () => {
+    const reasons: string[] = [];
+    const seen = (signal: AbortSignal) =>
+      new Promise<void>((resolve) => {
+        const record = () => {
+          reasons.push(String((signal.reason as Error).message));
+          resolve();
+        };
+        if (signal.aborted) record();
+        else signal.addEventListener("abort", record, { once: true });
+      });
+    let calls = 0;
+    const slow = definePlugin({
+      ...base,
+      name: "slow",
+      collect: async (ctx) => {
+        calls++;
+        if (calls === 1)
+          await seen(ctx.signal); // read at once: aborted when the collect times out (100 ms)
+        else if (calls === 2) {
+          await new Promise((r) => setTimeout(r, 150)); // past its timeout, then read: aborted already
+          await seen(ctx.signal);
+        }
+      },
+    });
+    const { host } = run(slow);
+    await host.start();
+    await until(() => reasons.length >= 2);
+    await host.stop();
+    expect(reasons).toEqual(["collect did not finish within 0.1 s", "collect did not finish within 0.1 s"]);
+
+    const waiting = definePlugin({ ...base, name: "waiting", collect: (ctx) => seen(ctx.signal) });
+    const patient = new PluginHost({
+      plugin: waiting,
+      options: {},
+      emit: new RecordingEmitter(),
+      log: recordingLogger(),
+      state: new MemoryState(),
+      intervalMs: 30,
+      timings: { ...timings, collectTimeoutMs: 60_000 },
+    });
+    await patient.start();
+    await new Promise((r) => setTimeout(r, 50));
+    await patient.stop();
+    expect(reasons[2]).toBe("the plugin is stopping");
+  });
+
   it("catches a rejection that arrives after the timeout, so nothing escapes the host", async () => {
     const late = definePlugin({
       ...base,

@@ -11,8 +11,8 @@ import {
   parseMeminfo,
   parseNetTcp,
   parseProcStat,
-  parseSockstat,
   parseStat,
+  sockstatInUse,
   tcpChurn,
   unitFromCgroup,
 } from "../src/passive/proc.js";
@@ -82,7 +82,9 @@ describe("/proc parsers", () => {
       expect(new ProcReader(root).tcpSockets().map((s) => s.localPort)).toEqual([8080]); // no sockstat: read
       writeFileSync(join(root, "net", "sockstat"), "sockets: used 5\nTCP: inuse 0 orphan 0 tw 3 alloc 1 mem 0\nUDP: inuse 2 mem 1\n");
       expect(new ProcReader(root).tcpSockets()).toEqual([]);
-      expect(parseSockstat("TCP: inuse 7 orphan 0 tw 0 alloc 9 mem 1\nUDP: inuse 2 mem 1\n")).toEqual({ TCP: 7, UDP: 2 });
+      const sockstat = "sockets: used 8\nTCP: inuse 7 orphan 0 tw 0 alloc 9 mem 1\nUDP: inuse 2 mem 1\n";
+      expect([sockstatInUse(sockstat, "TCP"), sockstatInUse(sockstat, "UDP"), sockstatInUse(sockstat, "TCP6")]).toEqual([7, 2, undefined]);
+      expect(sockstatInUse("TCP6: inuse 3\nUDP6: inuse 0\n", "TCP6")).toBe(3);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -135,6 +137,8 @@ describe("/proc parsers", () => {
       expect(ports()).toEqual([80]);
       expect(tcpChurn(readFileSync(join(root, "net", "snmp"), "utf8"))).toBe("11 5 0 0 1");
       expect(tcpChurn("Udp: InDatagrams\nUdp: 1\n")).toBe("");
+      expect(tcpChurn("Tcp: ActiveOpens CurrEstab\n")).toBe(""); // a header with no values
+      expect(tcpChurn("Tcp: ActiveOpens CurrEstab\nTcp: 4 2")).toBe("4    2");
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -256,23 +256,38 @@ const MAX_KEPT_FDS = 2048;
 /**
  * /proc/net/snmp's TCP counters that move when the TCP table gains or loses a connection:
  * connections opened either way, failed and reset, and established now (one MIB for IPv4 and
- * IPv6). Empty when the file is missing or not as expected.
+ * IPv6). Empty when the file is missing or not as expected. Read at every collect, so it finds
+ * the two `Tcp:` lines rather than splitting the whole file.
  */
 export function tcpChurn(snmp: string): string {
-  const lines = snmp.split("\n").filter((line) => line.startsWith("Tcp: "));
-  const names = lines[0]?.split(" ");
-  const values = lines[1]?.split(" ");
-  if (!names || !values) return "";
+  const header = lineStarting(snmp, "Tcp: ", 0);
+  const values = header === undefined ? undefined : lineStarting(snmp, "Tcp: ", header.end);
+  if (!header || !values) return "";
+  const names = snmp.slice(header.start, header.end).split(" ");
+  const counts = snmp.slice(values.start, values.end).split(" ");
   return ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab"]
-    .map((name) => values[names.indexOf(name)] ?? "")
+    .map((name) => counts[names.indexOf(name)] ?? "")
     .join(" ");
 }
 
-/** Sockets in use per protocol from /proc/net/sockstat(6), e.g. { TCP: 8, TCP6: 0 }. */
-export function parseSockstat(text: string): Record<string, number> {
-  const inUse: Record<string, number> = {};
-  for (const match of text.matchAll(/^(\w+): inuse (\d+)/gm)) inUse[match[1] as string] = Number(match[2]);
-  return inUse;
+/** The first line at or after `from` that starts with `prefix`: where it starts and ends (before its newline). */
+function lineStarting(text: string, prefix: string, from: number): { start: number; end: number } | undefined {
+  let start = from;
+  if (!text.startsWith(prefix, from)) {
+    const newline = text.indexOf(`\n${prefix}`, from);
+    if (newline < 0) return undefined;
+    start = newline + 1;
+  }
+  const newline = text.indexOf("\n", start);
+  return { start, end: newline < 0 ? text.length : newline };
+}
+
+/** The sockets in use of one protocol in /proc/net/sockstat or sockstat6 ("TCP", "TCP6"...); undefined where it has no line. */
+export function sockstatInUse(text: string, protocol: string): number | undefined {
+  const line = lineStarting(text, `${protocol}: inuse `, 0);
+  if (!line) return undefined;
+  const count = Number.parseInt(text.slice(line.start + protocol.length + 8, line.end), 10);
+  return Number.isNaN(count) ? undefined : count;
 }
 
 function link(path: string): string | undefined {
@@ -454,13 +469,13 @@ export class ProcReader {
     const sockstat = readProcFile(join(net, "sockstat"));
     const sockstat6 = readProcFile(join(net, "sockstat6"));
     const churn = tcpChurn(readProcFile(join(net, "snmp")));
-    const inUse = { ...parseSockstat(sockstat), ...parseSockstat(sockstat6) };
+    const inUse = { TCP: sockstatInUse(sockstat, "TCP"), TCP6: sockstatInUse(sockstat6, "TCP6") };
     const signature = `${inUse.TCP} ${inUse.TCP6} ${churn}`;
     const kept = this.tcp;
     const changed = this.processesChanged;
     this.processesChanged = false;
     if (kept && churn !== "" && !changed && kept.signature === signature && ++kept.age < TCP_REREAD_EVERY) return kept.sockets;
-    const table = (name: string, key: string, family: 4 | 6) =>
+    const table = (name: string, key: "TCP" | "TCP6", family: 4 | 6) =>
       inUse[key] === 0 ? [] : parseNetTcp(readProcFile(join(net, name)), family);
     const sockets = [...table("tcp", "TCP", 4), ...table("tcp6", "TCP6", 6)];
     this.tcp = { sockets, signature, age: 0 };
