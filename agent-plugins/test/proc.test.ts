@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -178,6 +178,48 @@ describe("/proc parsers", () => {
     }
     expect(parseLastPid("0.10 0.20 0.30 2/108 17529\n")).toBe(17529);
     expect(parseLastPid("0.10 0.20 0.30\n")).toBeUndefined();
+  });
+
+  it("lists /proc again only once a pid was handed out, where it shows the agent's own pid namespace", () => {
+    const root = mkdtempSync(join(tmpdir(), "coral-proc-"));
+    const proc = (pid: number, comm: string) => {
+      mkdirSync(join(root, String(pid)), { recursive: true });
+      writeFileSync(join(root, String(pid), "stat"), `${pid} (${comm}) S 1 0 0 0 -1 0 0 0 0 0 7 0 0 0 20 0 1 0 ${pid * 10} 0 10 0\n`);
+      writeFileSync(join(root, String(pid), "cmdline"), `${comm}\0`);
+      writeFileSync(join(root, String(pid), "cgroup"), "0::/\n");
+    };
+    const lastPid = (pid: number) => writeFileSync(join(root, "loadavg"), `0.00 0.00 0.00 1/80 ${pid}\n`);
+    const self = (pid: number) => {
+      rmSync(join(root, "self"), { force: true });
+      symlinkSync(String(pid), join(root, "self"));
+    };
+    const readers: ProcReader[] = [];
+    const view = (reader: ProcReader) => reader.processes().map((p) => p.comm);
+    try {
+      proc(70, "app");
+      lastPid(100);
+      self(process.pid);
+      const reader = new ProcReader(root);
+      readers.push(reader);
+      expect(view(reader)).toEqual(["app"]);
+      // A process that appears while no pid was handed out cannot have started: /proc is not listed again.
+      proc(80, "impossible");
+      expect(view(reader)).toEqual(["app"]);
+      lastPid(101);
+      expect(view(reader)).toEqual(["app", "impossible"]);
+
+      // Where procRoot is another pid namespace's (its `self` is not this process), /proc/loadavg
+      // says nothing of it: listed every time.
+      self(1);
+      const other = new ProcReader(root);
+      readers.push(other);
+      expect(view(other)).toEqual(["app", "impossible"]);
+      proc(90, "elsewhere");
+      expect(view(other)).toEqual(["app", "impossible", "elsewhere"]);
+    } finally {
+      for (const reader of readers) reader.close();
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("reads host CPU, memory and load", () => {

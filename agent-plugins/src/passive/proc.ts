@@ -323,6 +323,10 @@ export class ProcReader {
   private lastPid: number | undefined;
   private listings = 0;
   private loadavgRead = "";
+  /** The pids of the last call's processes: the next call's, if no pid was handed out meanwhile. */
+  private listed: number[] = [];
+  /** Whether `procRoot` shows the agent's own pid namespace (the one /proc/loadavg speaks of). */
+  private sameNamespace: boolean | undefined;
   /** Whether a process started or ended since the TCP table was last read (see tcpSockets()). */
   private processesChanged = true;
   /** The TCP table as last read, what said it may change, and calls since it was read. */
@@ -341,25 +345,38 @@ export class ProcReader {
    * handed that pid out since (`/proc/loadavg` names the last pid handed out), and at least
    * every 30th call. Kernel threads are most of the processes on many hosts, and no collector
    * reports them; what is returned for one (its CPU time, memory) is as of its last read.
+   *
+   * When the kernel has handed out no pid at all since the last call, no process (nor thread)
+   * started meanwhile, so /proc is not listed again (half a millisecond here, at every collect
+   * of a quiet host): the processes are those of the last listing, less those that ended. This
+   * holds only where `/proc/loadavg` speaks of the pid namespace that `procRoot` shows, which is
+   * the agent's own: it is checked through `procRoot/self`.
    */
   processes(): ProcessInfo[] {
     const out: ProcessInfo[] = [];
-    let names: string[];
-    try {
-      names = readdirSync(this.procRoot);
-    } catch {
-      return [];
-    }
     const since = this.lastPid;
+    // Read before the listing: a pid handed out after this read is one the next call sees as news.
     this.loadavgRead = readProcFile(`${this.procRoot}/loadavg`);
-    const lastPid = parseLastPid(this.loadavgRead);
-    this.lastPid = lastPid;
-    const rereadAll = this.listings++ % 30 === 0 || since === undefined || lastPid === undefined;
-    let listed = 0;
-    for (const name of names) {
-      if (!isPid(name)) continue;
-      listed++;
-      const pid = Number(name);
+    const before = parseLastPid(this.loadavgRead);
+    this.lastPid = before;
+    const rereadAll = this.listings++ % 30 === 0 || since === undefined || before === undefined;
+    this.sameNamespace ??= link(`${this.procRoot}/self`) === String(process.pid);
+    let pids: number[];
+    let lastPid = before;
+    if (!rereadAll && before === since && this.sameNamespace) pids = this.listed;
+    else {
+      let names: string[];
+      try {
+        names = readdirSync(this.procRoot);
+      } catch {
+        return [];
+      }
+      pids = names.filter(isPid).map(Number);
+      lastPid = parseLastPid(readProcFile(`${this.procRoot}/loadavg`)) ?? before; // as of the listing, for the kernel threads
+    }
+    const listed: number[] = [];
+    for (const pid of pids) {
+      listed.push(pid);
       const thread = this.kernelThreads.get(pid);
       if (thread && !rereadAll && !handedOutBetween(pid, since as number, lastPid as number)) {
         out.push(thread);
@@ -371,8 +388,9 @@ export class ProcReader {
       if (process.cmdline.length === 0 && (process.ppid === KTHREADD || process.pid === KTHREADD)) this.kernelThreads.set(pid, process);
       else if (thread) this.kernelThreads.delete(pid);
     }
+    this.listed = out.map((p) => p.pid);
     // Forget processes that are gone, only when some are: most collects find none.
-    if (this.statFds.size > listed || this.statics.size > out.length || this.kernelThreads.size > out.length) {
+    if (this.statFds.size > listed.length || this.statics.size > out.length || this.kernelThreads.size > out.length) {
       const alive = new Map(out.map((p) => [p.pid, p.startTime]));
       for (const [pid, fd] of this.statFds) {
         if (alive.has(pid)) continue;
