@@ -334,27 +334,15 @@ export class Spool {
     const segment: Segment = { path, name, size: 0, live: 0 };
     this.segments.push(segment);
     let highest = 0;
-    let offset = 0;
-    while (offset < data.length) {
-      const end = recordEnd(data, offset);
-      if (end === undefined) {
-        this.log(
-          `spool: ${path} ends in a record cut short at byte ${offset} (a write a crash interrupted); cutting off its last ${data.length - offset} byte(s)`,
-        );
-        truncateSync(path, offset);
-        break;
-      }
-      const kind = data[offset + 8];
-      const sequence = data.readUIntLE(offset + 9, SEQUENCE_BYTES);
-      if (kind === BATCH) {
-        const length = end - offset - HEADER_BYTES;
-        this.entries.set(sequence, { segment, offset, length });
+    segment.size = readRecords(data, (record) => {
+      if (record.kind === BATCH) {
+        const length = record.end - record.offset - HEADER_BYTES;
+        this.entries.set(record.sequence, { segment, offset: record.offset, length });
         this.bytes += length;
         segment.live++;
-        highest = Math.max(highest, sequence);
-      } else if (kind === FORGET) {
-        for (let at = offset + HEADER_BYTES; at < end; at += SEQUENCE_BYTES) {
-          const forgotten = data.readUIntLE(at, SEQUENCE_BYTES);
+        highest = Math.max(highest, record.sequence);
+      } else if (record.kind === FORGET) {
+        for (const forgotten of forgottenIn(data, record)) {
           const entry = this.entries.get(forgotten);
           if (!entry || "file" in entry) continue;
           this.entries.delete(forgotten);
@@ -362,9 +350,13 @@ export class Spool {
           entry.segment.live--;
         }
       }
-      offset = end;
+    });
+    if (segment.size < data.length) {
+      this.log(
+        `spool: ${path} ends in a record cut short at byte ${segment.size} (a write a crash interrupted); cutting off its last ${data.length - segment.size} byte(s)`,
+      );
+      truncateSync(path, segment.size);
     }
-    segment.size = offset;
     return highest;
   }
 
@@ -392,6 +384,56 @@ function record(kind: number, sequence: number, payload: Uint8Array): Buffer {
   out.set(payload, HEADER_BYTES);
   out.writeUInt32LE(crc32(out.subarray(8)), 4);
   return out;
+}
+
+/**
+ * How many batches wait in the spool at `dir`, read without touching it (a running agent's, say):
+ * the batches in its log less those it forgot, and the files from before the log.
+ */
+export function waitingBatches(dir: string): number {
+  const waiting = new Set<number>();
+  for (const name of readdirSync(dir).sort()) {
+    const legacy = LEGACY_RE.exec(name);
+    if (legacy) waiting.add(Number(legacy[1]));
+    if (!SEGMENT_RE.test(name)) continue;
+    let data: Buffer;
+    try {
+      data = readFileSync(join(dir, name));
+    } catch {
+      continue; // deleted meanwhile: every batch in it was acknowledged
+    }
+    readRecords(data, (record) => {
+      if (record.kind === BATCH) waiting.add(record.sequence);
+      else if (record.kind === FORGET) for (const forgotten of forgottenIn(data, record)) waiting.delete(forgotten);
+    });
+  }
+  return waiting.size;
+}
+
+interface LogRecord {
+  kind: number;
+  sequence: number;
+  /** Where its header starts, and where it ends. */
+  offset: number;
+  end: number;
+}
+
+/** Calls `onRecord` for each whole record of a segment, in order; returns where they end (the rest, if any, is torn). */
+function readRecords(data: Buffer, onRecord: (record: LogRecord) => void): number {
+  let offset = 0;
+  for (;;) {
+    const end = recordEnd(data, offset);
+    if (end === undefined) return offset;
+    onRecord({ kind: data[offset + 8] as number, sequence: data.readUIntLE(offset + 9, SEQUENCE_BYTES), offset, end });
+    offset = end;
+  }
+}
+
+/** The sequences a forget record names. */
+function forgottenIn(data: Buffer, record: LogRecord): number[] {
+  const sequences: number[] = [];
+  for (let at = record.offset + HEADER_BYTES; at < record.end; at += SEQUENCE_BYTES) sequences.push(data.readUIntLE(at, SEQUENCE_BYTES));
+  return sequences;
 }
 
 /** Where the record at `offset` ends, if it is whole and its CRC matches. */

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 import { afterEach, describe, expect, it } from "vitest";
-import { encodeReportRequest, type NewBatch, SEGMENT_BYTES, Spool } from "../src/spool.js";
+import { encodeReportRequest, type NewBatch, SEGMENT_BYTES, Spool, waitingBatches } from "../src/spool.js";
 
 const dirs: string[] = [];
 const fresh = () => {
@@ -59,6 +59,7 @@ describe("the spool", () => {
     const spool = new Spool(dir);
     expect([1, 2, 3].map((n) => spool.append(batch(n)).sequence)).toEqual([1, 2, 3]);
     spool.ack([1]);
+    expect(waitingBatches(dir)).toBe(2); // read from disk, beside the spool that writes it
     const reopened = new Spool(dir);
     expect(reopened.pending(10).map((b) => [b.sequence, b.events[0]?.attributes.n])).toEqual([
       [2, "2"],
@@ -105,6 +106,8 @@ describe("the spool", () => {
     const path = join(dir, segment as string);
     const whole = statSync(path).size;
     truncateSync(path, whole - 5); // the last batch's write, cut short
+    expect(waitingBatches(dir)).toBe(2);
+    expect(statSync(path).size).toBe(whole - 5); // only looked at
 
     const lines: string[] = [];
     const reopened = new Spool(dir, undefined, (line) => lines.push(line));
@@ -160,8 +163,10 @@ describe("the spool", () => {
       [6, "6"],
       [7, "7"],
     ]);
+    expect(waitingBatches(dir)).toBe(3);
     spool.ack([5, 7]);
     expect(readdirSync(dir).filter((f) => f.endsWith(".batch"))).toEqual(["0000000000000006.batch"]);
+    expect(waitingBatches(dir)).toBe(1);
     spool.close();
     expect(new Spool(dir).pending(10).map((b) => b.sequence)).toEqual([6]);
   });

@@ -3,11 +3,11 @@
  * away, a coordinator restart, an agent cut off for a minute, and an agent removed. Reports
  * are counted in the coordinator's store: every batch an agent made arrives exactly once.
  */
-import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { LabCoordinator } from "@coral/coordinator/testing";
 import { labSkipReason, missingForNatLab, type Site } from "@coral/wireguard/testing";
 import Database from "better-sqlite3";
+import { waitingBatches } from "coral-agent";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HealthWatch, LabAgent, labCoordinator, type MeshLab, startMeshLab } from "../src/mesh.js";
 
@@ -38,7 +38,7 @@ describe.skipIf(skip)("the mesh through failures", () => {
     }
   };
   /** Batches still waiting in an agent's spool. */
-  const spooled = (agent: LabAgent) => readdirSync(join(agent.dataDir, "spool")).filter((f) => f.endsWith(".batch")).length;
+  const spooled = (agent: LabAgent) => waitingBatches(join(agent.dataDir, "spool"));
   /** Every batch from 1 to the last, once: nothing lost, nothing twice. */
   const expectExactlyOnce = (sequences: number[]) => {
     expect(sequences.length).toBeGreaterThan(0);
