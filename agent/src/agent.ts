@@ -75,11 +75,18 @@ const handshakePollMs = (waitedMs: number) =>
 const NUDGE_EVERY_MS = 100;
 /** How long the coordinator's packets may arrive without a handshake before this side starts one (see connect()). */
 const STALLED_MS = 1_000;
+/**
+ * A heartbeat goes after this many heartbeat intervals without contact (a report answered
+ * counts). An agent that reports every interval thus sends none, and wakes for none; the
+ * coordinator calls an agent unhealthy only after two intervals of silence.
+ */
+const HEARTBEAT_AFTER_SILENCE = 1.25;
 
 export class Agent {
   private readonly hosts: PluginHost[] = [];
   private client: meshV1.AgentServiceClient;
-  private readonly timers: NodeJS.Timeout[] = [];
+  /** The next heartbeat, due after a silence (see HEARTBEAT_AFTER_SILENCE); armed again at every contact. */
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private current: NewBatch = emptyBatch();
   /** Spools what a start/stop plugin emitted outside a collect, a moment later. */
   private flushTimer: NodeJS.Timeout | undefined;
@@ -224,18 +231,17 @@ export class Agent {
   private async run(pluginsStarted: Promise<void>, handshakeMs: number | undefined): Promise<void> {
     const registered = await this.register(handshakeMs);
     this.registered = true;
-    this.lastContact = Date.now();
+    if (!this.options.heartbeatIntervalMs) this.heartbeatIntervalMs = registered.heartbeatIntervalMs || this.heartbeatIntervalMs;
+    this.contact();
     this.log(
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
     );
-    if (!this.options.heartbeatIntervalMs) this.heartbeatIntervalMs = registered.heartbeatIntervalMs || this.heartbeatIntervalMs;
     await pluginsStarted;
     void this.heartbeat(); // only if a plugin's state changed since registering
 
     // Nothing else wakes an idle agent: collects are spooled and sent as each one ends,
-    // what start/stop plugins emit is spooled a moment after it arrives, and a failed send
-    // is retried on its own timer.
-    this.every(this.heartbeatIntervalMs, () => void this.heartbeat());
+    // what start/stop plugins emit is spooled a moment after it arrives, a failed send
+    // is retried on its own timer, and a heartbeat goes only after a silence.
     void this.send(); // whatever the spool kept, from before a restart or from the plugins' start
   }
 
@@ -276,7 +282,7 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.heartbeatTimer);
     clearTimeout(this.retryTimer);
     await this.stopPlugins();
     await Promise.race([this.send(), new Promise((r) => setTimeout(r, 2_000))]);
@@ -317,7 +323,7 @@ export class Agent {
         const response = await this.report(batches);
         if (!response) continue; // the coordinator has no ReportStream: sent again, as a Report call
         this.spool.ack(response.ackedSequences);
-        this.lastContact = Date.now();
+        this.contact();
         if (this.sendFailures > 0) this.log(`reports reach the coordinator again; ${this.spool.size.batches} batch(es) still spooled`);
         this.sendFailures = 0;
       }
@@ -401,17 +407,18 @@ export class Agent {
   }
 
   /**
-   * Tells the coordinator the agent is alive and how its plugins are. Skipped while reports
-   * arrive anyway (the coordinator counts each as a heartbeat) and plugin states are what
-   * it last heard: an agent that reports every collect sends few heartbeats.
+   * Tells the coordinator the agent is alive and how its plugins are: after a silence (the
+   * coordinator counts each report as a heartbeat, so an agent that reports every collect
+   * sends none), and at once when a plugin's state changed. Skipped when neither holds.
    */
   private async heartbeat(): Promise<void> {
     const plugins = this.pluginStates();
     const key = JSON.stringify(plugins);
-    if (key === this.reportedPlugins && Date.now() - this.lastContact < this.heartbeatIntervalMs / 2) return;
+    if (key === this.reportedPlugins && Date.now() - this.lastContact < this.heartbeatIntervalMs) return;
+    clearTimeout(this.heartbeatTimer);
     try {
       await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins }, 5_000);
-      this.lastContact = Date.now();
+      this.contact();
       this.reportedPlugins = key;
       if (this.heartbeatFailures > 0) {
         this.log("heartbeats reach the coordinator again");
@@ -421,6 +428,7 @@ export class Agent {
       this.relookupBackoffMs = RELOOKUP_MIN_MS;
     } catch (error) {
       this.heartbeatFailures++;
+      this.armHeartbeat(this.heartbeatIntervalMs); // tried again each interval while it fails
       if (this.heartbeatFailures === 1) this.log(`heartbeat failed: ${describe(error)}`);
       if (this.heartbeatFailures % 3 === 0) {
         this.renewChannel();
@@ -552,9 +560,16 @@ export class Agent {
     };
   }
 
-  private every(ms: number, fn: () => void): void {
-    const timer = setInterval(fn, ms);
-    this.timers.push(timer);
+  /** The coordinator answered: the next heartbeat is due only after a silence. */
+  private contact(): void {
+    this.lastContact = Date.now();
+    this.armHeartbeat(this.heartbeatIntervalMs * HEARTBEAT_AFTER_SILENCE);
+  }
+
+  private armHeartbeat(delayMs: number): void {
+    clearTimeout(this.heartbeatTimer);
+    if (this.stopped) return;
+    this.heartbeatTimer = setTimeout(() => void this.heartbeat(), delayMs);
   }
 }
 
