@@ -4,6 +4,7 @@
  * coordinator through the durable spool: collected into a batch, written to disk, sent,
  * and removed only when acknowledged.
  */
+import { randomUUID } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -102,6 +103,8 @@ export class Agent {
   private heartbeatFailures = 0;
   /** When the coordinator last answered a heartbeat or a report. */
   private lastContact = 0;
+  /** This run of the agent process, told at register and in each heartbeat (see RegisterRequest.run_id). */
+  private readonly runId = randomUUID();
   /** The plugin states the coordinator last heard. */
   private reportedPlugins = "";
   /** Nothing is sent before the coordinator heard of this run (plugins start meanwhile). */
@@ -361,6 +364,7 @@ export class Agent {
             os: process.platform,
             arch: process.arch,
             plugins,
+            runId: this.runId,
           },
           timeoutMs,
         );
@@ -417,7 +421,7 @@ export class Agent {
     if (key === this.reportedPlugins && Date.now() - this.lastContact < this.heartbeatIntervalMs) return;
     clearTimeout(this.heartbeatTimer);
     try {
-      await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins }, 5_000);
+      await this.call("heartbeat", { sentAtUnixMs: Date.now(), plugins, runId: this.runId }, 5_000);
       this.contact();
       this.reportedPlugins = key;
       if (this.heartbeatFailures > 0) {

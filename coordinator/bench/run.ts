@@ -164,6 +164,7 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
           os: "linux",
           arch: "x64",
           plugins,
+          runId: `run-${i}`,
         }),
       ),
     ),
@@ -180,7 +181,7 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
     const offset = (i / AGENTS) * INTERVAL;
     const beat = () =>
       void timed("Heartbeat", () =>
-        unary(session, "Heartbeat", meshV1.HeartbeatRequest, meshV1.HeartbeatResponse, { sentAtUnixMs: Date.now(), plugins }),
+        unary(session, "Heartbeat", meshV1.HeartbeatRequest, meshV1.HeartbeatResponse, { sentAtUnixMs: Date.now(), plugins, runId: "" }),
       );
     const report = () =>
       void timed("Report", () =>

@@ -79,6 +79,7 @@ describe("the agent service over real gRPC", () => {
       os: "linux",
       arch: "x64",
       plugins: [],
+      runId: "",
     });
     expect(response).toMatchObject({ heartbeatIntervalMs: 10_000, lastAckedSequence: 0 });
   });
@@ -96,7 +97,7 @@ describe("the agent service over real gRPC", () => {
     const [edge] = db.select().from(topologyEdges).all();
     expect(edge).toMatchObject({ fromService: "api", toAddress: "198.51.100.9", toPort: 5432, observations: 3, lastSeenAt: 1_003 });
     expect(
-      (await call(client.register, { agentName: "web-1", agentVersion: "0.1.0", hostname: "", os: "", arch: "", plugins: [] }))
+      (await call(client.register, { agentName: "web-1", agentVersion: "0.1.0", hostname: "", os: "", arch: "", plugins: [], runId: "" }))
         .lastAckedSequence,
     ).toBe(3);
   });
@@ -142,11 +143,40 @@ describe("the agent service over real gRPC", () => {
       plugins: [
         { name: "passive", version: "0.1.0", status: meshV1.PluginStatus.PLUGIN_STATUS_DEGRADED, lastError: "EACCES", sinceUnixMs: 1 },
       ],
+      runId: "",
     });
     const row = db.select().from(agents).all()[0];
     const plugins = JSON.parse(row?.plugins ?? "[]") as Array<{ name: string; state: "degraded" }>;
     expect(plugins).toEqual([expect.objectContaining({ name: "passive", state: "degraded", lastError: "EACCES" })]);
     expect(agentHealth(row?.lastHeartbeatAt ?? null, plugins, 10_000, Date.now())).toBe("degraded");
+  });
+
+  it("refuses a heartbeat of an earlier run that arrives after a newer register, and keeps the newer run's state", async () => {
+    const plugin = (status: meshV1.PluginStatus) => [{ name: "passive", version: "0.1.0", status, lastError: "", sinceUnixMs: 1 }];
+    const state = () => (JSON.parse(db.select().from(agents).all()[0]?.plugins ?? "[]") as Array<{ state: string }>)[0]?.state;
+    const register = (runId: string) =>
+      call(client.register, {
+        agentName: "web-1",
+        agentVersion: "0.1.0",
+        hostname: "",
+        os: "",
+        arch: "",
+        plugins: plugin(meshV1.PluginStatus.PLUGIN_STATUS_RUNNING),
+        runId,
+      });
+    await register("run-2");
+    // The stopped run's last word, sent again by TCP after the new run registered.
+    await expect(
+      call(client.heartbeat, { sentAtUnixMs: Date.now(), plugins: plugin(meshV1.PluginStatus.PLUGIN_STATUS_STOPPED), runId: "run-1" }),
+    ).rejects.toMatchObject({ code: GrpcStatus.FAILED_PRECONDITION, details: expect.stringMatching(/a newer run of agent web-1/) });
+    expect(state()).toBe("running");
+    await call(client.heartbeat, { sentAtUnixMs: Date.now(), plugins: plugin(meshV1.PluginStatus.PLUGIN_STATUS_DEGRADED), runId: "run-2" });
+    expect(state()).toBe("degraded");
+    // An agent from before runs were told (no run id) is taken at its word, as before.
+    await register("");
+    expect(state()).toBe("running");
+    await call(client.heartbeat, { sentAtUnixMs: Date.now(), plugins: plugin(meshV1.PluginStatus.PLUGIN_STATUS_DEGRADED), runId: "run-1" });
+    expect(state()).toBe("degraded");
   });
 
   it("counts a report as a heartbeat, keeping the plugin states it last heard", async () => {
@@ -235,14 +265,14 @@ describe("the agent service over real gRPC", () => {
   });
 
   it("refuses a call that claims to be another agent", async () => {
-    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [] }, "db-1").catch((e: unknown) => e)) as ServiceError;
+    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [], runId: "" }, "db-1").catch((e: unknown) => e)) as ServiceError;
     expect(error.code).toBe(GrpcStatus.PERMISSION_DENIED);
     expect(error.details).toContain("come from agent web-1, not db-1");
   });
 
   it("refuses a caller whose address belongs to no agent", async () => {
     db.update(agents).set({ meshIp: "100.64.0.9" }).run();
-    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [] }).catch((e: unknown) => e)) as ServiceError;
+    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [], runId: "" }).catch((e: unknown) => e)) as ServiceError;
     expect(error.code).toBe(GrpcStatus.UNAUTHENTICATED);
     db.update(agents).set({ meshIp: "127.0.0.1" }).run();
   });

@@ -114,6 +114,8 @@ export function agentService(
   const beat = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ? WHERE name = ?");
   const beatWithPlugins = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ?, plugins = ? WHERE name = ?");
   const ingest = prepareIngest(options.db);
+  /** Each agent's run (RegisterRequest.run_id) as of its latest register. */
+  const runs = new Map<string, string>();
 
   return {
     register: ((call, callback) => {
@@ -121,6 +123,8 @@ export function agentService(
       if (!agent) return;
       const r = call.request;
       const at = now();
+      if (r.runId) runs.set(agent.name, r.runId);
+      else runs.delete(agent.name);
       registered.run(
         at,
         at,
@@ -141,6 +145,15 @@ export function agentService(
     heartbeat: ((call, callback) => {
       const agent = identify(agentByIp, call, callback);
       if (!agent) return;
+      const run = runs.get(agent.name);
+      if (run && call.request.runId && call.request.runId !== run) {
+        // An earlier run's, arriving late: its plugin states would overwrite the current run's.
+        callback({
+          code: GrpcStatus.FAILED_PRECONDITION,
+          details: `a newer run of agent ${agent.name} has registered since this one; if two processes run as ${agent.name}, stop one`,
+        });
+        return;
+      }
       const at = now();
       const plugins = pluginsJson(call.request.plugins);
       // Plugin states rarely change between heartbeats; leave the column alone when they did not.

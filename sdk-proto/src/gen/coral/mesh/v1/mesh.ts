@@ -142,6 +142,12 @@ export interface RegisterRequest {
   os: string;
   arch: string;
   plugins: PluginState[];
+  /**
+   * This run of the agent process (new at each start). A heartbeat of an earlier run that
+   * arrives after this register (the kernel's TCP sending it again once the restarted agent's
+   * tunnel carries the same address) is refused rather than stored over this run's state.
+   */
+  runId: string;
 }
 
 export interface RegisterResponse {
@@ -154,6 +160,8 @@ export interface RegisterResponse {
 export interface HeartbeatRequest {
   sentAtUnixMs: number;
   plugins: PluginState[];
+  /** The run_id of the register this run of the agent made (see RegisterRequest). */
+  runId: string;
 }
 
 export interface HeartbeatResponse {
@@ -252,7 +260,7 @@ export interface Connection {
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
-  return { agentName: "", agentVersion: "", hostname: "", os: "", arch: "", plugins: [] };
+  return { agentName: "", agentVersion: "", hostname: "", os: "", arch: "", plugins: [], runId: "" };
 }
 
 export const RegisterRequest: MessageFns<RegisterRequest> = {
@@ -274,6 +282,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     }
     for (const v of message.plugins) {
       PluginState.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.runId !== "") {
+      writer.uint32(58).string(message.runId);
     }
     return writer;
   },
@@ -339,6 +350,14 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
             message.plugins.push(PluginState.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -367,6 +386,11 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
       os: isSet(object.os) ? globalThis.String(object.os) : "",
       arch: isSet(object.arch) ? globalThis.String(object.arch) : "",
       plugins: globalThis.Array.isArray(object?.plugins) ? object.plugins.map((e: any) => PluginState.fromJSON(e)) : [],
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -390,6 +414,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     if (message.plugins?.length) {
       obj.plugins = message.plugins.map((e) => PluginState.toJSON(e));
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -404,6 +431,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     message.os = object.os ?? "";
     message.arch = object.arch ?? "";
     message.plugins = object.plugins?.map((e) => PluginState.fromPartial(e)) || [];
+    message.runId = object.runId ?? "";
     return message;
   },
 };
@@ -522,7 +550,7 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { sentAtUnixMs: 0, plugins: [] };
+  return { sentAtUnixMs: 0, plugins: [], runId: "" };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -532,6 +560,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     for (const v of message.plugins) {
       PluginState.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.runId !== "") {
+      writer.uint32(26).string(message.runId);
     }
     return writer;
   },
@@ -565,6 +596,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.plugins.push(PluginState.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -585,6 +624,11 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
         ? globalThis.Number(object.sent_at_unix_ms)
         : 0,
       plugins: globalThis.Array.isArray(object?.plugins) ? object.plugins.map((e: any) => PluginState.fromJSON(e)) : [],
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -596,6 +640,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     if (message.plugins?.length) {
       obj.plugins = message.plugins.map((e) => PluginState.toJSON(e));
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -606,6 +653,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     const message = createBaseHeartbeatRequest();
     message.sentAtUnixMs = object.sentAtUnixMs ?? 0;
     message.plugins = object.plugins?.map((e) => PluginState.fromPartial(e)) || [];
+    message.runId = object.runId ?? "";
     return message;
   },
 };
