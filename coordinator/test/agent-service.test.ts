@@ -265,7 +265,9 @@ describe("the agent service over real gRPC", () => {
   });
 
   it("refuses a call that claims to be another agent", async () => {
-    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [], runId: "" }, "db-1").catch((e: unknown) => e)) as ServiceError;
+    const error = (await call(client.heartbeat, { sentAtUnixMs: 0, plugins: [], runId: "" }, "db-1").catch(
+      (e: unknown) => e,
+    )) as ServiceError;
     expect(error.code).toBe(GrpcStatus.PERMISSION_DENIED);
     expect(error.details).toContain("come from agent web-1, not db-1");
   });
