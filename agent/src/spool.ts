@@ -258,16 +258,10 @@ export class Spool {
   private forget(sequences: number[]): void {
     const logged: number[] = [];
     for (const sequence of sequences) {
-      const entry = this.entries.get(sequence);
+      const entry = this.drop(sequence);
       if (!entry) continue;
-      this.entries.delete(sequence);
-      this.bytes -= entry.length;
-      if (this.recent.delete(sequence)) this.recentBytes -= entry.length;
       if ("file" in entry) unlinkQuietly(entry.file);
-      else {
-        entry.segment.live--;
-        logged.push(sequence);
-      }
+      else logged.push(sequence);
     }
     if (logged.length === 0) return;
     const payload = Buffer.allocUnsafe(logged.length * SEQUENCE_BYTES);
@@ -275,6 +269,17 @@ export class Spool {
     const forgetting = record(FORGET, 0, payload);
     this.write(this.segmentFor(forgetting.length, this.next), forgetting, false);
     this.deleteForgottenSegments(false);
+  }
+
+  /** Forgets a waiting batch in memory only; returns where it was. */
+  private drop(sequence: number): Entry | undefined {
+    const entry = this.entries.get(sequence);
+    if (!entry) return undefined;
+    this.entries.delete(sequence);
+    this.bytes -= entry.length;
+    if (this.recent.delete(sequence)) this.recentBytes -= entry.length;
+    if (!("file" in entry)) entry.segment.live--;
+    return entry;
   }
 
   /**
@@ -342,12 +347,10 @@ export class Spool {
         segment.live++;
         highest = Math.max(highest, record.sequence);
       } else if (record.kind === FORGET) {
+        // A batch in a file of its own is never in a forget record: its file is deleted instead.
         for (const forgotten of forgottenIn(data, record)) {
           const entry = this.entries.get(forgotten);
-          if (!entry || "file" in entry) continue;
-          this.entries.delete(forgotten);
-          this.bytes -= entry.length;
-          entry.segment.live--;
+          if (entry && !("file" in entry)) this.drop(forgotten);
         }
       }
     });
