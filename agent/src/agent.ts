@@ -249,7 +249,6 @@ export class Agent {
   }
 
   private async startPlugins(): Promise<void> {
-    const emitter = this.batchEmitter();
     const stateDir = join(this.options.dataDir, "plugins");
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     // One grid for all: plugins with the same interval collect in the same moment, and the agent wakes once for them.
@@ -259,7 +258,7 @@ export class Agent {
         new PluginHost({
           plugin: loaded.plugin,
           options: loaded.options,
-          emit: emitter,
+          emit: this.batchEmitter(loaded.plugin.name),
           log: pluginLogger(loaded.plugin.name, this.log),
           state: new FileState(join(stateDir, `${loaded.plugin.name}.json`)),
           grid,
@@ -364,6 +363,7 @@ export class Agent {
             os: process.platform,
             arch: process.arch,
             plugins,
+            sentAtUnixMs: Date.now(),
             runId: this.runId,
           },
           timeoutMs,
@@ -486,7 +486,8 @@ export class Agent {
 
   /** One report over the stream (or a call); undefined when the stream turned out not to be served. */
   private async report(batches: Uint8Array[]): Promise<meshV1.ReportResponse | undefined> {
-    if (!this.streamReports) return this.call<EncodedReport, meshV1.ReportResponse>("report", { batches }, REPORT_TIMEOUT_MS);
+    if (!this.streamReports)
+      return this.call<EncodedReport, meshV1.ReportResponse>("report", { batches, sentAtUnixMs: Date.now() }, REPORT_TIMEOUT_MS);
     try {
       return await this.reports.send(batches, REPORT_TIMEOUT_MS);
     } catch (error) {
@@ -523,7 +524,8 @@ export class Agent {
     this.flushTimer ??= setTimeout(() => this.flush(), this.options.flushIntervalMs ?? FLUSH_DELAY_MS);
   }
 
-  private batchEmitter(): Emitter {
+  /** What one plugin emits goes into the batch under way, marked as that plugin's. */
+  private batchEmitter(source: string): Emitter {
     const subject = (s: Subject | undefined) => (s ? { kind: SUBJECT_KINDS[s.kind], id: s.id, name: s.name ?? "" } : undefined);
     return {
       event: (e) => {
@@ -534,7 +536,7 @@ export class Agent {
           subject: subject(e.subject),
           attributes: e.attributes ?? {},
           evidenceJson: e.evidence === undefined ? "{}" : JSON.stringify(e.evidence),
-          source: "",
+          source,
         });
       },
       metric: (m) => {
@@ -545,6 +547,7 @@ export class Agent {
           timeUnixMs: m.time ?? Date.now(),
           subject: subject(m.subject),
           labels: m.labels ?? {},
+          source,
         });
       },
       connection: (c) => {
@@ -559,6 +562,7 @@ export class Agent {
           processName: c.processName ?? "",
           subject: subject(c.subject),
           observedAtUnixMs: c.time ?? Date.now(),
+          source,
         });
       },
     };
@@ -578,7 +582,7 @@ export class Agent {
 }
 
 /** The coordinator's AgentService, whose `report` and `reportStream` take an `EncodedReport` (see encodeReportRequest). */
-const encoded = (value: EncodedReport) => encodeReportRequest(value.batches);
+const encoded = (value: EncodedReport) => encodeReportRequest(value.batches, value.sentAtUnixMs);
 const AgentClient = makeGenericClientConstructor(
   {
     ...meshV1.AgentServiceService,

@@ -15,6 +15,8 @@ import type { ClientDuplexStream } from "@grpc/grpc-js";
 /** A report as the agent sends it: the spool's batches, encoded as they were written. */
 export interface EncodedReport {
   batches: Uint8Array[];
+  /** The agent's clock as it sends (a clock-offset sample for the coordinator). */
+  sentAtUnixMs?: number;
 }
 
 export type ReportCall = ClientDuplexStream<EncodedReport, meshV1.ReportStreamResponse>;
@@ -38,7 +40,7 @@ export class ReportStream {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.fail(call, new Error(`no answer to a report within ${timeoutMs} ms`)), timeoutMs);
       this.waiting.push({ resolve, reject, timer });
-      call.write({ batches });
+      call.write({ batches, sentAtUnixMs: Date.now() });
     });
   }
 

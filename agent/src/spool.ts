@@ -484,8 +484,9 @@ function writeDurably(path: string, bytes: Uint8Array): void {
  * each batch length-delimited, so the request is a tag and a length before each batch's bytes,
  * rather than every batch encoded a second time for the call.
  */
-export function encodeReportRequest(batches: readonly Uint8Array[]): Buffer {
+export function encodeReportRequest(batches: readonly Uint8Array[], sentAtUnixMs = 0): Buffer {
   const writer = new BinaryWriter();
   for (const batch of batches) writer.uint32((1 << 3) | 2).bytes(batch); // field 1, length-delimited
+  if (sentAtUnixMs) writer.uint32((2 << 3) | 0).int64(sentAtUnixMs); // field 2, varint
   return Buffer.from(writer.finish());
 }

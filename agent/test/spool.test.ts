@@ -49,7 +49,7 @@ describe("the spool", () => {
     expect(encoded[1]?.length).toBeGreaterThan(127);
     expect(encoded[2]?.length).toBeGreaterThan(16_383);
     const request = encodeReportRequest(encoded);
-    expect(Buffer.from(meshV1.ReportRequest.encode({ batches: spool.pending(10) }).finish()).equals(request)).toBe(true);
+    expect(Buffer.from(meshV1.ReportRequest.encode({ batches: spool.pending(10), sentAtUnixMs: 0 }).finish()).equals(request)).toBe(true);
     expect(meshV1.ReportRequest.decode(request).batches.map((b) => b.sequence)).toEqual([1, 2, 3]);
     expect(encodeReportRequest([]).length).toBe(0);
   });
@@ -178,7 +178,7 @@ describe("the spool", () => {
       import { Spool } from ${JSON.stringify(resolve(here, "../src/spool.ts"))};
       const spool = new Spool(${JSON.stringify(dir)});
       process.stdout.write("ready\\n");
-      for (let n = 0; ; n++) spool.append({ createdAtUnixMs: n, events: [], metrics: [{ name: "m", value: n, timeUnixMs: n, labels: {} }], connections: [] });
+      for (let n = 0; ; n++) spool.append({ createdAtUnixMs: n, events: [], metrics: [{ name: "m", value: n, timeUnixMs: n, labels: {}, source: "" }], connections: [] });
     `;
     const child = spawn(process.execPath, ["--conditions=coral-source", "--import", "tsx", "--input-type=module", "-e", writer], {
       stdio: ["ignore", "pipe", "inherit"],

@@ -93,6 +93,7 @@ function batch(agent: number, sequence: number): meshV1.Batch {
       timeUnixMs: now,
       subject,
       labels: {},
+      source: "passive",
     })),
     connections: [
       {
@@ -105,6 +106,7 @@ function batch(agent: number, sequence: number): meshV1.Batch {
         processName: "api",
         subject,
         observedAtUnixMs: now,
+        source: "passive",
       },
     ],
   };
@@ -165,6 +167,7 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
           arch: "x64",
           plugins,
           runId: `run-${i}`,
+          sentAtUnixMs: 0,
         }),
       ),
     ),
@@ -187,6 +190,7 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
       void timed("Report", () =>
         unary(session, "Report", meshV1.ReportRequest, meshV1.ReportResponse, {
           batches: [batch(i, nextSequence(i))],
+          sentAtUnixMs: Date.now(),
         }),
       );
     timers.push(

@@ -55,7 +55,7 @@ describe("the agent service over real gRPC", () => {
         source: "passive",
       },
     ],
-    metrics: [{ name: "cpu", value: 0.5, timeUnixMs: 1_000, subject: undefined, labels: {} }],
+    metrics: [{ name: "cpu", value: 0.5, timeUnixMs: 1_000, subject: undefined, labels: {}, source: "" }],
     connections: [
       {
         protocol: "tcp",
@@ -67,6 +67,7 @@ describe("the agent service over real gRPC", () => {
         processName: "api",
         subject: { kind: 2, id: "api", name: "api" },
         observedAtUnixMs: 1_000 + sequence,
+        source: "passive",
       },
     ],
   });
@@ -80,13 +81,14 @@ describe("the agent service over real gRPC", () => {
       arch: "x64",
       plugins: [],
       runId: "",
+      sentAtUnixMs: 0,
     });
     expect(response).toMatchObject({ heartbeatIntervalMs: 10_000, lastAckedSequence: 0 });
   });
 
   it("stores each batch once however often it is sent, and acknowledges retries too", async () => {
-    expect((await call(client.report, { batches: [batch(1), batch(2)] })).ackedSequences).toEqual([1, 2]);
-    expect((await call(client.report, { batches: [batch(2), batch(3)] })).ackedSequences).toEqual([2, 3]);
+    expect((await call(client.report, { sentAtUnixMs: 0, batches: [batch(1), batch(2)] })).ackedSequences).toEqual([1, 2]);
+    expect((await call(client.report, { sentAtUnixMs: 0, batches: [batch(2), batch(3)] })).ackedSequences).toEqual([2, 3]);
     expect(
       db
         .select()
@@ -97,8 +99,18 @@ describe("the agent service over real gRPC", () => {
     const [edge] = db.select().from(topologyEdges).all();
     expect(edge).toMatchObject({ fromService: "api", toAddress: "198.51.100.9", toPort: 5432, observations: 3, lastSeenAt: 1_003 });
     expect(
-      (await call(client.register, { agentName: "web-1", agentVersion: "0.1.0", hostname: "", os: "", arch: "", plugins: [], runId: "" }))
-        .lastAckedSequence,
+      (
+        await call(client.register, {
+          agentName: "web-1",
+          agentVersion: "0.1.0",
+          hostname: "",
+          os: "",
+          arch: "",
+          plugins: [],
+          runId: "",
+          sentAtUnixMs: 0,
+        })
+      ).lastAckedSequence,
     ).toBe(3);
   });
 
@@ -116,7 +128,10 @@ describe("the agent service over real gRPC", () => {
       source: "",
     });
     const report = (sequence: number, events: ReturnType<typeof event>[]) =>
-      call(client.report, { batches: [{ sequence, createdAtUnixMs: 1, droppedBefore: 0, events, metrics: [], connections: [] }] });
+      call(client.report, {
+        sentAtUnixMs: 0,
+        batches: [{ sequence, createdAtUnixMs: 1, droppedBefore: 0, events, metrics: [], connections: [] }],
+      });
     await report(100, [event("service.observed", { source: "passive", exe: "/usr/bin/node" }, 5_000)]);
     await report(101, [
       event("service.observed", { source: "sdk", version: "1.0.0" }, 6_000),
@@ -163,6 +178,7 @@ describe("the agent service over real gRPC", () => {
         arch: "",
         plugins: plugin(meshV1.PluginStatus.PLUGIN_STATUS_RUNNING),
         runId,
+        sentAtUnixMs: 0,
       });
     await register("run-2");
     // The stopped run's last word, sent again by TCP after the new run registered.
@@ -182,7 +198,7 @@ describe("the agent service over real gRPC", () => {
   it("counts a report as a heartbeat, keeping the plugin states it last heard", async () => {
     db.$client.prepare("UPDATE agents SET last_heartbeat_at = 1 WHERE name = 'web-1'").run();
     const before = Date.now();
-    await call(client.report, { batches: [batch(40)] });
+    await call(client.report, { sentAtUnixMs: 0, batches: [batch(40)] });
     const row = db.select().from(agents).all()[0];
     expect(row?.lastHeartbeatAt).toBeGreaterThanOrEqual(before);
     expect(JSON.parse(row?.plugins ?? "[]")).toEqual([expect.objectContaining({ name: "passive", state: "degraded" })]);
@@ -206,7 +222,7 @@ describe("the agent service over real gRPC", () => {
     const send = (batches: meshV1.Batch[]) =>
       new Promise<number[]>((resolve) => {
         waiters.push(() => resolve(answers[answers.length - 1] as number[]));
-        stream.write({ batches });
+        stream.write({ batches, sentAtUnixMs: 0 });
       });
     return { stream, answers, ended, send };
   };
@@ -253,7 +269,7 @@ describe("the agent service over real gRPC", () => {
         stream.on("end", resolve);
         stream.on("error", resolve);
       });
-      stream.write({ batches: [batch(70)] });
+      stream.write({ sentAtUnixMs: 0, batches: [batch(70)] });
       await answered;
       const started = Date.now();
       await other.close();

@@ -148,6 +148,11 @@ export interface RegisterRequest {
    * tunnel carries the same address) is refused rather than stored over this run's state.
    */
   runId: string;
+  /**
+   * The agent's clock when it sent this; with the time it arrived, one sample of the agent's
+   * clock offset (see HeartbeatRequest.sent_at_unix_ms).
+   */
+  sentAtUnixMs: number;
 }
 
 export interface RegisterResponse {
@@ -158,6 +163,11 @@ export interface RegisterResponse {
 }
 
 export interface HeartbeatRequest {
+  /**
+   * The agent's clock when it sent this. The coordinator estimates each agent's clock offset
+   * from these (the smallest arrival-minus-sent of recent requests: network delay only adds),
+   * so that events from many hosts can be ordered without trusting every host's clock.
+   */
   sentAtUnixMs: number;
   plugins: PluginState[];
   /** The run_id of the register this run of the agent made (see RegisterRequest). */
@@ -178,6 +188,8 @@ export interface PluginState {
 
 export interface ReportRequest {
   batches: Batch[];
+  /** The agent's clock when it sent this (a clock-offset sample, as in HeartbeatRequest). */
+  sentAtUnixMs: number;
 }
 
 export interface ReportResponse {
@@ -188,6 +200,7 @@ export interface ReportResponse {
 /** A ReportRequest, on the stream (the same fields, the same rules). */
 export interface ReportStreamRequest {
   batches: Batch[];
+  sentAtUnixMs: number;
 }
 
 /** A ReportResponse, on the stream: the answer to one ReportStreamRequest, in order. */
@@ -238,6 +251,8 @@ export interface MetricSample {
   timeUnixMs: number;
   subject?: Subject | undefined;
   labels: { [key: string]: string };
+  /** The plugin that measured it. */
+  source: string;
 }
 
 export interface MetricSample_LabelsEntry {
@@ -257,10 +272,12 @@ export interface Connection {
   processName: string;
   subject?: Subject | undefined;
   observedAtUnixMs: number;
+  /** The plugin that observed it. */
+  source: string;
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
-  return { agentName: "", agentVersion: "", hostname: "", os: "", arch: "", plugins: [], runId: "" };
+  return { agentName: "", agentVersion: "", hostname: "", os: "", arch: "", plugins: [], runId: "", sentAtUnixMs: 0 };
 }
 
 export const RegisterRequest: MessageFns<RegisterRequest> = {
@@ -285,6 +302,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     }
     if (message.runId !== "") {
       writer.uint32(58).string(message.runId);
+    }
+    if (message.sentAtUnixMs !== 0) {
+      writer.uint32(64).int64(message.sentAtUnixMs);
     }
     return writer;
   },
@@ -358,6 +378,14 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
             message.runId = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.sentAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -391,6 +419,11 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      sentAtUnixMs: isSet(object.sentAtUnixMs)
+        ? globalThis.Number(object.sentAtUnixMs)
+        : isSet(object.sent_at_unix_ms)
+        ? globalThis.Number(object.sent_at_unix_ms)
+        : 0,
     };
   },
 
@@ -417,6 +450,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.sentAtUnixMs !== 0) {
+      obj.sentAtUnixMs = Math.round(message.sentAtUnixMs);
+    }
     return obj;
   },
 
@@ -432,6 +468,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     message.arch = object.arch ?? "";
     message.plugins = object.plugins?.map((e) => PluginState.fromPartial(e)) || [];
     message.runId = object.runId ?? "";
+    message.sentAtUnixMs = object.sentAtUnixMs ?? 0;
     return message;
   },
 };
@@ -873,13 +910,16 @@ export const PluginState: MessageFns<PluginState> = {
 };
 
 function createBaseReportRequest(): ReportRequest {
-  return { batches: [] };
+  return { batches: [], sentAtUnixMs: 0 };
 }
 
 export const ReportRequest: MessageFns<ReportRequest> = {
   encode(message: ReportRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.batches) {
       Batch.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.sentAtUnixMs !== 0) {
+      writer.uint32(16).int64(message.sentAtUnixMs);
     }
     return writer;
   },
@@ -905,6 +945,14 @@ export const ReportRequest: MessageFns<ReportRequest> = {
             message.batches.push(Batch.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sentAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -920,6 +968,11 @@ export const ReportRequest: MessageFns<ReportRequest> = {
   fromJSON(object: any): ReportRequest {
     return {
       batches: globalThis.Array.isArray(object?.batches) ? object.batches.map((e: any) => Batch.fromJSON(e)) : [],
+      sentAtUnixMs: isSet(object.sentAtUnixMs)
+        ? globalThis.Number(object.sentAtUnixMs)
+        : isSet(object.sent_at_unix_ms)
+        ? globalThis.Number(object.sent_at_unix_ms)
+        : 0,
     };
   },
 
@@ -927,6 +980,9 @@ export const ReportRequest: MessageFns<ReportRequest> = {
     const obj: any = {};
     if (message.batches?.length) {
       obj.batches = message.batches.map((e) => Batch.toJSON(e));
+    }
+    if (message.sentAtUnixMs !== 0) {
+      obj.sentAtUnixMs = Math.round(message.sentAtUnixMs);
     }
     return obj;
   },
@@ -937,6 +993,7 @@ export const ReportRequest: MessageFns<ReportRequest> = {
   fromPartial(object: DeepPartial<ReportRequest>): ReportRequest {
     const message = createBaseReportRequest();
     message.batches = object.batches?.map((e) => Batch.fromPartial(e)) || [];
+    message.sentAtUnixMs = object.sentAtUnixMs ?? 0;
     return message;
   },
 };
@@ -1029,13 +1086,16 @@ export const ReportResponse: MessageFns<ReportResponse> = {
 };
 
 function createBaseReportStreamRequest(): ReportStreamRequest {
-  return { batches: [] };
+  return { batches: [], sentAtUnixMs: 0 };
 }
 
 export const ReportStreamRequest: MessageFns<ReportStreamRequest> = {
   encode(message: ReportStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.batches) {
       Batch.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.sentAtUnixMs !== 0) {
+      writer.uint32(16).int64(message.sentAtUnixMs);
     }
     return writer;
   },
@@ -1061,6 +1121,14 @@ export const ReportStreamRequest: MessageFns<ReportStreamRequest> = {
             message.batches.push(Batch.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sentAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1076,6 +1144,11 @@ export const ReportStreamRequest: MessageFns<ReportStreamRequest> = {
   fromJSON(object: any): ReportStreamRequest {
     return {
       batches: globalThis.Array.isArray(object?.batches) ? object.batches.map((e: any) => Batch.fromJSON(e)) : [],
+      sentAtUnixMs: isSet(object.sentAtUnixMs)
+        ? globalThis.Number(object.sentAtUnixMs)
+        : isSet(object.sent_at_unix_ms)
+        ? globalThis.Number(object.sent_at_unix_ms)
+        : 0,
     };
   },
 
@@ -1083,6 +1156,9 @@ export const ReportStreamRequest: MessageFns<ReportStreamRequest> = {
     const obj: any = {};
     if (message.batches?.length) {
       obj.batches = message.batches.map((e) => Batch.toJSON(e));
+    }
+    if (message.sentAtUnixMs !== 0) {
+      obj.sentAtUnixMs = Math.round(message.sentAtUnixMs);
     }
     return obj;
   },
@@ -1093,6 +1169,7 @@ export const ReportStreamRequest: MessageFns<ReportStreamRequest> = {
   fromPartial(object: DeepPartial<ReportStreamRequest>): ReportStreamRequest {
     const message = createBaseReportStreamRequest();
     message.batches = object.batches?.map((e) => Batch.fromPartial(e)) || [];
+    message.sentAtUnixMs = object.sentAtUnixMs ?? 0;
     return message;
   },
 };
@@ -1721,7 +1798,7 @@ export const Event_AttributesEntry: MessageFns<Event_AttributesEntry> = {
 };
 
 function createBaseMetricSample(): MetricSample {
-  return { name: "", value: 0, timeUnixMs: 0, subject: undefined, labels: {} };
+  return { name: "", value: 0, timeUnixMs: 0, subject: undefined, labels: {}, source: "" };
 }
 
 export const MetricSample: MessageFns<MetricSample> = {
@@ -1741,6 +1818,9 @@ export const MetricSample: MessageFns<MetricSample> = {
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       MetricSample_LabelsEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
     });
+    if (message.source !== "") {
+      writer.uint32(50).string(message.source);
+    }
     return writer;
   },
 
@@ -1800,6 +1880,14 @@ export const MetricSample: MessageFns<MetricSample> = {
             }
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1836,6 +1924,7 @@ export const MetricSample: MessageFns<MetricSample> = {
           {},
         )
         : {},
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
     };
   },
 
@@ -1862,6 +1951,9 @@ export const MetricSample: MessageFns<MetricSample> = {
         });
       }
     }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
     return obj;
   },
 
@@ -1885,6 +1977,7 @@ export const MetricSample: MessageFns<MetricSample> = {
       },
       {},
     );
+    message.source = object.source ?? "";
     return message;
   },
 };
@@ -1985,6 +2078,7 @@ function createBaseConnection(): Connection {
     processName: "",
     subject: undefined,
     observedAtUnixMs: 0,
+    source: "",
   };
 }
 
@@ -2016,6 +2110,9 @@ export const Connection: MessageFns<Connection> = {
     }
     if (message.observedAtUnixMs !== 0) {
       writer.uint32(72).int64(message.observedAtUnixMs);
+    }
+    if (message.source !== "") {
+      writer.uint32(82).string(message.source);
     }
     return writer;
   },
@@ -2105,6 +2202,14 @@ export const Connection: MessageFns<Connection> = {
             message.observedAtUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2152,6 +2257,7 @@ export const Connection: MessageFns<Connection> = {
         : isSet(object.observed_at_unix_ms)
         ? globalThis.Number(object.observed_at_unix_ms)
         : 0,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
     };
   },
 
@@ -2184,6 +2290,9 @@ export const Connection: MessageFns<Connection> = {
     if (message.observedAtUnixMs !== 0) {
       obj.observedAtUnixMs = Math.round(message.observedAtUnixMs);
     }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
     return obj;
   },
 
@@ -2203,6 +2312,7 @@ export const Connection: MessageFns<Connection> = {
       ? Subject.fromPartial(object.subject)
       : undefined;
     message.observedAtUnixMs = object.observedAtUnixMs ?? 0;
+    message.source = object.source ?? "";
     return message;
   },
 };
