@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { hostname } from "node:os";
+import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { CollectGrid, type Emitter, PluginHost, type PluginReport, type PluginStateStore, type Subject } from "@coral/agent-plugins";
 import { CoralError, DiscoveryClient, fromBase64Url } from "@coral/sdk-proto";
@@ -365,6 +365,7 @@ export class Agent {
             plugins,
             sentAtUnixMs: Date.now(),
             runId: this.runId,
+            addresses: hostAddresses(),
           },
           timeoutMs,
         );
@@ -742,6 +743,14 @@ async function connect(
   } finally {
     socket.close();
   }
+}
+
+/** This host's own addresses, for the coordinator to resolve other agents' connections to: loopback and the mesh's left out. */
+function hostAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flatMap((addresses) => addresses ?? [])
+    .filter((a) => !a.internal && !/^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(a.address))
+    .map((a) => a.address);
 }
 
 function pluginLogger(name: string, log: (line: string) => void) {

@@ -26,9 +26,16 @@ import { loadOrCreateIdentity } from "./identity.js";
 import { COORDINATOR_ADDRESS } from "./mesh/allocation.js";
 import { Enrollment } from "./mesh/enrollment.js";
 import { DiscoveryRegistrar } from "./mesh/registrar.js";
+import { MeshWatcher } from "./mesh/watcher.js";
 import { startAgentService } from "./rpc/agent-service.js";
+import { Bus } from "./store/bus.js";
 import { openStore, type Store } from "./store/db.js";
-import { agents, batches, events, joinAnswers, metricSamples, tokens } from "./store/schema.js";
+import { type Observe, observer } from "./store/observations.js";
+import { applyRetention, DEFAULT_RETENTION, type Retention } from "./store/retention.js";
+import { Rollups } from "./store/rollups.js";
+import { agents, tokens } from "./store/schema.js";
+
+export { applyRetention, DEFAULT_RETENTION, type Retention } from "./store/retention.js";
 
 export const DEFAULTS = {
   interfaceName: "coral0",
@@ -37,9 +44,11 @@ export const DEFAULTS = {
   apiHost: "127.0.0.1",
   apiPort: 51822,
   heartbeatIntervalMs: 10_000,
-  metricsRetentionMs: 7 * 86_400_000,
-  eventsRetentionMs: 30 * 86_400_000,
 } as const;
+
+/** How often the store folds minutes and hours, and drops what is past its retention. */
+const ROLLUP_EVERY_MS = 60_000;
+const RETENTION_EVERY_MS = 3_600_000;
 
 /** How often join requests are fetched from discovery: quickly only while a join is likely. */
 export const JOIN_POLL = { eagerMs: 250, eagerForMs: 10 * 60_000, activeTokenMs: 5_000, idleMs: 30_000 } as const;
@@ -62,6 +71,7 @@ export interface CoordinatorOptions {
   apiPort?: number;
   apiToken?: string;
   heartbeatIntervalMs?: number;
+  /** How long raw samples are kept; the other retentions come from `coordinator.json`. */
   metricsRetentionMs?: number;
   /** `off`: no WireGuard; agents on this machine reach the agent service over loopback. */
   wireguardMode?: "auto" | "kernel" | "userspace" | "off";
@@ -83,6 +93,8 @@ export interface RunningCoordinator {
   apiUrl: string;
   wireguard: Tunnel;
   db: Store;
+  /** What the store learns, as it learns it. */
+  bus: Bus;
   stop(): Promise<void>;
 }
 
@@ -99,6 +111,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       : `mesh ${identity.meshId} (data in ${options.dataDir})`,
   );
   const db = openStore(join(options.dataDir, STORE_FILE));
+  const bus = new Bus(log);
+  const observe = observer(db, bus);
   const cleanups: Array<() => Promise<void> | void> = [
     () => {
       db.$client.close();
@@ -144,7 +158,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       log(`WireGuard ${settings.interfaceName} is up (${wireguard.mode}); ${enrolled.length} enrolled agent(s) restored as peers`);
     }
     await nudge(enrolled.filter((a) => a.endpoint).map((a) => a.meshIp));
-    const endpoints = setInterval(() => void recordEndpoints(db, wireguard).catch(() => {}), 10_000);
+    const endpoints = setInterval(() => void recordEndpoints(db, wireguard, observe).catch(() => {}), 10_000);
     endpoints.unref();
     const reviver = loopback ? undefined : new Reviver(db, wireguard, settings.heartbeatIntervalMs);
     const revive = setInterval(() => void reviver?.tick().catch(() => {}), 5_000);
@@ -152,7 +166,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     cleanups.push(async () => {
       clearInterval(endpoints);
       clearInterval(revive);
-      await recordEndpoints(db, wireguard);
+      await recordEndpoints(db, wireguard, observe);
     });
 
     const serviceHost = loopback ? "127.0.0.1" : COORDINATOR_ADDRESS;
@@ -162,6 +176,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       port: settings.grpcPort,
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       trustClaimedName: loopback,
+      bus,
+      observe,
     });
     cleanups.push(() => agentService.close());
     log(`agent service (gRPC) on ${serviceHost}:${agentService.port}, ${loopback ? "this machine only" : "the mesh only"}`);
@@ -213,6 +229,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
         grpcPort: agentService.port,
         heartbeatIntervalMs: settings.heartbeatIntervalMs,
         log,
+        observe,
       }),
       db,
       log,
@@ -232,6 +249,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       },
       removePeer: (key) => wireguard.removePeer(key),
       onTokenCreated: () => joinPoller.hurry(),
+      observe,
       ...(settings.apiToken ? { token: settings.apiToken } : {}),
     });
     const api = await listen(app.fetch, settings.apiHost, settings.apiPort);
@@ -254,12 +272,24 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     joinPoller.start();
     cleanups.push(() => joinPoller.stop());
 
-    const retention = setInterval(() => applyRetention(db, settings.metricsRetentionMs, Date.now()), 3_600_000);
-    retention.unref();
-    applyRetention(db, settings.metricsRetentionMs, Date.now());
-    cleanups.push(() => clearInterval(retention));
+    const rollups = new Rollups(db);
+    const watcher = new MeshWatcher({
+      db,
+      observe,
+      bus,
+      heartbeatIntervalMs: settings.heartbeatIntervalMs,
+      discoveryState: () => registrar.state,
+    });
+    const jobs = [
+      every("retention", RETENTION_EVERY_MS, () => applyRetention(db, settings.retention, Date.now()), log),
+      every("rollups", ROLLUP_EVERY_MS, () => rollups.pass(Date.now()), log),
+      every("health watch", Math.max(1_000, settings.heartbeatIntervalMs / 2), () => watcher.pass(Date.now()), log),
+    ];
+    cleanups.push(() => {
+      for (const stop of jobs) stop();
+    });
 
-    return { meshId: identity.meshId, apiUrl, wireguard, db, stop: cleanup };
+    return { meshId: identity.meshId, apiUrl, wireguard, db, bus, stop: cleanup };
   } catch (error) {
     await cleanup();
     throw error;
@@ -382,21 +412,48 @@ class Reviver {
   }
 }
 
-/** Remembers where each agent was last seen, so that a restarted hub can reach it first. */
-async function recordEndpoints(db: Store, wireguard: Tunnel): Promise<void> {
+/** Runs `job` now and every `everyMs`; a failure is logged with the job's name, and the next run comes all the same. */
+function every(name: string, everyMs: number, job: () => unknown, log: (line: string) => void): () => void {
+  const run = () => {
+    try {
+      job();
+    } catch (error) {
+      log(`${name} failed: ${error instanceof Error ? error.message : String(error)} (will run again in ${Math.round(everyMs / 1000)} s)`);
+    }
+  };
+  run();
+  const timer = setInterval(run, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** Remembers where each agent was last seen, so that a restarted hub can reach it first; a change is an event. */
+async function recordEndpoints(db: Store, wireguard: Tunnel, observe: Observe): Promise<void> {
   const { peers } = await wireguard.status();
   const known = new Map(
     db
-      .select({ key: agents.wireguardKey, endpoint: agents.endpoint })
+      .select({ key: agents.wireguardKey, name: agents.name, endpoint: agents.endpoint })
       .from(agents)
       .all()
-      .map((a) => [a.key, a.endpoint]),
+      .map((a) => [a.key, a]),
   );
-  const changed = peers.filter((p) => p.endpoint && known.has(p.publicKey) && known.get(p.publicKey) !== p.endpoint);
+  const changed = peers.filter((p) => p.endpoint && known.has(p.publicKey) && known.get(p.publicKey)?.endpoint !== p.endpoint);
   if (changed.length === 0) return;
+  const at = Date.now();
   db.transaction((tx) => {
     for (const peer of changed) tx.update(agents).set({ endpoint: peer.endpoint }).where(eq(agents.wireguardKey, peer.publicKey)).run();
   });
+  for (const peer of changed) {
+    const agent = known.get(peer.publicKey);
+    if (!agent?.endpoint || !peer.endpoint) continue; // the first endpoint learnt is no change of path
+    observe({
+      kind: "agent.path_changed",
+      agent: agent.name,
+      subject: { kind: "agent", id: agent.name, name: agent.name },
+      attributes: { from: agent.endpoint, to: peer.endpoint },
+      time: at,
+    });
+  }
 }
 
 interface Settings {
@@ -409,7 +466,7 @@ interface Settings {
   apiPort: number;
   apiToken: string | undefined;
   heartbeatIntervalMs: number;
-  metricsRetentionMs: number;
+  retention: Retention;
 }
 
 /** Flags over `coordinator.json` over defaults; the discovery URL is remembered once given. */
@@ -453,7 +510,17 @@ function resolveSettings(options: CoordinatorOptions): Settings {
     apiToken: options.apiToken ?? config.api?.token,
     heartbeatIntervalMs:
       options.heartbeatIntervalMs ?? duration(config.heartbeatInterval, "heartbeatInterval") ?? DEFAULTS.heartbeatIntervalMs,
-    metricsRetentionMs: options.metricsRetentionMs ?? duration(config.metricsRetention, "metricsRetention") ?? DEFAULTS.metricsRetentionMs,
+    retention: {
+      rawMs:
+        options.metricsRetentionMs ??
+        duration(config.retention?.raw, "retention.raw") ??
+        duration(config.metricsRetention, "metricsRetention") ??
+        DEFAULT_RETENTION.rawMs,
+      minuteMs: duration(config.retention?.minute, "retention.minute") ?? DEFAULT_RETENTION.minuteMs,
+      hourMs: duration(config.retention?.hour, "retention.hour") ?? DEFAULT_RETENTION.hourMs,
+      eventsMs: duration(config.retention?.events, "retention.events") ?? DEFAULT_RETENTION.eventsMs,
+      inventoryMs: duration(config.retention?.inventory, "retention.inventory") ?? DEFAULT_RETENTION.inventoryMs,
+    },
   };
 }
 
@@ -595,34 +662,4 @@ class JoinPoller {
       .get();
     return usable ? JOIN_POLL.activeTokenMs : JOIN_POLL.idleMs;
   }
-}
-
-/**
- * Drops metric samples past their retention, events past 30 days, answered joins
- * after a day, and report-batch receipts after the metrics' retention (keeping each
- * agent's latest, which Register reports back as its acknowledged sequence).
- */
-export function applyRetention(db: Store, metricsRetentionMs: number, now: number): { metricSamples: number; events: number } {
-  return db.transaction((tx) => {
-    const samples = tx
-      .delete(metricSamples)
-      .where(lt(metricSamples.time, now - metricsRetentionMs))
-      .run().changes;
-    const old = tx
-      .delete(events)
-      .where(lt(events.time, now - DEFAULTS.eventsRetentionMs))
-      .run().changes;
-    tx.delete(joinAnswers)
-      .where(lt(joinAnswers.answeredAt, now - 86_400_000))
-      .run();
-    tx.delete(batches)
-      .where(
-        and(
-          lt(batches.receivedAt, now - metricsRetentionMs),
-          sql`${batches.sequence} < (SELECT max(b.sequence) FROM ${batches} b WHERE b.agent_name = ${batches.agentName})`,
-        ),
-      )
-      .run();
-    return { metricSamples: samples, events: old };
-  });
 }

@@ -82,6 +82,7 @@ describe("the agent service over real gRPC", () => {
       plugins: [],
       runId: "",
       sentAtUnixMs: 0,
+      addresses: [],
     });
     expect(response).toMatchObject({ heartbeatIntervalMs: 10_000, lastAckedSequence: 0 });
   });
@@ -109,6 +110,7 @@ describe("the agent service over real gRPC", () => {
           plugins: [],
           runId: "",
           sentAtUnixMs: 0,
+          addresses: [],
         })
       ).lastAckedSequence,
     ).toBe(3);
@@ -179,6 +181,7 @@ describe("the agent service over real gRPC", () => {
         plugins: plugin(meshV1.PluginStatus.PLUGIN_STATUS_RUNNING),
         runId,
         sentAtUnixMs: 0,
+        addresses: [],
       });
     await register("run-2");
     // The stopped run's last word, sent again by TCP after the new run registered.

@@ -3,11 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKeyPair } from "@coral/wireguard";
 import { afterEach, describe, expect, it } from "vitest";
-import { applyRetention } from "../src/coordinator.js";
+import { applyRetention, DEFAULT_RETENTION } from "../src/coordinator.js";
 import { allocateAddress, COORDINATOR_ADDRESS, intToIp, ipToInt, releaseAddress } from "../src/mesh/allocation.js";
 import { createToken, listTokens, redeemToken, revokeToken, tokenState } from "../src/mesh/tokens.js";
 import { openStore, type Store } from "../src/store/db.js";
-import { auditLog, batches, events, metricSamples } from "../src/store/schema.js";
+import { packSamples } from "../src/store/frames.js";
+import { auditLog, batches, events, metricFrames } from "../src/store/schema.js";
 
 const dirs: string[] = [];
 function freshStore(): { db: Store; path: string } {
@@ -36,8 +37,11 @@ describe("the coordinator store", () => {
         "services",
         "batches",
         "events",
-        "metric_samples",
+        "metric_series",
+        "metric_frames",
+        "metric_rollups",
         "topology_edges",
+        "topology_edge_hours",
         "audit_log",
       ]),
     );
@@ -117,9 +121,15 @@ describe("retention", () => {
     const { db } = freshStore();
     const day = 86_400_000;
     const now = 100 * day;
-    const sample = (time: number) => ({ agentName: "web-1", name: "cpu", subjectId: "host", time, value: 1 });
-    db.insert(metricSamples)
-      .values([sample(now - 8 * day), sample(now - 6 * day), sample(now)])
+    const frame = (time: number) => ({
+      agentName: "web-1",
+      startTime: time,
+      endTime: time,
+      samples: 1,
+      data: packSamples([{ seriesId: 1, time, value: 1 }], time),
+    });
+    db.insert(metricFrames)
+      .values([frame(now - 8 * day), frame(now - 6 * day), frame(now)])
       .run();
     db.insert(batches)
       .values([
@@ -141,13 +151,13 @@ describe("retention", () => {
       .values([event(now - 31 * day, 0), event(now - 29 * day, 1)])
       .run();
 
-    expect(applyRetention(db, 7 * day, now)).toEqual({ metricSamples: 1, events: 1 });
+    expect(applyRetention(db, { ...DEFAULT_RETENTION, rawMs: 7 * day }, now)).toMatchObject({ frames: 1, events: 1 });
     expect(
       db
         .select()
-        .from(metricSamples)
+        .from(metricFrames)
         .all()
-        .map((s) => s.time),
+        .map((s) => s.startTime),
     ).toEqual([now - 6 * day, now]);
     // The latest receipt of each agent stays: Register tells the agent where it stands.
     expect(

@@ -45,8 +45,18 @@ export const coordinatorConfigSchema = z.strictObject({
   /** Port of the agent service (gRPC), on the mesh address only. */
   grpcPort: z.number().int().min(1).max(65535).optional(),
   heartbeatInterval: duration.optional(),
-  /** How long metric samples are kept. */
+  /** How long raw metric samples are kept (the same as retention.raw). */
   metricsRetention: duration.optional(),
+  /** How long the store keeps what: raw samples 24h, minute rollups 7d, hour rollups 90d, events 30d, unseen services and edges 7d. */
+  retention: z
+    .strictObject({
+      raw: duration.optional(),
+      minute: duration.optional(),
+      hour: duration.optional(),
+      events: duration.optional(),
+      inventory: duration.optional(),
+    })
+    .optional(),
   api: z
     .strictObject({
       host: z.string().optional(),

@@ -4,3 +4,4 @@ export * from "./encoding.js";
 export * from "./errors/index.js";
 export * from "./invite.js";
 export * from "./join.js";
+export * from "./model.js";

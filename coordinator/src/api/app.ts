@@ -5,7 +5,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { CoralError, encodeInvite, randomBytes, toBase64Url, toHex } from "@coral/sdk-proto";
-import { and, desc, eq, gte } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as z from "zod";
@@ -15,7 +15,12 @@ import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
 import type { Store } from "../store/db.js";
-import { agents, auditLog, events } from "../store/schema.js";
+import type { Observe } from "../store/observations.js";
+import { agents, auditLog } from "../store/schema.js";
+import { eventsList } from "./routes/events-list.js";
+import { metricsGet } from "./routes/metrics-get.js";
+import { servicesList } from "./routes/services-list.js";
+import { topologyGet } from "./routes/topology-get.js";
 
 export interface ApiOptions {
   db: Store;
@@ -31,6 +36,8 @@ export interface ApiOptions {
   removePeer: (publicKey: string) => Promise<void>;
   /** Called after a token is made (the coordinator then looks for joins more often). */
   onTokenCreated?: () => void;
+  /** Records the coordinator's own observations (`agent.removed`). */
+  observe?: Observe;
   /** Bearer token every request must carry; required when listening beyond loopback. */
   token?: string;
   now?: () => number;
@@ -85,16 +92,6 @@ export interface CreatedTokenView {
   invite: string;
 }
 
-export interface EventView {
-  agent: string;
-  kind: string;
-  time: number;
-  subject: { kind: string; id: string; name: string | null };
-  attributes: Record<string, string>;
-  evidence: unknown;
-  source: string | null;
-}
-
 const tokenRequestSchema = z.strictObject({
   ttlMs: z
     .number()
@@ -104,13 +101,6 @@ const tokenRequestSchema = z.strictObject({
     .default(86_400_000),
   uses: z.number().int().min(1).max(10_000).default(1),
   name: z.string().min(1).max(64).optional(),
-});
-
-const eventsQuerySchema = z.strictObject({
-  since: z.coerce.number().int("since is a time in Unix milliseconds").min(0).default(0),
-  agent: z.string().min(1).max(64).optional(),
-  kind: z.string().min(1).max(64).optional(),
-  limit: z.coerce.number().int().min(1).max(1_000).default(500),
 });
 
 export function createApiApp(options: ApiOptions): Hono {
@@ -183,6 +173,13 @@ export function createApiApp(options: ApiOptions): Hono {
         .run();
     });
     releaseAddress(options.db, agent.wireguardKey, at);
+    options.observe?.({
+      kind: "agent.removed",
+      agent: name,
+      subject: { kind: "agent", id: name, name },
+      attributes: { meshIp: agent.meshIp },
+      time: at,
+    });
     return c.json({ removed: name });
   });
 
@@ -226,35 +223,10 @@ export function createApiApp(options: ApiOptions): Hono {
     return c.json({ revoked: c.req.param("id") });
   });
 
-  app.get("/v1/events", (c) => {
-    const parsed = eventsQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new CoralError("invalid_query", `${issue?.path.join(".") || "query"}: ${issue?.message}`);
-    }
-    const { since, agent, kind, limit } = parsed.data;
-    const conditions = [gte(events.time, since)];
-    if (agent) conditions.push(eq(events.agentName, agent));
-    if (kind) conditions.push(eq(events.kind, kind));
-    const rows = options.db
-      .select()
-      .from(events)
-      .where(and(...conditions))
-      .orderBy(desc(events.time), desc(events.id))
-      .limit(limit)
-      .all();
-    return c.json({
-      events: rows.map((e) => ({
-        agent: e.agentName,
-        kind: e.kind,
-        time: e.time,
-        subject: { kind: e.subjectKind, id: e.subjectId, name: e.subjectName },
-        attributes: JSON.parse(e.attributes) as Record<string, string>,
-        evidence: JSON.parse(e.evidence) as unknown,
-        source: e.source,
-      })),
-    });
-  });
+  eventsList(app, options.db);
+  servicesList(app, options.db, now);
+  topologyGet(app, options.db, now);
+  metricsGet(app, options.db, now);
 
   app.notFound(() => {
     throw new CoralError("not_found", "No such API route.");

@@ -1,8 +1,9 @@
 /** `coral token|status|agents|events`: the CLI over the coordinator's API. */
-import { CoralError, parseDuration } from "@coral/sdk-proto";
-import type { AgentView, CreatedTokenView, EventView, StatusView, TokenView } from "../api/app.js";
+import { CoralError, type EventsResponse, type EventView, parseDuration } from "@coral/sdk-proto";
+import type { AgentView, CreatedTokenView, StatusView, TokenView } from "../api/app.js";
 import { ApiClient, type ApiTarget } from "./api-client.js";
 import { ago, humanSpan, isoTime, table } from "./format.js";
+import { sinceTime } from "./model-commands.js";
 import type { ExitCode, Io } from "./output.js";
 
 type Json = { json?: boolean };
@@ -112,16 +113,33 @@ export async function agentsRemove(name: string, options: ApiTarget & Json, io: 
   return 0;
 }
 
+/** The API's largest page; the CLI asks for as many pages as `--limit` needs. */
+const EVENTS_PAGE = 1_000;
+
 export async function eventsList(
-  options: ApiTarget & Json & { agent?: string; kind?: string; since?: string; limit?: string },
+  options: ApiTarget & Json & { agent?: string; kind?: string; since?: string; limit?: string; before?: string },
   io: Io,
 ): Promise<ExitCode> {
+  const limit = options.limit === undefined ? 500 : Number(options.limit);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new CoralError("config_invalid", `--limit ${options.limit} is not a whole number of 1 or more.`);
+  let before = options.before === undefined ? undefined : Number(options.before);
+  if (before !== undefined && (!Number.isInteger(before) || before < 1))
+    throw new CoralError("config_invalid", `--before ${options.before} is not an event id (the ID column of \`coral events\`).`);
+  const client = ApiClient.locate(options);
   const query = new URLSearchParams();
   if (options.since) query.set("since", String(sinceTime(options.since)));
   if (options.agent) query.set("agent", options.agent);
   if (options.kind) query.set("kind", options.kind);
-  if (options.limit) query.set("limit", options.limit);
-  const { events } = await ApiClient.locate(options).request<{ events: EventView[] }>("GET", `/v1/events?${query}`);
+  const events: EventView[] = [];
+  while (events.length < limit) {
+    query.set("limit", String(Math.min(EVENTS_PAGE, limit - events.length)));
+    if (before !== undefined) query.set("before", String(before));
+    const page = await client.request<EventsResponse>("GET", `/v1/events?${query}`);
+    events.push(...page.events);
+    if (page.next === null) break;
+    before = page.next;
+  }
   if (options.json) {
     printJson(io, events);
     return 0;
@@ -132,29 +150,23 @@ export async function eventsList(
   }
   io.out(
     `${table(
-      ["time", "agent", "kind", "subject", "details"],
+      ["id", "time", "agent", "kind", "subject", "source", "details"],
       events.map((e) => [
-        isoTime(e.time),
-        e.agent,
+        String(e.id),
+        isoTime(e.coordinatorTime),
+        e.agent ?? "-",
         e.kind,
         e.subject.name ?? e.subject.id,
+        e.source ?? "-",
         Object.entries(e.attributes)
           .map(([k, v]) => `${k}=${v}`)
           .join(" "),
       ]),
     )}\n`,
   );
+  const oldest = events.at(-1);
+  if (events.length === limit && oldest) io.out(`(older: \`coral events --before ${oldest.id}\`)\n`);
   return 0;
-}
-
-/** `--since 1h` (a span back from now) or `--since 2026-11-29T10:00:00Z` (a time). */
-function sinceTime(text: string): number {
-  const span = parseDuration(text);
-  if (span !== undefined) return Date.now() - span;
-  const time = Date.parse(text);
-  if (Number.isNaN(time))
-    throw new CoralError("config_invalid", `--since ${text} is neither a span like 1h nor a time like 2026-11-29T10:00:00Z.`);
-  return time;
 }
 
 function agentTable(agents: AgentView[], now: number): string {

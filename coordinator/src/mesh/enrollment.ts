@@ -21,6 +21,7 @@ import {
 import { eq } from "drizzle-orm";
 import type { Identity } from "../identity.js";
 import type { Store } from "../store/db.js";
+import type { Observe } from "../store/observations.js";
 import { agents, auditLog, joinAnswers } from "../store/schema.js";
 import { allocateAddress, COORDINATOR_ADDRESS, MESH_PREFIX } from "./allocation.js";
 import { redeemToken } from "./tokens.js";
@@ -38,6 +39,8 @@ export interface EnrollmentOptions {
   heartbeatIntervalMs: number;
   now?: () => number;
   log?: (line: string) => void;
+  /** Records each enrollment as an event (`agent.enrolled`). */
+  observe?: Observe;
 }
 
 export interface EnrollmentResult {
@@ -194,6 +197,13 @@ export class Enrollment {
         details: JSON.stringify({ meshIp, tokenId: payload.tokenId, from: join.observedAddress }),
       })
       .run();
+    this.options.observe?.({
+      kind: "agent.enrolled",
+      agent: payload.name,
+      subject: { kind: "agent", id: payload.name, name: payload.name },
+      attributes: { meshIp, ...(join.observedAddress ? { from: join.observedAddress } : {}) },
+      time: now,
+    });
     return meshIp;
   }
 }

@@ -4,6 +4,8 @@
  * packet came from: a caller is the agent whose address it calls from, and a call that
  * claims (in `coral-agent` metadata) to be another agent is refused.
  */
+
+import { isIP } from "node:net";
 import { meshV1, shutdownGracefully } from "@coral/sdk-proto/grpc";
 import {
   status as GrpcStatus,
@@ -14,7 +16,10 @@ import {
   ServerCredentials,
   type ServerDuplexStream,
 } from "@grpc/grpc-js";
+import type { Bus } from "../store/bus.js";
 import type { Store } from "../store/db.js";
+import type { Observe } from "../store/observations.js";
+import { ClockOffsets } from "./clock.js";
 import { prepareIngest } from "./ingest.js";
 
 export interface AgentServiceOptions {
@@ -26,6 +31,10 @@ export interface AgentServiceOptions {
    * 127.0.0.1, and the caller is who its `coral-agent` metadata says. Only on loopback.
    */
   trustClaimedName?: boolean;
+  /** Where what was stored is announced. */
+  bus?: Bus;
+  /** Records the coordinator's own observations (plugins failing and recovering). */
+  observe?: Observe;
 }
 
 /** A call or a stream refused, with what to do about it. */
@@ -77,6 +86,34 @@ function identify(
   return agent;
 }
 
+/** A host's addresses as its register lists them: IPs only, at most 32. */
+function hostAddresses(addresses: readonly string[]): string[] {
+  return [...new Set(addresses.filter((a) => a.length <= 64 && isIP(a) !== 0))].slice(0, 32);
+}
+
+interface StoredPlugin {
+  name: string;
+  state: string;
+  lastError: string | null;
+}
+
+/** The plugin changes worth an event: failing, degrading, and recovering from either. */
+export function pluginChanges(
+  before: readonly StoredPlugin[],
+  after: readonly StoredPlugin[],
+): Array<{ kind: string; plugin: StoredPlugin; from: string }> {
+  const was = new Map(before.map((p) => [p.name, p.state]));
+  const changes: Array<{ kind: string; plugin: StoredPlugin; from: string }> = [];
+  for (const plugin of after) {
+    const from = was.get(plugin.name) ?? "none";
+    if (from === plugin.state) continue;
+    if (plugin.state === "failed" || plugin.state === "degraded") changes.push({ kind: `plugin.${plugin.state}`, plugin, from });
+    else if (plugin.state === "running" && (from === "failed" || from === "degraded"))
+      changes.push({ kind: "plugin.recovered", plugin, from });
+  }
+  return changes;
+}
+
 function pluginsJson(plugins: readonly meshV1.PluginState[]): string {
   return JSON.stringify(
     plugins.map((p) => ({
@@ -113,7 +150,28 @@ export function agentService(
   );
   const beat = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ? WHERE name = ?");
   const beatWithPlugins = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ?, plugins = ? WHERE name = ?");
-  const ingest = prepareIngest(options.db);
+  const ingest = prepareIngest(options.db, options.bus);
+  const offsetWrite = sqlite.prepare("UPDATE agents SET clock_offset_ms = ? WHERE name = ?");
+  const clocks = new ClockOffsets((agent, offset) => offsetWrite.run(offset, agent));
+  const addressesWrite = sqlite.prepare("UPDATE agents SET addresses = ? WHERE name = ?");
+  /** Events for plugins that failed, degraded or recovered since the states stored before. */
+  const notePlugins = (agent: string, beforeJson: string, afterJson: string, at: number) => {
+    if (!options.observe || beforeJson === afterJson) return;
+    for (const change of pluginChanges(JSON.parse(beforeJson) as StoredPlugin[], JSON.parse(afterJson) as StoredPlugin[])) {
+      options.observe({
+        kind: change.kind,
+        agent,
+        subject: { kind: "agent", id: agent, name: agent },
+        attributes: {
+          plugin: change.plugin.name,
+          from: change.from,
+          to: change.plugin.state,
+          ...(change.plugin.lastError ? { error: change.plugin.lastError } : {}),
+        },
+        time: at,
+      });
+    }
+  };
   /** Each agent's run (RegisterRequest.run_id) as of its latest register. */
   const runs = new Map<string, string>();
 
@@ -125,6 +183,11 @@ export function agentService(
       const at = now();
       if (r.runId) runs.set(agent.name, r.runId);
       else runs.delete(agent.name);
+      clocks.reset(agent.name);
+      clocks.record(agent.name, Number(r.sentAtUnixMs), at);
+      const plugins = pluginsJson(r.plugins);
+      notePlugins(agent.name, agent.plugins, plugins, at);
+      if (r.addresses.length > 0) addressesWrite.run(JSON.stringify(hostAddresses(r.addresses)), agent.name);
       registered.run(
         at,
         at,
@@ -132,7 +195,7 @@ export function agentService(
         r.os || agent.os,
         r.arch || agent.arch,
         r.agentVersion || agent.version,
-        pluginsJson(r.plugins),
+        plugins,
         agent.name,
       );
       callback(null, {
@@ -155,10 +218,14 @@ export function agentService(
         return;
       }
       const at = now();
+      clocks.record(agent.name, Number(call.request.sentAtUnixMs), at);
       const plugins = pluginsJson(call.request.plugins);
       // Plugin states rarely change between heartbeats; leave the column alone when they did not.
       if (plugins === agent.plugins) beat.run(at, agent.name);
-      else beatWithPlugins.run(at, plugins, agent.name);
+      else {
+        beatWithPlugins.run(at, plugins, agent.name);
+        notePlugins(agent.name, agent.plugins, plugins, at);
+      }
       callback(null, { serverTimeUnixMs: at });
     }) satisfies handleUnaryCall<meshV1.HeartbeatRequest, meshV1.HeartbeatResponse>,
 
@@ -190,6 +257,7 @@ export function agentService(
     if (request.batches.length > 500)
       return { code: GrpcStatus.INVALID_ARGUMENT, details: "at most 500 batches per Report; send the rest in another call" };
     const at = now();
+    clocks.record(agent.name, Number(request.sentAtUnixMs), at);
     const acked = ingest(agent.name, request.batches, at);
     // A report is as good a sign of life as a heartbeat: an agent that reports skips them.
     beat.run(at, agent.name);

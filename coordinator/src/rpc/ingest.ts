@@ -1,102 +1,319 @@
-/** Storing report batches exactly once per (agent, sequence), whatever the agent retries. */
+/**
+ * Storing report batches exactly once per (agent, sequence), whatever the agent retries:
+ * events with the time they arrived, the service inventory, metric samples packed into one
+ * frame per batch, and the dependency graph's edges with a count per hour.
+ */
 import type { meshV1 } from "@coral/sdk-proto/grpc";
+import { sql } from "drizzle-orm";
+import type { Bus, StoredEvent } from "../store/bus.js";
 import type { Store } from "../store/db.js";
+import { labelsKey, packSamples } from "../store/frames.js";
+import { batches, events, metricFrames, metricSeries, services, topologyEdgeHours, topologyEdges } from "../store/schema.js";
 
 const SUBJECT_KINDS: Record<number, string> = { 1: "agent", 2: "service", 3: "process", 4: "host" };
+const HOUR_MS = 3_600_000;
+/** A series' last-seen time is written at most this often (it ages series out, nothing finer). */
+const SERIES_TOUCH_MS = 10 * 60_000;
 
 export type Ingest = (agentName: string, incoming: readonly meshV1.Batch[], now: number) => number[];
+
+const p = sql.placeholder;
+
+/** `listening` as service.observed carries it: "0.0.0.0:5432,[::]:5432". */
+const splitList = (text: string | undefined) => (text ? text.split(",").filter(Boolean) : undefined);
 
 /**
  * Prepares the statements once (Report is the hottest path of a busy coordinator) and
  * returns the function that stores the batches not seen before, returning every
- * sequence now stored (to acknowledge).
+ * sequence now stored (to acknowledge). What was stored is announced on `bus` after commit.
  */
-export function prepareIngest(db: Store): Ingest {
-  const sqlite = db.$client;
-  const insertBatch = sqlite.prepare(
-    "INSERT INTO batches (agent_name, sequence, received_at, dropped_before) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-  );
-  const insertEvent = sqlite.prepare(
-    `INSERT INTO events (agent_name, sequence, position, kind, time, subject_kind, subject_id, subject_name, attributes, evidence, source)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  );
-  const insertSample = sqlite.prepare(
-    "INSERT INTO metric_samples (agent_name, name, subject_id, time, value, labels) VALUES (?, ?, ?, ?, ?, ?)",
-  );
-  const upsertEdge = sqlite.prepare(
-    `INSERT INTO topology_edges (agent_name, from_service, to_address, to_port, protocol, first_seen_at, last_seen_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (agent_name, from_service, to_address, to_port, protocol) DO UPDATE SET
-       last_seen_at = max(topology_edges.last_seen_at, excluded.last_seen_at),
-       observations = topology_edges.observations + 1`,
-  );
+export function prepareIngest(db: Store, bus?: Bus): Ingest {
+  const insertBatch = db
+    .insert(batches)
+    .values({ agentName: p("agent"), sequence: p("sequence"), receivedAt: p("at"), droppedBefore: p("dropped") })
+    .onConflictDoNothing()
+    .prepare();
+  const insertEvent = db
+    .insert(events)
+    .values({
+      agentName: p("agent"),
+      sequence: p("sequence"),
+      position: p("position"),
+      kind: p("kind"),
+      time: p("time"),
+      receivedAt: p("at"),
+      subjectKind: p("subjectKind"),
+      subjectId: p("subjectId"),
+      subjectName: p("subjectName"),
+      attributes: p("attributes"),
+      evidence: p("evidence"),
+      source: p("source"),
+    })
+    .returning({ id: events.id })
+    .prepare();
   // The service inventory: what a collector observed, the SDK's word winning over a passive guess.
-  const observeService = sqlite.prepare(
-    `INSERT INTO services (agent_name, key, name, version, source, details, first_seen_at, last_seen_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (agent_name, key) DO UPDATE SET
-       name = CASE WHEN excluded.source = 'sdk' OR services.source != 'sdk' THEN excluded.name ELSE services.name END,
-       version = coalesce(excluded.version, services.version),
-       source = CASE WHEN services.source = 'sdk' THEN 'sdk' ELSE excluded.source END,
-       details = CASE WHEN excluded.source = 'sdk' OR services.source != 'sdk' THEN excluded.details ELSE services.details END,
-       last_seen_at = max(services.last_seen_at, excluded.last_seen_at)`,
-  );
-  const serviceHealth = sqlite.prepare(
-    "UPDATE services SET health = ?, last_seen_at = max(last_seen_at, ?) WHERE agent_name = ? AND key = ?",
-  );
+  const observeService = db
+    .insert(services)
+    .values({
+      agentName: p("agent"),
+      key: p("key"),
+      name: p("name"),
+      version: p("version"),
+      source: p("source"),
+      details: p("details"),
+      executable: p("executable"),
+      firstSeenAt: p("time"),
+      lastSeenAt: p("time"),
+    })
+    .onConflictDoUpdate({
+      target: [services.agentName, services.key],
+      set: {
+        name: sql`CASE WHEN excluded.source = 'sdk' OR ${services.source} != 'sdk' THEN excluded.name ELSE ${services.name} END`,
+        version: sql`coalesce(excluded.version, ${services.version})`,
+        source: sql`CASE WHEN ${services.source} = 'sdk' THEN 'sdk' ELSE excluded.source END`,
+        details: sql`CASE WHEN excluded.source = 'sdk' OR ${services.source} != 'sdk' THEN excluded.details ELSE ${services.details} END`,
+        executable: sql`coalesce(excluded.executable, ${services.executable})`,
+        lastSeenAt: sql`max(${services.lastSeenAt}, excluded.last_seen_at)`,
+      },
+    })
+    .prepare();
+  const serviceHealth = db
+    .update(services)
+    .set({ health: sql`${p("health")}`, lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})` })
+    .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")}`)
+    .prepare();
+  const listeningOf = db
+    .select({ listening: services.listening })
+    .from(services)
+    .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")}`)
+    .prepare();
+  const setListening = db
+    .update(services)
+    .set({ listening: sql`${p("listening")}`, lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})` })
+    .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")}`)
+    .prepare();
+  const seriesId = db
+    .select({ id: metricSeries.id })
+    .from(metricSeries)
+    .where(
+      sql`${metricSeries.agentName} = ${p("agent")} AND ${metricSeries.subjectId} = ${p("subjectId")} AND ${metricSeries.name} = ${p("name")} AND ${metricSeries.labels} = ${p("labels")}`,
+    )
+    .prepare();
+  const insertSeries = db
+    .insert(metricSeries)
+    .values({
+      agentName: p("agent"),
+      name: p("name"),
+      subjectKind: p("subjectKind"),
+      subjectId: p("subjectId"),
+      labels: p("labels"),
+      source: p("source"),
+      firstSeenAt: p("time"),
+      lastSeenAt: p("time"),
+    })
+    .returning({ id: metricSeries.id })
+    .prepare();
+  const touchSeries = db
+    .update(metricSeries)
+    .set({ lastSeenAt: sql`max(${metricSeries.lastSeenAt}, ${p("time")})` })
+    .where(sql`${metricSeries.id} = ${p("id")}`)
+    .prepare();
+  const insertFrame = db
+    .insert(metricFrames)
+    .values({ agentName: p("agent"), startTime: p("start"), endTime: p("end"), samples: p("samples"), data: p("data") })
+    .prepare();
+  const upsertEdge = db
+    .insert(topologyEdges)
+    .values({
+      agentName: p("agent"),
+      fromService: p("from"),
+      toAddress: p("address"),
+      toPort: p("port"),
+      protocol: p("protocol"),
+      firstSeenAt: p("first"),
+      lastSeenAt: p("last"),
+      observations: p("observations"),
+    })
+    .onConflictDoUpdate({
+      target: [topologyEdges.agentName, topologyEdges.fromService, topologyEdges.toAddress, topologyEdges.toPort, topologyEdges.protocol],
+      set: {
+        firstSeenAt: sql`min(${topologyEdges.firstSeenAt}, excluded.first_seen_at)`,
+        lastSeenAt: sql`max(${topologyEdges.lastSeenAt}, excluded.last_seen_at)`,
+        observations: sql`${topologyEdges.observations} + excluded.observations`,
+      },
+    })
+    .returning({ id: topologyEdges.id })
+    .prepare();
+  const countEdgeHour = db
+    .insert(topologyEdgeHours)
+    .values({ edgeId: p("edge"), hour: p("hour"), observations: p("observations") })
+    .onConflictDoUpdate({
+      target: [topologyEdgeHours.edgeId, topologyEdgeHours.hour],
+      set: { observations: sql`${topologyEdgeHours.observations} + excluded.observations` },
+    })
+    .prepare();
 
-  return sqlite.transaction((agentName: string, incoming: readonly meshV1.Batch[], now: number): number[] => {
+  /** Series ids by agent, subject, name and labels; with when each was last written as seen. */
+  const seriesCache = new Map<string, { id: number; touched: number }>();
+  const seriesFor = (agent: string, metric: meshV1.MetricSample, time: number): number => {
+    const subjectId = metric.subject?.id ?? "";
+    const labels = labelsKey(metric.labels);
+    const key = `${agent}\u0000${subjectId}\u0000${metric.name}\u0000${labels}`;
+    const cached = seriesCache.get(key);
+    if (cached) {
+      if (time - cached.touched > SERIES_TOUCH_MS) {
+        touchSeries.run({ id: cached.id, time });
+        cached.touched = time;
+      }
+      return cached.id;
+    }
+    const params = { agent, subjectId, name: metric.name, labels };
+    let id = seriesId.get(params)?.id;
+    if (id === undefined) {
+      id = insertSeries.get({
+        ...params,
+        subjectKind: SUBJECT_KINDS[metric.subject?.kind ?? 0] ?? "unknown",
+        source: metric.source || null,
+        time,
+      })?.id as number;
+    } else touchSeries.run({ id, time });
+    seriesCache.set(key, { id, touched: time });
+    return id;
+  };
+
+  const store = db.$client.transaction((agent: string, incoming: readonly meshV1.Batch[], now: number) => {
     const acked: number[] = [];
+    const stored: number[] = [];
+    const storedEvents: StoredEvent[] = [];
+    const changed: Array<{ key: string; name: string; change: "observed" | "health" | "listening" }> = [];
+    let samples = 0;
+    let connections = 0;
     for (const batch of incoming) {
-      const inserted = insertBatch.run(agentName, batch.sequence, now, batch.droppedBefore);
+      const inserted = insertBatch.run({ agent, sequence: batch.sequence, at: now, dropped: batch.droppedBefore });
       acked.push(batch.sequence);
       if (inserted.changes === 0) continue; // a retry: already stored
+      stored.push(batch.sequence);
       batch.events.forEach((event, position) => {
-        insertEvent.run(
-          agentName,
-          batch.sequence,
-          position,
-          event.kind,
-          event.timeUnixMs,
-          SUBJECT_KINDS[event.subject?.kind ?? 0] ?? "unknown",
-          event.subject?.id ?? "",
-          event.subject?.name || null,
-          JSON.stringify(event.attributes),
-          event.evidenceJson || "{}",
-          event.source || null,
-        );
         const subject = event.subject;
-        if (subject && event.kind === "service.observed") {
-          observeService.run(
-            agentName,
-            subject.id,
-            subject.name || subject.id,
-            event.attributes.version || null,
-            event.attributes.source === "sdk" ? "sdk" : "passive",
-            JSON.stringify(event.attributes),
-            event.timeUnixMs,
-            event.timeUnixMs,
-          );
-        } else if (subject && event.kind === "service.health_changed" && event.attributes.to) {
-          serviceHealth.run(event.attributes.to, event.timeUnixMs, agentName, subject.id);
+        const subjectKind = SUBJECT_KINDS[subject?.kind ?? 0] ?? "unknown";
+        const row = insertEvent.get({
+          agent,
+          sequence: batch.sequence,
+          position,
+          kind: event.kind,
+          time: event.timeUnixMs,
+          at: now,
+          subjectKind,
+          subjectId: subject?.id ?? "",
+          subjectName: subject?.name || null,
+          attributes: JSON.stringify(event.attributes),
+          evidence: event.evidenceJson || "{}",
+          source: event.source || null,
+        });
+        storedEvents.push({
+          id: row?.id as number,
+          agent,
+          kind: event.kind,
+          time: event.timeUnixMs,
+          subject: { kind: subjectKind, id: subject?.id ?? "", name: subject?.name || null },
+          attributes: event.attributes,
+          source: event.source || null,
+        });
+        if (!subject) return;
+        const where = { agent, key: subject.id, time: event.timeUnixMs };
+        if (event.kind === "service.observed") {
+          observeService.run({
+            ...where,
+            name: subject.name || subject.id,
+            version: event.attributes.version || null,
+            source: event.attributes.source === "sdk" ? "sdk" : "passive",
+            details: JSON.stringify(event.attributes),
+            executable: event.attributes.exe || null,
+          });
+          const listening = splitList(event.attributes.listening);
+          if (listening) setListening.run({ ...where, listening: JSON.stringify(listening) });
+          changed.push({ key: subject.id, name: subject.name || subject.id, change: "observed" });
+        } else if (event.kind === "service.health_changed" && event.attributes.to) {
+          serviceHealth.run({ ...where, health: event.attributes.to });
+          changed.push({ key: subject.id, name: subject.name || subject.id, change: "health" });
+        } else if ((event.kind === "port.opened" || event.kind === "port.closed") && event.attributes.address) {
+          const current = listeningOf.get({ agent, key: subject.id });
+          if (!current) return; // a service the inventory does not know (yet): its next service.observed says it all
+          const set = new Set(current.listening);
+          if (event.kind === "port.opened") set.add(event.attributes.address);
+          else set.delete(event.attributes.address);
+          setListening.run({ ...where, listening: JSON.stringify([...set].sort()) });
+          changed.push({ key: subject.id, name: subject.name || subject.id, change: "listening" });
         }
       });
-      for (const metric of batch.metrics) {
-        insertSample.run(agentName, metric.name, metric.subject?.id ?? "", metric.timeUnixMs, metric.value, JSON.stringify(metric.labels));
+
+      if (batch.metrics.length > 0) {
+        let start = Number.POSITIVE_INFINITY;
+        let end = Number.NEGATIVE_INFINITY;
+        for (const m of batch.metrics) {
+          if (m.timeUnixMs < start) start = m.timeUnixMs;
+          if (m.timeUnixMs > end) end = m.timeUnixMs;
+        }
+        const packed = batch.metrics.map((m) => ({ seriesId: seriesFor(agent, m, m.timeUnixMs), time: m.timeUnixMs, value: m.value }));
+        insertFrame.run({ agent, start, end, samples: packed.length, data: packSamples(packed, start) });
+        samples += packed.length;
       }
+
+      // One upsert per distinct edge in the batch, however many sockets it had open.
+      const edges = new Map<
+        string,
+        { from: string; address: string; port: number; protocol: string; first: number; last: number; n: number }
+      >();
       for (const connection of batch.connections) {
         const seenAt = connection.observedAtUnixMs || now;
-        upsertEdge.run(
-          agentName,
-          connection.subject?.id || connection.processName || `pid:${connection.pid}`,
-          connection.remoteAddress,
-          connection.remotePort,
-          connection.protocol || "tcp",
-          seenAt,
-          seenAt,
-        );
+        const from = connection.subject?.id || connection.processName || `pid:${connection.pid}`;
+        const protocol = connection.protocol || "tcp";
+        const key = `${from}\u0000${connection.remoteAddress}\u0000${connection.remotePort}\u0000${protocol}`;
+        const edge = edges.get(key);
+        if (edge) {
+          edge.first = Math.min(edge.first, seenAt);
+          edge.last = Math.max(edge.last, seenAt);
+          edge.n++;
+        } else
+          edges.set(key, {
+            from,
+            address: connection.remoteAddress,
+            port: connection.remotePort,
+            protocol,
+            first: seenAt,
+            last: seenAt,
+            n: 1,
+          });
       }
+      for (const edge of edges.values()) {
+        // Many sockets of one collect are one observation of the edge: counts say how often it was seen.
+        const row = upsertEdge.get({ agent, ...edge, observations: 1 });
+        if (row) countEdgeHour.run({ edge: row.id, hour: Math.floor(edge.last / HOUR_MS) * HOUR_MS, observations: 1 });
+      }
+      connections += batch.connections.length;
     }
-    return acked;
+    return { acked, stored, storedEvents, changed, samples, connections };
   });
+
+  return (agentName, incoming, now) => {
+    let result: ReturnType<typeof store>;
+    try {
+      result = store(agentName, incoming, now);
+    } catch (error) {
+      seriesCache.clear(); // it may name series the rolled-back transaction had created
+      throw error;
+    }
+    if (bus && result.stored.length > 0) {
+      bus.emit("batches.stored", {
+        agent: agentName,
+        receivedAt: now,
+        sequences: result.stored,
+        events: result.storedEvents,
+        samples: result.samples,
+        connections: result.connections,
+      });
+      for (const c of result.changed) bus.emit("service.changed", { agent: agentName, ...c });
+    }
+    return result.acked;
+  };
 }

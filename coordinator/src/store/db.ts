@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
+import { convertLegacySamples } from "./legacy.js";
 
 export type Store = BetterSQLite3Database<Record<string, never>> & { $client: Database.Database };
 
@@ -31,5 +32,6 @@ export function openStore(path: string): Store {
   sqlite.pragma("busy_timeout = 5000");
   const db = drizzle(sqlite) as Store;
   migrate(db, { migrationsFolder: migrationsFolder() });
+  convertLegacySamples(sqlite);
   return db;
 }

@@ -3,7 +3,7 @@
  * milliseconds. Every event has a kind, a subject, a time and evidence, so that the
  * analysis that comes later can work from the store alone.
  */
-import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const agents = sqliteTable("agents", {
   name: text("name").primaryKey(),
@@ -21,6 +21,12 @@ export const agents = sqliteTable("agents", {
   endpoint: text("endpoint"),
   /** Plugin states from the latest heartbeat, as JSON. */
   plugins: text("plugins").notNull().default("[]"),
+  /** The host's own addresses, from its latest register: where other agents' connections to it arrive. */
+  addresses: text("addresses", { mode: "json" }).$type<string[]>().notNull().default([]),
+  /** The agent's clock minus the coordinator's, estimated from its requests (see rpc/clock.ts). */
+  clockOffsetMs: integer("clock_offset_ms"),
+  /** Health as last evaluated (healthy, degraded, unhealthy, offline): a change is an event. */
+  health: text("health"),
 });
 
 /** Mesh addresses: one per agent key, kept until `coral agents remove` releases it. */
@@ -61,10 +67,13 @@ export const services = sqliteTable(
     source: text("source").notNull(),
     health: text("health"),
     details: text("details").notNull().default("{}"),
+    /** Listening sockets, `address:port`, kept from service.observed, port.opened and port.closed. */
+    listening: text("listening", { mode: "json" }).$type<string[]>().notNull().default([]),
+    executable: text("executable"),
     firstSeenAt: integer("first_seen_at").notNull(),
     lastSeenAt: integer("last_seen_at").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.agentName, t.key] })],
+  (t) => [primaryKey({ columns: [t.agentName, t.key] }), index("services_name").on(t.name), index("services_last_seen").on(t.lastSeenAt)],
 );
 
 /** Report batches stored, by (agent, sequence): ingesting a batch twice is a no-op. */
@@ -79,16 +88,24 @@ export const batches = sqliteTable(
   (t) => [primaryKey({ columns: [t.agentName, t.sequence] })],
 );
 
+/**
+ * What agents observed, and what the coordinator observed itself (`source` = "coordinator":
+ * agents going unhealthy and back, plugins failing, paths changing, discovery failing).
+ * The coordinator's own have no batch (sequence and position null), and discovery's no agent.
+ */
 export const events = sqliteTable(
   "events",
   {
     id: integer("id").primaryKey({ autoIncrement: true }),
-    agentName: text("agent_name").notNull(),
-    sequence: integer("sequence").notNull(),
+    agentName: text("agent_name"),
+    sequence: integer("sequence"),
     /** Position of the event within its batch. */
-    position: integer("position").notNull(),
+    position: integer("position"),
     kind: text("kind").notNull(),
+    /** By the observer's clock (the agent's). */
     time: integer("time").notNull(),
+    /** By the coordinator's clock, when it stored the event. */
+    receivedAt: integer("received_at").notNull().default(0),
     subjectKind: text("subject_kind").notNull(),
     subjectId: text("subject_id").notNull(),
     subjectName: text("subject_name"),
@@ -104,23 +121,78 @@ export const events = sqliteTable(
   ],
 );
 
-export const metricSamples = sqliteTable(
-  "metric_samples",
+/**
+ * One metric series: a name, a subject on one agent, and its labels. Samples refer to it by
+ * id, so the names are stored once, not on every sample.
+ */
+export const metricSeries = sqliteTable(
+  "metric_series",
   {
+    id: integer("id").primaryKey({ autoIncrement: true }),
     agentName: text("agent_name").notNull(),
     name: text("name").notNull(),
+    subjectKind: text("subject_kind").notNull(),
     subjectId: text("subject_id").notNull(),
-    time: integer("time").notNull(),
-    value: real("value").notNull(),
+    /** Labels as canonical JSON (keys sorted), "{}" for none: part of the series' identity. */
     labels: text("labels").notNull().default("{}"),
+    source: text("source"),
+    firstSeenAt: integer("first_seen_at").notNull(),
+    lastSeenAt: integer("last_seen_at").notNull(),
   },
-  (t) => [index("metric_samples_series").on(t.agentName, t.name, t.subjectId, t.time), index("metric_samples_time").on(t.time)],
+  (t) => [
+    uniqueIndex("metric_series_identity").on(t.agentName, t.subjectId, t.name, t.labels),
+    index("metric_series_last_seen").on(t.lastSeenAt),
+  ],
 );
+
+/**
+ * Raw samples, one row per agent per report batch: `data` packs each sample as series id,
+ * time offset and value (store/frames.ts), a few bytes each instead of a row each.
+ */
+export const metricFrames = sqliteTable(
+  "metric_frames",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    agentName: text("agent_name").notNull(),
+    /** The earliest and latest sample time in the frame. */
+    startTime: integer("start_time").notNull(),
+    endTime: integer("end_time").notNull(),
+    samples: integer("samples").notNull(),
+    data: blob("data", { mode: "buffer" }).notNull(),
+  },
+  (t) => [index("metric_frames_agent_time").on(t.agentName, t.startTime), index("metric_frames_time").on(t.startTime)],
+);
+
+/**
+ * Rollups: per agent and bucket (a minute or an hour), every series' count, sum, min, max,
+ * packed like frames. Kept far longer than raw samples, so baselines of weeks survive.
+ */
+export const metricRollups = sqliteTable(
+  "metric_rollups",
+  {
+    agentName: text("agent_name").notNull(),
+    /** The bucket's length: 60000 (a minute) or 3600000 (an hour). */
+    resolutionMs: integer("resolution_ms").notNull(),
+    bucketStart: integer("bucket_start").notNull(),
+    data: blob("data", { mode: "buffer" }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.resolutionMs, t.agentName, t.bucketStart] }),
+    index("metric_rollups_time").on(t.resolutionMs, t.bucketStart),
+  ],
+);
+
+/** Small facts the store keeps about itself, e.g. how far rollups have got. */
+export const storeState = sqliteTable("store_state", {
+  key: text("key").primaryKey(),
+  value: integer("value").notNull(),
+});
 
 /** The dependency graph: one row per directed edge, upserted as connections are seen. */
 export const topologyEdges = sqliteTable(
   "topology_edges",
   {
+    id: integer("id").primaryKey({ autoIncrement: true }),
     agentName: text("agent_name").notNull(),
     fromService: text("from_service").notNull(),
     toAddress: text("to_address").notNull(),
@@ -130,7 +202,23 @@ export const topologyEdges = sqliteTable(
     lastSeenAt: integer("last_seen_at").notNull(),
     observations: integer("observations").notNull().default(1),
   },
-  (t) => [primaryKey({ columns: [t.agentName, t.fromService, t.toAddress, t.toPort, t.protocol] })],
+  (t) => [
+    uniqueIndex("topology_edges_identity").on(t.agentName, t.fromService, t.toAddress, t.toPort, t.protocol),
+    index("topology_edges_last_seen").on(t.lastSeenAt),
+  ],
+);
+
+/** How often each edge was seen per hour, so that the graph of any past hour can be drawn. */
+export const topologyEdgeHours = sqliteTable(
+  "topology_edge_hours",
+  {
+    edgeId: integer("edge_id")
+      .notNull()
+      .references(() => topologyEdges.id, { onDelete: "cascade" }),
+    hour: integer("hour").notNull(),
+    observations: integer("observations").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.edgeId, t.hour] }), index("topology_edge_hours_hour").on(t.hour)],
 );
 
 export const auditLog = sqliteTable(

@@ -45,6 +45,7 @@ export const errorRegistry = {
   rate_limited: { status: 429, summary: "Too many requests from this address or for this mesh." },
   record_unverified: { status: 502, summary: "A coordinator record from discovery failed verification against the pinned key." },
   sealed_invalid: { status: 400, summary: "A sealed join payload or answer does not open, or is not what it should be." },
+  service_not_found: { status: 404, summary: "No service of the mesh has this name." },
   signature_invalid: { status: 401, summary: "The request signature does not verify." },
   signature_malformed: { status: 401, summary: "A signature header is present but not well formed." },
   signature_missing: { status: 401, summary: "The route needs a signed request and a signature header is absent." },

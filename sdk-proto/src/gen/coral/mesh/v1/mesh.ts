@@ -153,6 +153,11 @@ export interface RegisterRequest {
    * clock offset (see HeartbeatRequest.sent_at_unix_ms).
    */
   sentAtUnixMs: number;
+  /**
+   * The host's own IP addresses (loopback and the mesh's left out): the coordinator resolves
+   * another agent's connection to one of them to the service listening here.
+   */
+  addresses: string[];
 }
 
 export interface RegisterResponse {
@@ -277,7 +282,17 @@ export interface Connection {
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
-  return { agentName: "", agentVersion: "", hostname: "", os: "", arch: "", plugins: [], runId: "", sentAtUnixMs: 0 };
+  return {
+    agentName: "",
+    agentVersion: "",
+    hostname: "",
+    os: "",
+    arch: "",
+    plugins: [],
+    runId: "",
+    sentAtUnixMs: 0,
+    addresses: [],
+  };
 }
 
 export const RegisterRequest: MessageFns<RegisterRequest> = {
@@ -305,6 +320,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     }
     if (message.sentAtUnixMs !== 0) {
       writer.uint32(64).int64(message.sentAtUnixMs);
+    }
+    for (const v of message.addresses) {
+      writer.uint32(74).string(v!);
     }
     return writer;
   },
@@ -386,6 +404,14 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
             message.sentAtUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.addresses.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -424,6 +450,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
         : isSet(object.sent_at_unix_ms)
         ? globalThis.Number(object.sent_at_unix_ms)
         : 0,
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -453,6 +482,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     if (message.sentAtUnixMs !== 0) {
       obj.sentAtUnixMs = Math.round(message.sentAtUnixMs);
     }
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
     return obj;
   },
 
@@ -469,6 +501,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     message.plugins = object.plugins?.map((e) => PluginState.fromPartial(e)) || [];
     message.runId = object.runId ?? "";
     message.sentAtUnixMs = object.sentAtUnixMs ?? 0;
+    message.addresses = object.addresses?.map((e) => e) || [];
     return message;
   },
 };

@@ -1,0 +1,62 @@
+/**
+ * The in-process bus: what the store just learned, for whoever follows it live (the findings
+ * engine, the dashboard's WebSocket). Messages go out after the transaction that stored them
+ * committed, synchronously and in order; a listener that throws is logged and never fails
+ * the ingest that notified it.
+ */
+
+export interface StoredEvent {
+  id: number;
+  agent: string | null;
+  kind: string;
+  time: number;
+  subject: { kind: string; id: string; name: string | null };
+  attributes: Record<string, string>;
+  source: string | null;
+}
+
+export interface BusMessages {
+  /** Report batches stored (retries that stored nothing are not announced). */
+  "batches.stored": {
+    agent: string;
+    receivedAt: number;
+    sequences: number[];
+    events: StoredEvent[];
+    samples: number;
+    connections: number;
+  };
+  /** An event the coordinator observed itself (agent health, plugins, paths, discovery). */
+  "event.recorded": StoredEvent;
+  /** An agent's evaluated health changed. */
+  "health.changed": { agent: string; from: string | null; to: string; at: number };
+  /** A service instance appeared, or its version, health or listening sockets changed. */
+  "service.changed": { agent: string; key: string; name: string; change: "observed" | "health" | "listening" };
+}
+
+type Listener<K extends keyof BusMessages> = (message: BusMessages[K]) => void;
+
+export class Bus {
+  private readonly listeners = new Map<keyof BusMessages, Set<Listener<never>>>();
+
+  constructor(private readonly log: (line: string) => void = () => {}) {}
+
+  /** Follows one kind of message; returns the function that stops following it. */
+  on<K extends keyof BusMessages>(kind: K, listener: Listener<K>): () => void {
+    const set = this.listeners.get(kind) ?? new Set();
+    set.add(listener as Listener<never>);
+    this.listeners.set(kind, set);
+    return () => set.delete(listener as Listener<never>);
+  }
+
+  emit<K extends keyof BusMessages>(kind: K, message: BusMessages[K]): void {
+    const set = this.listeners.get(kind);
+    if (!set) return;
+    for (const listener of set) {
+      try {
+        (listener as Listener<K>)(message);
+      } catch (error) {
+        this.log(`a follower of ${kind} failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+}

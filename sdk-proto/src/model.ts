@@ -1,0 +1,174 @@
+/**
+ * The coordinator's model of the application, as its HTTP API answers it: services across
+ * agents, the dependency graph resolved to services, metric series and events. The CLI,
+ * the dashboard and `coral ask` all read these shapes; `docs/cli.md` documents them.
+ *
+ * Times are Unix milliseconds. Compatibility: fields are only ever added.
+ */
+import * as z from "zod";
+
+const time = z.number().int();
+
+export const healthSchema = z.enum(["serving", "not_serving", "unknown"]);
+
+/** One process (or unit) of a service, on one agent. */
+export const serviceInstanceSchema = z.object({
+  agent: z.string(),
+  /** The service's identity on its agent: `unit:NAME`, `script:INTERPRETER PATH`, `exe:PATH` or the SDK's name. */
+  key: z.string(),
+  version: z.string().nullable(),
+  /** How Coral knows it: `sdk` when the service embeds the Coral SDK, else `passive`. */
+  source: z.enum(["passive", "sdk"]),
+  /** The SDK's health where there is one; null for passive-only services. */
+  health: z.string().nullable(),
+  /** Listening sockets, `address:port`. */
+  listening: z.array(z.string()),
+  executable: z.string().nullable(),
+  firstSeen: time,
+  lastSeen: time,
+});
+export type ServiceInstance = z.infer<typeof serviceInstanceSchema>;
+
+/** The far end of a dependency: a service of the mesh, or an address no agent knows. */
+export const peerRefSchema = z.object({
+  kind: z.enum(["service", "external"]),
+  /** The service's name, or `address:port` for an external. */
+  name: z.string(),
+  port: z.number().int(),
+  protocol: z.string(),
+  lastSeen: time,
+});
+
+export const serviceViewSchema = z.object({
+  /** A service is its name across agents. */
+  name: z.string(),
+  instances: z.array(serviceInstanceSchema),
+  versions: z.array(z.string()),
+  source: z.enum(["passive", "sdk"]),
+  /** `serving` when every SDK instance serves, `not_serving` when any does not, `unknown` without the SDK. */
+  health: healthSchema,
+  dependencies: z.array(peerRefSchema),
+  dependents: z.array(peerRefSchema),
+  firstSeen: time,
+  lastSeen: time,
+});
+export type ServiceView = z.infer<typeof serviceViewSchema>;
+
+export const servicesResponseSchema = z.object({ services: z.array(serviceViewSchema) });
+export type ServicesResponse = z.infer<typeof servicesResponseSchema>;
+
+export const topologyNodeSchema = z.object({
+  /** `service:NAME` or `external:ADDRESS:PORT`. */
+  id: z.string(),
+  kind: z.enum(["service", "external"]),
+  name: z.string(),
+  /** The agents a service runs on; empty for an external. */
+  agents: z.array(z.string()),
+});
+
+export const topologyEdgeSchema = z.object({
+  from: z.string(),
+  to: z.string(),
+  port: z.number().int(),
+  protocol: z.string(),
+  firstSeen: time,
+  lastSeen: time,
+  /** How many times the connection was seen (one per collect that saw it) within the window. */
+  observations: z.number().int(),
+  /** The same, per hour (start of the hour → count), oldest first. */
+  hours: z.array(z.object({ hour: time, observations: z.number().int() })),
+  /** The agent-level connections this edge aggregates: which agent saw it, toward which address. */
+  via: z.array(z.object({ agent: z.string(), address: z.string() })),
+});
+
+export const topologyResponseSchema = z.object({
+  window: z.object({ from: time, to: time }),
+  nodes: z.array(topologyNodeSchema),
+  edges: z.array(topologyEdgeSchema),
+});
+export type TopologyResponse = z.infer<typeof topologyResponseSchema>;
+export type TopologyEdge = z.infer<typeof topologyEdgeSchema>;
+export type TopologyNode = z.infer<typeof topologyNodeSchema>;
+
+export const metricResolutionSchema = z.enum(["raw", "1m", "1h"]);
+export type MetricResolution = z.infer<typeof metricResolutionSchema>;
+
+/** One point: a raw sample (min = max = avg, count 1) or a rollup bucket starting at `t`. */
+export const metricPointSchema = z.object({
+  t: time,
+  avg: z.number(),
+  min: z.number(),
+  max: z.number(),
+  count: z.number().int(),
+});
+export type MetricPoint = z.infer<typeof metricPointSchema>;
+
+export const metricSeriesSchema = z.object({
+  agent: z.string(),
+  metric: z.string(),
+  /** The subject's id on its agent (the service key, or `host`). */
+  subject: z.string(),
+  labels: z.record(z.string(), z.string()),
+  source: z.string().nullable(),
+  points: z.array(metricPointSchema),
+});
+
+export const metricsResponseSchema = z.object({
+  service: z.string(),
+  window: z.object({ from: time, to: time }),
+  resolution: metricResolutionSchema,
+  /** Every metric name the service has, whichever were asked for. */
+  metrics: z.array(z.string()),
+  series: z.array(metricSeriesSchema),
+});
+export type MetricsResponse = z.infer<typeof metricsResponseSchema>;
+export type MetricSeries = z.infer<typeof metricSeriesSchema>;
+
+export const eventViewSchema = z.object({
+  id: z.number().int(),
+  /** The agent that observed it, or null for the coordinator's observations of itself (discovery). */
+  agent: z.string().nullable(),
+  kind: z.string(),
+  /** When it happened by the clock of whoever observed it. */
+  time: time,
+  /** `time` corrected by the agent's estimated clock offset: the coordinator's clock. Order by this across hosts. */
+  coordinatorTime: time,
+  /** When the coordinator stored it. */
+  receivedAt: time,
+  subject: z.object({ kind: z.string(), id: z.string(), name: z.string().nullable() }),
+  attributes: z.record(z.string(), z.string()),
+  evidence: z.unknown(),
+  /** The plugin that observed it, or `coordinator`. */
+  source: z.string().nullable(),
+});
+export type EventView = z.infer<typeof eventViewSchema>;
+
+export const eventsResponseSchema = z.object({
+  events: z.array(eventViewSchema),
+  /** Pass as `before` for the next (older) page; null when there is none. */
+  next: z.number().int().nullable(),
+});
+export type EventsResponse = z.infer<typeof eventsResponseSchema>;
+
+/** Query strings of the model's routes. */
+export const eventsQuerySchema = z.strictObject({
+  since: z.coerce.number().int("since is a time in Unix milliseconds").min(0).default(0),
+  /** Only events with an id below this (the previous page's `next`). */
+  before: z.coerce.number().int("before is an event id").min(1).optional(),
+  agent: z.string().min(1).max(64).optional(),
+  kind: z.string().min(1).max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(1_000).default(500),
+});
+
+export const topologyQuerySchema = z.strictObject({
+  /** The window: edges seen within [since, until]. Default: the last hour. */
+  since: z.coerce.number().int().min(0).optional(),
+  until: z.coerce.number().int().min(0).optional(),
+});
+
+export const metricsQuerySchema = z.strictObject({
+  metric: z.string().min(1).max(128).optional(),
+  since: z.coerce.number().int().min(0).optional(),
+  until: z.coerce.number().int().min(0).optional(),
+  resolution: metricResolutionSchema.optional(),
+});
