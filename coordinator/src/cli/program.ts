@@ -1,10 +1,10 @@
 import { CoralError, parseDuration } from "@coral/sdk-proto";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
-import { startCoordinator } from "../coordinator.js";
 import { defaultDataDir } from "./api-client.js";
 import { discoveryCheckCommand } from "./discovery-check.js";
 import { agentsList, agentsRemove, eventsList, status, tokenCreate, tokenList, tokenRevoke } from "./mesh-commands.js";
+import { metricsShow, servicesList, topologyShow } from "./model-commands.js";
 import { type ExitCode, type Io, processIo } from "./output.js";
 
 const port = (value: string): number => {
@@ -103,6 +103,8 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     )
     .action(async (o: Record<string, unknown>) => {
       const log = (line: string) => io.err(`${new Date().toISOString().slice(0, 19)}Z ${line}\n`);
+      // Loaded here, not above: the other commands are clients of the API and need none of the daemon.
+      const { startCoordinator } = await import("../coordinator.js");
       const running = await startCoordinator({
         dataDir: o.dataDir as string,
         log,
@@ -161,9 +163,30 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     .option("--agent <name>", "only this agent's events")
     .option("--kind <kind>", "only events of this kind, e.g. process.restarted")
     .option("--since <when>", "a span back from now (1h, 7d) or a time (2026-11-29T10:00:00Z)")
-    .option("--limit <n>", "at most this many (default 500, at most 1000)")
+    .option("--limit <n>", "at most this many (default 500; any number, fetched a page at a time)")
+    .option("--before <id>", "only events older than this one (its ID): the next page")
     .action(async (o) => {
       exitCode = await eventsList(o, io);
+    });
+
+  apiCommand(program, "services", "every service across agents: instances, versions, health, dependencies").action(async (o) => {
+    exitCode = await servicesList(o, io);
+  });
+
+  apiCommand(program, "topology", "the dependency graph: which service calls which, resolved across agents")
+    .option("--format <format>", "text, json or dot (Graphviz)", "text")
+    .option("--since <when>", "edges seen since a span back from now (default 1h) or a time")
+    .action(async (o) => {
+      exitCode = await topologyShow(o, io);
+    });
+
+  apiCommand(program, "metrics", "a service's metrics over time, with a trend line")
+    .argument("<service>", "the service's name, from `coral services`")
+    .option("--metric <name>", "only this metric, e.g. service.cpu.cores")
+    .option("--since <when>", "a span back from now (default 1h) or a time")
+    .addOption(new Option("--resolution <r>", "raw samples or rollups (default: by span)").choices(["raw", "1m", "1h"]))
+    .action(async (service: string, o) => {
+      exitCode = await metricsShow(service, o, io);
     });
 
   try {

@@ -19,9 +19,11 @@ export function convertLegacySamples(sqlite: Database.Database): number {
   const exists = sqlite.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metric_samples'").get();
   if (!exists) return 0;
   return sqlite.transaction(() => {
-    const rows = sqlite
-      .prepare("SELECT agent_name, name, subject_id, time, value, labels FROM metric_samples ORDER BY agent_name, time")
-      .iterate() as IterableIterator<LegacySample>;
+    // In pages by rowid (insertion order, so a batch's samples are neighbours): better-sqlite3
+    // runs no statement while another is still being iterated.
+    const page = sqlite.prepare<[number], LegacySample & { rowid: number }>(
+      "SELECT rowid, agent_name, name, subject_id, time, value, labels FROM metric_samples WHERE rowid > ? ORDER BY rowid LIMIT 5000",
+    );
     const seriesIds = new Map<string, number>();
     const findSeries = sqlite.prepare<[string, string, string, string], { id: number }>(
       "SELECT id FROM metric_series WHERE agent_name = ? AND subject_id = ? AND name = ? AND labels = ?",
@@ -39,29 +41,30 @@ export function convertLegacySamples(sqlite: Database.Database): number {
         insertFrame.run(frame.agent, frame.time, frame.time, frame.samples.length, packSamples(frame.samples, frame.time));
     };
     let converted = 0;
-    for (const row of rows) {
-      let labels = "{}";
-      try {
-        labels = labelsKey(JSON.parse(row.labels) as Record<string, string>);
-      } catch {}
-      const key = `${row.agent_name}\u0000${row.subject_id}\u0000${row.name}\u0000${labels}`;
-      let id = seriesIds.get(key);
-      if (id === undefined) {
-        id = findSeries.get(row.agent_name, row.subject_id, row.name, labels)?.id;
+    for (let rows = page.all(0); rows.length > 0; rows = page.all(rows.at(-1)?.rowid ?? 0))
+      for (const row of rows) {
+        let labels = "{}";
+        try {
+          labels = labelsKey(JSON.parse(row.labels) as Record<string, string>);
+        } catch {}
+        const key = `${row.agent_name}\u0000${row.subject_id}\u0000${row.name}\u0000${labels}`;
+        let id = seriesIds.get(key);
         if (id === undefined) {
-          const kind = row.subject_id === "host" ? "host" : row.subject_id ? "service" : "unknown";
-          id = Number(insertSeries.run(row.agent_name, row.name, kind, row.subject_id, labels, row.time, row.time).lastInsertRowid);
+          id = findSeries.get(row.agent_name, row.subject_id, row.name, labels)?.id;
+          if (id === undefined) {
+            const kind = row.subject_id === "host" ? "host" : row.subject_id ? "service" : "unknown";
+            id = Number(insertSeries.run(row.agent_name, row.name, kind, row.subject_id, labels, row.time, row.time).lastInsertRowid);
+          }
+          seriesIds.set(key, id);
         }
-        seriesIds.set(key, id);
+        touch.run(row.time, id);
+        if (!frame || frame.agent !== row.agent_name || frame.time !== row.time) {
+          flush();
+          frame = { agent: row.agent_name, time: row.time, samples: [] };
+        }
+        frame.samples.push({ seriesId: id, time: row.time, value: row.value });
+        converted++;
       }
-      touch.run(row.time, id);
-      if (!frame || frame.agent !== row.agent_name || frame.time !== row.time) {
-        flush();
-        frame = { agent: row.agent_name, time: row.time, samples: [] };
-      }
-      frame.samples.push({ seriesId: id, time: row.time, value: row.value });
-      converted++;
-    }
     flush();
     sqlite.exec("DROP TABLE metric_samples");
     return converted;

@@ -82,7 +82,7 @@ function resolvedEdges(db: Store, since: number, until: number, inv: ReturnType<
     }));
 }
 
-const nodeId = (r: Resolution | { kind: "service"; name: string }) => `${r.kind}:${r.name}`;
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The dependency graph of services (and externals) seen within [since, until]. */
 export function topology(db: Store, window: { since: number; until: number }): TopologyResponse {
@@ -144,7 +144,10 @@ export function topology(db: Store, window: { since: number; until: number }): T
     if (!edge.via.some((v) => v.agent === e.agent && v.address === e.address)) edge.via.push({ agent: e.agent, address: e.address });
     merged.set(key, edge);
   }
-  for (const edge of merged.values()) edge.hours.sort((a, b) => a.hour - b.hour);
+  for (const edge of merged.values()) {
+    edge.hours.sort((a, b) => a.hour - b.hour);
+    edge.via.sort((a, b) => compare(a.agent, b.agent) || compare(a.address, b.address));
+  }
   return {
     window: { from: window.since, to: window.until },
     nodes: [...nodes.values()].sort((a, b) => a.id.localeCompare(b.id)),
