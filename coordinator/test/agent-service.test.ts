@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentHealth } from "../src/mesh/health.js";
 import { peerAddress, startAgentService } from "../src/rpc/agent-service.js";
 import { openStore, type Store } from "../src/store/db.js";
+import { observer } from "../src/store/observations.js";
 import { agents, events, services, topologyEdges } from "../src/store/schema.js";
 
 describe("the agent service over real gRPC", () => {
@@ -20,7 +21,7 @@ describe("the agent service over real gRPC", () => {
     db = openStore(join(dir, "coral.db"));
     // On loopback every call comes from 127.0.0.1: here that is web-1's mesh address.
     db.insert(agents).values({ name: "web-1", wireguardKey: "k1", meshIp: "127.0.0.1", enrolledAt: 1 }).run();
-    service = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0 });
+    service = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0, observe: observer(db) });
     client = new meshV1.AgentServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
   });
   afterAll(async () => {
@@ -151,6 +152,41 @@ describe("the agent service over real gRPC", () => {
         firstSeenAt: 5_000,
         lastSeenAt: 7_000,
       }),
+    ]);
+  });
+
+  it("keeps the host's addresses and the agent's clock offset, and notes plugins failing and recovering", async () => {
+    const plugins = (status: meshV1.PluginStatus, lastError = "") => [{ name: "sdk", version: "0.1.0", status, lastError, sinceUnixMs: 1 }];
+    await call(client.register, {
+      agentName: "web-1",
+      agentVersion: "0.1.0",
+      hostname: "web-1.lab",
+      os: "linux",
+      arch: "x64",
+      plugins: plugins(meshV1.PluginStatus.PLUGIN_STATUS_RUNNING),
+      runId: "",
+      // The agent's clock runs 5 s ahead of this one.
+      sentAtUnixMs: Date.now() + 5_000,
+      addresses: ["198.51.100.10", "2001:db8::10", "not an address", "198.51.100.10"],
+    });
+    const row = db.select().from(agents).all()[0];
+    expect(row?.addresses).toEqual(["198.51.100.10", "2001:db8::10"]);
+    expect(row?.clockOffsetMs).toBeGreaterThan(4_000);
+    expect(row?.clockOffsetMs).toBeLessThanOrEqual(5_000);
+    const beat = (status: meshV1.PluginStatus, lastError = "") =>
+      call(client.heartbeat, { sentAtUnixMs: Date.now(), plugins: plugins(status, lastError), runId: "" });
+    await beat(meshV1.PluginStatus.PLUGIN_STATUS_FAILED, "probe refused");
+    await beat(meshV1.PluginStatus.PLUGIN_STATUS_FAILED, "probe refused");
+    await beat(meshV1.PluginStatus.PLUGIN_STATUS_RUNNING);
+    const noted = db
+      .select()
+      .from(events)
+      .all()
+      .filter((e) => e.source === "coordinator")
+      .map((e) => [e.kind, JSON.parse(e.attributes)]);
+    expect(noted).toEqual([
+      ["plugin.failed", { plugin: "sdk", from: "running", to: "failed", error: "probe refused" }],
+      ["plugin.recovered", { plugin: "sdk", from: "failed", to: "running" }],
     ]);
   });
 

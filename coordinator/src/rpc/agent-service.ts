@@ -16,6 +16,7 @@ import {
   ServerCredentials,
   type ServerDuplexStream,
 } from "@grpc/grpc-js";
+import { type Caller, prepareAgentQueries } from "../store/agent-queries.js";
 import type { Bus } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import type { Observe } from "../store/observations.js";
@@ -51,16 +52,6 @@ export function peerAddress(peer: string): string {
   const bracketed = /^\[([^\]]+)\]:\d+$/.exec(withoutScheme);
   if (bracketed) return bracketed[1] ?? "";
   return withoutScheme.replace(/:\d+$/, "");
-}
-
-/** The few columns the hot paths need; read through a statement prepared once. */
-interface Caller {
-  name: string;
-  hostname: string | null;
-  os: string | null;
-  arch: string | null;
-  version: string | null;
-  plugins: string;
 }
 
 function identify(
@@ -134,26 +125,13 @@ export function agentService(
   options: AgentServiceOptions,
   streams = new Set<ServerDuplexStream<meshV1.ReportStreamRequest, meshV1.ReportStreamResponse>>(),
 ): meshV1.AgentServiceServer {
-  const sqlite = options.db.$client;
   const now = () => options.now?.() ?? Date.now();
-  // Prepared once: at a thousand agents these run a few hundred times a second.
-  const byIp = sqlite.prepare<[string], Caller>("SELECT name, hostname, os, arch, version, plugins FROM agents WHERE mesh_ip = ?");
-  const byName = sqlite.prepare<[string], Caller>("SELECT name, hostname, os, arch, version, plugins FROM agents WHERE name = ?");
+  const q = prepareAgentQueries(options.db);
   const agentByIp = options.trustClaimedName
-    ? (_ip: string, claimed: string | undefined) => (claimed === undefined ? undefined : byName.get(claimed))
-    : (ip: string) => byIp.get(ip);
-  const registered = sqlite.prepare(
-    "UPDATE agents SET registered_at = ?, last_heartbeat_at = ?, hostname = ?, os = ?, arch = ?, version = ?, plugins = ? WHERE name = ?",
-  );
-  const lastSequence = sqlite.prepare<[string], { sequence: number | null }>(
-    "SELECT max(sequence) AS sequence FROM batches WHERE agent_name = ?",
-  );
-  const beat = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ? WHERE name = ?");
-  const beatWithPlugins = sqlite.prepare("UPDATE agents SET last_heartbeat_at = ?, plugins = ? WHERE name = ?");
+    ? (_ip: string, claimed: string | undefined) => (claimed === undefined ? undefined : q.byName(claimed))
+    : (ip: string) => q.byIp(ip);
   const ingest = prepareIngest(options.db, options.bus);
-  const offsetWrite = sqlite.prepare("UPDATE agents SET clock_offset_ms = ? WHERE name = ?");
-  const clocks = new ClockOffsets((agent, offset) => offsetWrite.run(offset, agent));
-  const addressesWrite = sqlite.prepare("UPDATE agents SET addresses = ? WHERE name = ?");
+  const clocks = new ClockOffsets(q.setClockOffset);
   /** Events for plugins that failed, degraded or recovered since the states stored before. */
   const notePlugins = (agent: string, beforeJson: string, afterJson: string, at: number) => {
     if (!options.observe || beforeJson === afterJson) return;
@@ -187,21 +165,18 @@ export function agentService(
       clocks.record(agent.name, Number(r.sentAtUnixMs), at);
       const plugins = pluginsJson(r.plugins);
       notePlugins(agent.name, agent.plugins, plugins, at);
-      if (r.addresses.length > 0) addressesWrite.run(JSON.stringify(hostAddresses(r.addresses)), agent.name);
-      registered.run(
-        at,
-        at,
-        r.hostname || agent.hostname,
-        r.os || agent.os,
-        r.arch || agent.arch,
-        r.agentVersion || agent.version,
+      if (r.addresses.length > 0) q.setAddresses(agent.name, hostAddresses(r.addresses));
+      q.registered(agent.name, at, {
+        hostname: r.hostname || agent.hostname,
+        os: r.os || agent.os,
+        arch: r.arch || agent.arch,
+        version: r.agentVersion || agent.version,
         plugins,
-        agent.name,
-      );
+      });
       callback(null, {
         serverTimeUnixMs: at,
         heartbeatIntervalMs: options.heartbeatIntervalMs,
-        lastAckedSequence: lastSequence.get(agent.name)?.sequence ?? 0,
+        lastAckedSequence: q.lastSequence(agent.name),
       });
     }) satisfies handleUnaryCall<meshV1.RegisterRequest, meshV1.RegisterResponse>,
 
@@ -221,9 +196,9 @@ export function agentService(
       clocks.record(agent.name, Number(call.request.sentAtUnixMs), at);
       const plugins = pluginsJson(call.request.plugins);
       // Plugin states rarely change between heartbeats; leave the column alone when they did not.
-      if (plugins === agent.plugins) beat.run(at, agent.name);
+      if (plugins === agent.plugins) q.beat(agent.name, at);
       else {
-        beatWithPlugins.run(at, plugins, agent.name);
+        q.beat(agent.name, at, plugins);
         notePlugins(agent.name, agent.plugins, plugins, at);
       }
       callback(null, { serverTimeUnixMs: at });
@@ -260,7 +235,7 @@ export function agentService(
     clocks.record(agent.name, Number(request.sentAtUnixMs), at);
     const acked = ingest(agent.name, request.batches, at);
     // A report is as good a sign of life as a heartbeat: an agent that reports skips them.
-    beat.run(at, agent.name);
+    q.beat(agent.name, at);
     return { ackedSequences: acked };
   }
 }
