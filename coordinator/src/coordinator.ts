@@ -48,7 +48,7 @@ export const DEFAULTS = {
 
 /** How often the store folds minutes and hours, and drops what is past its retention. */
 const ROLLUP_EVERY_MS = 60_000;
-const RETENTION_EVERY_MS = 3_600_000;
+const RETENTION_EVERY_MS = 10 * 60_000;
 
 /** How often join requests are fetched from discovery: quickly only while a join is likely. */
 export const JOIN_POLL = { eagerMs: 250, eagerForMs: 10 * 60_000, activeTokenMs: 5_000, idleMs: 30_000 } as const;
@@ -412,17 +412,25 @@ class Reviver {
   }
 }
 
-/** Runs `job` now and every `everyMs`; a failure is logged with the job's name, and the next run comes all the same. */
+/**
+ * Runs `job` now and every `everyMs`, one run at a time; a failure is logged with the job's
+ * name, and the next run comes all the same.
+ */
 function every(name: string, everyMs: number, job: () => unknown, log: (line: string) => void): () => void {
-  const run = () => {
+  let running = false;
+  const run = async () => {
+    if (running) return;
+    running = true;
     try {
-      job();
+      await job();
     } catch (error) {
       log(`${name} failed: ${error instanceof Error ? error.message : String(error)} (will run again in ${Math.round(everyMs / 1000)} s)`);
+    } finally {
+      running = false;
     }
   };
-  run();
-  const timer = setInterval(run, everyMs);
+  void run();
+  const timer = setInterval(() => void run(), everyMs);
   timer.unref();
   return () => clearInterval(timer);
 }

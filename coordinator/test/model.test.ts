@@ -275,7 +275,7 @@ describe("services", () => {
   it("vanish after the inventory's retention, edges and their hours with them", async () => {
     const m = await model();
     twoHosts(m);
-    const removed = applyRetention(m.db, DEFAULT_RETENTION, T0 + DEFAULT_RETENTION.inventoryMs + 60_000);
+    const removed = await applyRetention(m.db, DEFAULT_RETENTION, T0 + DEFAULT_RETENTION.inventoryMs + 60_000);
     expect(removed).toMatchObject({ services: 3, edges: 4 });
     expect(m.db.select().from(topologyEdgeHours).all()).toEqual([]);
   });
@@ -396,12 +396,37 @@ describe("metrics", () => {
     expect(await bad.json()).toMatchObject({ code: "invalid_query" });
   });
 
+  it("are dropped a few thousand rows at a time, answering others in between", async () => {
+    const m = await model();
+    const old = T0 - 2 * DEFAULT_RETENTION.rawMs;
+    const insert = m.db.$client.prepare(
+      "INSERT INTO metric_frames (agent_name, start_time, end_time, samples, data) VALUES ('a', ?, ?, 1, x'00')",
+    );
+    m.db.$client.transaction(() => {
+      for (let i = 0; i < 12_000; i++) insert.run(old + i, old + i);
+      insert.run(T0, T0);
+    })();
+    let pauses = 0;
+    const removed = await applyRetention(m.db, DEFAULT_RETENTION, T0, async () => {
+      pauses++;
+    });
+    expect(removed.frames).toBe(12_000);
+    expect(pauses).toBe(2);
+    expect(
+      m.db
+        .select()
+        .from(metricFrames)
+        .all()
+        .map((f) => f.startTime),
+    ).toEqual([T0]);
+  });
+
   it("drop raw samples after a day and keep rollups", async () => {
     const m = await model();
     twoHosts(m);
     tenMinutes(m);
     new Rollups(m.db).pass(T0 + HOUR_MS + 60_000);
-    const removed = applyRetention(m.db, DEFAULT_RETENTION, T0 + DEFAULT_RETENTION.rawMs + HOUR_MS);
+    const removed = await applyRetention(m.db, DEFAULT_RETENTION, T0 + DEFAULT_RETENTION.rawMs + HOUR_MS);
     expect(removed).toMatchObject({ frames: 60, minutes: 0, hours: 0 });
     m.at(T0 + DEFAULT_RETENTION.rawMs);
     const hours = await m.get<MetricsResponse>(`/v1/services/api/metrics?metric=service.cpu.cores&since=${T0}&resolution=1h`);

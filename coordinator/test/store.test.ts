@@ -117,7 +117,7 @@ describe("join tokens", () => {
 });
 
 describe("retention", () => {
-  it("drops metric samples past their retention and old receipts, keeping each agent's latest sequence", () => {
+  it("drops metric samples past their retention and old receipts, keeping each agent's latest sequence", async () => {
     const { db } = freshStore();
     const day = 86_400_000;
     const now = 100 * day;
@@ -151,7 +151,7 @@ describe("retention", () => {
       .values([event(now - 31 * day, 0), event(now - 29 * day, 1)])
       .run();
 
-    expect(applyRetention(db, { ...DEFAULT_RETENTION, rawMs: 7 * day }, now)).toMatchObject({ frames: 1, events: 1 });
+    expect(await applyRetention(db, { ...DEFAULT_RETENTION, rawMs: 7 * day }, now)).toMatchObject({ frames: 1, events: 1 });
     expect(
       db
         .select()

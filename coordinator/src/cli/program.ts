@@ -92,7 +92,11 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     .option("--api-port <port>", "port of the HTTP API (default 51822; 0 picks one)", port)
     .addOption(new Option("--api-token <token>", "token the API requires (32+ characters)").env("CORAL_API_TOKEN"))
     .option("--heartbeat-interval <duration>", "how often agents send heartbeats (default 10s)", duration)
-    .option("--metrics-retention <duration>", "how long raw metric samples are kept (default 24h; rollups last longer, see coordinator.json)", duration)
+    .option(
+      "--metrics-retention <duration>",
+      "how long raw metric samples are kept (default 24h; rollups last longer, see coordinator.json)",
+      duration,
+    )
     .addOption(
       new Option("--wireguard <mode>", "kernel module, wireguard-go, whichever works, or off (agents on this machine only)").choices([
         "auto",

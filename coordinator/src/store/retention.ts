@@ -3,7 +3,8 @@
  * ninety days, events thirty; services, series and edges not seen for a week are aged out.
  * Each is configurable (`retention` in coordinator.json).
  */
-import { and, lt, sql } from "drizzle-orm";
+import { and, lt, type SQL, sql } from "drizzle-orm";
+import type { SQLiteTable } from "drizzle-orm/sqlite-core";
 import type { Store } from "./db.js";
 import { HOUR_MS, MINUTE_MS } from "./rollups.js";
 import {
@@ -48,58 +49,51 @@ export interface Removed {
   edges: number;
 }
 
+/** Rows deleted per transaction: a busy store holds a day of frames, and the agent service waits while one runs. */
+const CHUNK = 5_000;
+
 /**
  * Drops what is past its retention; also answered joins after a day, and report-batch
  * receipts after the raw samples' retention (keeping each agent's latest, which Register
- * reports back as its acknowledged sequence).
+ * reports back as its acknowledged sequence). It deletes in chunks of a few thousand rows
+ * and awaits `pause` between them, so the agents' calls are answered meanwhile.
  */
-export function applyRetention(db: Store, retention: Retention, now: number): Removed {
-  return db.transaction((tx) => {
-    const removed: Removed = {
-      frames: tx
-        .delete(metricFrames)
-        .where(lt(metricFrames.endTime, now - retention.rawMs))
-        .run().changes,
-      minutes: tx
-        .delete(metricRollups)
-        .where(and(sql`${metricRollups.resolutionMs} = ${MINUTE_MS}`, lt(metricRollups.bucketStart, now - retention.minuteMs)))
-        .run().changes,
-      hours: tx
-        .delete(metricRollups)
-        .where(and(sql`${metricRollups.resolutionMs} = ${HOUR_MS}`, lt(metricRollups.bucketStart, now - retention.hourMs)))
-        .run().changes,
-      // A series is named by its rollups as long as they last.
-      series: tx
-        .delete(metricSeries)
-        .where(lt(metricSeries.lastSeenAt, now - Math.max(retention.rawMs, retention.minuteMs, retention.hourMs)))
-        .run().changes,
-      events: tx
-        .delete(events)
-        .where(lt(events.time, now - retention.eventsMs))
-        .run().changes,
-      services: tx
-        .delete(services)
-        .where(lt(services.lastSeenAt, now - retention.inventoryMs))
-        .run().changes,
-      edges: tx
-        .delete(topologyEdges)
-        .where(lt(topologyEdges.lastSeenAt, now - retention.inventoryMs))
-        .run().changes,
-    };
-    tx.delete(topologyEdgeHours)
-      .where(lt(topologyEdgeHours.hour, now - retention.hourMs))
-      .run();
-    tx.delete(joinAnswers)
-      .where(lt(joinAnswers.answeredAt, now - DAY_MS))
-      .run();
-    tx.delete(batches)
-      .where(
-        and(
-          lt(batches.receivedAt, now - retention.rawMs),
-          sql`${batches.sequence} < (SELECT max(b.sequence) FROM ${batches} b WHERE b.agent_name = ${batches.agentName})`,
-        ),
-      )
-      .run();
-    return removed;
-  });
+export async function applyRetention(
+  db: Store,
+  retention: Retention,
+  now: number,
+  pause: () => Promise<void> = () => new Promise((resolve) => setImmediate(resolve)),
+): Promise<Removed> {
+  const chunked = async (table: SQLiteTable, where: SQL | undefined): Promise<number> => {
+    let removed = 0;
+    for (;;) {
+      const some = db.select({ rowid: sql`rowid` }).from(table).where(where).limit(CHUNK);
+      const changes = db.delete(table).where(sql`rowid IN ${some}`).run().changes;
+      removed += changes;
+      if (changes < CHUNK) return removed;
+      await pause();
+    }
+  };
+  const t = metricRollups;
+  const removed: Removed = {
+    frames: await chunked(metricFrames, lt(metricFrames.startTime, now - retention.rawMs)),
+    minutes: await chunked(t, and(sql`${t.resolutionMs} = ${MINUTE_MS}`, lt(t.bucketStart, now - retention.minuteMs))),
+    hours: await chunked(t, and(sql`${t.resolutionMs} = ${HOUR_MS}`, lt(t.bucketStart, now - retention.hourMs))),
+    // A series is named by its rollups as long as they last.
+    series: await chunked(metricSeries, lt(metricSeries.lastSeenAt, now - Math.max(retention.rawMs, retention.minuteMs, retention.hourMs))),
+    events: await chunked(events, lt(events.time, now - retention.eventsMs)),
+    services: await chunked(services, lt(services.lastSeenAt, now - retention.inventoryMs)),
+    // Their hours go with them (ON DELETE CASCADE).
+    edges: await chunked(topologyEdges, lt(topologyEdges.lastSeenAt, now - retention.inventoryMs)),
+  };
+  await chunked(topologyEdgeHours, lt(topologyEdgeHours.hour, now - retention.hourMs));
+  await chunked(joinAnswers, lt(joinAnswers.answeredAt, now - DAY_MS));
+  await chunked(
+    batches,
+    and(
+      lt(batches.receivedAt, now - retention.rawMs),
+      sql`${batches.sequence} < (SELECT max(b.sequence) FROM ${batches} b WHERE b.agent_name = ${batches.agentName})`,
+    ),
+  );
+  return removed;
 }

@@ -85,7 +85,7 @@ export const batches = sqliteTable(
     receivedAt: integer("received_at").notNull(),
     droppedBefore: integer("dropped_before").notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.agentName, t.sequence] })],
+  (t) => [primaryKey({ columns: [t.agentName, t.sequence] }), index("batches_received_at").on(t.receivedAt)],
 );
 
 /**

@@ -1,0 +1,1 @@
+CREATE INDEX `batches_received_at` ON `batches` (`received_at`);
