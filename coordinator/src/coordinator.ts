@@ -22,11 +22,15 @@ import { type InterfaceStatus, WireGuardInterface } from "@coral/wireguard";
 import { serve } from "@hono/node-server";
 import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
 import { checkApiExposure, createApiApp } from "./api/app.js";
+import { API_FILE, type ApiFile, readApiFile, writeApiFile } from "./api-file.js";
 import { loadOrCreateIdentity } from "./identity.js";
 import { COORDINATOR_ADDRESS } from "./mesh/allocation.js";
 import { Enrollment } from "./mesh/enrollment.js";
 import { DiscoveryRegistrar } from "./mesh/registrar.js";
 import { MeshWatcher } from "./mesh/watcher.js";
+
+export { API_FILE, type ApiFile, readApiFile } from "./api-file.js";
+
 import { startAgentService } from "./rpc/agent-service.js";
 import { Bus } from "./store/bus.js";
 import { openStore, type Store } from "./store/db.js";
@@ -54,7 +58,6 @@ const RETENTION_EVERY_MS = 10 * 60_000;
 export const JOIN_POLL = { eagerMs: 250, eagerForMs: 10 * 60_000, activeTokenMs: 5_000, idleMs: 30_000 } as const;
 
 export const CONFIG_FILE = "coordinator.json";
-export const API_FILE = "api.json";
 export const STORE_FILE = "coral.db";
 
 export interface CoordinatorOptions {
@@ -77,15 +80,6 @@ export interface CoordinatorOptions {
   wireguardMode?: "auto" | "kernel" | "userspace" | "off";
   /** Progress and what happens; one line each. */
   log?: (line: string) => void;
-}
-
-/** What `api.json` in the data directory holds: how the CLI finds this coordinator. */
-export interface ApiFile {
-  url: string;
-  pid: number;
-  meshId: string;
-  startedAt: number;
-  token?: string;
 }
 
 export interface RunningCoordinator {
@@ -550,21 +544,6 @@ function isAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
-}
-
-export function readApiFile(dataDir: string): ApiFile | undefined {
-  try {
-    return JSON.parse(readFileSync(join(dataDir, API_FILE), "utf8")) as ApiFile;
-  } catch {
-    return undefined;
-  }
-}
-
-function writeApiFile(dataDir: string, content: ApiFile): void {
-  const path = join(dataDir, API_FILE);
-  rmSync(path, { force: true });
-  // It may hold the API token: its owner only.
-  writeFileSync(path, `${JSON.stringify(content, null, 2)}\n`, { mode: 0o600, flag: "wx" });
 }
 
 /** This machine's IPv4 addresses other agents might reach, skipping loopback and the mesh itself. */
