@@ -111,7 +111,7 @@ async function namespaces(): Promise<number> {
     const status = await coordinator.cli("status");
     say(status.out.replace(/^/gm, "        ").trimEnd());
     say("");
-    say("Running. In another terminal, as root:");
+    say("Running. In another terminal, as root (then `services`, `topology`, `metrics SERVICE` in place of `status`):");
     say(
       `  ip netns exec ${lab.a} ${tsxNode.join(" ")} ${join(coordinatorDir, "src", "cli.ts")} status --data-dir ${coordinator.options.dataDir}`,
     );
@@ -199,7 +199,7 @@ async function loopback(): Promise<number> {
     step(5, "coral status:");
     say((await run(coral("status"))).replace(/^/gm, "        ").trimEnd());
     say("");
-    say("Running. In another terminal:");
+    say("Running. In another terminal (what the agent found: `services`, `topology`, `metrics SERVICE` in place of `status`):");
     say(`  ${coral("status").join(" ")}`);
     say("Ctrl-C stops everything.");
     await interrupted;

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
-import { decodeInvite, encodeInvite, type JoinAnswerPayload } from "@coral/sdk-proto";
+import { decodeInvite, type EventView, encodeInvite, type JoinAnswerPayload } from "@coral/sdk-proto";
 import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -216,10 +216,10 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     expect((await peer.must({ op: "report", sequences: [1, 2, 3] })).ackedSequences).toEqual([1, 2, 3]);
     expect((await peer.must({ op: "report", sequences: [3, 2] })).ackedSequences).toEqual([3, 2]);
     expect((await peer.must({ op: "report", sequences: [5, 4, 5] })).ackedSequences).toEqual([5, 4, 5]);
-    const events = await coralJson<Array<{ subject: { id: string } }>>("events", "--agent", "web-1", "--since", "1h");
+    const events = await coralJson<EventView[]>("events", "--agent", "web-1", "--kind", "process.started", "--since", "1h");
     expect(events.map((e) => e.subject.id).sort()).toEqual(["pid:1", "pid:2", "pid:3", "pid:4", "pid:5"]);
     expect(await peer.must({ op: "register" })).toMatchObject({ lastAckedSequence: 5 });
-    expect((await coral("events", "--kind", "process.started")).out).toMatch(/web-1\s+process\.started\s+worker-5\s+pid=5/);
+    expect((await coral("events", "--kind", "process.started")).out).toMatch(/web-1\s+process\.started\s+worker-5\s+lab-peer\s+pid=5/);
   }, 30_000);
 
   it("stops cleanly and starts again with keys, mesh id, addresses, tokens and events intact; the agent returns without re-joining", async () => {
@@ -248,7 +248,10 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     ]);
     expect(after.agents.find((a) => a.name === "web-1")).toMatchObject({ status: "healthy", path: "direct" });
     expect(await coralJson("token", "list")).toEqual(tokensBefore);
-    expect(await coralJson<unknown[]>("events", "--agent", "web-1")).toHaveLength(5);
+    const kept = await coralJson<EventView[]>("events", "--agent", "web-1");
+    expect(kept.filter((e) => e.source !== "coordinator")).toHaveLength(5);
+    // Beside what the agent reported, what the coordinator saw of it: its enrollment, its health.
+    expect(kept.filter((e) => e.source === "coordinator").map((e) => e.kind)).toEqual(expect.arrayContaining(["agent.enrolled"]));
   }, 90_000);
 
   it("gives an agent key the same address when it joins again", async () => {

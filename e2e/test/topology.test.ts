@@ -106,7 +106,12 @@ describe.skipIf(skip)("the dependency graph across hosts", () => {
     const graph = await topologyUntil((g) => g.edges.some((e) => e.to === "service:orders-db"));
     const edges = graph.edges.filter((e) => e.to === "service:orders-db");
     expect(edges).toHaveLength(1);
-    expect(edges[0]).toMatchObject({ from: "service:checkout", port: SERVER_PORT, protocol: "tcp", via: [{ agent: "web", address: serverHost.address }] });
+    expect(edges[0]).toMatchObject({
+      from: "service:checkout",
+      port: SERVER_PORT,
+      protocol: "tcp",
+      via: [{ agent: "web", address: serverHost.address }],
+    });
     expect(graph.nodes.find((n) => n.id === "service:orders-db")?.agents).toEqual(["db"]);
     expect(graph.nodes.find((n) => n.id === "service:checkout")?.agents).toEqual(["web"]);
     const services = await coordinator.json<ServiceView[]>("services");
@@ -121,7 +126,9 @@ describe.skipIf(skip)("the dependency graph across hosts", () => {
     const rows = lab.nat.exec(clientHost.ns, ["sh", "-c", "wc -l < /proc/net/tcp"]);
     expect(Number(rows.output.trim())).toBeGreaterThan(2 * BUSY_CONNECTIONS);
     const later = await topologyUntil(
-      (g) => (g.edges.find((e) => e.to === "service:orders-db")?.lastSeen ?? 0) > (graph.edges.find((e) => e.to === "service:orders-db")?.lastSeen ?? 0),
+      (g) =>
+        (g.edges.find((e) => e.to === "service:orders-db")?.lastSeen ?? 0) >
+        (graph.edges.find((e) => e.to === "service:orders-db")?.lastSeen ?? 0),
     );
     expect(later.edges.filter((e) => e.to === "service:orders-db")).toHaveLength(1);
     expect(later.edges.find((e) => e.to === "service:cache")).toMatchObject({ from: "service:worker", port: LOCAL_PORT });
