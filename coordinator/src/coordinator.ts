@@ -32,6 +32,7 @@ import { MeshWatcher } from "./mesh/watcher.js";
 export { API_FILE, type ApiFile, readApiFile } from "./api-file.js";
 
 import { startAgentService } from "./rpc/agent-service.js";
+import { EDGE_WRITE_EVERY_MS, prepareIngest } from "./rpc/ingest.js";
 import { Bus } from "./store/bus.js";
 import { openStore, type Store } from "./store/db.js";
 import { type Observe, observer } from "./store/observations.js";
@@ -164,7 +165,11 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     });
 
     const serviceHost = loopback ? "127.0.0.1" : COORDINATOR_ADDRESS;
+    const ingest = prepareIngest(db, bus);
+    // After the agent service has stopped (cleanups run in reverse): the last reports' edge counts.
+    cleanups.push(() => ingest.flush());
     const agentService = await startAgentService({
+      ingest,
       db,
       host: serviceHost,
       port: settings.grpcPort,
@@ -277,6 +282,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     const jobs = [
       every("retention", RETENTION_EVERY_MS, () => applyRetention(db, settings.retention, Date.now()), log),
       every("rollups", ROLLUP_EVERY_MS, () => rollups.pass(Date.now()), log),
+      every("edge counts", EDGE_WRITE_EVERY_MS, () => ingest.flush(), log),
       every("health watch", Math.max(1_000, settings.heartbeatIntervalMs / 2), () => watcher.pass(Date.now()), log),
     ];
     cleanups.push(() => {

@@ -6,6 +6,7 @@ import { credentials, status as GrpcStatus, Metadata, type ServiceError } from "
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentHealth } from "../src/mesh/health.js";
 import { peerAddress, startAgentService } from "../src/rpc/agent-service.js";
+import { type Ingest, prepareIngest } from "../src/rpc/ingest.js";
 import { openStore, type Store } from "../src/store/db.js";
 import { observer } from "../src/store/observations.js";
 import { agents, events, services, topologyEdges } from "../src/store/schema.js";
@@ -15,13 +16,15 @@ describe("the agent service over real gRPC", () => {
   let db: Store;
   let service: { port: number; close(): Promise<void> };
   let client: meshV1.AgentServiceClient;
+  let ingest: Ingest;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "coral-rpc-"));
     db = openStore(join(dir, "coral.db"));
     // On loopback every call comes from 127.0.0.1: here that is web-1's mesh address.
     db.insert(agents).values({ name: "web-1", wireguardKey: "k1", meshIp: "127.0.0.1", enrolledAt: 1 }).run();
-    service = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0, observe: observer(db) });
+    ingest = prepareIngest(db);
+    service = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0, observe: observer(db), ingest });
     client = new meshV1.AgentServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
   });
   afterAll(async () => {
@@ -98,6 +101,7 @@ describe("the agent service over real gRPC", () => {
         .all()
         .map((e) => e.sequence),
     ).toEqual([1, 2, 3]);
+    ingest.flush();
     const [edge] = db.select().from(topologyEdges).all();
     expect(edge).toMatchObject({ fromService: "api", toAddress: "198.51.100.9", toPort: 5432, observations: 3, lastSeenAt: 1_003 });
     expect(

@@ -114,6 +114,7 @@ beforeAll(async () => {
       t,
     );
   }
+  ingest.flush();
   for (let b = 0; b < EVENTS / 100; b++) {
     ingest(
       "web-1",

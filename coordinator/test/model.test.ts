@@ -164,6 +164,8 @@ function twoHosts(m: Awaited<ReturnType<typeof model>>) {
     ],
     T0 + 20_000,
   );
+  // What ingest holds back of edges it knows (written once a minute by the coordinator).
+  m.ingest.flush();
 }
 
 describe("the dependency graph", () => {
@@ -212,6 +214,33 @@ describe("the dependency graph", () => {
       { hour: T0, observations: 3 },
       { hour: T0 + 2 * HOUR_MS, observations: 1 },
     ]);
+  });
+
+  it("writes a known edge once a minute and when its hour changes, and again after it was aged out", async () => {
+    const m = await model();
+    addAgent(m.db, "web-1", "100.64.0.2", []);
+    const seen = (t: number, sequence: number) =>
+      m.ingest("web-1", [batch(sequence, { connections: [connection("script:node /srv/api.js", "203.0.113.7", 443, 40001, t)] })], t);
+    const stored = () => m.db.select({ last: topologyEdges.lastSeenAt, n: topologyEdges.observations }).from(topologyEdges).get();
+    const hours = () => m.db.select({ hour: topologyEdgeHours.hour, n: topologyEdgeHours.observations }).from(topologyEdgeHours).all();
+    const start = T0 + HOUR_MS - 50_000;
+    seen(start, 1);
+    seen(start + 10_000, 2);
+    seen(start + 20_000, 3);
+    expect(stored()).toEqual({ last: start, n: 1 }); // the next two are held back
+    seen(start + 60_000, 4); // a minute on, and a new hour: the old hour's count is written, then the new one's
+    expect(stored()).toEqual({ last: start + 60_000, n: 4 });
+    expect(hours()).toEqual([
+      { hour: T0, n: 3 },
+      { hour: T0 + HOUR_MS, n: 1 },
+    ]);
+    seen(start + 70_000, 5);
+    m.ingest.flush();
+    expect(stored()).toEqual({ last: start + 70_000, n: 5 });
+    await applyRetention(m.db, { ...DEFAULT_RETENTION, inventoryMs: 1 }, start + 80_000);
+    expect(stored()).toBeUndefined();
+    seen(start + 200_000, 6);
+    expect(stored()).toEqual({ last: start + 200_000, n: 1 });
   });
 
   it("follows listening sockets as ports open and close", async () => {

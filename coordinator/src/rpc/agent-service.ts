@@ -21,7 +21,7 @@ import type { Bus } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import type { Observe } from "../store/observations.js";
 import { ClockOffsets } from "./clock.js";
-import { prepareIngest } from "./ingest.js";
+import { type Ingest, prepareIngest } from "./ingest.js";
 
 export interface AgentServiceOptions {
   db: Store;
@@ -36,6 +36,8 @@ export interface AgentServiceOptions {
   bus?: Bus;
   /** Records the coordinator's own observations (plugins failing and recovering). */
   observe?: Observe;
+  /** Where reports go; its owner flushes what it holds back. Made here when absent. */
+  ingest?: Ingest;
 }
 
 /** A call or a stream refused, with what to do about it. */
@@ -130,7 +132,7 @@ export function agentService(
   const agentByIp = options.trustClaimedName
     ? (_ip: string, claimed: string | undefined) => (claimed === undefined ? undefined : q.byName(claimed))
     : (ip: string) => q.byIp(ip);
-  const ingest = prepareIngest(options.db, options.bus);
+  const ingest = options.ingest ?? prepareIngest(options.db, options.bus);
   const clocks = new ClockOffsets(q.setClockOffset);
   /** Events for plugins that failed, degraded or recovered since the states stored before. */
   const notePlugins = (agent: string, beforeJson: string, afterJson: string, at: number) => {

@@ -9,13 +9,36 @@ import type { Bus, StoredEvent } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import { labelsKey, packSamples } from "../store/frames.js";
 import { batches, events, metricFrames, metricSeries, services, topologyEdgeHours, topologyEdges } from "../store/schema.js";
+import { writeStamp } from "../store/stamp.js";
 
 const SUBJECT_KINDS: Record<number, string> = { 1: "agent", 2: "service", 3: "process", 4: "host" };
+const SERVICE = 2;
 const HOUR_MS = 3_600_000;
 /** A series' last-seen time is written at most this often (it ages series out, nothing finer). */
 const SERIES_TOUCH_MS = 10 * 60_000;
+/**
+ * A known edge's last-seen time and counts are written at most this often, and whenever its
+ * hour changes: an agent reports the same connections every collect, and one write per edge
+ * per collect was most of what a report cost. At worst a crash loses this much of the counts.
+ */
+export const EDGE_WRITE_EVERY_MS = 60_000;
 
-export type Ingest = (agentName: string, incoming: readonly meshV1.Batch[], now: number) => number[];
+export interface Ingest {
+  /** Stores the batches not seen before; returns every sequence now stored (to acknowledge). */
+  (agentName: string, incoming: readonly meshV1.Batch[], now: number): number[];
+  /** Writes the edge counts held back (see EDGE_WRITE_EVERY_MS); the coordinator calls it as it stops. */
+  flush(): void;
+}
+
+/** A known edge, and what was seen of it since it was last written. */
+interface HeldEdge {
+  id: number;
+  writtenAt: number;
+  hour: number;
+  first: number;
+  last: number;
+  observations: number;
+}
 
 const p = sql.placeholder;
 
@@ -64,10 +87,12 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
       executable: p("executable"),
       firstSeenAt: p("time"),
       lastSeenAt: p("time"),
+      updatedAt: p("at"),
     })
     .onConflictDoUpdate({
       target: [services.agentName, services.key],
       set: {
+        updatedAt: sql`excluded.updated_at`,
         name: sql`CASE WHEN excluded.source = 'sdk' OR ${services.source} != 'sdk' THEN excluded.name ELSE ${services.name} END`,
         version: sql`coalesce(excluded.version, ${services.version})`,
         source: sql`CASE WHEN ${services.source} = 'sdk' THEN 'sdk' ELSE excluded.source END`,
@@ -79,7 +104,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     .prepare();
   const serviceHealth = db
     .update(services)
-    .set({ health: sql`${p("health")}`, lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})` })
+    .set({ health: sql`${p("health")}`, lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})`, updatedAt: sql`${p("at")}` })
     .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")}`)
     .prepare();
   const listeningOf = db
@@ -89,7 +114,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     .prepare();
   const setListening = db
     .update(services)
-    .set({ listening: sql`${p("listening")}`, lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})` })
+    .set({ listening: sql`${p("listening")}`, lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})`, updatedAt: sql`${p("at")}` })
     .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")}`)
     .prepare();
   const seriesId = db
@@ -118,6 +143,12 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     .set({ lastSeenAt: sql`max(${metricSeries.lastSeenAt}, ${p("time")})` })
     .where(sql`${metricSeries.id} = ${p("id")}`)
     .prepare();
+  // A service's metrics say it is still there: its last-seen time follows theirs (so it is not aged out).
+  const touchService = db
+    .update(services)
+    .set({ lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})`, updatedAt: sql`${p("at")}` })
+    .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")}`)
+    .prepare();
   const insertFrame = db
     .insert(metricFrames)
     .values({ agentName: p("agent"), startTime: p("start"), endTime: p("end"), samples: p("samples"), data: p("data") })
@@ -133,6 +164,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
       firstSeenAt: p("first"),
       lastSeenAt: p("last"),
       observations: p("observations"),
+      updatedAt: p("at"),
     })
     .onConflictDoUpdate({
       target: [topologyEdges.agentName, topologyEdges.fromService, topologyEdges.toAddress, topologyEdges.toPort, topologyEdges.protocol],
@@ -140,6 +172,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
         firstSeenAt: sql`min(${topologyEdges.firstSeenAt}, excluded.first_seen_at)`,
         lastSeenAt: sql`max(${topologyEdges.lastSeenAt}, excluded.last_seen_at)`,
         observations: sql`${topologyEdges.observations} + excluded.observations`,
+        updatedAt: sql`excluded.updated_at`,
       },
     })
     .returning({ id: topologyEdges.id })
@@ -153,16 +186,43 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     })
     .prepare();
 
+  const touchEdge = db
+    .update(topologyEdges)
+    .set({
+      firstSeenAt: sql`min(${topologyEdges.firstSeenAt}, ${p("first")})`,
+      lastSeenAt: sql`max(${topologyEdges.lastSeenAt}, ${p("last")})`,
+      observations: sql`${topologyEdges.observations} + ${p("observations")}`,
+      updatedAt: sql`${p("at")}`,
+    })
+    .where(sql`${topologyEdges.id} = ${p("id")}`)
+    .prepare();
+
+  /** Edges by agent and identity, with what is held back of each. */
+  const edgeCache = new Map<string, HeldEdge>();
+  /** Writes what is held back of an edge; false when the edge is gone (aged out meanwhile). */
+  const writeEdge = (edge: HeldEdge, at: number): boolean => {
+    if (edge.observations === 0) return true;
+    if (touchEdge.run({ id: edge.id, first: edge.first, last: edge.last, observations: edge.observations, at }).changes === 0) return false;
+    countEdgeHour.run({ edge: edge.id, hour: edge.hour, observations: edge.observations });
+    edge.observations = 0;
+    edge.writtenAt = edge.last;
+    return true;
+  };
+
   /** Series ids by agent, subject, name and labels; with when each was last written as seen. */
   const seriesCache = new Map<string, { id: number; touched: number }>();
   const seriesFor = (agent: string, metric: meshV1.MetricSample, time: number): number => {
     const subjectId = metric.subject?.id ?? "";
+    const touch = (id: number) => {
+      touchSeries.run({ id, time });
+      if (metric.subject?.kind === SERVICE) touchService.run({ agent, key: subjectId, time, at: writeStamp() });
+    };
     const labels = labelsKey(metric.labels);
     const key = `${agent}\u0000${subjectId}\u0000${metric.name}\u0000${labels}`;
     const cached = seriesCache.get(key);
     if (cached) {
       if (time - cached.touched > SERIES_TOUCH_MS) {
-        touchSeries.run({ id: cached.id, time });
+        touch(cached.id);
         cached.touched = time;
       }
       return cached.id;
@@ -176,7 +236,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
         source: metric.source || null,
         time,
       })?.id as number;
-    } else touchSeries.run({ id, time });
+    } else touch(id);
     seriesCache.set(key, { id, touched: time });
     return id;
   };
@@ -184,6 +244,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
   const store = db.$client.transaction((agent: string, incoming: readonly meshV1.Batch[], now: number) => {
     const acked: number[] = [];
     const stored: number[] = [];
+    const stamp = writeStamp();
     const storedEvents: StoredEvent[] = [];
     const changed: Array<{ key: string; name: string; change: "observed" | "health" | "listening" }> = [];
     let samples = 0;
@@ -220,7 +281,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
           source: event.source || null,
         });
         if (!subject) return;
-        const where = { agent, key: subject.id, time: event.timeUnixMs };
+        const where = { agent, key: subject.id, time: event.timeUnixMs, at: stamp };
         if (event.kind === "service.observed") {
           observeService.run({
             ...where,
@@ -285,22 +346,40 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
             n: 1,
           });
       }
-      for (const edge of edges.values()) {
-        // Many sockets of one collect are one observation of the edge: counts say how often it was seen.
-        const row = upsertEdge.get({ agent, ...edge, observations: 1 });
-        if (row) countEdgeHour.run({ edge: row.id, hour: Math.floor(edge.last / HOUR_MS) * HOUR_MS, observations: 1 });
+      // Many sockets of one collect are one observation of the edge: counts say how often it was seen.
+      for (const [key, edge] of edges) {
+        const hour = Math.floor(edge.last / HOUR_MS) * HOUR_MS;
+        const cacheKey = `${agent}\u0000${key}`;
+        const held = edgeCache.get(cacheKey);
+        if (held && held.hour === hour) {
+          held.first = Math.min(held.first, edge.first);
+          held.last = Math.max(held.last, edge.last);
+          held.observations++;
+          if (held.last - held.writtenAt < EDGE_WRITE_EVERY_MS || writeEdge(held, stamp)) continue;
+        } else if (held && writeEdge(held, stamp)) {
+          // A new hour: what was held belongs to the last one, written just now; this one starts afresh.
+          Object.assign(held, { hour, first: edge.first, last: edge.last, observations: 1 });
+          if (writeEdge(held, stamp)) continue;
+        }
+        // New, or gone from the store since: upsert it.
+        const row = upsertEdge.get({ agent, ...edge, observations: 1, at: stamp });
+        if (!row) continue;
+        countEdgeHour.run({ edge: row.id, hour, observations: 1 });
+        edgeCache.set(cacheKey, { id: row.id, writtenAt: edge.last, hour, first: edge.first, last: edge.last, observations: 0 });
       }
       connections += batch.connections.length;
     }
     return { acked, stored, storedEvents, changed, samples, connections };
   });
 
-  return (agentName, incoming, now) => {
+  const ingest = (agentName: string, incoming: readonly meshV1.Batch[], now: number): number[] => {
     let result: ReturnType<typeof store>;
     try {
       result = store(agentName, incoming, now);
     } catch (error) {
-      seriesCache.clear(); // it may name series the rolled-back transaction had created
+      // They may name rows the rolled-back transaction had created.
+      seriesCache.clear();
+      edgeCache.clear();
       throw error;
     }
     if (bus && result.stored.length > 0) {
@@ -316,4 +395,9 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     }
     return result.acked;
   };
+  const flush = db.$client.transaction(() => {
+    const at = writeStamp();
+    for (const [key, edge] of edgeCache) if (!writeEdge(edge, at)) edgeCache.delete(key);
+  });
+  return Object.assign(ingest, { flush: () => flush() });
 }

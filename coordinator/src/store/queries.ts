@@ -19,11 +19,10 @@ import {
 import { and, desc, eq, gte, inArray, lt, lte, sql } from "drizzle-orm";
 import type { Store } from "./db.js";
 import { unpackAggregates, unpackSamples } from "./frames.js";
+import { type InstanceRow, readModel } from "./read-model.js";
 import { type Resolution, Resolver } from "./resolve.js";
 import { HOUR_MS, MINUTE_MS } from "./rollups.js";
 import { agents, events, metricFrames, metricRollups, metricSeries, services, topologyEdgeHours, topologyEdges } from "./schema.js";
-
-type InstanceRow = typeof services.$inferSelect;
 
 function instanceView(row: InstanceRow): ServiceInstance {
   return {
@@ -39,15 +38,15 @@ function instanceView(row: InstanceRow): ServiceInstance {
   };
 }
 
-/** Every instance, the resolver built from them, and each instance's service name by (agent, key). */
+/** Every instance and edge, the resolver built from the instances, and each instance's service name by (agent, key). */
 function inventory(db: Store) {
-  const instances = db.select().from(services).all();
+  const { instances, edges } = readModel(db).read();
   const resolver = new Resolver(
     db.select({ name: agents.name, meshIp: agents.meshIp, addresses: agents.addresses, endpoint: agents.endpoint }).from(agents).all(),
     instances.flatMap((i) => i.listening.map((socket) => ({ agent: i.agentName, service: i.name, socket }))),
   );
   const nameOf = new Map(instances.map((i) => [`${i.agentName}\u0000${i.key}`, i.name]));
-  return { instances, resolver, nameOf };
+  return { instances, edges, resolver, nameOf };
 }
 
 interface ResolvedEdge {
@@ -62,12 +61,9 @@ interface ResolvedEdge {
   edgeId: number;
 }
 
-function resolvedEdges(db: Store, since: number, until: number, inv: ReturnType<typeof inventory>): ResolvedEdge[] {
-  return db
-    .select()
-    .from(topologyEdges)
-    .where(and(gte(topologyEdges.lastSeenAt, since), lte(topologyEdges.firstSeenAt, until)))
-    .all()
+function resolvedEdges(since: number, until: number, inv: ReturnType<typeof inventory>): ResolvedEdge[] {
+  return inv.edges
+    .filter((e) => e.lastSeenAt >= since && e.firstSeenAt <= until)
     .map((e) => ({
       // A connection's subject is its service's key on that agent; one the inventory does not know keeps its key.
       from: inv.nameOf.get(`${e.agentName}\u0000${e.fromService}`) ?? e.fromService,
@@ -87,7 +83,7 @@ const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** The dependency graph of services (and externals) seen within [since, until]. */
 export function topology(db: Store, window: { since: number; until: number }): TopologyResponse {
   const inv = inventory(db);
-  const edges = resolvedEdges(db, window.since, window.until, inv);
+  const edges = resolvedEdges(window.since, window.until, inv);
   const hours = new Map<number, Array<{ hour: number; observations: number }>>();
   if (edges.length > 0) {
     const rows = db
@@ -117,6 +113,9 @@ export function topology(db: Store, window: { since: number; until: number }): T
   };
 
   const merged = new Map<string, TopologyEdge>();
+  /** Per merged edge: its hours by start, and the (agent, address) pairs already in `via`. */
+  const hoursOf = new Map<TopologyEdge, Map<number, { hour: number; observations: number }>>();
+  const viaOf = new Map<TopologyEdge, Set<string>>();
   for (const e of edges) {
     const from = addNode("service", e.from);
     const to = addNode(e.to.kind, e.to.name);
@@ -135,13 +134,25 @@ export function topology(db: Store, window: { since: number; until: number }): T
     };
     edge.firstSeen = Math.min(edge.firstSeen, e.firstSeen);
     edge.lastSeen = Math.max(edge.lastSeen, e.lastSeen);
+    const byHour = hoursOf.get(edge) ?? new Map();
     for (const h of edgeHours) {
       edge.observations += h.observations;
-      const existing = edge.hours.find((x) => x.hour === h.hour);
+      const existing = byHour.get(h.hour);
       if (existing) existing.observations += h.observations;
-      else edge.hours.push({ ...h });
+      else {
+        const copy = { ...h };
+        byHour.set(h.hour, copy);
+        edge.hours.push(copy);
+      }
     }
-    if (!edge.via.some((v) => v.agent === e.agent && v.address === e.address)) edge.via.push({ agent: e.agent, address: e.address });
+    hoursOf.set(edge, byHour);
+    const via = viaOf.get(edge) ?? new Set<string>();
+    const viaKey = `${e.agent}\u0000${e.address}`;
+    if (!via.has(viaKey)) {
+      via.add(viaKey);
+      edge.via.push({ agent: e.agent, address: e.address });
+    }
+    viaOf.set(edge, via);
     merged.set(key, edge);
   }
   for (const edge of merged.values()) {
@@ -159,7 +170,11 @@ export function topology(db: Store, window: { since: number; until: number }): T
 export function listServices(db: Store, since: number, now: number): ServiceView[] {
   const inv = inventory(db);
   const byName = new Map<string, InstanceRow[]>();
-  for (const i of inv.instances) byName.set(i.name, [...(byName.get(i.name) ?? []), i]);
+  for (const i of inv.instances) {
+    const list = byName.get(i.name);
+    if (list) list.push(i);
+    else byName.set(i.name, [i]);
+  }
   const dependencies = new Map<string, Map<string, ServiceView["dependencies"][number]>>();
   const dependents = new Map<string, Map<string, ServiceView["dependents"][number]>>();
   const add = (into: typeof dependencies, service: string, ref: ServiceView["dependencies"][number]) => {
@@ -169,7 +184,7 @@ export function listServices(db: Store, since: number, now: number): ServiceView
     if (!existing || existing.lastSeen < ref.lastSeen) refs.set(key, ref);
     into.set(service, refs);
   };
-  for (const e of resolvedEdges(db, since, now, inv)) {
+  for (const e of resolvedEdges(since, now, inv)) {
     add(dependencies, e.from, { kind: e.to.kind, name: e.to.name, port: e.port, protocol: e.protocol, lastSeen: e.lastSeen });
     if (e.to.kind === "service")
       add(dependents, e.to.name, { kind: "service", name: e.from, port: e.port, protocol: e.protocol, lastSeen: e.lastSeen });

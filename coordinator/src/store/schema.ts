@@ -72,8 +72,15 @@ export const services = sqliteTable(
     executable: text("executable"),
     firstSeenAt: integer("first_seen_at").notNull(),
     lastSeenAt: integer("last_seen_at").notNull(),
+    /** When the coordinator last wrote the row (its clock): readers refresh what changed since they last looked. */
+    updatedAt: integer("updated_at").notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.agentName, t.key] }), index("services_name").on(t.name), index("services_last_seen").on(t.lastSeenAt)],
+  (t) => [
+    primaryKey({ columns: [t.agentName, t.key] }),
+    index("services_name").on(t.name),
+    index("services_last_seen").on(t.lastSeenAt),
+    index("services_updated").on(t.updatedAt),
+  ],
 );
 
 /** Report batches stored, by (agent, sequence): ingesting a batch twice is a no-op. */
@@ -201,10 +208,13 @@ export const topologyEdges = sqliteTable(
     firstSeenAt: integer("first_seen_at").notNull(),
     lastSeenAt: integer("last_seen_at").notNull(),
     observations: integer("observations").notNull().default(1),
+    /** When the coordinator last wrote the row (its clock), as for services. */
+    updatedAt: integer("updated_at").notNull().default(0),
   },
   (t) => [
     uniqueIndex("topology_edges_identity").on(t.agentName, t.fromService, t.toAddress, t.toPort, t.protocol),
     index("topology_edges_last_seen").on(t.lastSeenAt),
+    index("topology_edges_updated").on(t.updatedAt),
   ],
 );
 

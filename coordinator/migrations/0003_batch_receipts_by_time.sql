@@ -1,1 +1,0 @@
-CREATE INDEX `batches_received_at` ON `batches` (`received_at`);
