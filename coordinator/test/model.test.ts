@@ -301,12 +301,31 @@ describe("services", () => {
     });
   });
 
+  it("stay while their metrics keep coming, however long ago they were first observed", async () => {
+    const m = await model();
+    twoHosts(m);
+    const key = "script:node /srv/api.js";
+    const week = DEFAULT_RETENTION.inventoryMs;
+    m.ingest("web-1", [batch(10, { metrics: [metric("service.processes", key, 1, T0 + 60_000)] })], T0);
+    m.ingest("web-1", [batch(11, { metrics: [metric("service.processes", key, 1, T0 + week)] })], T0 + week);
+    await applyRetention(m.db, DEFAULT_RETENTION, T0 + week + HOUR_MS);
+    expect(m.db.select({ name: services.name, lastSeen: services.lastSeenAt }).from(services).all()).toEqual([
+      { name: "api", lastSeen: T0 + week },
+    ]);
+  });
+
   it("vanish after the inventory's retention, edges and their hours with them", async () => {
     const m = await model();
     twoHosts(m);
-    const removed = await applyRetention(m.db, DEFAULT_RETENTION, T0 + DEFAULT_RETENTION.inventoryMs + 60_000);
+    const later = T0 + DEFAULT_RETENTION.inventoryMs + 60_000;
+    m.at(later);
+    expect((await m.get<ServicesResponse>("/v1/services")).services).toHaveLength(3);
+    const removed = await applyRetention(m.db, DEFAULT_RETENTION, later);
     expect(removed).toMatchObject({ services: 3, edges: 4 });
     expect(m.db.select().from(topologyEdgeHours).all()).toEqual([]);
+    // What the API had read of them is forgotten too.
+    expect((await m.get<ServicesResponse>("/v1/services")).services).toEqual([]);
+    expect((await m.get<TopologyResponse>(`/v1/topology?since=${T0}`)).edges).toEqual([]);
   });
 });
 
