@@ -20,9 +20,9 @@ import {
 } from "@coral/sdk-proto";
 import { type InterfaceStatus, WireGuardInterface } from "@coral/wireguard";
 import { serve } from "@hono/node-server";
-import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
+import { and, eq, gt, isNull, lt } from "drizzle-orm";
 import { checkApiExposure, createApiApp } from "./api/app.js";
-import { API_FILE, type ApiFile, readApiFile, writeApiFile } from "./api-file.js";
+import { API_FILE, readApiFile, writeApiFile } from "./api-file.js";
 import { loadOrCreateIdentity } from "./identity.js";
 import { COORDINATOR_ADDRESS } from "./mesh/allocation.js";
 import { Enrollment } from "./mesh/enrollment.js";

@@ -241,12 +241,131 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     return id;
   };
 
+  type Changed = { key: string; name: string; change: "observed" | "health" | "listening" };
+
+  /** A batch's events, and what they say of the service inventory. */
+  const storeEvents = (agent: string, batch: meshV1.Batch, now: number, stamp: number, stored: StoredEvent[], changed: Changed[]) => {
+    batch.events.forEach((event, position) => {
+      const subject = event.subject;
+      const subjectKind = SUBJECT_KINDS[subject?.kind ?? 0] ?? "unknown";
+      const row = insertEvent.get({
+        agent,
+        sequence: batch.sequence,
+        position,
+        kind: event.kind,
+        time: event.timeUnixMs,
+        at: now,
+        subjectKind,
+        subjectId: subject?.id ?? "",
+        subjectName: subject?.name || null,
+        attributes: JSON.stringify(event.attributes),
+        evidence: event.evidenceJson || "{}",
+        source: event.source || null,
+      });
+      stored.push({
+        id: row?.id as number,
+        agent,
+        kind: event.kind,
+        time: event.timeUnixMs,
+        subject: { kind: subjectKind, id: subject?.id ?? "", name: subject?.name || null },
+        attributes: event.attributes,
+        source: event.source || null,
+      });
+      if (!subject) return;
+      const where = { agent, key: subject.id, time: event.timeUnixMs, at: stamp };
+      if (event.kind === "service.observed") {
+        observeService.run({
+          ...where,
+          name: subject.name || subject.id,
+          version: event.attributes.version || null,
+          source: event.attributes.source === "sdk" ? "sdk" : "passive",
+          details: JSON.stringify(event.attributes),
+          executable: event.attributes.exe || null,
+        });
+        const listening = splitList(event.attributes.listening);
+        if (listening) setListening.run({ ...where, listening: JSON.stringify(listening) });
+        changed.push({ key: subject.id, name: subject.name || subject.id, change: "observed" });
+      } else if (event.kind === "service.health_changed" && event.attributes.to) {
+        serviceHealth.run({ ...where, health: event.attributes.to });
+        changed.push({ key: subject.id, name: subject.name || subject.id, change: "health" });
+      } else if ((event.kind === "port.opened" || event.kind === "port.closed") && event.attributes.address) {
+        const current = listeningOf.get({ agent, key: subject.id });
+        if (!current) return; // a service the inventory does not know (yet): its next service.observed says it all
+        const set = new Set(current.listening);
+        if (event.kind === "port.opened") set.add(event.attributes.address);
+        else set.delete(event.attributes.address);
+        setListening.run({ ...where, listening: JSON.stringify([...set].sort()) });
+        changed.push({ key: subject.id, name: subject.name || subject.id, change: "listening" });
+      }
+    });
+  };
+
+  /** A batch's samples, packed into one frame; returns how many. */
+  const storeSamples = (agent: string, batch: meshV1.Batch): number => {
+    if (batch.metrics.length === 0) return 0;
+    let start = Number.POSITIVE_INFINITY;
+    let end = Number.NEGATIVE_INFINITY;
+    for (const m of batch.metrics) {
+      if (m.timeUnixMs < start) start = m.timeUnixMs;
+      if (m.timeUnixMs > end) end = m.timeUnixMs;
+    }
+    const packed = batch.metrics.map((m) => ({ seriesId: seriesFor(agent, m, m.timeUnixMs), time: m.timeUnixMs, value: m.value }));
+    insertFrame.run({ agent, start, end, samples: packed.length, data: packSamples(packed, start) });
+    return packed.length;
+  };
+
+  /** A batch's connections, as edges of the graph. */
+  const storeEdges = (agent: string, batch: meshV1.Batch, now: number, stamp: number) => {
+    // One upsert per distinct edge in the batch, however many sockets it had open.
+    const edges = new Map<string, { from: string; address: string; port: number; protocol: string; first: number; last: number }>();
+    for (const connection of batch.connections) {
+      const seenAt = connection.observedAtUnixMs || now;
+      const from = connection.subject?.id || connection.processName || `pid:${connection.pid}`;
+      const protocol = connection.protocol || "tcp";
+      const key = `${from}\u0000${connection.remoteAddress}\u0000${connection.remotePort}\u0000${protocol}`;
+      const edge = edges.get(key);
+      if (edge) {
+        edge.first = Math.min(edge.first, seenAt);
+        edge.last = Math.max(edge.last, seenAt);
+      } else
+        edges.set(key, {
+          from,
+          address: connection.remoteAddress,
+          port: connection.remotePort,
+          protocol,
+          first: seenAt,
+          last: seenAt,
+        });
+    }
+    // Many sockets of one collect are one observation of the edge: counts say how often it was seen.
+    for (const [key, edge] of edges) {
+      const hour = Math.floor(edge.last / HOUR_MS) * HOUR_MS;
+      const cacheKey = `${agent}\u0000${key}`;
+      const held = edgeCache.get(cacheKey);
+      if (held && held.hour === hour) {
+        held.first = Math.min(held.first, edge.first);
+        held.last = Math.max(held.last, edge.last);
+        held.observations++;
+        if (held.last - held.writtenAt < EDGE_WRITE_EVERY_MS || writeEdge(held, stamp)) continue;
+      } else if (held && writeEdge(held, stamp)) {
+        // A new hour: what was held belongs to the last one, written just now; this one starts afresh.
+        Object.assign(held, { hour, first: edge.first, last: edge.last, observations: 1 });
+        if (writeEdge(held, stamp)) continue;
+      }
+      // New, or gone from the store since: upsert it.
+      const row = upsertEdge.get({ agent, ...edge, observations: 1, at: stamp });
+      if (!row) continue;
+      countEdgeHour.run({ edge: row.id, hour, observations: 1 });
+      edgeCache.set(cacheKey, { id: row.id, writtenAt: edge.last, hour, first: edge.first, last: edge.last, observations: 0 });
+    }
+  };
+
   const store = db.$client.transaction((agent: string, incoming: readonly meshV1.Batch[], now: number) => {
     const acked: number[] = [];
     const stored: number[] = [];
     const stamp = writeStamp();
     const storedEvents: StoredEvent[] = [];
-    const changed: Array<{ key: string; name: string; change: "observed" | "health" | "listening" }> = [];
+    const changed: Changed[] = [];
     let samples = 0;
     let connections = 0;
     for (const batch of incoming) {
@@ -254,119 +373,9 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
       acked.push(batch.sequence);
       if (inserted.changes === 0) continue; // a retry: already stored
       stored.push(batch.sequence);
-      batch.events.forEach((event, position) => {
-        const subject = event.subject;
-        const subjectKind = SUBJECT_KINDS[subject?.kind ?? 0] ?? "unknown";
-        const row = insertEvent.get({
-          agent,
-          sequence: batch.sequence,
-          position,
-          kind: event.kind,
-          time: event.timeUnixMs,
-          at: now,
-          subjectKind,
-          subjectId: subject?.id ?? "",
-          subjectName: subject?.name || null,
-          attributes: JSON.stringify(event.attributes),
-          evidence: event.evidenceJson || "{}",
-          source: event.source || null,
-        });
-        storedEvents.push({
-          id: row?.id as number,
-          agent,
-          kind: event.kind,
-          time: event.timeUnixMs,
-          subject: { kind: subjectKind, id: subject?.id ?? "", name: subject?.name || null },
-          attributes: event.attributes,
-          source: event.source || null,
-        });
-        if (!subject) return;
-        const where = { agent, key: subject.id, time: event.timeUnixMs, at: stamp };
-        if (event.kind === "service.observed") {
-          observeService.run({
-            ...where,
-            name: subject.name || subject.id,
-            version: event.attributes.version || null,
-            source: event.attributes.source === "sdk" ? "sdk" : "passive",
-            details: JSON.stringify(event.attributes),
-            executable: event.attributes.exe || null,
-          });
-          const listening = splitList(event.attributes.listening);
-          if (listening) setListening.run({ ...where, listening: JSON.stringify(listening) });
-          changed.push({ key: subject.id, name: subject.name || subject.id, change: "observed" });
-        } else if (event.kind === "service.health_changed" && event.attributes.to) {
-          serviceHealth.run({ ...where, health: event.attributes.to });
-          changed.push({ key: subject.id, name: subject.name || subject.id, change: "health" });
-        } else if ((event.kind === "port.opened" || event.kind === "port.closed") && event.attributes.address) {
-          const current = listeningOf.get({ agent, key: subject.id });
-          if (!current) return; // a service the inventory does not know (yet): its next service.observed says it all
-          const set = new Set(current.listening);
-          if (event.kind === "port.opened") set.add(event.attributes.address);
-          else set.delete(event.attributes.address);
-          setListening.run({ ...where, listening: JSON.stringify([...set].sort()) });
-          changed.push({ key: subject.id, name: subject.name || subject.id, change: "listening" });
-        }
-      });
-
-      if (batch.metrics.length > 0) {
-        let start = Number.POSITIVE_INFINITY;
-        let end = Number.NEGATIVE_INFINITY;
-        for (const m of batch.metrics) {
-          if (m.timeUnixMs < start) start = m.timeUnixMs;
-          if (m.timeUnixMs > end) end = m.timeUnixMs;
-        }
-        const packed = batch.metrics.map((m) => ({ seriesId: seriesFor(agent, m, m.timeUnixMs), time: m.timeUnixMs, value: m.value }));
-        insertFrame.run({ agent, start, end, samples: packed.length, data: packSamples(packed, start) });
-        samples += packed.length;
-      }
-
-      // One upsert per distinct edge in the batch, however many sockets it had open.
-      const edges = new Map<
-        string,
-        { from: string; address: string; port: number; protocol: string; first: number; last: number; n: number }
-      >();
-      for (const connection of batch.connections) {
-        const seenAt = connection.observedAtUnixMs || now;
-        const from = connection.subject?.id || connection.processName || `pid:${connection.pid}`;
-        const protocol = connection.protocol || "tcp";
-        const key = `${from}\u0000${connection.remoteAddress}\u0000${connection.remotePort}\u0000${protocol}`;
-        const edge = edges.get(key);
-        if (edge) {
-          edge.first = Math.min(edge.first, seenAt);
-          edge.last = Math.max(edge.last, seenAt);
-          edge.n++;
-        } else
-          edges.set(key, {
-            from,
-            address: connection.remoteAddress,
-            port: connection.remotePort,
-            protocol,
-            first: seenAt,
-            last: seenAt,
-            n: 1,
-          });
-      }
-      // Many sockets of one collect are one observation of the edge: counts say how often it was seen.
-      for (const [key, edge] of edges) {
-        const hour = Math.floor(edge.last / HOUR_MS) * HOUR_MS;
-        const cacheKey = `${agent}\u0000${key}`;
-        const held = edgeCache.get(cacheKey);
-        if (held && held.hour === hour) {
-          held.first = Math.min(held.first, edge.first);
-          held.last = Math.max(held.last, edge.last);
-          held.observations++;
-          if (held.last - held.writtenAt < EDGE_WRITE_EVERY_MS || writeEdge(held, stamp)) continue;
-        } else if (held && writeEdge(held, stamp)) {
-          // A new hour: what was held belongs to the last one, written just now; this one starts afresh.
-          Object.assign(held, { hour, first: edge.first, last: edge.last, observations: 1 });
-          if (writeEdge(held, stamp)) continue;
-        }
-        // New, or gone from the store since: upsert it.
-        const row = upsertEdge.get({ agent, ...edge, observations: 1, at: stamp });
-        if (!row) continue;
-        countEdgeHour.run({ edge: row.id, hour, observations: 1 });
-        edgeCache.set(cacheKey, { id: row.id, writtenAt: edge.last, hour, first: edge.first, last: edge.last, observations: 0 });
-      }
+      storeEvents(agent, batch, now, stamp, storedEvents, changed);
+      samples += storeSamples(agent, batch);
+      storeEdges(agent, batch, now, stamp);
       connections += batch.connections.length;
     }
     return { acked, stored, storedEvents, changed, samples, connections };
