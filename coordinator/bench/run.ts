@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { meshV1 } from "@coral/sdk-proto/grpc";
 import { WireGuardInterface } from "@coral/wireguard";
+import { COORDINATOR_ADDRESS, MESH_PREFIX_LENGTH } from "@coral/wireguard/path";
 import { missingForLab } from "@coral/wireguard/testing";
 
 const { values } = parseArgs({
@@ -266,7 +267,7 @@ async function wireguardBench(): Promise<void> {
         name: `${ns}wg`,
         netns: ns,
         privateKey: randomBytes(32).toString("base64"),
-        address: "100.64.0.1/10",
+        address: `${COORDINATOR_ADDRESS}/${MESH_PREFIX_LENGTH}`,
         mode: "userspace",
       });
       const peers = keys(1000).map(peer);
@@ -280,7 +281,7 @@ async function wireguardBench(): Promise<void> {
       name: `${ns}wg`,
       netns: ns,
       privateKey: randomBytes(32).toString("base64"),
-      address: "100.64.0.1/10",
+      address: `${COORDINATOR_ADDRESS}/${MESH_PREFIX_LENGTH}`,
       mode: "userspace",
     });
     const single = keys(100).map(peer);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
 import { DiscoveryClient, decodeInvite, encodeInvite, joinAnswerPayloadSchema, seal, toBase64Url, unseal } from "@coral/sdk-proto";
 import { generateKeyPair, WireGuardInterface } from "@coral/wireguard";
+import { KEEPALIVE_SECONDS } from "@coral/wireguard/path";
 import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Identity, loadOrCreateIdentity } from "../src/identity.js";
@@ -126,7 +127,7 @@ describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker a
       publicKey: answer.coordinatorWireguardKey,
       endpoint: answer.endpoints[0],
       allowedIps: [answer.meshPrefix],
-      persistentKeepalive: 25,
+      persistentKeepalive: KEEPALIVE_SECONDS,
     });
     const deadline = Date.now() + 10_000;
     while (!lab.exec(lab.b, ["ping", "-c", "1", "-W", "1", answer.coordinatorMeshIp]).ok) {

@@ -5,6 +5,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { CoralError, encodeInvite, randomBytes, toBase64Url, toHex } from "@coral/sdk-proto";
+import { pathKind } from "@coral/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -134,14 +135,13 @@ export function createApiApp(options: ApiOptions): Hono {
           meshIp: agent.meshIp,
           status: agentHealth(agent.lastHeartbeatAt, plugins, options.heartbeatIntervalMs, at),
           lastSeen: agent.lastHeartbeatAt,
-          // Without a relay, a tunnel that has shaken hands is a direct path.
-          path: options.loopback
-            ? "loopback"
-            : peer?.latestHandshake
-              ? "direct"
-              : agent.lastHeartbeatAt === null && at - agent.enrolledAt > RELAY_NEEDED_AFTER_MS
-                ? "relay-needed"
-                : "unknown",
+          path: pathKind({
+            loopback: options.loopback ?? false,
+            latestHandshake: peer?.latestHandshake,
+            lastHeartbeatAt: agent.lastHeartbeatAt,
+            enrolledAt: agent.enrolledAt,
+            now: at,
+          }),
           endpoint: peer?.endpoint ?? null,
           version: agent.version,
           hostname: agent.hostname,

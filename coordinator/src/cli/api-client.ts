@@ -6,7 +6,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { CoralError, type ErrorCode, isErrorCode } from "@coral/sdk-proto";
-import { readApiFile } from "../api-file.js";
+import { readApiFile } from "../data-dir.js";
 
 export interface ApiTarget {
   dataDir?: string;

@@ -5,13 +5,15 @@
  */
 
 import { CoralError } from "@coral/sdk-proto";
+import { COORDINATOR_ADDRESS, MESH_PREFIX, MESH_PREFIX_LENGTH } from "@coral/wireguard/path";
 import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Store } from "../store/db.js";
 import { allocations } from "../store/schema.js";
 
-export const MESH_PREFIX = "100.64.0.0/10";
-const LAST = ipToInt("100.127.255.254");
-export const COORDINATOR_ADDRESS = "100.64.0.1";
+export { COORDINATOR_ADDRESS, MESH_PREFIX };
+
+/** The prefix's last address short of its broadcast address. */
+const LAST = ipToInt(MESH_PREFIX.split("/")[0] as string) + 2 ** (32 - MESH_PREFIX_LENGTH) - 2;
 
 export function ipToInt(ip: string): number {
   return ip.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);

@@ -1,0 +1,107 @@
+/** What a coordinator runs with: flags over `coordinator.json` in its data directory over defaults. */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type CoordinatorConfig, CoralError, coordinatorConfigSchema, parseConfigFile, parseDuration } from "@coral/sdk-proto";
+import { DEFAULT_INTERFACE } from "@coral/wireguard/path";
+import { DEFAULT_RETENTION, type Retention } from "./store/retention.js";
+
+export const DEFAULTS = {
+  interfaceName: DEFAULT_INTERFACE.coordinator,
+  listenPort: 51820,
+  grpcPort: 51821,
+  apiHost: "127.0.0.1",
+  apiPort: 51822,
+  heartbeatIntervalMs: 10_000,
+} as const;
+
+export const CONFIG_FILE = "coordinator.json";
+
+export interface CoordinatorOptions {
+  dataDir: string;
+  /** Flags; each overrides the same field of `coordinator.json` in the data directory. */
+  discoveryUrl?: string;
+  interfaceName?: string;
+  listenPort?: number;
+  /** Where agents reach the hub (host:port), best first; detected when absent. */
+  endpoints?: string[];
+  grpcPort?: number;
+  apiHost?: string;
+  /** 0 picks a free port. */
+  apiPort?: number;
+  apiToken?: string;
+  heartbeatIntervalMs?: number;
+  /** How long raw samples are kept; the other retentions come from `coordinator.json`. */
+  metricsRetentionMs?: number;
+  /** `off`: no WireGuard; agents on this machine reach the agent service over loopback. */
+  wireguardMode?: "auto" | "kernel" | "userspace" | "off";
+  /** Progress and what happens; one line each. */
+  log?: (line: string) => void;
+}
+
+export interface Settings {
+  discoveryUrl: string;
+  interfaceName: string;
+  listenPort: number;
+  endpoints: string[];
+  grpcPort: number;
+  apiHost: string;
+  apiPort: number;
+  apiToken: string | undefined;
+  heartbeatIntervalMs: number;
+  retention: Retention;
+}
+
+/** Flags over `coordinator.json` over defaults; the discovery URL is remembered once given. */
+export function resolveSettings(options: CoordinatorOptions): Settings {
+  const file = join(options.dataDir, CONFIG_FILE);
+  let config: CoordinatorConfig = {};
+  if (existsSync(file)) {
+    const parsed = parseConfigFile(readFileSync(file, "utf8"), coordinatorConfigSchema, file);
+    if (!parsed.ok) {
+      throw new CoralError("config_invalid", parsed.errors.map((e) => `${file}${e.path ? ` ${e.path}` : ""}: ${e.message}`).join("; "));
+    }
+    config = parsed.value;
+  }
+  const discoveryUrl = options.discoveryUrl ?? config.discovery;
+  if (!discoveryUrl) {
+    throw new CoralError(
+      "config_invalid",
+      "No discovery URL: pass --discovery URL (your Worker, e.g. https://coral-discovery.NAME.workers.dev) on the first start; it is remembered.",
+    );
+  }
+  if (!/^https?:\/\/[^/]+/.test(discoveryUrl)) {
+    throw new CoralError("config_invalid", `--discovery ${discoveryUrl} is not an http(s) URL.`);
+  }
+  if (options.discoveryUrl && config.discovery !== options.discoveryUrl) {
+    writeFileSync(file, `${JSON.stringify({ ...config, discovery: options.discoveryUrl }, null, 2)}\n`, { mode: 0o600 });
+  }
+  const duration = (value: string | undefined, field: string): number | undefined => {
+    if (value === undefined) return undefined;
+    const ms = parseDuration(value);
+    if (ms === undefined) throw new CoralError("config_invalid", `${file} ${field}: "${value}" is not a duration like 10s or 7d.`);
+    return ms;
+  };
+  return {
+    discoveryUrl: discoveryUrl.replace(/\/+$/, ""),
+    interfaceName: options.interfaceName ?? config.interface ?? DEFAULTS.interfaceName,
+    listenPort: options.listenPort ?? config.listenPort ?? DEFAULTS.listenPort,
+    endpoints: options.endpoints?.length ? options.endpoints : (config.endpoints ?? []),
+    grpcPort: options.grpcPort ?? config.grpcPort ?? DEFAULTS.grpcPort,
+    apiHost: options.apiHost ?? config.api?.host ?? DEFAULTS.apiHost,
+    apiPort: options.apiPort ?? config.api?.port ?? DEFAULTS.apiPort,
+    apiToken: options.apiToken ?? config.api?.token,
+    heartbeatIntervalMs:
+      options.heartbeatIntervalMs ?? duration(config.heartbeatInterval, "heartbeatInterval") ?? DEFAULTS.heartbeatIntervalMs,
+    retention: {
+      rawMs:
+        options.metricsRetentionMs ??
+        duration(config.retention?.raw, "retention.raw") ??
+        duration(config.metricsRetention, "metricsRetention") ??
+        DEFAULT_RETENTION.rawMs,
+      minuteMs: duration(config.retention?.minute, "retention.minute") ?? DEFAULT_RETENTION.minuteMs,
+      hourMs: duration(config.retention?.hour, "retention.hour") ?? DEFAULT_RETENTION.hourMs,
+      eventsMs: duration(config.retention?.events, "retention.events") ?? DEFAULT_RETENTION.eventsMs,
+      inventoryMs: duration(config.retention?.inventory, "retention.inventory") ?? DEFAULT_RETENTION.inventoryMs,
+    },
+  };
+}
