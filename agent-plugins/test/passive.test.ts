@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import passive, { serviceOf } from "../src/passive/index.js";
-import { createTestContext, lifecycleSuite, MemoryState } from "../src/testing.js";
+import { createTestContext, lifecycleSuite, MemoryState, runCollect } from "../src/testing.js";
+import { firstPagePorts, openLoopback } from "./loopback.js";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -233,6 +234,22 @@ describe("the passive collector, on a fixture /proc", () => {
 });
 
 describe("the passive collector, on this machine's /proc", () => {
+  it("reports the connections whose rows lie beyond the first page of /proc/net/tcp", async () => {
+    const loopback = await openLoopback(300);
+    try {
+      const emitted = await runCollect(passive, { procRoot: "/proc" });
+      const firstPage = firstPagePorts();
+      const beyond = loopback.clientPorts.filter((port) => !firstPage.has(port));
+      expect(beyond.length).toBeGreaterThan(200);
+      const reported = new Set(
+        emitted.connections.filter((c) => c.pid === process.pid && c.remotePort === loopback.port).map((c) => c.localPort),
+      );
+      expect(beyond.filter((port) => !reported.has(port))).toEqual([]);
+    } finally {
+      await loopback.close();
+    }
+  }, 30_000);
+
   it("sees a child process restart, the port it opens, and a connection between two processes", async () => {
     const dir = mkdtempSync(join(tmpdir(), "coral-live-"));
     dirs.push(dir);
