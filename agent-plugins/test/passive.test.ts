@@ -103,6 +103,16 @@ describe("service identity", () => {
     expect(serviceOf(process(["python3", "-c", "print('a/b')"], "/usr/bin/python3")).key).toBe("exe:/usr/bin/python3");
   });
 
+  it("takes a script under /dev for a pipe, not a file that names the service", () => {
+    expect(serviceOf(process(["bash", "/dev/fd/3"], "/usr/bin/bash")).key).toBe("exe:/usr/bin/bash");
+    expect(serviceOf(process(["node", "/dev/stdin"])).key).toBe("exe:/usr/bin/node");
+  });
+
+  it("names a script run by dash, Debian's sh, by its script", () => {
+    expect(serviceOf(process(["sh", "/srv/loop.sh"], "/usr/bin/dash")).key).toBe("script:dash /srv/loop.sh");
+    expect(serviceOf(process(["sh", "-c", "sleep 1"], "/usr/bin/dash")).key).toBe("exe:/usr/bin/dash");
+  });
+
   it("keeps subject ids within 512 characters, distinct for distinct paths", () => {
     const long = (tail: string) => `/${"d".repeat(600)}/${tail}`;
     const a = serviceOf(process([long("a")], long("a"))).key;

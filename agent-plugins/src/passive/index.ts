@@ -21,7 +21,7 @@ import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";
 import { type ProcessInfo, ProcReader, parseLoadavg, parseMeminfo, parseProcStat, readProcFile, type Socket } from "./proc.js";
 
-const INTERPRETERS = /^(node|nodejs|bun|deno|python\d*(\.\d+)?|ruby|perl|php|java|dotnet|bash|sh)$/;
+const INTERPRETERS = /^(node|nodejs|bun|deno|python\d*(\.\d+)?|ruby|perl|php|java|dotnet|bash|sh|dash)$/;
 const SCRIPT = /\/|\.(m?js|cjs|ts|mts|py|rb|pl|php|jar|sh)$/;
 const PAGE_SIZE = 4096;
 const CLOCK_TICKS = 100;
@@ -89,12 +89,15 @@ const INLINE_CODE = new Set(["-e", "--eval", "-p", "--print", "-c"]);
 
 /**
  * The script an interpreter runs: the first argument that looks like a file path (flags'
- * values, such as the `tsx` of `--import tsx`, do not), unless inline code comes first.
+ * values, such as the `tsx` of `--import tsx`, do not), unless inline code comes first. A
+ * path under /dev (`bash /dev/fd/3`, `node /dev/stdin`) is a pipe, not a script: no file
+ * names the service, and statting it from the agent would stat the agent's own descriptor.
  */
 function scriptOf(args: string[]): string | undefined {
   for (const arg of args) {
     if (INLINE_CODE.has(arg)) return undefined;
     if (arg.startsWith("-")) continue;
+    if (arg.startsWith("/dev/")) return undefined;
     if (SCRIPT.test(arg) && arg.length <= 255 && !/\s/.test(arg)) return arg;
   }
   return undefined;
