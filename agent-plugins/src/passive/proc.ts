@@ -181,6 +181,12 @@ function handedOutBetween(pid: number, from: number, to: number): boolean {
   return to > from ? pid > from && pid <= to : pid > from || pid <= to;
 }
 
+/** /proc/uptime's first field: seconds since boot, the clock of a process's start time (ProcStat.startTime). */
+export function parseUptime(text: string): number | undefined {
+  const seconds = Number.parseFloat(text);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : undefined;
+}
+
 /** /proc/loadavg: the 1, 5 and 15 minute load. */
 export function parseLoadavg(text: string): [number, number, number] | undefined {
   const [a, b, c] = text.trim().split(/\s+/).map(Number);
