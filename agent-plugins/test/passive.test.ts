@@ -1,21 +1,34 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import passive, { serviceOf } from "../src/passive/index.js";
-import { createTestContext, lifecycleSuite, MemoryState } from "../src/testing.js";
+import { Lineages } from "../src/passive/services.js";
+import { createTestContext, lifecycleSuite, MemoryState, runCollect } from "../src/testing.js";
+import { firstPagePorts, openLoopback } from "./loopback.js";
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
+/** Waits for a condition the test cannot be told of (a process starting), looking every 10 ms. */
+async function until(condition: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** A /proc tree on disk: enough of each file for the passive collector. */
 class FakeProc {
   readonly root = mkdtempSync(join(tmpdir(), "coral-proc-"));
   readonly bin = join(this.root, "..", `${this.root.split("/").pop()}-bin`);
   private tcp: string[] = [];
+  /** Seconds since boot, in /proc/uptime: the clock of start times (in ticks of 1/100 s). */
+  private uptime = 100_000;
 
   constructor() {
     dirs.push(this.root, this.bin);
@@ -25,6 +38,18 @@ class FakeProc {
     writeFileSync(join(this.root, "meminfo"), "MemTotal: 2000 kB\nMemAvailable: 1500 kB\n");
     writeFileSync(join(this.root, "loadavg"), "0.50 0.40 0.30 1/100 999\n");
     this.writeTcp();
+    this.advance(0);
+  }
+
+  /** Moves /proc/uptime on. */
+  advance(seconds: number) {
+    this.uptime += seconds;
+    writeFileSync(join(this.root, "uptime"), `${this.uptime.toFixed(2)} 1000.00\n`);
+  }
+
+  /** The start time, in clock ticks after boot, of a process that started `seconds` ago. */
+  ago(seconds: number): number {
+    return Math.round((this.uptime - seconds) * 100);
   }
 
   /** A file standing for an executable; `version` makes a different file (a deploy). */
@@ -42,6 +67,7 @@ class FakeProc {
     cmdline: string[];
     exe?: string;
     start: number;
+    ppid?: number;
     cpu?: number;
     rssPages?: number;
     unit?: string;
@@ -52,7 +78,7 @@ class FakeProc {
     const cpu = p.cpu ?? 0;
     writeFileSync(
       join(dir, "stat"),
-      `${p.pid} (${p.comm}) S 1 ${p.pid} ${p.pid} 0 -1 0 0 0 0 0 ${cpu} 0 0 0 20 0 1 0 ${p.start} 1000 ${p.rssPages ?? 10} 0`,
+      `${p.pid} (${p.comm}) S ${p.ppid ?? 1} ${p.pid} ${p.pid} 0 -1 0 0 0 0 0 ${cpu} 0 0 0 20 0 1 0 ${p.start} 1000 ${p.rssPages ?? 10} 0`,
     );
     writeFileSync(join(dir, "cmdline"), p.cmdline.map((a) => `${a}\0`).join(""));
     writeFileSync(join(dir, "cgroup"), p.unit ? `0::/system.slice/${p.unit}\n` : "0::/user.slice\n");
@@ -100,6 +126,16 @@ describe("service identity", () => {
     expect(serviceOf(process(["node", "--import", "tsx", "/srv/api/server.ts"])).key).toBe("script:node /srv/api/server.ts");
     expect(serviceOf(process(["node", "--input-type=module", "-e", 'fetch("/v1/agents")', "/data"])).key).toBe("exe:/usr/bin/node");
     expect(serviceOf(process(["python3", "-c", "print('a/b')"], "/usr/bin/python3")).key).toBe("exe:/usr/bin/python3");
+  });
+
+  it("takes a script under /dev for a pipe, not a file that names the service", () => {
+    expect(serviceOf(process(["bash", "/dev/fd/3"], "/usr/bin/bash")).key).toBe("exe:/usr/bin/bash");
+    expect(serviceOf(process(["node", "/dev/stdin"])).key).toBe("exe:/usr/bin/node");
+  });
+
+  it("names a script run by dash, Debian's sh, by its script", () => {
+    expect(serviceOf(process(["sh", "/srv/loop.sh"], "/usr/bin/dash")).key).toBe("script:dash /srv/loop.sh");
+    expect(serviceOf(process(["sh", "-c", "sleep 1"], "/usr/bin/dash")).key).toBe("exe:/usr/bin/dash");
   });
 
   it("keeps subject ids within 512 characters, distinct for distinct paths", () => {
@@ -232,7 +268,360 @@ describe("the passive collector, on a fixture /proc", () => {
   });
 });
 
+/** One plugin instance collecting from a fixture; tick() moves its clock and /proc/uptime on together. */
+function collector(proc: FakeProc, init: { options?: unknown; state?: MemoryState } = {}) {
+  const state = init.state ?? new MemoryState();
+  let now = 1_000_000;
+  const context = () => createTestContext(passive, { procRoot: proc.root, now: () => now, state, options: init.options });
+  return {
+    state,
+    tick(seconds = 10) {
+      now += seconds * 1000;
+      proc.advance(seconds);
+    },
+    async collect() {
+      const ctx = context();
+      await passive.collect?.(ctx as never);
+      return ctx.emit;
+    },
+    async stop() {
+      await passive.stop?.(context() as never);
+    },
+  };
+}
+
+type Emitted = Awaited<ReturnType<ReturnType<typeof collector>["collect"]>>;
+const events = (emitted: Emitted) => emitted.events.map((e) => [e.kind, e.subject.id]);
+const transient = (emitted: Emitted) =>
+  emitted.metrics.filter((m) => m.name === "service.transient_processes").map((m) => [m.subject?.id, m.value, m.labels?.commands]);
+const serviceMetrics = (emitted: Emitted, name: string) =>
+  emitted.metrics.filter((m) => m.name === name && m.subject?.kind === "service").map((m) => [m.subject?.id, m.value]);
+
+describe("what the passive collector calls a service", () => {
+  it("counts a service shell's short-lived children under it, and reports nothing else of them", async () => {
+    const proc = new FakeProc();
+    const sleep = proc.executable("sleep");
+    const dash = proc.executable("dash");
+    const loop = "/srv/loop.sh";
+    proc.add({ pid: 100, comm: "sh", cmdline: ["sh", loop], exe: dash, start: proc.ago(5000) });
+    proc.add({ pid: 90, comm: "sleep", cmdline: ["sleep", "5"], exe: sleep, ppid: 100, start: proc.ago(1) });
+    const host = collector(proc);
+    const first = await host.collect();
+    expect(events(first)).toEqual([["service.observed", `script:dash ${loop}`]]); // the sleep at the first collect: neither news nor counted
+    expect(transient(first)).toEqual([]);
+
+    host.tick();
+    proc.remove(90);
+    proc.add({ pid: 101, comm: "sleep", cmdline: ["sleep", "5"], exe: sleep, ppid: 100, start: proc.ago(1) });
+    const second = await host.collect();
+    expect(events(second)).toEqual([]);
+    expect(transient(second)).toEqual([[`script:dash ${loop}`, 1, "sleep"]]);
+    expect(second.metrics.find((m) => m.name === "service.transient_processes")?.subject).toEqual({
+      kind: "service",
+      id: `script:dash ${loop}`,
+      name: "loop.sh",
+    });
+    expect(serviceMetrics(second, "service.processes")).toEqual([[`script:dash ${loop}`, 1]]);
+
+    host.tick();
+    proc.remove(101);
+    proc.add({ pid: 102, comm: "sleep", cmdline: ["sleep", "5"], exe: sleep, ppid: 100, start: proc.ago(3) });
+    proc.add({ pid: 103, comm: "sh", cmdline: ["sh", "-c", "date; sleep 5"], exe: dash, ppid: 100, start: proc.ago(2) });
+    proc.add({ pid: 104, comm: "sleep", cmdline: ["sleep", "5"], exe: sleep, ppid: 103, start: proc.ago(1) });
+    const third = await host.collect();
+    expect(events(third)).toEqual([]); // no process.exited for 101, no process.restarted for sleep
+    expect(transient(third)).toEqual([[`script:dash ${loop}`, 3, "sleep,dash"]]);
+
+    host.tick();
+    for (const pid of [102, 103, 104]) proc.remove(pid);
+    expect(transient(await host.collect())).toEqual([[`script:dash ${loop}`, 0, undefined]]); // the burst's end, once
+    host.tick();
+    expect(transient(await host.collect())).toEqual([]);
+  });
+
+  it("makes a process a service once it has run serviceAfterMs, and reports it started only if it started after the first collect", async () => {
+    const proc = new FakeProc();
+    const worker = proc.executable("worker");
+    const indexer = proc.executable("indexer");
+    proc.add({ pid: 200, comm: "worker", cmdline: [worker], exe: worker, start: proc.ago(30) });
+    const host = collector(proc);
+    expect(events(await host.collect())).toEqual([]); // 30 s old: not yet a service
+
+    host.tick();
+    proc.add({ pid: 300, comm: "indexer", cmdline: [indexer], exe: indexer, start: proc.ago(2) });
+    const second = await host.collect();
+    expect(events(second)).toEqual([]);
+    expect(transient(second)).toEqual([["host", 1, "indexer"]]); // no service above it
+
+    host.tick(30); // worker: 70 s
+    expect(events(await host.collect())).toEqual([["service.observed", `exe:${worker}`]]); // running at the first collect: no start
+
+    host.tick(30); // indexer: 62 s
+    const fourth = await host.collect();
+    expect(events(fourth)).toEqual([
+      ["service.observed", `exe:${indexer}`],
+      ["process.started", `pid:300:${proc.ago(62)}`],
+    ]);
+    expect(serviceMetrics(fourth, "service.processes")).toEqual([
+      [`exe:${worker}`, 1],
+      [`exe:${indexer}`, 1],
+    ]);
+
+    // A shorter serviceAfterMs: the indexer would have been a service at 2 s.
+    const quick = new FakeProc();
+    quick.add({ pid: 300, comm: "indexer", cmdline: [indexer], exe: indexer, start: quick.ago(2) });
+    expect(events(await collector(quick, { options: { serviceAfterMs: 1000 } }).collect())).toEqual([
+      ["service.observed", `exe:${indexer}`],
+    ]);
+  });
+
+  it("makes a young process that listens a service at once", async () => {
+    const proc = new FakeProc();
+    const host = collector(proc);
+    await host.collect();
+    host.tick();
+    const api = proc.executable("api");
+    proc.add({ pid: 400, comm: "api", cmdline: [api], exe: api, start: proc.ago(1), sockets: [41] });
+    proc.socket("0.0.0.0:8080", "0.0.0.0:0", "LISTEN", 41);
+    expect(events(await host.collect())).toEqual([
+      ["service.observed", `exe:${api}`],
+      ["process.started", `pid:400:${proc.ago(1)}`],
+      ["port.opened", `exe:${api}`],
+    ]);
+  });
+
+  it("still reports each restart of a service that crash-loops, once it has been a service", async () => {
+    const proc = new FakeProc();
+    const supervisor = proc.executable("supervisord");
+    const worker = proc.executable("worker");
+    proc.add({ pid: 10, comm: "supervisord", cmdline: [supervisor], exe: supervisor, start: proc.ago(9000) });
+    proc.add({ pid: 11, comm: "worker", cmdline: [worker], exe: worker, ppid: 10, start: proc.ago(8000) });
+    const host = collector(proc);
+    await host.collect();
+    for (const [gone, fresh] of [
+      [11, 12],
+      [12, 13],
+    ] as const) {
+      host.tick();
+      proc.remove(gone);
+      proc.add({ pid: fresh, comm: "worker", cmdline: [worker], exe: worker, ppid: 10, start: proc.ago(1) });
+      const emitted = await host.collect();
+      expect(emitted.events.map((e) => [e.kind, e.subject.id, e.attributes])).toEqual([
+        ["process.exited", expect.stringMatching(`^pid:${gone}:`), { pid: String(gone), service: "worker" }],
+        ["process.started", `pid:${fresh}:${proc.ago(1)}`, { pid: String(fresh), service: "worker" }],
+        ["process.restarted", `exe:${worker}`, { oldPid: String(gone), newPid: String(fresh) }],
+      ]);
+      expect(transient(emitted)).toEqual([]);
+    }
+  });
+
+  it("keeps the established services in the state store, so that a restarted agent still sees the crash loop", async () => {
+    const proc = new FakeProc();
+    const supervisor = proc.executable("supervisord");
+    const worker = proc.executable("worker");
+    proc.add({ pid: 10, comm: "supervisord", cmdline: [supervisor], exe: supervisor, start: proc.ago(9000) });
+    proc.add({ pid: 11, comm: "worker", cmdline: [worker], exe: worker, ppid: 10, start: proc.ago(8000) });
+    const before = collector(proc);
+    await before.collect();
+    await before.stop();
+    const established = before.state.get<{ version: number; lineages: string[] }>("established");
+    expect(established?.lineages).toHaveLength(2); // supervisord under nothing, worker under supervisord
+
+    // The agent restarts (a new state store read from the same file) while the worker crash-loops.
+    const crashLoop = async (state: MemoryState) => {
+      const host = collector(proc, { state });
+      for (const pid of [11, 12, 13]) proc.remove(pid);
+      proc.add({ pid: 12, comm: "worker", cmdline: [worker], exe: worker, ppid: 10, start: proc.ago(1) });
+      const first = await host.collect();
+      host.tick();
+      proc.remove(12);
+      proc.add({ pid: 13, comm: "worker", cmdline: [worker], exe: worker, ppid: 10, start: proc.ago(1) });
+      const second = await host.collect();
+      await host.stop();
+      return [first, second] as const;
+    };
+    const restored = new MemoryState();
+    for (const [key, value] of before.state.values) restored.set(key, value);
+    const [first, second] = await crashLoop(restored);
+    expect(events(first)).toContainEqual(["service.observed", `exe:${worker}`]);
+    expect(events(second).map(([kind]) => kind)).toEqual(["process.exited", "process.started", "process.restarted"]);
+
+    // Without the state, the worker is one more short-lived process under supervisord.
+    const [, forgotten] = await crashLoop(new MemoryState());
+    expect(events(forgotten)).toEqual([]);
+    expect(transient(forgotten)).toEqual([[`exe:${supervisor}`, 1, "worker"]]);
+  });
+
+  it("keeps at most 1,024 established lineages, the least recently seen going first, and none from another boot", () => {
+    const state = new MemoryState();
+    const lineages = new Lineages(state, "boot-1");
+    const supervisor = { pid: 10, startTime: 500 };
+    for (let i = 0; i < 1100; i++) lineages.touch(Lineages.of(supervisor, `exe:/srv/${i}`));
+    lineages.touch(Lineages.of(supervisor, "exe:/srv/0")); // seen again: kept
+    lineages.save();
+    const saved = state.get<{ lineages: string[] }>("established")?.lineages ?? [];
+    expect(saved).toHaveLength(1024);
+    expect(saved.at(-1)).toBe(Lineages.of(supervisor, "exe:/srv/0"));
+    expect(saved).not.toContain(Lineages.of(supervisor, "exe:/srv/1"));
+    expect(JSON.stringify(state.values.get("established")).length).toBeLessThan(16 * 1024);
+    expect(new Lineages(state, "boot-1").has(Lineages.of(supervisor, "exe:/srv/1099"))).toBe(true);
+    expect(Lineages.of({ pid: 10, startTime: 501 }, "exe:/srv/1099")).not.toBe(Lineages.of(supervisor, "exe:/srv/1099")); // pid reused
+    expect(new Lineages(state, "boot-2").has(Lineages.of(supervisor, "exe:/srv/1099"))).toBe(false); // rebooted: the parents are gone
+    state.set("established", { version: 1, bootId: "boot-1", lineages: "garbage" });
+    expect(new Lineages(state, "boot-1").has(Lineages.of(supervisor, "exe:/srv/1099"))).toBe(false); // a damaged store is started afresh
+  });
+
+  it("makes a program a service under the parent process where it was one, not everywhere it runs", async () => {
+    const proc = new FakeProc();
+    const shim = proc.executable("shim");
+    const sleep = proc.executable("sleep");
+    const dash = proc.executable("dash");
+    proc.add({ pid: 10, comm: "shim", cmdline: [shim], exe: shim, start: proc.ago(9000) });
+    proc.add({ pid: 11, comm: "sleep", cmdline: ["sleep", "infinity"], exe: sleep, ppid: 10, start: proc.ago(9000) }); // a container's main process
+    proc.add({ pid: 20, comm: "sh", cmdline: ["sh", "/srv/loop.sh"], exe: dash, start: proc.ago(9000) });
+    proc.add({ pid: 30, comm: "shim", cmdline: [shim], exe: shim, start: proc.ago(9000) }); // another container's
+    const host = collector(proc);
+    expect(events(await host.collect())).toContainEqual(["service.observed", `exe:${sleep}`]);
+    host.tick();
+    proc.remove(11);
+    proc.add({ pid: 12, comm: "sleep", cmdline: ["sleep", "infinity"], exe: sleep, ppid: 10, start: proc.ago(1) }); // restarted
+    proc.add({ pid: 21, comm: "sleep", cmdline: ["sleep", "1"], exe: sleep, ppid: 20, start: proc.ago(1) });
+    proc.add({ pid: 31, comm: "sleep", cmdline: ["sleep", "1"], exe: sleep, ppid: 30, start: proc.ago(1) });
+    const emitted = await host.collect();
+    expect(events(emitted)).toEqual([
+      ["process.exited", `pid:11:${proc.ago(9010)}`],
+      ["process.started", `pid:12:${proc.ago(1)}`],
+      ["process.restarted", `exe:${sleep}`],
+    ]);
+    expect(transient(emitted)).toEqual([
+      ["script:dash /srv/loop.sh", 1, "sleep"],
+      [`exe:${shim}`, 1, "sleep"],
+    ]);
+  });
+
+  it("makes a systemd service's main process a service at once, and its own children only by age or a port", async () => {
+    const proc = new FakeProc();
+    const systemd = proc.executable("systemd");
+    const nginx = proc.executable("nginx");
+    const sleep = proc.executable("sleep");
+    proc.add({ pid: 1, comm: "systemd", cmdline: [systemd], exe: systemd, ppid: 0, start: proc.ago(9000) });
+    const host = collector(proc);
+    await host.collect();
+    host.tick();
+    const unit = "nginx.service";
+    proc.add({ pid: 50, comm: "nginx", cmdline: ["nginx: master process"], exe: nginx, unit, start: proc.ago(2) });
+    proc.add({ pid: 51, comm: "nginx", cmdline: ["nginx: worker process"], exe: nginx, unit, ppid: 50, start: proc.ago(1) });
+    proc.add({ pid: 52, comm: "sleep", cmdline: ["sleep", "3"], exe: sleep, unit, ppid: 50, start: proc.ago(1) });
+    const second = await host.collect();
+    expect(events(second)).toEqual([
+      ["service.observed", "unit:nginx.service"],
+      ["process.started", `pid:50:${proc.ago(2)}`],
+    ]);
+    expect(transient(second)).toEqual([["unit:nginx.service", 2, "nginx,sleep"]]);
+    host.tick(60);
+    proc.remove(52);
+    const third = await host.collect();
+    expect(events(third)).toEqual([["process.started", `pid:51:${proc.ago(61)}`]]); // the worker, a minute on
+    expect(serviceMetrics(third, "service.processes")).toContainEqual(["unit:nginx.service", 2]);
+  });
+
+  it("makes a service of what the user names in the services option, from its start", async () => {
+    const proc = new FakeProc();
+    const java = proc.executable("java");
+    const host = collector(proc, { options: { services: [{ name: "billing", match: "billing\\.jar$" }] } });
+    await host.collect();
+    host.tick();
+    proc.add({ pid: 70, comm: "java", cmdline: ["java", "-jar", "/opt/billing.jar"], exe: java, start: proc.ago(1) });
+    proc.add({ pid: 71, comm: "java", cmdline: ["java", "-jar", "/opt/report.jar"], exe: java, start: proc.ago(1) });
+    const emitted = await host.collect();
+    expect(emitted.events.map((e) => [e.kind, e.subject])).toEqual([
+      ["service.observed", { kind: "service", id: "script:java /opt/billing.jar", name: "billing" }],
+      ["process.started", { kind: "process", id: `pid:70:${proc.ago(1)}`, name: "billing" }],
+    ]);
+    expect(transient(emitted)).toEqual([["host", 1, "report"]]);
+    expect(() => createTestContext(passive, { options: { services: [{ name: "x", match: "(" }] } })).toThrow(
+      /services\.0\.match: not a valid regular expression/,
+    );
+  });
+
+  it("reports a short-lived process's connection as its service's", async () => {
+    const proc = new FakeProc();
+    const cron = proc.executable("cron");
+    const curl = proc.executable("curl");
+    proc.add({ pid: 30, comm: "cron", cmdline: [cron], exe: cron, start: proc.ago(9000) });
+    const host = collector(proc);
+    await host.collect();
+    host.tick();
+    proc.add({ pid: 31, comm: "curl", cmdline: ["curl", "https://example.org"], exe: curl, ppid: 30, start: proc.ago(1), sockets: [61] });
+    proc.socket("192.0.2.2:41000", "203.0.113.80:443", "ESTABLISHED", 61);
+    const emitted = await host.collect();
+    expect(emitted.connections).toEqual([
+      expect.objectContaining({
+        remotePort: 443,
+        pid: 31,
+        processName: "curl",
+        subject: { kind: "service", id: `exe:${cron}`, name: "cron" },
+      }),
+    ]);
+    expect(events(emitted)).toEqual([]);
+  });
+});
+
 describe("the passive collector, on this machine's /proc", () => {
+  it("reports the connections whose rows lie beyond the first page of /proc/net/tcp", async () => {
+    const loopback = await openLoopback(300);
+    try {
+      const emitted = await runCollect(passive, { procRoot: "/proc" });
+      const firstPage = firstPagePorts();
+      const beyond = loopback.clientPorts.filter((port) => !firstPage.has(port));
+      expect(beyond.length).toBeGreaterThan(200);
+      const reported = new Set(
+        emitted.connections.filter((c) => c.pid === process.pid && c.remotePort === loopback.port).map((c) => c.localPort),
+      );
+      expect(beyond.filter((port) => !reported.has(port))).toEqual([]);
+    } finally {
+      await loopback.close();
+    }
+  }, 30_000);
+
+  it("counts a real shell's sleep children under it, and reports none of them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "coral-live-"));
+    dirs.push(dir);
+    const script = join(dir, "spawner.sh");
+    writeFileSync(script, "while read -r _; do sleep 30 & done\n"); // a sleep per line read
+    const shell = spawn("sh", [script], { stdio: ["pipe", "ignore", "inherit"], detached: true });
+    const pid = shell.pid as number;
+    const children = () => readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ").filter(Boolean);
+    const state = new MemoryState();
+    // This run's script only: other runs of this suite may have theirs running beside it.
+    const options = { services: [{ name: "spawner", match: `${script.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$` }] };
+    const mine = (subject: { id: string } | undefined) => subject?.id.endsWith(` ${script}`) === true;
+    const collect = async () => {
+      const ctx = createTestContext(passive, { state, options });
+      await passive.collect?.(ctx as never);
+      return ctx.emit;
+    };
+    try {
+      await new Promise((resolve) => shell.once("spawn", resolve));
+      const first = await collect();
+      expect(first.events.filter((e) => mine(e.subject)).map((e) => [e.kind, e.subject.name])).toEqual([["service.observed", "spawner"]]);
+      shell.stdin?.write("\n\n");
+      // Each child is a fork of the shell until it has exec'd sleep.
+      const comm = (child: string) => readFileSync(`/proc/${child}/comm`, "utf8").trim();
+      await until(() => children().length === 2 && children().every((child) => comm(child) === "sleep"));
+      const second = await collect();
+      const sleeps = children();
+      expect(second.metrics.filter((m) => m.name === "service.transient_processes" && mine(m.subject))).toEqual([
+        expect.objectContaining({ value: 2, labels: { commands: "sleep" } }),
+      ]);
+      expect(second.events.filter((e) => sleeps.includes(e.attributes?.pid ?? ""))).toEqual([]);
+      expect(second.events.filter((e) => mine(e.subject))).toEqual([]);
+    } finally {
+      process.kill(-pid, "SIGKILL");
+      await new Promise((resolve) => (shell.exitCode === null && shell.signalCode === null ? shell.once("exit", resolve) : resolve(null)));
+    }
+  }, 30_000);
+
   it("sees a child process restart, the port it opens, and a connection between two processes", async () => {
     const dir = mkdtempSync(join(tmpdir(), "coral-live-"));
     dirs.push(dir);

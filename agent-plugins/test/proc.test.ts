@@ -16,6 +16,7 @@ import {
   tcpChurn,
   unitFromCgroup,
 } from "../src/passive/proc.js";
+import { firstPagePorts, openLoopback } from "./loopback.js";
 
 describe("/proc parsers", () => {
   it("reads a stat line whose command name holds spaces and parentheses", () => {
@@ -266,6 +267,25 @@ describe("/proc readers, on this machine", () => {
       reader.close();
       client.destroy();
       server.close();
+    }
+  });
+
+  it("lists every row of a TCP table many pages long, not only the first page a read(2) returns", async () => {
+    const loopback = await openLoopback(300);
+    const reader = new ProcReader("/proc");
+    try {
+      const sockets = reader.tcpSockets();
+      const established = new Set(
+        sockets.filter((s) => s.state === "ESTABLISHED" && s.remotePort === loopback.port).map((s) => s.localPort),
+      );
+      expect(loopback.clientPorts.filter((port) => !established.has(port))).toEqual([]);
+      expect(sockets.some((s) => s.state === "LISTEN" && s.localPort === loopback.port)).toBe(true);
+      // Most of these rows lie beyond the first page: a reader that stops at a short read misses them.
+      const firstPage = firstPagePorts();
+      expect(loopback.clientPorts.filter((port) => !firstPage.has(port)).length).toBeGreaterThan(200);
+    } finally {
+      reader.close();
+      await loopback.close();
     }
   });
 

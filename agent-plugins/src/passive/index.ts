@@ -4,47 +4,80 @@
  *
  * - Processes grouped into services: the systemd unit where there is one, otherwise the
  *   executable (plus the script, for interpreters such as node or python).
+ * - Only service instances (see classify) are reported one by one. Every other process is
+ *   transient (a `sleep`, an `sh -c`): it is counted, per collect, under the nearest service
+ *   above it (service.transient_processes), and nothing else.
  * - Events: process.started, process.exited, process.restarted (the same service, a new
  *   pid and start time, within one interval), service.deployed (restarted on a different
  *   executable file), port.opened and port.closed.
- * - Metrics: host CPU, memory and load; per service CPU, resident memory and process count.
+ * - Metrics: host CPU, memory and load; per service CPU, resident memory, process count, and
+ *   the transient processes it started.
  * - Connections: established TCP connections, from the side that opened them (the local
  *   port is not one the host listens on), so the coordinator can draw the dependency graph.
  *
  * The first collect takes stock: it reports each service once (service.observed) but no
  * process events, since the processes already running are the baseline, not news.
  */
-import { createHash } from "node:crypto";
 import { type Stats, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";
-import { type ProcessInfo, ProcReader, parseLoadavg, parseMeminfo, parseProcStat, readProcFile, type Socket } from "./proc.js";
+import { type ProcessInfo, ProcReader, parseLoadavg, parseMeminfo, parseProcStat, parseUptime, readProcFile, type Socket } from "./proc.js";
+import { Lineages, serviceOf } from "./services.js";
 
-const INTERPRETERS = /^(node|nodejs|bun|deno|python\d*(\.\d+)?|ruby|perl|php|java|dotnet|bash|sh)$/;
-const SCRIPT = /\/|\.(m?js|cjs|ts|mts|py|rb|pl|php|jar|sh)$/;
+export { serviceOf } from "./services.js";
+
 const PAGE_SIZE = 4096;
 const CLOCK_TICKS = 100;
 
+const pattern = z.string().refine(isPattern, "not a valid regular expression");
+
 const options = z.strictObject({
   /** Only processes whose command name or executable matches one of these (regular expressions). */
-  include: z.array(z.string()).default([]),
+  include: z.array(pattern).default([]),
   /** Leave out processes whose command name or executable matches one of these. */
-  exclude: z.array(z.string()).default([]),
+  exclude: z.array(pattern).default([]),
   /** Report established TCP connections (the dependency graph). */
   connections: z.boolean().default(true),
+  /** A process that has run this long is a service instance; 0 makes every process one. */
+  serviceAfterMs: z.number().int().min(0).default(60_000),
+  /**
+   * Services the user names: a process whose command name, executable or command line
+   * matches `match` (a regular expression) is a service instance from its start, shown as `name`.
+   */
+  services: z.array(z.strictObject({ name: z.string().min(1).max(256), match: pattern })).default([]),
 });
 type Options = z.infer<typeof options>;
 
+function isPattern(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface Seen {
   pid: number;
+  ppid: number;
   startTime: number;
   service: string;
   serviceName: string;
+  /** The program's own name (see serviceOf), for the transient processes' label. */
+  command: string;
   exe: string | undefined;
   exeId: string | undefined;
   cpuTicks: number;
   rssBytes: number;
+  /** Its lineage (see Lineages); undefined for a child of its own service, which no lineage makes a service. */
+  lineage: string | undefined;
+  /** A service instance from its start: a systemd service's main process, or one the user named. */
+  declared: boolean;
+  /** A service instance (see classify): once one, one for the rest of its life. */
+  instance: boolean;
+  /** Seen at the first collect, where its start is not news. */
+  baseline: boolean;
 }
 
 interface Snapshot {
@@ -54,6 +87,9 @@ interface Snapshot {
   hostCpu: { busy: number; total: number } | undefined;
   /** Every service seen so far (reported once, as service.observed). */
   services: Set<string>;
+  lineages: Lineages;
+  /** The subjects of the last collect's non-zero service.transient_processes, by id. */
+  transient: Map<string, Subject>;
   reader: ProcReader;
 }
 
@@ -65,48 +101,25 @@ function statOrUndefined(path: string): Stats | undefined {
   }
 }
 
-/**
- * A service's identity: its systemd unit; for an interpreter (node, python, java...), the
- * interpreter's name and its script; otherwise its executable. `artifact` is the file whose
- * replacement is a deploy: the script of an interpreter, else the executable.
- */
-export function serviceOf(p: ProcessInfo): { key: string; name: string; artifact: string | undefined } {
-  const exe = (p.exe ?? p.cmdline[0] ?? p.comm).replace(/ \(deleted\)$/, "");
-  const program = basename(exe);
-  const script = INTERPRETERS.test(program) ? scriptOf(p.cmdline.slice(1)) : undefined;
-  if (p.unit?.endsWith(".service")) return { key: `unit:${p.unit}`, name: p.unit.replace(/\.service$/, ""), artifact: script };
-  if (script)
-    return {
-      key: bounded(`script:${program} ${script}`),
-      name: basename(script).replace(/\.(m?js|cjs|ts|py|rb|pl|php|jar)$/, ""),
-      artifact: script,
+interface Compiled {
+  include: RegExp[];
+  exclude: RegExp[];
+  services: { name: string; match: RegExp }[];
+}
+
+/** The options' regular expressions, compiled once per options object. */
+const compiledOptions = new WeakMap<Options, Compiled>();
+function compiled(options: Options): Compiled {
+  let done = compiledOptions.get(options);
+  if (!done) {
+    done = {
+      include: options.include.map((p) => new RegExp(p)),
+      exclude: options.exclude.map((p) => new RegExp(p)),
+      services: options.services.map((s) => ({ name: s.name, match: new RegExp(s.match) })),
     };
-  return { key: bounded(`exe:${exe}`), name: program, artifact: undefined };
-}
-
-/** Flags whose value is inline code: `node -e CODE`, `python -c CODE` run no script file. */
-const INLINE_CODE = new Set(["-e", "--eval", "-p", "--print", "-c"]);
-
-/**
- * The script an interpreter runs: the first argument that looks like a file path (flags'
- * values, such as the `tsx` of `--import tsx`, do not), unless inline code comes first.
- */
-function scriptOf(args: string[]): string | undefined {
-  for (const arg of args) {
-    if (INLINE_CODE.has(arg)) return undefined;
-    if (arg.startsWith("-")) continue;
-    if (SCRIPT.test(arg) && arg.length <= 255 && !/\s/.test(arg)) return arg;
+    compiledOptions.set(options, done);
   }
-  return undefined;
-}
-
-/** Subject ids are at most 512 characters; a longer key keeps its start and a hash of the whole. */
-function bounded(key: string): string {
-  return key.length <= 512 ? key : `${key.slice(0, 480)}#${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
-}
-
-function compile(patterns: string[]): RegExp[] {
-  return patterns.map((p) => new RegExp(p));
+  return done;
 }
 
 export default definePlugin({
@@ -128,10 +141,13 @@ export default definePlugin({
 
 const snapshots = new WeakMap<PluginStateStore, Snapshot>();
 
+const HOST: Subject = { kind: "host", id: "host" };
+/** How far up the parent chain a transient process's service is looked for. */
+const MAX_ANCESTORS = 64;
+
 function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): Snapshot {
   const now = ctx.clock.now();
-  const include = compile(ctx.options.include);
-  const exclude = compile(ctx.options.exclude);
+  const { include, exclude, services: named } = compiled(ctx.options);
   const wanted = (p: ProcessInfo) => {
     if (p.cmdline.length === 0) return false; // kernel threads
     if (include.length === 0 && exclude.length === 0) return true;
@@ -140,7 +156,23 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
     return !exclude.some((re) => names.some((n) => re.test(n)));
   };
   const reader = previous?.reader.procRoot === ctx.procRoot ? previous.reader : new ProcReader(ctx.procRoot);
-  const processes = reader.processes().filter(wanted);
+  const all = reader.processes();
+  const processes = all.filter(wanted);
+  // Parents are looked up only for processes new at this collect and for transient ones.
+  let allByPid: Map<number, ProcessInfo> | undefined;
+  const processOf = (pid: number) => {
+    allByPid ??= new Map(all.map((p) => [p.pid, p]));
+    return allByPid.get(pid);
+  };
+  const parentKeys = new Map<ProcessInfo, string>();
+  const keyOf = (parent: ProcessInfo) => {
+    let key = parentKeys.get(parent);
+    if (key === undefined) {
+      key = serviceOf(parent).key;
+      parentKeys.set(parent, key);
+    }
+    return key;
+  };
 
   // Current view, keyed by process identity (pid and start time).
   const current = new Map<string, Seen>();
@@ -152,28 +184,34 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
       current.set(id, { ...before, cpuTicks: p.utime + p.stime, rssBytes: p.rssPages * PAGE_SIZE });
       continue;
     }
-    {
-      const service = serviceOf(p);
-      // The deployed file: a script (relative to the process's working directory), or the executable.
-      const artifact = service.artifact
-        ? service.artifact.startsWith("/")
-          ? service.artifact
-          : join(ctx.procRoot, String(p.pid), "cwd", service.artifact)
-        : join(ctx.procRoot, String(p.pid), "exe");
-      const exeStat = statOrUndefined(artifact);
-      current.set(id, {
-        pid: p.pid,
-        startTime: p.startTime,
-        service: service.key,
-        serviceName: service.name,
-        exe: p.exe,
-        exeId: exeStat ? `${exeStat.dev}:${exeStat.ino}:${exeStat.mtimeMs}` : undefined,
-        cpuTicks: p.utime + p.stime,
-        rssBytes: p.rssPages * PAGE_SIZE,
-      });
-    }
+    const service = serviceOf(p);
+    // The deployed file: a script (relative to the process's working directory), or the executable.
+    const artifact = service.artifact
+      ? service.artifact.startsWith("/")
+        ? service.artifact
+        : join(ctx.procRoot, String(p.pid), "cwd", service.artifact)
+      : join(ctx.procRoot, String(p.pid), "exe");
+    const exeStat = statOrUndefined(artifact);
+    const parent = processOf(p.ppid);
+    const ownChild = parent !== undefined && keyOf(parent) === service.key; // a worker its master forked, a unit's `sleep`, a subshell
+    const name = named.length > 0 ? namedService(named, p) : undefined;
+    current.set(id, {
+      pid: p.pid,
+      ppid: p.ppid,
+      startTime: p.startTime,
+      service: service.key,
+      serviceName: name ?? service.name,
+      command: service.command,
+      exe: p.exe,
+      exeId: exeStat ? `${exeStat.dev}:${exeStat.ino}:${exeStat.mtimeMs}` : undefined,
+      cpuTicks: p.utime + p.stime,
+      rssBytes: p.rssPages * PAGE_SIZE,
+      lineage: ownChild ? undefined : Lineages.of(parent, service.key),
+      declared: !ownChild && (name !== undefined || p.unit?.endsWith(".service") === true),
+      instance: false,
+      baseline: previous === undefined,
+    });
   }
-  const byPid = new Map([...current.values()].map((s) => [s.pid, s]));
 
   // Sockets: listening ports per service, and connections from the side that opened them.
   const sockets = reader.tcpSockets();
@@ -185,6 +223,33 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
     sockets.filter((s) => s.state === "LISTEN" || outgoing(s)),
     processes.map((p) => p.pid),
   );
+  const listeners = new Set<number>();
+  for (const socket of sockets) {
+    const owner = socket.state === "LISTEN" ? owners.get(socket.inode) : undefined;
+    if (owner !== undefined) listeners.add(owner);
+  }
+
+  const lineages = previous?.lineages ?? new Lineages(ctx.state, readProcFile(join(ctx.procRoot, "sys/kernel/random/boot_id")).trim());
+  const uptime = parseUptime(readProcFile(join(ctx.procRoot, "uptime")));
+  const byPid = classify(current, {
+    listeners,
+    lineages,
+    // Start times are clock ticks after boot; without /proc/uptime every process counts as long-lived.
+    youngAfter: uptime === undefined ? undefined : (uptime - ctx.options.serviceAfterMs / 1000) * CLOCK_TICKS,
+  });
+  /** The nearest service instance above a process, by its parents; the host when there is none. */
+  const serviceAbove = (seen: Seen): Subject => {
+    let pid = seen.ppid;
+    for (let depth = 0; pid > 0 && depth < MAX_ANCESTORS; depth++) {
+      const above = byPid.get(pid);
+      if (above?.instance) return serviceSubject(above);
+      const parent = processOf(pid);
+      if (!parent) break;
+      pid = parent.ppid;
+    }
+    return HOST;
+  };
+
   const ports = new Map<string, Set<string>>();
   for (const socket of sockets) {
     const owner = byPid.get(owners.get(socket.inode) ?? -1);
@@ -193,7 +258,7 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
       const set = ports.get(owner.service) ?? new Set<string>();
       set.add(`${socket.localAddress}:${socket.localPort}`);
       ports.set(owner.service, set);
-    } else if (socket.state === "ESTABLISHED" && ctx.options.connections && !listeningPorts.has(socket.localPort)) {
+    } else if (outgoing(socket)) {
       ctx.emit.connection({
         protocol: "tcp",
         localAddress: socket.localAddress,
@@ -201,8 +266,9 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
         remoteAddress: socket.remoteAddress,
         remotePort: socket.remotePort,
         pid: owner.pid,
-        processName: owner.serviceName,
-        subject: serviceSubject(owner),
+        processName: owner.instance ? owner.serviceName : owner.command,
+        // A transient process's connection is its service's dependency: a cron job's curl is cron's.
+        subject: owner.instance ? serviceSubject(owner) : serviceAbove(owner),
         time: now,
       });
     }
@@ -212,7 +278,7 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
   const known = previous?.services ?? new Set<string>();
   const services = new Set(known);
   for (const seen of current.values()) {
-    if (services.has(seen.service)) continue;
+    if (!seen.instance || services.has(seen.service)) continue;
     services.add(seen.service);
     ctx.emit.event({
       kind: "service.observed",
@@ -221,9 +287,54 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
       time: now,
     });
   }
-  if (previous) emitEvents(ctx, previous, current, ports, now);
+  const bootTime = uptime === undefined ? undefined : now - uptime * 1000;
+  if (previous) emitEvents(ctx, previous, current, ports, now, bootTime);
+  const transient = previous ? emitTransient(ctx, previous, current, serviceAbove, now) : new Map<string, Subject>();
   const hostCpu = emitMetrics(ctx, previous, current, now, reader.loadavgText);
-  return { at: now, processes: current, ports, hostCpu, services, reader };
+  try {
+    lineages.save();
+  } catch (error) {
+    ctx.log.warn(`the established services were not saved: ${(error as Error).message}`);
+  }
+  return { at: now, processes: current, ports, hostCpu, services, lineages, transient, reader };
+}
+
+/** The name the user gave the first of their services that the process matches. */
+function namedService(named: Compiled["services"], p: ProcessInfo): string | undefined {
+  const exe = p.exe?.replace(/ \(deleted\)$/, "") ?? "";
+  const cmdline = p.cmdline.join(" ");
+  return named.find(({ match }) => match.test(p.comm) || match.test(exe) || match.test(cmdline))?.name;
+}
+
+/**
+ * Marks the service instances, and returns the processes by pid. A process is one, for the
+ * rest of its life, once any of these holds: it was declared one (a systemd service's main
+ * process, or a process the user named); it listens on a TCP port; it has run at least
+ * `serviceAfterMs` (its start time against /proc/uptime); or its lineage is established: its
+ * parent process had a child of the same service that was an instance, earlier in the agent's
+ * life (see Lineages), so that a service that crash-loops under a supervisor, each process
+ * living a second, is still one. A child of its own service (a worker of its master, a unit's
+ * `sleep`, a subshell) is one only by listening or by age. Every lineage with an instance now
+ * is established for later.
+ */
+function classify(
+  current: Map<string, Seen>,
+  signs: { listeners: Set<number>; lineages: Lineages; youngAfter: number | undefined },
+): Map<number, Seen> {
+  const { listeners, lineages, youngAfter } = signs;
+  const byPid = new Map<number, Seen>();
+  for (const seen of current.values()) {
+    byPid.set(seen.pid, seen);
+    if (!seen.instance)
+      seen.instance =
+        seen.declared ||
+        listeners.has(seen.pid) ||
+        youngAfter === undefined ||
+        seen.startTime <= youngAfter ||
+        (seen.lineage !== undefined && lineages.has(seen.lineage));
+    if (seen.instance && seen.lineage !== undefined) lineages.touch(seen.lineage);
+  }
+  return byPid;
 }
 
 const serviceSubject = (s: Pick<Seen, "service" | "serviceName">): Subject => ({ kind: "service", id: s.service, name: s.serviceName });
@@ -235,9 +346,14 @@ function emitEvents(
   current: Map<string, Seen>,
   ports: Map<string, Set<string>>,
   now: number,
+  /** Unix ms of the boot, which start times count from; undefined without /proc/uptime. */
+  bootTime: number | undefined,
 ): void {
-  const started = [...current].filter(([id]) => !previous.processes.has(id)).map(([, s]) => s);
-  const exited = [...previous.processes].filter(([id]) => !current.has(id)).map(([, s]) => s);
+  // Instances only: a transient process's start and exit are counted, not reported. One that
+  // becomes an instance later (by age) is reported as started then, unless it was there at the
+  // first collect, which is the baseline.
+  const started = [...current].filter(([id, s]) => s.instance && !s.baseline && !previous.processes.get(id)?.instance);
+  const exited = [...previous.processes].filter(([id, s]) => s.instance && !current.has(id)).map(([, s]) => s);
   const restartedServices = new Set<string>();
 
   for (const gone of exited) {
@@ -249,16 +365,20 @@ function emitEvents(
       time: now,
     });
   }
-  for (const fresh of started) {
+  for (const [id, fresh] of started) {
     ctx.emit.event({
       kind: "process.started",
       subject: processSubject(fresh),
       attributes: { pid: String(fresh.pid), service: fresh.serviceName },
-      evidence: { exe: fresh.exe },
+      // Reported up to serviceAfterMs late where it became a service by age: when it started.
+      evidence: {
+        exe: fresh.exe,
+        ...(bootTime === undefined ? {} : { startedAt: Math.round(bootTime + (fresh.startTime * 1000) / CLOCK_TICKS) }),
+      },
       time: now,
     });
     // The same service lost a process and gained one within an interval: a restart.
-    const before = exited.find((gone) => gone.service === fresh.service);
+    const before = previous.processes.has(id) ? undefined : exited.find((gone) => gone.service === fresh.service);
     if (!before || restartedServices.has(fresh.service)) continue;
     restartedServices.add(fresh.service);
     ctx.emit.event({
@@ -290,6 +410,48 @@ function emitEvents(
   }
 }
 
+/** Command names in the transient processes' label, at most. */
+const TRANSIENT_COMMANDS = 3;
+
+/**
+ * service.transient_processes: the transient processes found at this collect that were not
+ * there at the last one, counted under the nearest service above each (the host where there is
+ * none), with their most frequent command names as the `commands` label. A subject whose count
+ * drops to zero gets one 0, so that a burst has an end; otherwise zeros are not sent. Returns
+ * the subjects counted.
+ */
+function emitTransient(
+  ctx: PluginContext<Options>,
+  previous: Snapshot,
+  current: Map<string, Seen>,
+  serviceAbove: (seen: Seen) => Subject,
+  now: number,
+): Map<string, Subject> {
+  const counts = new Map<string, { subject: Subject; count: number; commands: Map<string, number> }>();
+  for (const [id, seen] of current) {
+    if (seen.instance || previous.processes.has(id)) continue;
+    const subject = serviceAbove(seen);
+    let entry = counts.get(subject.id);
+    if (!entry) {
+      entry = { subject, count: 0, commands: new Map() };
+      counts.set(subject.id, entry);
+    }
+    entry.count++;
+    entry.commands.set(seen.command, (entry.commands.get(seen.command) ?? 0) + 1);
+  }
+  const name = "service.transient_processes";
+  for (const { subject, count, commands } of counts.values()) {
+    const top = [...commands]
+      .sort(([a, m], [b, n]) => n - m || (a < b ? -1 : a > b ? 1 : 0))
+      .slice(0, TRANSIENT_COMMANDS)
+      .map(([command]) => command.slice(0, 64).replaceAll(",", "_"));
+    ctx.emit.metric({ name, value: count, subject, labels: { commands: top.join(",") }, time: now });
+  }
+  const subjects = new Map([...counts].map(([id, { subject }]) => [id, subject]));
+  for (const [id, subject] of previous.transient) if (!subjects.has(id)) ctx.emit.metric({ name, value: 0, subject, time: now });
+  return subjects;
+}
+
 function emitMetrics(
   ctx: PluginContext<Options>,
   previous: Snapshot | undefined,
@@ -298,7 +460,7 @@ function emitMetrics(
   /** /proc/loadavg, as the process listing of this collect read it. */
   loadText: string,
 ): Snapshot["hostCpu"] {
-  const host: Subject = { kind: "host", id: "host" };
+  const host = HOST;
   const read = (file: string) => readProcFile(join(ctx.procRoot, file));
   const [statText, meminfoText] = [read("stat"), read("meminfo")];
   const cpu = parseProcStat(statText);
@@ -322,6 +484,7 @@ function emitMetrics(
   // Per service: CPU (cores used since the last collect), resident memory, processes.
   const services = new Map<string, { seen: Seen; cpuTicks: number; processes: number; rss: number }>();
   for (const [id, seen] of current) {
+    if (!seen.instance) continue;
     const before = previous?.processes.get(id);
     const entry = services.get(seen.service) ?? { seen, cpuTicks: 0, processes: 0, rss: 0 };
     entry.processes++;

@@ -181,6 +181,12 @@ function handedOutBetween(pid: number, from: number, to: number): boolean {
   return to > from ? pid > from && pid <= to : pid > from || pid <= to;
 }
 
+/** /proc/uptime's first field: seconds since boot, the clock of a process's start time (ProcStat.startTime). */
+export function parseUptime(text: string): number | undefined {
+  const seconds = Number.parseFloat(text);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : undefined;
+}
+
 /** /proc/loadavg: the 1, 5 and 15 minute load. */
 export function parseLoadavg(text: string): [number, number, number] | undefined {
   const [a, b, c] = text.trim().split(/\s+/).map(Number);
@@ -212,14 +218,10 @@ function isPid(name: string): boolean {
   return name.length > 0;
 }
 
+/** Shared by every read: it grows to the largest file read (a busy host's /proc/net/tcp) and stays. */
 let buffer = Buffer.allocUnsafe(64 * 1024);
 
-/**
- * A whole /proc file in one read(2) where it fits: /proc files are generated on every read,
- * and /proc/net/tcp walks the kernel's entire connection hash table (hundreds of thousands
- * of buckets) each time, so the extra read that finds the end (as readFileSync does) would
- * double the cost. A short read is the end; a full buffer is read again into a bigger one.
- */
+/** A whole /proc file (see readWhole); "" when it cannot be opened or read. */
 export function readProcFile(path: string): string {
   let fd: number;
   try {
@@ -234,16 +236,29 @@ export function readProcFile(path: string): string {
   }
 }
 
-/** The whole file behind an open descriptor, from offset 0; undefined when the read fails. */
+/**
+ * The whole file behind an open descriptor, from offset 0, read until a read returns 0. Most
+ * /proc files are seq_files, which answer about a page (4 KiB) per read(2) however big the
+ * buffer: a short read is not the end (a single read of a busy host's /proc/net/tcp saw 26 of
+ * 1,728 rows). Reads go at explicit offsets (pread), so that a descriptor kept open is read
+ * again from the start; each read continues from where the seq_file stopped. undefined when a
+ * read fails (ESRCH: the process behind a kept descriptor is gone).
+ */
 function readWhole(fd: number): string | undefined {
+  let length = 0;
   try {
     for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, 0);
-      if (n < buffer.length) return buffer.toString("utf8", 0, n);
-      buffer = Buffer.allocUnsafe(buffer.length * 2);
+      if (length === buffer.length) {
+        const bigger = Buffer.allocUnsafe(buffer.length * 2);
+        buffer.copy(bigger, 0, 0, length);
+        buffer = bigger;
+      }
+      const n = readSync(fd, buffer, length, buffer.length - length, length);
+      if (n === 0) return buffer.toString("utf8", 0, length);
+      length += n;
     }
   } catch {
-    return undefined; // ESRCH: the process behind a kept descriptor is gone
+    return undefined;
   }
 }
 
@@ -309,9 +324,9 @@ export class ProcReader {
   /** What does not change for a process, by pid, with the start time it belongs to. */
   private readonly statics = new Map<number, Statics>();
   /**
-   * Open /proc/PID/stat descriptors: reading one again costs one pread instead of open,
-   * read and close. A descriptor stays bound to its process; once that exits, reads fail
-   * (ESRCH) even if the pid is reused, and it is closed.
+   * Open /proc/PID/stat descriptors: reading one again costs two preads (the second finds the
+   * end) instead of open, two reads and close. A descriptor stays bound to its process; once
+   * that exits, reads fail (ESRCH) even if the pid is reused, and it is closed.
    */
   private readonly statFds = new Map<number, number>();
   private owners = new Map<number, number>();
