@@ -182,9 +182,10 @@ describe("the passive collector, on a fixture /proc", () => {
     };
 
     const first = await collect();
-    expect(first.events.map((e) => [e.kind, e.subject.id, e.attributes?.source])).toEqual([
-      ["service.observed", `script:node ${server}`, "passive"],
-      ["service.observed", "unit:nginx.service", "passive"],
+    expect(first.events.map((e) => [e.kind, e.subject.id, e.attributes?.source, e.attributes?.listening])).toEqual([
+      // The sockets it listens on come with it: how the coordinator knows where to find it.
+      ["service.observed", `script:node ${server}`, "passive", "0.0.0.0:8080"],
+      ["service.observed", "unit:nginx.service", "passive", undefined],
     ]);
     expect(first.metrics.filter((m) => m.name === "service.processes").map((m) => [m.subject?.id, m.subject?.name, m.value])).toEqual(
       expect.arrayContaining([

@@ -93,6 +93,22 @@ interface Snapshot {
   reader: ProcReader;
 }
 
+/**
+ * The sockets a service listens on as it is first observed, `0.0.0.0:5432,:::5432`: the
+ * coordinator resolves other agents' connections by them (later changes are port.opened and
+ * port.closed). An attribute holds 1,024 characters; a service with more sockets lists what fits.
+ */
+function listeningAttribute(sockets: Set<string> | undefined): { listening?: string } {
+  if (!sockets || sockets.size === 0) return {};
+  let listening = "";
+  for (const socket of [...sockets].sort()) {
+    const next = listening ? `${listening},${socket}` : socket;
+    if (next.length > 1_024) break;
+    listening = next;
+  }
+  return { listening };
+}
+
 function statOrUndefined(path: string): Stats | undefined {
   try {
     return statSync(path);
@@ -283,7 +299,11 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
     ctx.emit.event({
       kind: "service.observed",
       subject: serviceSubject(seen),
-      attributes: { source: "passive", ...(seen.exe ? { exe: seen.exe.replace(/ \(deleted\)$/, "") } : {}) },
+      attributes: {
+        source: "passive",
+        ...(seen.exe ? { exe: seen.exe.replace(/ \(deleted\)$/, "") } : {}),
+        ...listeningAttribute(ports.get(seen.service)),
+      },
       time: now,
     });
   }
