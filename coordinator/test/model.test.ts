@@ -158,6 +158,8 @@ function twoHosts(m: Awaited<ReturnType<typeof model>>) {
           connection("script:node /srv/api.js", "::ffff:198.51.100.20", 5432, 40003, T0 + 10_000),
           connection("script:node /srv/api.js", "127.0.0.1", 6379, 40004, T0 + 10_000),
           connection("script:node /srv/api.js", "203.0.113.50", 443, 40005, T0 + 10_000),
+          // The agent's own report stream to the coordinator: Coral's traffic, no part of the graph.
+          connection("exe:/usr/bin/coral-agent", "100.64.0.1", 51821, 40006, T0 + 10_000),
         ],
       }),
       batch(3, { connections: [connection("script:node /srv/api.js", "198.51.100.20", 5432, 40001, T0 + 20_000)] }),
@@ -193,7 +195,8 @@ describe("the dependency graph", () => {
     expect(graph.edges.find((e) => e.to === "service:redis-server")).toMatchObject({ from: "service:api", port: 6379 });
     expect(graph.edges.find((e) => e.to === "external:203.0.113.50:443")).toMatchObject({ from: "service:api", port: 443 });
     // One row per distinct agent-level edge, not per socket.
-    expect(m.db.select().from(topologyEdges).all()).toHaveLength(4);
+    expect(m.db.select().from(topologyEdges).all()).toHaveLength(5);
+    expect(graph.edges.some((e) => e.to.includes("100.64.0.1"))).toBe(false);
   });
 
   it("draws the graph of a past hour from the hourly counts", async () => {
@@ -321,7 +324,7 @@ describe("services", () => {
     m.at(later);
     expect((await m.get<ServicesResponse>("/v1/services")).services).toHaveLength(3);
     const removed = await applyRetention(m.db, DEFAULT_RETENTION, later);
-    expect(removed).toMatchObject({ services: 3, edges: 4 });
+    expect(removed).toMatchObject({ services: 3, edges: 5 });
     expect(m.db.select().from(topologyEdgeHours).all()).toEqual([]);
     // What the API had read of them is forgotten too.
     expect((await m.get<ServicesResponse>("/v1/services")).services).toEqual([]);

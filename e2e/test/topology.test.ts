@@ -27,10 +27,15 @@ const port = Number(process.argv[2]);
 net.createServer((socket) => socket.on("error", () => {})).listen(port, "0.0.0.0");
 `;
 
-/** A client: keeps \`count\` connections open to host:port, reconnecting any that close. */
+/**
+ * A client that serves too, as a web front end does: it listens on its own port (so the
+ * collector sees a service at once, not a young transient process) and keeps \`count\`
+ * connections open to host:port, reconnecting any that close.
+ */
 const clientJs = `
 const net = require("node:net");
-const [host, port, count] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const [host, port, count, own] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), Number(process.argv[5])];
+net.createServer((socket) => socket.on("error", () => {})).listen(own, "0.0.0.0");
 const open = () => net.connect(port, host).on("error", () => {}).on("close", () => setTimeout(open, 500));
 for (let i = 0; i < count; i++) open();
 `;
@@ -102,7 +107,7 @@ describe.skipIf(skip)("the dependency graph across hosts", () => {
 
   it("shows a client's connections to a server on another host as one edge between the two services", async () => {
     run(serverHost, "orders-db.js", [String(SERVER_PORT)]);
-    run(clientHost, "checkout.js", [serverHost.address, String(SERVER_PORT), "3"]);
+    run(clientHost, "checkout.js", [serverHost.address, String(SERVER_PORT), "3", "18080"]);
     const graph = await topologyUntil((g) => g.edges.some((e) => e.to === "service:orders-db"));
     const edges = graph.edges.filter((e) => e.to === "service:orders-db");
     expect(edges).toHaveLength(1);
@@ -120,7 +125,7 @@ describe.skipIf(skip)("the dependency graph across hosts", () => {
 
   it("still does with 300 more connections open on the client's host", async () => {
     run(clientHost, "cache.js", [String(LOCAL_PORT)]);
-    run(clientHost, "worker.js", ["127.0.0.1", String(LOCAL_PORT), String(BUSY_CONNECTIONS)]);
+    run(clientHost, "worker.js", ["127.0.0.1", String(LOCAL_PORT), String(BUSY_CONNECTIONS), "18081"]);
     // The host's own graph shows up too (worker → cache on loopback), and the cross-host edge stays one edge.
     const graph = await topologyUntil((g) => g.edges.some((e) => e.from === "service:worker" && e.to === "service:cache"));
     const rows = lab.nat.exec(clientHost.ns, ["sh", "-c", "wc -l < /proc/net/tcp"]);
@@ -132,5 +137,10 @@ describe.skipIf(skip)("the dependency graph across hosts", () => {
     );
     expect(later.edges.filter((e) => e.to === "service:orders-db")).toHaveLength(1);
     expect(later.edges.find((e) => e.to === "service:cache")).toMatchObject({ from: "service:worker", port: LOCAL_PORT });
-  }, 150_000);
+    // What a person sees, in the test's output.
+    for (const command of [["services"], ["topology"], ["metrics", "checkout", "--since", "5m"], ["events", "--limit", "8"]]) {
+      const shown = await coordinator.cli(...command);
+      process.stdout.write(`\n$ coral ${command.join(" ")}\n${shown.out}`);
+    }
+  }, 240_000);
 });

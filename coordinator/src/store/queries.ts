@@ -51,7 +51,7 @@ function inventory(db: Store) {
 
 interface ResolvedEdge {
   from: string;
-  to: Resolution;
+  to: Exclude<Resolution, { kind: "coral" }>;
   agent: string;
   address: string;
   port: number;
@@ -62,12 +62,15 @@ interface ResolvedEdge {
 }
 
 function resolvedEdges(since: number, until: number, inv: ReturnType<typeof inventory>): ResolvedEdge[] {
-  return inv.edges
-    .filter((e) => e.lastSeenAt >= since && e.firstSeenAt <= until)
-    .map((e) => ({
+  const resolved: ResolvedEdge[] = [];
+  for (const e of inv.edges) {
+    if (e.lastSeenAt < since || e.firstSeenAt > until) continue;
+    const to = inv.resolver.resolve(e.agentName, e.toAddress, e.toPort);
+    if (to.kind === "coral") continue;
+    resolved.push({
       // A connection's subject is its service's key on that agent; one the inventory does not know keeps its key.
       from: inv.nameOf.get(`${e.agentName}\u0000${e.fromService}`) ?? e.fromService,
-      to: inv.resolver.resolve(e.agentName, e.toAddress, e.toPort),
+      to,
       agent: e.agentName,
       address: e.toAddress,
       port: e.toPort,
@@ -75,7 +78,9 @@ function resolvedEdges(since: number, until: number, inv: ReturnType<typeof inve
       firstSeen: e.firstSeenAt,
       lastSeen: e.lastSeenAt,
       edgeId: e.id,
-    }));
+    });
+  }
+  return resolved;
 }
 
 const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -4,9 +4,11 @@
  * mesh address, one of its host's addresses, or the endpoint the hub sees it at) and a
  * service there listens on the port, on that address or on all of them. A loopback
  * address, or one of the connecting agent's own, means the same host. Anything else is
- * `external`.
+ * `external`, but for the coordinator's mesh address: that is Coral's own traffic (agents
+ * reporting), no part of the application's graph.
  */
 import { isIPv4 } from "node:net";
+import { COORDINATOR_ADDRESS } from "@coral/wireguard/path";
 
 export interface AgentAddresses {
   name: string;
@@ -23,7 +25,7 @@ export interface Listener {
   socket: string;
 }
 
-export type Resolution = { kind: "service"; name: string; agent: string } | { kind: "external"; name: string };
+export type Resolution = { kind: "service"; name: string; agent: string } | { kind: "external"; name: string } | { kind: "coral" };
 
 const WILDCARDS = new Set(["0.0.0.0", "::", "*", ""]);
 
@@ -80,6 +82,7 @@ export class Resolver {
 
   resolve(fromAgent: string, remoteAddress: string, port: number): Resolution {
     const address = normalizeAddress(remoteAddress);
+    if (address === COORDINATOR_ADDRESS) return { kind: "coral" };
     const sameHost = isLoopback(address) || this.ownAddresses.get(fromAgent)?.has(address);
     const candidates = sameHost ? [fromAgent] : (this.agentsByAddress.get(address) ?? []);
     for (const agent of candidates) {
