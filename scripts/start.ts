@@ -15,6 +15,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LabCoordinator, stopChild, tsxNode, waitForLine } from "@coral/coordinator/testing";
 import { startLocalDiscovery } from "@coral/discovery-worker/local";
+import { COORDINATOR_ADDRESS } from "@coral/wireguard/path";
 import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -115,7 +116,7 @@ async function namespaces(): Promise<number> {
     say(
       `  ip netns exec ${lab.a} ${tsxNode.join(" ")} ${join(coordinatorDir, "src", "cli.ts")} status --data-dir ${coordinator.options.dataDir}`,
     );
-    say(`  ip netns exec ${lab.b} ping 100.64.0.1          # the coordinator, through the tunnel`);
+    say(`  ip netns exec ${lab.b} ping ${COORDINATOR_ADDRESS}          # the coordinator, through the tunnel`);
     say("Ctrl-C stops everything.");
     await interrupted;
     say("\nstopping: agent, coordinator, discovery, namespaces...");

@@ -12,6 +12,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { LabCoordinator, stopChild, waitForLine } from "@coral/coordinator/testing";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
+import { COORDINATOR_ADDRESS } from "@coral/wireguard/path";
 import { createNatLab, type LabHost, type NatKind, type NatLab, type Site } from "@coral/wireguard/testing";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -172,7 +173,7 @@ export class LabAgent {
     return stopChild(this.child, signal);
   }
 
-  ping(address = "100.64.0.1"): boolean {
+  ping(address = COORDINATOR_ADDRESS): boolean {
     return this.lab.nat.exec(this.host.ns, ["ping", "-c", "1", "-W", "2", address]).ok;
   }
 }
