@@ -143,6 +143,15 @@ describe("direct", () => {
     expect(tunnel.setCalls.map((c) => c.endpoint)).toEqual(["192.0.2.1:51820", "203.0.113.5:40000"]);
     expect(log).toContain("the coordinator's packets arrive from 203.0.113.5:40000 but no handshake came of them; starting one from here");
   });
+
+  it("stops at once when its signal is aborted", async () => {
+    const stop = new AbortController();
+    const reached = direct.reach(hub, { tunnel: fakeTunnel(), log: () => {}, nudger: fakeNudger, signal: stop.signal });
+    await vi.advanceTimersByTimeAsync(300);
+    stop.abort();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(await reached).toBeUndefined();
+  });
 });
 
 describe("connect", () => {

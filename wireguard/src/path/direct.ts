@@ -54,7 +54,8 @@ export const direct: PathStrategy = {
       /** Since when they arrive at the peer entry now set, with no handshake yet. */
       let arrivingSince: number | undefined;
       let saidStalled = false;
-      for (let round = 0; Date.now() - started < CONNECT_TIMEOUT_MS; round++) {
+      // (An abort ends the rounds too: breaking out of one alone would spin through the rest without waiting.)
+      for (let round = 0; !signal?.aborted && Date.now() - started < CONNECT_TIMEOUT_MS; round++) {
         for (const endpoint of endpoints) {
           if (signal?.aborted || Date.now() - started >= CONNECT_TIMEOUT_MS) break;
           // (At the first attempt there is no peer entry yet.)
