@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { agentConfigSchema, CoralError, parseConfigFile, parseDuration } from "@coral/sdk-proto";
+import { DEFAULT_INTERFACE } from "@coral/wireguard/path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import packageJson from "../package.json" with { type: "json" };
 import { Agent, StoppedError } from "./agent.js";
@@ -66,7 +67,7 @@ export async function runAgentCli(argv: string[], io: Io = processIo, hooks: { i
     )
     .option("--data-dir <dir>", "keys, mesh membership and the spool", defaultAgentDataDir())
     .option("--name <name>", "the agent's name in the mesh (default: the hostname)")
-    .option("--interface <name>", "WireGuard interface name (default coral1)")
+    .option("--interface <name>", `WireGuard interface name (default ${DEFAULT_INTERFACE.agent})`)
     .option("--heartbeat-interval <duration>", "overrides the coordinator's heartbeat interval", (value) => {
       const ms = parseDuration(value);
       if (ms === undefined) throw new InvalidArgumentError('a duration is a number and a unit: "10s", "1m".');

@@ -15,7 +15,7 @@ describe("Batcher", () => {
     const batches: NewBatch[] = [];
     const batcher = new Batcher({ clock: systemClock, onBatch: (b) => batches.push(b) });
     batcher.emitterFor("passive").metric({ name: "host.cpu", value: 0.5, subject: { kind: "host", id: "h" } });
-    batcher.emitterFor("sdk").event({ kind: "service.up", subject: { kind: "service", id: "s" }, time: 5 });
+    batcher.emitterFor("sdk").event({ kind: "service.up", time: 5, subject: { kind: "service", id: "api" } });
     batcher.emitterFor("ebpf").connection({ localAddress: "10.0.0.1", localPort: 1, remoteAddress: "10.0.0.2", remotePort: 2 });
     batcher.flush();
     expect(batches).toHaveLength(1);
@@ -34,9 +34,9 @@ describe("Batcher", () => {
     batcher.flush();
     expect(batches).toEqual([]);
     const emit = batcher.emitterFor("sample");
-    emit.event({ kind: "a", subject: { kind: "host", id: "h" } });
+    emit.event({ kind: "a", subject: { kind: "service", id: "api" } });
     await vi.advanceTimersByTimeAsync(500);
-    emit.event({ kind: "b", subject: { kind: "host", id: "h" } }); // the timer runs from the first item, not the last
+    emit.event({ kind: "b", subject: { kind: "service", id: "api" } }); // the timer runs from the first item, not the last
     await vi.advanceTimersByTimeAsync(499);
     expect(batches).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);

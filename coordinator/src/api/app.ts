@@ -5,7 +5,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { CoralError, encodeInvite, randomBytes, toBase64Url, toHex } from "@coral/sdk-proto";
-import { pathKind } from "@coral/wireguard/path";
+import { type PathKind, pathKind } from "@coral/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -44,25 +44,14 @@ export interface ApiOptions {
   now?: () => number;
 }
 
-/**
- * An agent both ends try to reach for 10 s after it joins (the agent its candidates, the
- * hub the agent's observed address); past this without a single handshake, no direct path
- * exists.
- */
-export const RELAY_NEEDED_AFTER_MS = 15_000;
-
 /** One agent as the API shows it (`coral status`, `coral agents`). */
 export interface AgentView {
   name: string;
   meshIp: string;
   status: AgentHealth;
   lastSeen: number | null;
-  /**
-   * `direct`: the tunnel has shaken hands. `relay-needed`: the agent joined more than
-   * RELAY_NEEDED_AFTER_MS ago and was never heard from: no handshake ever came through,
-   * which between two NATs that only let replies in means no direct path exists.
-   */
-  path: "direct" | "relay-needed" | "loopback" | "unknown";
+  /** How the hub reaches it: see pathKind in @coral/wireguard/path. */
+  path: PathKind;
   endpoint: string | null;
   version: string | null;
   hostname: string | null;
