@@ -12,13 +12,12 @@ import type { EventView, MetricsResponse, TopologyResponse } from "@coral/sdk-pr
 import { meshV1 } from "@coral/sdk-proto/grpc";
 import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApiApp } from "../src/api/app.js";
-import { loadOrCreateIdentity } from "../src/identity.js";
 import { runCli } from "../src/index.js";
 import { prepareIngest } from "../src/rpc/ingest.js";
 import { openStore, type Store } from "../src/store/db.js";
 import { agents } from "../src/store/schema.js";
 import { tsxNode } from "../src/testing.js";
+import { modelApi } from "./fixtures/model-api.js";
 
 const SERVICE = meshV1.SubjectKind.SUBJECT_KIND_SERVICE;
 const EVENTS = 3_000;
@@ -31,19 +30,9 @@ let now: number;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "coral-cli-model-"));
-  const { identity } = await loadOrCreateIdentity(join(dir, "data"));
   db = openStore(join(dir, "data", "coral.db"));
   now = Date.now();
-  const app = createApiApp({
-    db,
-    identity,
-    discoveryUrl: "https://discovery.example.workers.dev",
-    mesh: { address: "100.64.0.1", listenPort: 51820 },
-    heartbeatIntervalMs: 10_000,
-    discoveryState: () => ({ state: "registered", lastRegistered: now, lastError: null, observedAddress: null }),
-    peers: async () => new Map(),
-    removePeer: async () => {},
-  });
+  const app = await modelApi(db, dir);
   db.insert(agents)
     .values({ name: "web-1", wireguardKey: "k1", meshIp: "100.64.0.2", enrolledAt: now, addresses: ["198.51.100.10"] })
     .run();

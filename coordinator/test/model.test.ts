@@ -20,8 +20,6 @@ import Database from "better-sqlite3";
 import { drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import { afterEach, describe, expect, it } from "vitest";
-import { createApiApp } from "../src/api/app.js";
-import { loadOrCreateIdentity } from "../src/identity.js";
 import { MeshWatcher } from "../src/mesh/watcher.js";
 import { pluginChanges } from "../src/rpc/agent-service.js";
 import { ClockOffsets } from "../src/rpc/clock.js";
@@ -33,6 +31,7 @@ import { observer } from "../src/store/observations.js";
 import { applyRetention, DEFAULT_RETENTION } from "../src/store/retention.js";
 import { HOUR_MS, MINUTE_MS, Rollups } from "../src/store/rollups.js";
 import { agents, events, metricFrames, metricRollups, services, topologyEdgeHours, topologyEdges } from "../src/store/schema.js";
+import { modelApi } from "./fixtures/model-api.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -81,21 +80,10 @@ const batch = (sequence: number, parts: Partial<meshV1.Batch>): meshV1.Batch => 
 
 async function model() {
   const dir = tempDir();
-  const { identity } = await loadOrCreateIdentity(join(dir, "data"));
   const db = openStore(join(dir, "data", "coral.db"));
   const bus = new Bus();
   let now = T0;
-  const app = createApiApp({
-    db,
-    identity,
-    discoveryUrl: "https://discovery.example.workers.dev",
-    mesh: { address: "100.64.0.1", listenPort: 51820 },
-    heartbeatIntervalMs: 10_000,
-    discoveryState: () => ({ state: "registered", lastRegistered: now, lastError: null, observedAddress: null }),
-    peers: async () => new Map(),
-    removePeer: async () => {},
-    now: () => now,
-  });
+  const app = await modelApi(db, dir, () => now);
   const ingest = prepareIngest(db, bus);
   const get = async <T>(path: string): Promise<T> => {
     const response = await app.request(path);
@@ -626,17 +614,7 @@ describe("stores from before the model", () => {
     const tables = db.$client.prepare("SELECT name FROM sqlite_master WHERE name = 'metric_samples'").all();
     expect(tables).toEqual([]);
     expect(db.select().from(metricFrames).all()).toHaveLength(30);
-    const m = createApiApp({
-      db,
-      identity: (await loadOrCreateIdentity(join(dir, "data"))).identity,
-      discoveryUrl: "https://discovery.example.workers.dev",
-      mesh: { address: "100.64.0.1", listenPort: 51820 },
-      heartbeatIntervalMs: 10_000,
-      discoveryState: () => ({ state: "registered", lastRegistered: T0, lastError: null, observedAddress: null }),
-      peers: async () => new Map(),
-      removePeer: async () => {},
-      now: () => T0 + 300_000,
-    });
+    const m = await modelApi(db, dir, () => T0 + 300_000);
     const metrics = (await (await m.request("/v1/services/api/metrics")).json()) as MetricsResponse;
     expect(metrics.series[0]?.points.map((p) => p.avg)).toEqual(Array.from({ length: 30 }, (_, i) => i / 100));
   });

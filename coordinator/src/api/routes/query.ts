@@ -8,3 +8,11 @@ export function parseQuery<S extends z.ZodType>(schema: S, query: Record<string,
   const issue = parsed.error.issues[0];
   throw new CoralError("invalid_query", `${issue?.path.join(".") || "query"}: ${issue?.message}`);
 }
+
+/** A window from `since` and `until` (Unix ms): by default the hour up to now. */
+export function windowOf(query: { since?: number | undefined; until?: number | undefined }, now: number): { since: number; until: number } {
+  const until = query.until ?? now;
+  const since = query.since ?? until - 3_600_000;
+  if (since > until) throw new CoralError("invalid_query", "since: the window starts after it ends; give a since before until.");
+  return { since, until };
+}
