@@ -122,10 +122,22 @@ describe("the coordinator API", () => {
   it("with a token, refuses requests without it; beyond loopback, refuses to start without one", async () => {
     const token = "t".repeat(40);
     const { app } = await setup(token);
-    const refused = await app.request("/v1/status");
-    expect(refused.status).toBe(401);
-    expect(await refused.json()).toMatchObject({ code: "api_unauthorized" });
+    // Every route, the model's included: nothing of the mesh is read without the token.
+    for (const route of [
+      "/v1/status",
+      "/v1/agents",
+      "/v1/tokens",
+      "/v1/events",
+      "/v1/services",
+      "/v1/topology",
+      "/v1/services/api/metrics",
+    ]) {
+      const refused = await app.request(route);
+      expect(refused.status, route).toBe(401);
+      expect(await refused.json()).toMatchObject({ code: "api_unauthorized" });
+    }
     expect((await app.request("/v1/status", { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect((await app.request("/v1/topology", { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
     expect(() => checkApiExposure("0.0.0.0", undefined)).toThrow(expect.objectContaining({ code: "api_token_required" }));
     expect(() => checkApiExposure("127.0.0.1", undefined)).not.toThrow();
     expect(() => checkApiExposure("0.0.0.0", token)).not.toThrow();
