@@ -347,7 +347,7 @@ describe("metrics", () => {
     twoHosts(m);
     tenMinutes(m);
     const rollups = new Rollups(m.db);
-    expect(rollups.pass(T0 + 10 * MINUTE_MS + 30_000)).toEqual({ minutes: 10, hours: 0 });
+    expect(await rollups.pass(T0 + 10 * MINUTE_MS + 30_000)).toEqual({ minutes: 10, hours: 0 });
     m.at(T0 + 10 * MINUTE_MS);
 
     const raw = metricsResponseSchema.parse(await m.get<MetricsResponse>("/v1/services/api/metrics?metric=service.cpu.cores"));
@@ -364,7 +364,7 @@ describe("metrics", () => {
     );
 
     // The hour is over: its rollup folds the minutes.
-    expect(rollups.pass(T0 + HOUR_MS + 30_000)).toEqual({ minutes: 0, hours: 1 });
+    expect(await rollups.pass(T0 + HOUR_MS + 30_000)).toEqual({ minutes: 0, hours: 1 });
     m.at(T0 + HOUR_MS);
     const hours = await m.get<MetricsResponse>(`/v1/services/api/metrics?metric=service.cpu.cores&since=${T0}&resolution=1h`);
     expect(hours.series[0]?.points).toEqual([{ t: T0, avg: 0.055, min: 0.01, max: 0.1, count: 60 }]);
@@ -375,14 +375,14 @@ describe("metrics", () => {
     twoHosts(m);
     tenMinutes(m, 0, 30); // minutes 0-4
     // The pass runs inside minute 4's grace: minutes 0-3 are folded, minute 4 is held back.
-    expect(new Rollups(m.db).pass(T0 + 5 * MINUTE_MS + 10_000)).toEqual({ minutes: 4, hours: 0 });
+    expect(await new Rollups(m.db).pass(T0 + 5 * MINUTE_MS + 10_000)).toEqual({ minutes: 4, hours: 0 });
     // A restarted coordinator (a new Rollups) gets minute 4 when it is over; an agent cut off delivers minute 2 late.
     m.ingest(
       "web-1",
       [batch(999, { metrics: [metric("service.cpu.cores", "script:node /srv/api.js", 1, T0 + 2 * MINUTE_MS + 5_000)] })],
       T0 + 9 * MINUTE_MS,
     );
-    expect(new Rollups(m.db).pass(T0 + 10 * MINUTE_MS)).toEqual({ minutes: 2, hours: 0 });
+    expect(await new Rollups(m.db).pass(T0 + 10 * MINUTE_MS)).toEqual({ minutes: 2, hours: 0 });
     const buckets = m.db
       .select({ bucketStart: metricRollups.bucketStart })
       .from(metricRollups)
@@ -398,6 +398,21 @@ describe("metrics", () => {
       [3, 6, 0.04],
       [4, 6, 0.05],
     ]);
+  });
+
+  it("are folded a few hundred buckets at a time, answering others in between", async () => {
+    const m = await model();
+    const insert = m.db.$client.prepare(
+      "INSERT INTO metric_frames (agent_name, start_time, end_time, samples, data) VALUES (?, ?, ?, 1, ?)",
+    );
+    for (let a = 0; a < 450; a++) insert.run(`host-${a}`, T0, T0, packSamples([{ seriesId: 1, time: T0, value: a }], T0));
+    let pauses = 0;
+    const folded = await new Rollups(m.db).pass(T0 + 2 * MINUTE_MS, async () => {
+      pauses++;
+    });
+    expect(folded.minutes).toBe(450);
+    expect(pauses).toBe(2);
+    expect(m.db.select().from(metricRollups).all()).toHaveLength(450);
   });
 
   it("cost a few bytes a sample", () => {
@@ -464,7 +479,7 @@ describe("metrics", () => {
     const m = await model();
     twoHosts(m);
     tenMinutes(m);
-    new Rollups(m.db).pass(T0 + HOUR_MS + 60_000);
+    await new Rollups(m.db).pass(T0 + HOUR_MS + 60_000);
     const removed = await applyRetention(m.db, DEFAULT_RETENTION, T0 + DEFAULT_RETENTION.rawMs + HOUR_MS);
     expect(removed).toMatchObject({ frames: 60, minutes: 0, hours: 0 });
     m.at(T0 + DEFAULT_RETENTION.rawMs);

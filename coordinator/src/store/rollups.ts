@@ -19,6 +19,8 @@ export const HOUR_MS = 3_600_000;
 const GRACE_MS = 30_000;
 /** Frames read in one pass at most; the rest wait for the next. */
 const FRAMES_PER_PASS = 50_000;
+/** Buckets folded per transaction: a pass at a thousand agents folds a thousand minutes. */
+const BUCKETS_PER_TRANSACTION = 200;
 
 const FRAMES_DONE = "rollup.frames.done";
 const HOURS_DONE = "rollup.hours.done";
@@ -82,56 +84,74 @@ export class Rollups {
       .prepare();
   }
 
-  /** One pass: folds every minute and hour that is over and has new data. */
-  pass(now: number): { minutes: number; hours: number } {
-    return this.db.$client.transaction(() => {
-      const minutesOver = Math.floor((now - GRACE_MS) / MINUTE_MS) * MINUTE_MS; // buckets starting before this are over
-      const hoursOver = Math.floor((now - GRACE_MS) / HOUR_MS) * HOUR_MS;
-      const framesDone = this.getState.get({ key: FRAMES_DONE })?.value ?? 0;
-      const hoursDone = this.getState.get({ key: HOURS_DONE })?.value ?? 0;
+  /**
+   * One pass: folds every minute and hour that is over and has new data. It writes a few
+   * hundred buckets per transaction and awaits `pause` between them, so that agents' reports
+   * are stored meanwhile; the watermarks move only at the end, so a pass cut short is redone.
+   */
+  async pass(
+    now: number,
+    pause: () => Promise<void> = () => new Promise((resolve) => setImmediate(resolve)),
+  ): Promise<{ minutes: number; hours: number }> {
+    const minutesOver = Math.floor((now - GRACE_MS) / MINUTE_MS) * MINUTE_MS; // buckets starting before this are over
+    const hoursOver = Math.floor((now - GRACE_MS) / HOUR_MS) * HOUR_MS;
+    const framesDone = this.getState.get({ key: FRAMES_DONE })?.value ?? 0;
+    const hoursDone = this.getState.get({ key: HOURS_DONE })?.value ?? 0;
 
-      // Minutes touched by new frames; those not over yet hold the watermark back.
-      const touched = new Map<string, { agent: string; minute: number }>();
-      let heldBack = Number.POSITIVE_INFINITY;
-      let lastRead = framesDone;
-      for (const frame of this.newFrames.all({ after: framesDone })) {
-        lastRead = frame.id;
-        for (let minute = floor(frame.startTime, MINUTE_MS); minute <= frame.endTime; minute += MINUTE_MS) {
-          if (minute >= minutesOver) heldBack = Math.min(heldBack, frame.id);
-          else touched.set(`${frame.agentName}\u0000${minute}`, { agent: frame.agentName, minute });
-        }
+    // Minutes touched by new frames; those not over yet hold the watermark back.
+    const touched = new Map<string, { agent: string; minute: number }>();
+    let heldBack = Number.POSITIVE_INFINITY;
+    let lastRead = framesDone;
+    for (const frame of this.newFrames.all({ after: framesDone })) {
+      lastRead = frame.id;
+      for (let minute = floor(frame.startTime, MINUTE_MS); minute <= frame.endTime; minute += MINUTE_MS) {
+        if (minute >= minutesOver) heldBack = Math.min(heldBack, frame.id);
+        else touched.set(`${frame.agentName}\u0000${minute}`, { agent: frame.agentName, minute });
       }
-      const hours = new Map<string, { agent: string; hour: number }>();
-      for (const { agent, minute } of touched.values()) {
-        const aggregates = new Map<number, Aggregate>();
-        for (const frame of this.framesOfMinute.all({ agent, from: minute - MINUTE_MS, to: minute + MINUTE_MS })) {
-          unpackSamples(frame.data, frame.startTime, (seriesId, time, value) => {
-            if (time < minute || time >= minute + MINUTE_MS) return;
-            aggregates.set(seriesId, fold(aggregates.get(seriesId), { count: 1, sum: value, min: value, max: value }));
-          });
-        }
-        if (aggregates.size === 0) continue;
-        this.write.run({ agent, resolution: MINUTE_MS, bucket: minute, data: packAggregates(aggregates) });
-        const hour = floor(minute, HOUR_MS);
-        // An hour already folded gets a late minute: fold it again. Later hours are folded below once over.
-        if (hour < hoursDone) hours.set(`${agent}\u0000${hour}`, { agent, hour });
+    }
+    const hours = new Map<string, { agent: string; hour: number }>();
+    await this.inSlices([...touched.values()], pause, ({ agent, minute }) => {
+      const aggregates = new Map<number, Aggregate>();
+      for (const frame of this.framesOfMinute.all({ agent, from: minute - MINUTE_MS, to: minute + MINUTE_MS })) {
+        unpackSamples(frame.data, frame.startTime, (seriesId, time, value) => {
+          if (time < minute || time >= minute + MINUTE_MS) return;
+          aggregates.set(seriesId, fold(aggregates.get(seriesId), { count: 1, sum: value, min: value, max: value }));
+        });
       }
-      for (const row of this.agentsWithMinutes.all({ from: hoursDone })) {
-        const hour = floor(row.bucketStart, HOUR_MS);
-        if (hour < hoursOver) hours.set(`${row.agentName}\u0000${hour}`, { agent: row.agentName, hour });
+      if (aggregates.size === 0) return;
+      this.write.run({ agent, resolution: MINUTE_MS, bucket: minute, data: packAggregates(aggregates) });
+      const hour = floor(minute, HOUR_MS);
+      // An hour already folded gets a late minute: fold it again. Later hours are folded below once over.
+      if (hour < hoursDone) hours.set(`${agent}\u0000${hour}`, { agent, hour });
+    });
+    for (const row of this.agentsWithMinutes.all({ from: hoursDone })) {
+      const hour = floor(row.bucketStart, HOUR_MS);
+      if (hour < hoursOver) hours.set(`${row.agentName}\u0000${hour}`, { agent: row.agentName, hour });
+    }
+    await this.inSlices([...hours.values()], pause, ({ agent, hour }) => {
+      const aggregates = new Map<number, Aggregate>();
+      for (const minute of this.minutesOfHour.all({ agent, from: hour, to: hour + HOUR_MS })) {
+        unpackAggregates(minute.data, (seriesId, a) => aggregates.set(seriesId, fold(aggregates.get(seriesId), a)));
       }
-      for (const { agent, hour } of hours.values()) {
-        const aggregates = new Map<number, Aggregate>();
-        for (const minute of this.minutesOfHour.all({ agent, from: hour, to: hour + HOUR_MS })) {
-          unpackAggregates(minute.data, (seriesId, a) => aggregates.set(seriesId, fold(aggregates.get(seriesId), a)));
-        }
-        if (aggregates.size > 0) this.write.run({ agent, resolution: HOUR_MS, bucket: hour, data: packAggregates(aggregates) });
-      }
+      if (aggregates.size > 0) this.write.run({ agent, resolution: HOUR_MS, bucket: hour, data: packAggregates(aggregates) });
+    });
 
+    this.db.$client.transaction(() => {
       this.setState.run({ key: FRAMES_DONE, value: Number.isFinite(heldBack) ? heldBack - 1 : lastRead });
       this.setState.run({ key: HOURS_DONE, value: Math.max(hoursDone, hoursOver) });
-      return { minutes: touched.size, hours: hours.size };
     })();
+    return { minutes: touched.size, hours: hours.size };
+  }
+
+  /** Runs `each` over `items`, BUCKETS_PER_TRANSACTION to a transaction, pausing between transactions. */
+  private async inSlices<T>(items: T[], pause: () => Promise<void>, each: (item: T) => void): Promise<void> {
+    const slice = this.db.$client.transaction((part: T[]) => {
+      for (const item of part) each(item);
+    });
+    for (let i = 0; i < items.length; i += BUCKETS_PER_TRANSACTION) {
+      if (i > 0) await pause();
+      slice(items.slice(i, i + BUCKETS_PER_TRANSACTION));
+    }
   }
 }
 
