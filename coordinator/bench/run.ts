@@ -13,12 +13,16 @@
  *    one core) and RSS, its rollup passes, and the time of /v1/services and /v1/topology over
  *    what the run stored. A baseline run first: grpc-js with handlers that store nothing.
  *    Targets: heartbeat p99 < 20 ms at < 35 % of one core; both queries < 100 ms.
- * 2. Adding 1,000 peers to a wireguard-go interface (in a network namespace of its own;
+ * 2. Storage (bench/storage.ts): one simulated hour of --storage-agents hosts through the real
+ *    ingest, as fast as it runs, beside the same samples a row each; bytes per raw sample
+ *    (target < 10), per rollup series-minute and series-hour, and the steady-state size of
+ *    --agents hosts with the default retentions.
+ * 3. Adding 1,000 peers to a wireguard-go interface (in a network namespace of its own;
  *    needs root): one batched request on its socket against one request per peer. Target: < 2 s.
  *
  * Options: --agents N (1000), --seconds S measured (120: two rollup passes), --interval-ms MS (10000),
  * --rollup-every MS (60000: the server's rollup pass; shorter to see passes in a short run),
- * --only rpc,wireguard (both).
+ * --storage-agents N (100), --only rpc,storage,wireguard (all).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -33,6 +37,7 @@ import { meshV1 } from "@coral/sdk-proto/grpc";
 import { WireGuardInterface } from "@coral/wireguard";
 import { missingForLab } from "@coral/wireguard/testing";
 import { meshAddress, PLUGINS, SAMPLES_PER_BATCH, SERVICES_PER_HOST, SimulatedHost } from "./hosts.js";
+import { storageBench } from "./storage.js";
 
 const { values } = parseArgs({
   options: {
@@ -40,7 +45,8 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "120" },
     "interval-ms": { type: "string", default: "10000" },
     "rollup-every": { type: "string", default: "60000" },
-    only: { type: "string", default: "rpc,wireguard" },
+    "storage-agents": { type: "string", default: "100" },
+    only: { type: "string", default: "rpc,storage,wireguard" },
   },
 });
 const AGENTS = Number(values.agents);
@@ -371,6 +377,13 @@ try {
       ].join("\n"),
     );
   }
+  if (PHASES.has("storage"))
+    await storageBench({
+      agents: Number(values["storage-agents"]),
+      fleet: AGENTS,
+      signal: interrupted.signal,
+      out: (line) => process.stdout.write(`${line}\n`),
+    });
   if (PHASES.has("wireguard")) await wireguardBench();
 } catch (error) {
   if (!interrupted.signal.aborted) throw error;
