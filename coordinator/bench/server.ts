@@ -21,6 +21,7 @@ import { Hono } from "hono";
 import { DEPENDENCY_WINDOW_MS, servicesList } from "../src/api/routes/services-list.js";
 import { topologyGet } from "../src/api/routes/topology-get.js";
 import { MeshWatcher } from "../src/mesh/watcher.js";
+import { every } from "../src/periodic.js";
 import { startAgentService } from "../src/rpc/agent-service.js";
 import { Bus } from "../src/store/bus.js";
 import { openStore } from "../src/store/db.js";
@@ -59,18 +60,25 @@ bus.on("service.changed", () => {
   announced.services++;
 });
 const observe = observer(db, bus);
+const log = (line: string) => process.stderr.write(`bench server: ${line}\n`);
 const rollups = new Rollups(db);
 const passes: Array<{ at: number; ms: number; minutes: number; hours: number }> = [];
 const watcher = new MeshWatcher({ db, observe, bus, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS });
 const jobs = values.baseline
   ? []
   : [
-      every(Number(values["rollup-every"]), () => {
-        const started = performance.now();
-        const folded = rollups.pass(Date.now());
-        passes.push({ at: Date.now(), ms: performance.now() - started, ...folded });
-      }),
-      every(HEARTBEAT_INTERVAL_MS / 2, () => watcher.pass(Date.now())),
+      every(
+        "rollups",
+        Number(values["rollup-every"]),
+        async () => {
+          const started = performance.now();
+          // Its wall time: a pass yields between slices of buckets, so reports are stored meanwhile.
+          const folded = await rollups.pass(Date.now());
+          passes.push({ at: Date.now(), ms: performance.now() - started, ...folded });
+        },
+        { log },
+      ),
+      every("health watch", HEARTBEAT_INTERVAL_MS / 2, () => watcher.pass(Date.now()), { log }),
     ];
 
 const service = values.baseline
@@ -119,7 +127,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     Object.assign(gc, { pauses: 0, ms: 0, maxMs: 0 });
   } else if (line === "queries") process.stdout.write(`${JSON.stringify(await queries())}\n`);
 }
-for (const stop of jobs) stop();
+await Promise.all(jobs.map((job) => job.stop()));
 await service.close();
 db.$client.close();
 rmSync(dir, { recursive: true, force: true });
@@ -156,18 +164,6 @@ async function queries() {
     servicesRoute: { ms: servicesRoute.ms, bytes: servicesRoute.result },
     topologyRoute: { ms: topologyRoute.ms, bytes: topologyRoute.result },
   };
-}
-
-/** A periodic job as the coordinator runs one: a failure is logged, and it runs again. */
-function every(ms: number, job: () => void): () => void {
-  const timer = setInterval(() => {
-    try {
-      job();
-    } catch (error) {
-      process.stderr.write(`bench server: ${error instanceof Error ? error.message : String(error)}\n`);
-    }
-  }, ms);
-  return () => clearInterval(timer);
 }
 
 async function startBaseline(): Promise<{ port: number; close(): Promise<void> }> {
