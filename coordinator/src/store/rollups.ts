@@ -49,7 +49,7 @@ export class Rollups {
       .select({ startTime: metricFrames.startTime, data: metricFrames.data })
       .from(metricFrames)
       .where(
-        sql`${metricFrames.agentName} = ${p("agent")} AND ${metricFrames.startTime} >= ${p("from")} AND ${metricFrames.startTime} < ${p("to")}`,
+        sql`${metricFrames.agentName} = ${p("agent")} AND ${metricFrames.startTime} >= ${p("from")} AND ${metricFrames.startTime} < ${p("to")} AND ${metricFrames.endTime} >= ${p("minute")}`,
       )
       .prepare();
     this.minutesOfHour = db
@@ -62,7 +62,10 @@ export class Rollups {
     this.agentsWithMinutes = db
       .selectDistinct({ agentName: metricRollups.agentName, bucketStart: metricRollups.bucketStart })
       .from(metricRollups)
-      .where(sql`${metricRollups.resolutionMs} = ${MINUTE_MS} AND ${metricRollups.bucketStart} >= ${p("from")}`)
+      // Only the hours that are over: those of the hour under way would be read on every pass and dropped.
+      .where(
+        sql`${metricRollups.resolutionMs} = ${MINUTE_MS} AND ${metricRollups.bucketStart} >= ${p("from")} AND ${metricRollups.bucketStart} < ${p("to")}`,
+      )
       .prepare();
     this.write = db
       .insert(metricRollups)
@@ -112,7 +115,7 @@ export class Rollups {
     const hours = new Map<string, { agent: string; hour: number }>();
     await this.inSlices([...touched.values()], pause, ({ agent, minute }) => {
       const aggregates = new Map<number, Aggregate>();
-      for (const frame of this.framesOfMinute.all({ agent, from: minute - MINUTE_MS, to: minute + MINUTE_MS })) {
+      for (const frame of this.framesOfMinute.all({ agent, from: minute - MINUTE_MS, to: minute + MINUTE_MS, minute })) {
         unpackSamples(frame.data, frame.startTime, (seriesId, time, value) => {
           if (time < minute || time >= minute + MINUTE_MS) return;
           aggregates.set(seriesId, fold(aggregates.get(seriesId), { count: 1, sum: value, min: value, max: value }));
@@ -124,7 +127,7 @@ export class Rollups {
       // An hour already folded gets a late minute: fold it again. Later hours are folded below once over.
       if (hour < hoursDone) hours.set(`${agent}\u0000${hour}`, { agent, hour });
     });
-    for (const row of this.agentsWithMinutes.all({ from: hoursDone })) {
+    for (const row of this.agentsWithMinutes.all({ from: hoursDone, to: hoursOver })) {
       const hour = floor(row.bucketStart, HOUR_MS);
       if (hour < hoursOver) hours.set(`${row.agentName}\u0000${hour}`, { agent: row.agentName, hour });
     }
