@@ -16,13 +16,13 @@ import {
   type TopologyNode,
   type TopologyResponse,
 } from "@coral/sdk-proto";
-import { and, desc, eq, gte, inArray, lt, lte, sql } from "drizzle-orm";
+import { and, desc, eq, gte, inArray, lt, lte } from "drizzle-orm";
 import type { Store } from "./db.js";
 import { unpackAggregates, unpackSamples } from "./frames.js";
 import { type InstanceRow, readModel } from "./read-model.js";
 import { type Resolution, Resolver } from "./resolve.js";
 import { HOUR_MS, MINUTE_MS } from "./rollups.js";
-import { agents, events, metricFrames, metricRollups, metricSeries, services, topologyEdgeHours, topologyEdges } from "./schema.js";
+import { agents, events, metricFrames, metricRollups, metricSeries, services, topologyEdgeHours } from "./schema.js";
 
 function instanceView(row: InstanceRow): ServiceInstance {
   return {
@@ -350,11 +350,4 @@ export function listEvents(
     ),
     next: rows.length > query.limit ? (page.at(-1)?.id ?? null) : null,
   };
-}
-
-/** How many rows the model holds, for `coral status` and the bench. */
-export function modelCounts(db: Store): { services: number; series: number; edges: number } {
-  const count = (table: typeof services | typeof metricSeries | typeof topologyEdges) =>
-    db.select({ n: sql<number>`count(*)` }).from(table).get()?.n ?? 0;
-  return { services: count(services), series: count(metricSeries), edges: count(topologyEdges) };
 }
