@@ -23,7 +23,7 @@ export default defineConfig(async () => ({
           }),
         ],
         // Tests run against sdk-proto's source; `wrangler deploy` bundles its built dist/.
-        resolve: { alias: { "@coral/sdk-proto": sdkProtoSource } },
+        resolve: { alias: { "@coral-mesh/sdk-proto": sdkProtoSource } },
         test: { name: "workerd", include: ["test/**/*.test.ts"], setupFiles: ["./test/apply-migrations.ts"] },
       },
       {

@@ -13,10 +13,10 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LabCoordinator, stopChild, tsxNode, waitForLine } from "@coral/coordinator/testing";
-import { startLocalDiscovery } from "@coral/discovery-worker/local";
-import { COORDINATOR_ADDRESS } from "@coral/wireguard/path";
-import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
+import { LabCoordinator, stopChild, tsxNode, waitForLine } from "@coral-mesh/coordinator/testing";
+import { startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
+import { COORDINATOR_ADDRESS } from "@coral-mesh/wireguard/path";
+import { createLab, type Lab, missingForLab } from "@coral-mesh/wireguard/testing";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const agentBundle = join(root, "agent", "dist", "cli.js");

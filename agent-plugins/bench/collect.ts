@@ -1,5 +1,5 @@
 /**
- * `npm run bench -w @coral/agent-plugins`
+ * `npm run bench -w @coral-mesh/agent-plugins`
  *
  * CPU time of one steady-state collect of the built-in `passive` collector on this machine's
  * real /proc (after a first collect that fills its caches), as a median over many runs, beside

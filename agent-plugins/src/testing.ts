@@ -1,7 +1,7 @@
 /**
- * The test kit for plugin authors (`@coral/agent-plugins/testing`):
+ * The test kit for plugin authors (`@coral-mesh/agent-plugins/testing`):
  *
- *   import { lifecycleSuite, runCollect } from "@coral/agent-plugins/testing";
+ *   import { lifecycleSuite, runCollect } from "@coral-mesh/agent-plugins/testing";
  *   lifecycleSuite(myPlugin, { options: { url: "redis://127.0.0.1" } });
  *
  * `runCollect` runs one collect with a recording emitter and returns what was emitted.

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -w coral-agent` (root, WireGuard, after `npm run build`)
+ * `npm run bench -w @coral-mesh/agent` (root, WireGuard, after `npm run build`)
  *
  * What the agent costs its host: the built agent runs `passive,sdk` at their default
  * intervals, joined to a real coordinator in a network-namespace lab, while Debian's
@@ -21,9 +21,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { LabCoordinator, stopChild, waitForLine } from "@coral/coordinator/testing";
-import { startLocalDiscovery } from "@coral/discovery-worker/local";
-import { createLab, type Lab, missingForLab } from "@coral/wireguard/testing";
+import { LabCoordinator, stopChild, waitForLine } from "@coral-mesh/coordinator/testing";
+import { startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
+import { createLab, type Lab, missingForLab } from "@coral-mesh/wireguard/testing";
 import { agentNodeFlags } from "../src/boot.js";
 
 const { values } = parseArgs({

@@ -8,10 +8,10 @@
 import { randomUUID } from "node:crypto";
 import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
-import type { PluginReport } from "@coral/agent-plugins";
-import { DiscoveryClient, fromBase64Url } from "@coral/sdk-proto";
-import { checkWireGuard } from "@coral/wireguard";
-import { DEFAULT_INTERFACE, isMeshAddress } from "@coral/wireguard/path";
+import type { PluginReport } from "@coral-mesh/agent-plugins";
+import { DiscoveryClient, fromBase64Url } from "@coral-mesh/sdk-proto";
+import { checkWireGuard } from "@coral-mesh/wireguard";
+import { DEFAULT_INTERFACE, isMeshAddress } from "@coral-mesh/wireguard/path";
 import packageJson from "../package.json" with { type: "json" };
 import { Batcher } from "./batching.js";
 import { type Clock, sleep, systemClock } from "./clock.js";

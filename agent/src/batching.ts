@@ -3,7 +3,7 @@
  * batch when a collect ends (flush) or, for what start/stop plugins emit outside a collect,
  * a moment after the first item arrived.
  */
-import type { Emitter, Subject } from "@coral/agent-plugins";
+import type { Emitter, Subject } from "@coral-mesh/agent-plugins";
 import type { Clock, Timer } from "./clock.js";
 import type { NewBatch } from "./spool.js";
 

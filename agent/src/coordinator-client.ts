@@ -2,7 +2,7 @@
  * The agent's gRPC channel to the coordinator's AgentService: unary calls with a deadline,
  * the report stream, and a fresh channel when the old one may be stuck.
  */
-import { meshV1 } from "@coral/sdk-proto/grpc";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { credentials, Metadata, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
 import { type EncodedReport, type ReportCall, ReportStream } from "./report-stream.js";
 import { encodeReportRequest } from "./spool.js";

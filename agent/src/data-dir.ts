@@ -4,8 +4,8 @@
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoralError } from "@coral/sdk-proto";
-import type { WireGuardKeyPair } from "@coral/wireguard";
+import { CoralError } from "@coral-mesh/sdk-proto";
+import type { WireGuardKeyPair } from "@coral-mesh/wireguard";
 import packageJson from "../package.json" with { type: "json" };
 import { defaultAgentName, freeUdpPort, joinMesh, loadMeshState, type MeshState, saveMeshState } from "./join.js";
 

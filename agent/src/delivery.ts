@@ -3,7 +3,7 @@
  * report stream (or one call each, to a coordinator without it), acknowledged batches
  * dropped from the spool, and after a failure another try a few seconds later.
  */
-import type { meshV1 } from "@coral/sdk-proto/grpc";
+import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import type { Clock, Timer } from "./clock.js";
 import { describeError } from "./errors.js";

@@ -6,7 +6,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
-import type { HttpTransport } from "@coral/sdk-proto";
+import type { HttpTransport } from "@coral-mesh/sdk-proto";
 
 /** Discovery's answers are small; a larger one is refused rather than buffered. */
 const MAX_ANSWER_BYTES = 1 << 20;

@@ -19,8 +19,8 @@ import {
   joinAnswerPayloadSchema,
   seal,
   unseal,
-} from "@coral/sdk-proto";
-import { generateKeyPair, publicKeyOf, type WireGuardKeyPair } from "@coral/wireguard";
+} from "@coral-mesh/sdk-proto";
+import { generateKeyPair, publicKeyOf, type WireGuardKeyPair } from "@coral-mesh/wireguard";
 import * as z from "zod";
 import { nodeHttpTransport } from "./http.js";
 

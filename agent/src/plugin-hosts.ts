@@ -6,8 +6,8 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CollectGrid, type Emitter, PluginHost, type PluginReport, type PluginStateStore } from "@coral/agent-plugins";
-import type { meshV1 } from "@coral/sdk-proto/grpc";
+import { CollectGrid, type Emitter, PluginHost, type PluginReport, type PluginStateStore } from "@coral-mesh/agent-plugins";
+import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import type { LoadedPlugin } from "./plugins.js";
 
 const PLUGIN_STATUS = { starting: 1, running: 2, degraded: 3, failed: 4, stopped: 5 } as const;

@@ -5,15 +5,15 @@
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { checkPlugin, type Plugin, PluginDefinitionError, parsePluginOptions } from "@coral/agent-plugins";
-import { CoralError } from "@coral/sdk-proto";
+import { checkPlugin, type Plugin, PluginDefinitionError, parsePluginOptions } from "@coral-mesh/agent-plugins";
+import { CoralError } from "@coral-mesh/sdk-proto";
 import type { PluginSource } from "./plugin-list.js";
 
 /** Built-in collectors, by name, loaded only when asked for. */
 export const BUILTIN_REGISTRY: Partial<Record<string, () => Promise<Plugin>>> = {
-  passive: async () => (await import("@coral/agent-plugins/passive")).default,
-  sdk: async () => (await import("@coral/agent-plugins/sdk")).default,
-  ebpf: async () => (await import("@coral/agent-plugins/ebpf")).default,
+  passive: async () => (await import("@coral-mesh/agent-plugins/passive")).default,
+  sdk: async () => (await import("@coral-mesh/agent-plugins/sdk")).default,
+  ebpf: async () => (await import("@coral-mesh/agent-plugins/ebpf")).default,
 };
 
 export interface LoadedPlugin {

@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { agentConfigSchema, CoralError, parseConfigFile, parseDuration } from "@coral/sdk-proto";
-import { DEFAULT_INTERFACE } from "@coral/wireguard/path";
+import { agentConfigSchema, CoralError, parseConfigFile, parseDuration } from "@coral-mesh/sdk-proto";
+import { DEFAULT_INTERFACE } from "@coral-mesh/wireguard/path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import packageJson from "../package.json" with { type: "json" };
 import { Agent, StoppedError } from "./agent.js";

@@ -9,7 +9,7 @@
  * acknowledged stays spooled and is sent again, and the coordinator stores each (agent,
  * sequence) once.
  */
-import type { meshV1 } from "@coral/sdk-proto/grpc";
+import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 
 /** A report as the agent sends it: the spool's batches, encoded as they were written. */

@@ -4,7 +4,7 @@
  * silent, looking it up again at discovery with a growing pause. It takes its clock and its
  * calls as arguments, so that this policy is tested in milliseconds.
  */
-import type { meshV1 } from "@coral/sdk-proto/grpc";
+import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { Backoff } from "./backoff.js";
 import { type Clock, sleep, type Timer } from "./clock.js";
 import { describeError, StoppedError } from "./errors.js";

@@ -1,10 +1,10 @@
 /**
  * The agent's end of its tunnel to the hub: the WireGuard interface (none with
- * `--wireguard off`), reaching the hub through it (see `connect` in @coral/wireguard/path),
+ * `--wireguard off`), reaching the hub through it (see `connect` in @coral-mesh/wireguard/path),
  * and remembering in the data directory which endpoints to try first next time.
  */
-import { WireGuardInterface, type WireGuardKeyPair } from "@coral/wireguard";
-import { connect, direct, type HubPeer, NoTunnel, type PathStrategy, type Tunnel } from "@coral/wireguard/path";
+import { WireGuardInterface, type WireGuardKeyPair } from "@coral-mesh/wireguard";
+import { connect, direct, type HubPeer, NoTunnel, type PathStrategy, type Tunnel } from "@coral-mesh/wireguard/path";
 import { type MeshState, saveMeshState } from "./join.js";
 
 /** The ways to the hub, tried in this order. */

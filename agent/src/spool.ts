@@ -60,7 +60,7 @@ import {
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
-import { meshV1 } from "@coral/sdk-proto/grpc";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 
 export interface SpoolLimits {
   maxBatches: number;

@@ -10,10 +10,10 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AgentView } from "@coral/coordinator";
-import { LabCoordinator, spawnInNamespace, stopChild, waitForLine } from "@coral/coordinator/testing";
-import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
-import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
+import type { AgentView } from "@coral-mesh/coordinator";
+import { LabCoordinator, spawnInNamespace, stopChild, waitForLine } from "@coral-mesh/coordinator/testing";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
+import { createLab, type Lab, labSkipReason } from "@coral-mesh/wireguard/testing";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 

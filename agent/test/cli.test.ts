@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeInvite, toBase64Url } from "@coral/sdk-proto";
+import { encodeInvite, toBase64Url } from "@coral-mesh/sdk-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentNodeFlags } from "../src/boot.js";
 

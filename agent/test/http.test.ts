@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { DiscoveryClient } from "@coral/sdk-proto";
+import { DiscoveryClient } from "@coral-mesh/sdk-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeHttpTransport } from "../src/http.js";
 

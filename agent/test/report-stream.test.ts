@@ -1,4 +1,4 @@
-import { meshV1 } from "@coral/sdk-proto/grpc";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import {
   credentials,
   status as GrpcStatus,

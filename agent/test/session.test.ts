@@ -1,5 +1,5 @@
 /** The session's policy (when to heartbeat, when to look the coordinator up again) on fake timers. */
-import type { meshV1 } from "@coral/sdk-proto/grpc";
+import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Backoff } from "../src/backoff.js";
 import { systemClock } from "../src/clock.js";

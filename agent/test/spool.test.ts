@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, tr
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { meshV1 } from "@coral/sdk-proto/grpc";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { afterEach, describe, expect, it } from "vitest";
 import { encodeReportRequest, type NewBatch, SEGMENT_BYTES, Spool, waitingBatches } from "../src/spool.js";
 

@@ -7,7 +7,7 @@
  * other hosts (at the addresses each host registers) or to an external API, and now and then
  * a restart (three events). Deterministic: host i draws from a generator seeded with i.
  */
-import { meshV1 } from "@coral/sdk-proto/grpc";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 
 export const SERVICES_PER_HOST = 40;
 export const HOST_METRICS = [

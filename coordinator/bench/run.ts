@@ -1,5 +1,5 @@
 /**
- * `npm run bench -w @coral/coordinator`
+ * `npm run bench -w @coral-mesh/coordinator`
  *
  * 1. RPC: 1,000 simulated agents, each on its own HTTP/2 connection from its own loopback
  *    address (as each agent calls from its own mesh address), against the real agent service
@@ -33,10 +33,10 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { meshV1 } from "@coral/sdk-proto/grpc";
-import { WireGuardInterface } from "@coral/wireguard";
-import { COORDINATOR_ADDRESS, MESH_PREFIX_LENGTH } from "@coral/wireguard/path";
-import { missingForLab } from "@coral/wireguard/testing";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
+import { WireGuardInterface } from "@coral-mesh/wireguard";
+import { COORDINATOR_ADDRESS, MESH_PREFIX_LENGTH } from "@coral-mesh/wireguard/path";
+import { missingForLab } from "@coral-mesh/wireguard/testing";
 import { meshAddress, PLUGINS, SAMPLES_PER_BATCH, SERVICES_PER_HOST, SimulatedHost } from "./hosts.js";
 import { storageBench } from "./storage.js";
 

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { meshV1, shutdownGracefully } from "@coral/sdk-proto/grpc";
+import { meshV1, shutdownGracefully } from "@coral-mesh/sdk-proto/grpc";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { Hono } from "hono";
 import { DEPENDENCY_WINDOW_MS, servicesList } from "../src/api/routes/services-list.js";

@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { meshV1 } from "@coral/sdk-proto/grpc";
+import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import Database from "better-sqlite3";
 import { prepareIngest } from "../src/rpc/ingest.js";
 import { openStore } from "../src/store/db.js";

@@ -8,8 +8,8 @@
 
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { DiscoveryClient } from "@coral/sdk-proto";
-import { COORDINATOR_ADDRESS, type Tunnel } from "@coral/wireguard/path";
+import { DiscoveryClient } from "@coral-mesh/sdk-proto";
+import { COORDINATOR_ADDRESS, type Tunnel } from "@coral-mesh/wireguard/path";
 import { checkApiExposure, createApiApp } from "./api/app.js";
 import { serveApi } from "./api/serve.js";
 import { ensureDataDir, refuseSecondInstance, STORE_FILE } from "./data-dir.js";
@@ -32,7 +32,7 @@ import { observer } from "./store/observations.js";
 import { applyRetention } from "./store/retention.js";
 import { Rollups } from "./store/rollups.js";
 
-export type { Tunnel } from "@coral/wireguard/path";
+export type { Tunnel } from "@coral-mesh/wireguard/path";
 export { API_FILE, type ApiFile, readApiFile, STORE_FILE } from "./data-dir.js";
 export { JOIN_POLL } from "./mesh/join-poller.js";
 export { CONFIG_FILE, type CoordinatorOptions, DEFAULTS } from "./settings.js";

@@ -4,7 +4,7 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoralError } from "@coral/sdk-proto";
+import { CoralError } from "@coral-mesh/sdk-proto";
 
 export const API_FILE = "api.json";
 export const STORE_FILE = "coral.db";

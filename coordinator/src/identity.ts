@@ -7,8 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoralError, fromBase64Url, meshIdFor, type SigningKeyPair, signingKeyPairFromSeed, toBase64Url } from "@coral/sdk-proto";
-import { generateKeyPair, publicKeyOf, type WireGuardKeyPair } from "@coral/wireguard";
+import { CoralError, fromBase64Url, meshIdFor, type SigningKeyPair, signingKeyPairFromSeed, toBase64Url } from "@coral-mesh/sdk-proto";
+import { generateKeyPair, publicKeyOf, type WireGuardKeyPair } from "@coral-mesh/wireguard";
 
 export interface Identity {
   meshId: string;

@@ -1,8 +1,8 @@
 /** What a coordinator runs with: flags over `coordinator.json` in its data directory over defaults. */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type CoordinatorConfig, CoralError, coordinatorConfigSchema, parseConfigFile, parseDuration } from "@coral/sdk-proto";
-import { DEFAULT_INTERFACE } from "@coral/wireguard/path";
+import { type CoordinatorConfig, CoralError, coordinatorConfigSchema, parseConfigFile, parseDuration } from "@coral-mesh/sdk-proto";
+import { DEFAULT_INTERFACE } from "@coral-mesh/wireguard/path";
 import { DEFAULT_RETENTION, type Retention } from "./store/retention.js";
 
 export const DEFAULTS = {

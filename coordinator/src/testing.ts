@@ -1,5 +1,5 @@
 /**
- * Test harness for labs (`@coral/coordinator/testing`): the real `coral` binary, from this
+ * Test harness for labs (`@coral-mesh/coordinator/testing`): the real `coral` binary, from this
  * package's source (or, with `built`, its dist/ as users run it), run inside a network
  * namespace. `coral coordinator start` as a child process that the harness waits for and
  * stops with SIGTERM, and CLI commands against it.

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { meshV1 } from "@coral/sdk-proto/grpc";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { credentials, status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentHealth } from "../src/mesh/health.js";

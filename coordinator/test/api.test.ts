@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeInvite } from "@coral/sdk-proto";
+import { decodeInvite } from "@coral-mesh/sdk-proto";
 import { afterEach, describe, expect, it } from "vitest";
 import { checkApiExposure, createApiApp } from "../src/api/app.js";
 import { loadOrCreateIdentity } from "../src/identity.js";

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../src/index.js";
 

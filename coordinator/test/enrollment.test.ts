@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
-import { DiscoveryClient, decodeInvite, encodeInvite, joinAnswerPayloadSchema, seal, toBase64Url, unseal } from "@coral/sdk-proto";
-import { generateKeyPair, WireGuardInterface } from "@coral/wireguard";
-import { KEEPALIVE_SECONDS } from "@coral/wireguard/path";
-import { createLab, type Lab, labSkipReason } from "@coral/wireguard/testing";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
+import { DiscoveryClient, decodeInvite, encodeInvite, joinAnswerPayloadSchema, seal, toBase64Url, unseal } from "@coral-mesh/sdk-proto";
+import { generateKeyPair, WireGuardInterface } from "@coral-mesh/wireguard";
+import { KEEPALIVE_SECONDS } from "@coral-mesh/wireguard/path";
+import { createLab, type Lab, labSkipReason } from "@coral-mesh/wireguard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Identity, loadOrCreateIdentity } from "../src/identity.js";
 import { Enrollment } from "../src/mesh/enrollment.js";

@@ -14,8 +14,8 @@ import {
   servicesResponseSchema,
   type TopologyResponse,
   topologyResponseSchema,
-} from "@coral/sdk-proto";
-import { meshV1 } from "@coral/sdk-proto/grpc";
+} from "@coral-mesh/sdk-proto";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import Database from "better-sqlite3";
 import { drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";

@@ -1,6 +1,6 @@
-import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
-import { DiscoveryClient, generateSigningKeyPair, meshIdFor } from "@coral/sdk-proto";
-import { generateKeyPair } from "@coral/wireguard";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
+import { DiscoveryClient, generateSigningKeyPair, meshIdFor } from "@coral-mesh/sdk-proto";
+import { generateKeyPair } from "@coral-mesh/wireguard";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiscoveryRegistrar } from "../src/mesh/registrar.js";
 

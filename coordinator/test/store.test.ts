@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateKeyPair } from "@coral/wireguard";
+import { generateKeyPair } from "@coral-mesh/wireguard";
 import { afterEach, describe, expect, it } from "vitest";
 import { applyRetention, DEFAULT_RETENTION } from "../src/coordinator.js";
 import { allocateAddress, COORDINATOR_ADDRESS, intToIp, ipToInt, releaseAddress } from "../src/mesh/allocation.js";

@@ -28,7 +28,7 @@ import {
   signRequest,
   toBase64,
   toBase64Url,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import { unstable_startWorker } from "wrangler";
 
 const CONNECTIONS = 10;

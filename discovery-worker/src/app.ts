@@ -1,4 +1,4 @@
-import { CoralError, meshIdSchema, randomBytes, toHex } from "@coral/sdk-proto";
+import { CoralError, meshIdSchema, randomBytes, toHex } from "@coral-mesh/sdk-proto";
 import { type Context, Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { openDb } from "./db/store.js";

@@ -1,4 +1,4 @@
-import type { CoralError } from "@coral/sdk-proto";
+import type { CoralError } from "@coral-mesh/sdk-proto";
 
 /** Bindings from wrangler.toml, plus secrets set with `wrangler secret put`. */
 export interface Env {

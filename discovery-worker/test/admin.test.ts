@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { adminStatsSchema } from "@coral/sdk-proto";
+import { adminStatsSchema } from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, createJoin, expectError, newMesh, register, sealed, send } from "./helpers.js";
 

@@ -8,7 +8,7 @@ import {
   meshIdFor,
   randomBytes,
   verifyRecord,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
 import { dispatch, freshAddress, registration, wireguardKey } from "./helpers.js";
 

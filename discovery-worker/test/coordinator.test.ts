@@ -8,7 +8,7 @@ import {
   meshIdFor,
   toBase64Url,
   verifyCanonical,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
 import { dispatch, expectError, newMesh, register, registration, rowsWritten, send, snapshot } from "./helpers.js";
 

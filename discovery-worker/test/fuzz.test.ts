@@ -1,4 +1,4 @@
-import { generateSigningKeyPair, meshIdFor, type SigningKeyPair, signRequest } from "@coral/sdk-proto";
+import { generateSigningKeyPair, meshIdFor, type SigningKeyPair, signRequest } from "@coral-mesh/sdk-proto";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createJoin, dispatch, freshAddress, newMesh, register, registration, snapshot, type TestMesh } from "./helpers.js";

@@ -1,5 +1,5 @@
 import { exports } from "cloudflare:workers";
-import { healthResponseSchema } from "@coral/sdk-proto";
+import { healthResponseSchema } from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
 import { expectError, send } from "./helpers.js";
 

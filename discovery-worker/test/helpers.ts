@@ -10,7 +10,7 @@ import {
   toBase64,
   toBase64Url,
   toHex,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import worker from "../src/index.js";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123";

@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { discoveryLimits, discoveryTtls, joinAnswerRecordSchema, joinCreatedSchema, joinListSchema } from "@coral/sdk-proto";
+import { discoveryLimits, discoveryTtls, joinAnswerRecordSchema, joinCreatedSchema, joinListSchema } from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
 import {
   createJoin,

@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { LabCoordinator, stopChild, waitForLine } from "@coral/coordinator/testing";
-import { type LocalDiscovery, startLocalDiscovery } from "@coral/discovery-worker/local";
-import { COORDINATOR_ADDRESS } from "@coral/wireguard/path";
-import { createNatLab, type LabHost, type NatKind, type NatLab, type Site } from "@coral/wireguard/testing";
+import { LabCoordinator, stopChild, waitForLine } from "@coral-mesh/coordinator/testing";
+import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
+import { COORDINATOR_ADDRESS } from "@coral-mesh/wireguard/path";
+import { createNatLab, type LabHost, type NatKind, type NatLab, type Site } from "@coral-mesh/wireguard/testing";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 

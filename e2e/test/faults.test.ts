@@ -4,10 +4,10 @@
  * are counted in the coordinator's store: every batch an agent made arrives exactly once.
  */
 import { join } from "node:path";
-import type { LabCoordinator } from "@coral/coordinator/testing";
-import { labSkipReason, missingForNatLab, type Site } from "@coral/wireguard/testing";
+import { waitingBatches } from "@coral-mesh/agent";
+import type { LabCoordinator } from "@coral-mesh/coordinator/testing";
+import { labSkipReason, missingForNatLab, type Site } from "@coral-mesh/wireguard/testing";
 import Database from "better-sqlite3";
-import { waitingBatches } from "coral-agent";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HealthWatch, LabAgent, labCoordinator, type MeshLab, startMeshLab } from "../src/mesh.js";
 

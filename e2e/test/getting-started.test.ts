@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { createNatLab, labSkipReason, missingForNatLab, type NatLab } from "@coral/wireguard/testing";
+import { createNatLab, labSkipReason, missingForNatLab, type NatLab } from "@coral-mesh/wireguard/testing";
 import { afterAll, describe, expect, it } from "vitest";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");

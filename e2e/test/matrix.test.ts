@@ -4,7 +4,7 @@
  * and the path `coral status --json` shows. Prints the time from agent start to healthy
  * for each cell, for a first join through discovery and for a restart of an enrolled agent.
  */
-import { labSkipReason, missingForNatLab, NAT_KINDS, type NatKind, type Site } from "@coral/wireguard/testing";
+import { labSkipReason, missingForNatLab, NAT_KINDS, type NatKind, type Site } from "@coral-mesh/wireguard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedPath, HealthWatch, LabAgent, labCoordinator, type MeshLab, startMeshLab } from "../src/mesh.js";
 

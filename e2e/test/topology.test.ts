@@ -7,9 +7,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LabCoordinator } from "@coral/coordinator/testing";
-import type { ServiceView, TopologyResponse } from "@coral/sdk-proto";
-import { type LabHost, labSkipReason, missingForNatLab } from "@coral/wireguard/testing";
+import type { LabCoordinator } from "@coral-mesh/coordinator/testing";
+import type { ServiceView, TopologyResponse } from "@coral-mesh/sdk-proto";
+import { type LabHost, labSkipReason, missingForNatLab } from "@coral-mesh/wireguard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HealthWatch, LabAgent, labCoordinator, type MeshLab, startMeshLab } from "../src/mesh.js";
 

@@ -1,6 +1,6 @@
 /**
  * Generated protobuf code for @grpc/grpc-js (Node only). Regenerate with
- * `npm run gen -w @coral/sdk-proto`; CI fails when the committed code differs.
+ * `npm run gen -w @coral-mesh/sdk-proto`; CI fails when the committed code differs.
  */
 export * as meshV1 from "./gen/coral/mesh/v1/mesh.js";
 export * as sdkV1 from "./gen/coral/sdk/v1/sdk.js";

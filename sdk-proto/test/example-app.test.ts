@@ -14,7 +14,7 @@ afterEach(() => {
 
 /** Starts the example app as a user would, reading the ports it prints. */
 async function startApp(): Promise<{ sdk: string; http: string; output: () => string }> {
-  // The app imports @coral/sdk-proto/sdk; tsx and the coral-source condition let it run from source.
+  // The app imports @coral-mesh/sdk-proto/sdk; tsx and the coral-source condition let it run from source.
   child = spawn(process.execPath, ["--conditions=coral-source", "--import", "tsx", appPath], {
     env: { ...process.env, PORT: "0", CORAL_SDK_PORT: "0" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -79,7 +79,7 @@ describe("the example app from fixtures/", () => {
   }, 30_000);
 
   it("keeps Node's default on SIGTERM when the app has no handler: the SDK closes, then the process ends", async () => {
-    const script = `import { startCoralSdk } from "@coral/sdk-proto/sdk";
+    const script = `import { startCoralSdk } from "@coral-mesh/sdk-proto/sdk";
 const sdk = await startCoralSdk({ service: "bare", version: "1", port: 0 });
 console.log("coral sdk listening on " + sdk.address + " http listening on -");
 setInterval(() => {}, 1000);`;

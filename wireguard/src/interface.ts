@@ -7,7 +7,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { CoralError } from "@coral/sdk-proto";
+import { CoralError } from "@coral-mesh/sdk-proto";
 import { type InterfaceStatus, parseDump } from "./dump.js";
 import { toHex, UapiConnection, UapiError, uapiRequest, uapiSocket, uapiStatus } from "./uapi.js";
 

@@ -134,7 +134,7 @@ describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
     const name = `${lab.prefix}wk`;
     const keys = generateKeyPair();
     const script = `
-      import { WireGuardInterface } from "@coral/wireguard";
+      import { WireGuardInterface } from "@coral-mesh/wireguard";
       await WireGuardInterface.up(${JSON.stringify({ name, netns: lab.b, privateKey: keys.privateKey, address: "100.64.7.1/32" })});
       process.stdout.write("up\\n");
       setInterval(() => {}, 1000);

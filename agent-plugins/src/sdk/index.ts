@@ -13,7 +13,7 @@
  * both ways.
  */
 import { createHash } from "node:crypto";
-import { healthV1, sdkV1 } from "@coral/sdk-proto/grpc";
+import { healthV1, sdkV1 } from "@coral-mesh/sdk-proto/grpc";
 import { type ClientReadableStream, credentials, type ServiceError, status } from "@grpc/grpc-js";
 import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";

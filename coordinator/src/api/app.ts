@@ -4,8 +4,8 @@
  * and then every request must carry it.
  */
 import { timingSafeEqual } from "node:crypto";
-import { CoralError, encodeInvite, randomBytes, toBase64Url, toHex } from "@coral/sdk-proto";
-import { type PathKind, pathKind } from "@coral/wireguard/path";
+import { CoralError, encodeInvite, randomBytes, toBase64Url, toHex } from "@coral-mesh/sdk-proto";
+import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -50,7 +50,7 @@ export interface AgentView {
   meshIp: string;
   status: AgentHealth;
   lastSeen: number | null;
-  /** How the hub reaches it: see pathKind in @coral/wireguard/path. */
+  /** How the hub reaches it: see pathKind in @coral-mesh/wireguard/path. */
   path: PathKind;
   endpoint: string | null;
   version: string | null;

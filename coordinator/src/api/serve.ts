@@ -1,6 +1,6 @@
 /** Serving the HTTP API on a socket, and telling the CLI where (`api.json`). */
 import type { AddressInfo } from "node:net";
-import { CoralError } from "@coral/sdk-proto";
+import { CoralError } from "@coral-mesh/sdk-proto";
 import { serve } from "@hono/node-server";
 import { removeApiFile, writeApiFile } from "../data-dir.js";
 

@@ -5,7 +5,7 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { CoralError, type ErrorCode, isErrorCode } from "@coral/sdk-proto";
+import { CoralError, type ErrorCode, isErrorCode } from "@coral-mesh/sdk-proto";
 import { readApiFile } from "../data-dir.js";
 
 export interface ApiTarget {

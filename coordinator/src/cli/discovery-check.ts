@@ -1,4 +1,4 @@
-import { DiscoveryClient, discoveryLimits } from "@coral/sdk-proto";
+import { DiscoveryClient, discoveryLimits } from "@coral-mesh/sdk-proto";
 import type { ExitCode, Io } from "./output.js";
 
 export interface DiscoveryCheck {

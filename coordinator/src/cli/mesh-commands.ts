@@ -1,5 +1,5 @@
 /** `coral token|status|agents|events`: the CLI over the coordinator's API. */
-import { CoralError, type EventsResponse, type EventView, parseDuration } from "@coral/sdk-proto";
+import { CoralError, type EventsResponse, type EventView, parseDuration } from "@coral-mesh/sdk-proto";
 import type { AgentView, CreatedTokenView, StatusView, TokenView } from "../api/app.js";
 import { ApiClient, type ApiTarget } from "./api-client.js";
 import { ago, humanSpan, isoTime, table } from "./format.js";

@@ -6,7 +6,7 @@ import {
   parseDuration,
   type ServicesResponse,
   type TopologyResponse,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import { ApiClient, type ApiTarget } from "./api-client.js";
 import { ago, humanSpan, table } from "./format.js";
 import type { ExitCode, Io } from "./output.js";

@@ -1,4 +1,4 @@
-import { CoralError, parseDuration } from "@coral/sdk-proto";
+import { CoralError, parseDuration } from "@coral-mesh/sdk-proto";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
 import { defaultDataDir } from "./api-client.js";

@@ -4,8 +4,8 @@
  * re-joins, and an address is handed out again only after `coral agents remove`.
  */
 
-import { CoralError } from "@coral/sdk-proto";
-import { COORDINATOR_ADDRESS, MESH_PREFIX, MESH_PREFIX_LENGTH } from "@coral/wireguard/path";
+import { CoralError } from "@coral-mesh/sdk-proto";
+import { COORDINATOR_ADDRESS, MESH_PREFIX, MESH_PREFIX_LENGTH } from "@coral-mesh/wireguard/path";
 import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Store } from "../store/db.js";
 import { allocations } from "../store/schema.js";

@@ -1,5 +1,5 @@
 /** Where each agent was last seen from, remembered so that a restarted hub can reach it first. */
-import type { Tunnel } from "@coral/wireguard/path";
+import type { Tunnel } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import type { Store } from "../store/db.js";
 import type { Observe } from "../store/observations.js";

@@ -17,7 +17,7 @@ import {
   type PendingJoin,
   seal,
   unseal,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import { eq } from "drizzle-orm";
 import type { Identity } from "../identity.js";
 import type { Store } from "../store/db.js";

@@ -2,8 +2,16 @@
  * The hub's WireGuard side: its interface (or none, with `--wireguard off`), every enrolled
  * agent restored as a peer at start, and each new agent added and sent toward.
  */
-import { WireGuardInterface } from "@coral/wireguard";
-import { COORDINATOR_ADDRESS, KEEPALIVE_SECONDS, MESH_PREFIX_LENGTH, NoTunnel, nudge, punch, type Tunnel } from "@coral/wireguard/path";
+import { WireGuardInterface } from "@coral-mesh/wireguard";
+import {
+  COORDINATOR_ADDRESS,
+  KEEPALIVE_SECONDS,
+  MESH_PREFIX_LENGTH,
+  NoTunnel,
+  nudge,
+  punch,
+  type Tunnel,
+} from "@coral-mesh/wireguard/path";
 import type { Store } from "../store/db.js";
 import { agents } from "../store/schema.js";
 

@@ -5,7 +5,7 @@
  * is cheap. After a failure it retries with backoff (5 s doubling to the interval) rather
  * than hammering discovery, and reports its state for `coral status`.
  */
-import type { CoordinatorRecord, CoordinatorRegistration, DiscoveryClient, SigningKeyPair } from "@coral/sdk-proto";
+import type { CoordinatorRecord, CoordinatorRegistration, DiscoveryClient, SigningKeyPair } from "@coral-mesh/sdk-proto";
 
 export interface RegistrarState {
   state: "unregistered" | "registered" | "failing";

@@ -1,9 +1,9 @@
 /**
- * Shakes hands anew with agents that went quiet (see `revive` in @coral/wireguard/path): for
+ * Shakes hands anew with agents that went quiet (see `revive` in @coral-mesh/wireguard/path): for
  * an agent silent for more than two heartbeat intervals, at most every 15 s per agent, for ten
  * minutes.
  */
-import { revive, type Tunnel } from "@coral/wireguard/path";
+import { revive, type Tunnel } from "@coral-mesh/wireguard/path";
 import type { Store } from "../store/db.js";
 import { agents } from "../store/schema.js";
 

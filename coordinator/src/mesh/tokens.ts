@@ -4,7 +4,7 @@
  * expired, used-up and revoked tokens are each refused with their own message.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { CoralError, toBase32, toBase64Url } from "@coral/sdk-proto";
+import { CoralError, toBase32, toBase64Url } from "@coral-mesh/sdk-proto";
 import { and, desc, eq, gt, isNull, lt, sql } from "drizzle-orm";
 import type { Store } from "../store/db.js";
 import { auditLog, type TokenRow, tokens } from "../store/schema.js";

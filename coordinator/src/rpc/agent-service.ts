@@ -6,7 +6,7 @@
  */
 
 import { isIP } from "node:net";
-import { meshV1, shutdownGracefully } from "@coral/sdk-proto/grpc";
+import { meshV1, shutdownGracefully } from "@coral-mesh/sdk-proto/grpc";
 import {
   status as GrpcStatus,
   type handleBidiStreamingCall,

@@ -3,7 +3,7 @@
  * events with the time they arrived, the service inventory, metric samples packed into one
  * frame per batch, and the dependency graph's edges with a count per hour.
  */
-import type { meshV1 } from "@coral/sdk-proto/grpc";
+import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { sql } from "drizzle-orm";
 import type { Bus, StoredEvent } from "../store/bus.js";
 import type { Store } from "../store/db.js";

@@ -1,6 +1,6 @@
 /**
  * The store's named queries: what the API, the CLI and the analysis read. Each answers a
- * contract of `@coral/sdk-proto` (model.ts), so every reader sees the same shapes.
+ * contract of `@coral-mesh/sdk-proto` (model.ts), so every reader sees the same shapes.
  */
 import {
   CoralError,
@@ -15,7 +15,7 @@ import {
   type TopologyEdge,
   type TopologyNode,
   type TopologyResponse,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import { and, desc, eq, gte, inArray, lt, lte } from "drizzle-orm";
 import type { Store } from "./db.js";
 import { unpackAggregates, unpackSamples } from "./frames.js";

@@ -8,7 +8,7 @@
  * reporting), no part of the application's graph.
  */
 import { isIPv4 } from "node:net";
-import { COORDINATOR_ADDRESS } from "@coral/wireguard/path";
+import { COORDINATOR_ADDRESS } from "@coral-mesh/wireguard/path";
 
 export interface AgentAddresses {
   name: string;

@@ -1,4 +1,4 @@
-import { discoveryLimits } from "@coral/sdk-proto";
+import { discoveryLimits } from "@coral-mesh/sdk-proto";
 
 /**
  * Signatures this isolate accepted within the freshness window. D1 already refuses

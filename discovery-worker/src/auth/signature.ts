@@ -6,7 +6,7 @@ import {
   parseSignatureHeaders,
   type SignatureParts,
   verifyCanonical,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import { ReplayCache } from "./replay-cache.js";
 
 const replays = new ReplayCache();

@@ -1,4 +1,4 @@
-import { CoralError, discoveryLimits } from "@coral/sdk-proto";
+import { CoralError, discoveryLimits } from "@coral-mesh/sdk-proto";
 import type { z } from "zod";
 
 /** Reads at most `maxBodyBytes` of the body; refuses more without buffering it. */

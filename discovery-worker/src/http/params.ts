@@ -1,4 +1,4 @@
-import { CoralError, cursorSchema, joinIdSchema, meshIdSchema } from "@coral/sdk-proto";
+import { CoralError, cursorSchema, joinIdSchema, meshIdSchema } from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import type { AppEnv } from "../env.js";
 

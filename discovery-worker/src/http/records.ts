@@ -1,4 +1,4 @@
-import type { CoordinatorRecord, CoordinatorRegistration, JoinAnswerRecord, PendingJoin } from "@coral/sdk-proto";
+import type { CoordinatorRecord, CoordinatorRegistration, JoinAnswerRecord, PendingJoin } from "@coral-mesh/sdk-proto";
 import type { JoinRow, MeshRow } from "../db/schema.js";
 
 export function coordinatorPath(meshId: string): string {

@@ -1,4 +1,4 @@
-import { type AdminStats, CoralError, sha256 } from "@coral/sdk-proto";
+import { type AdminStats, CoralError, sha256 } from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import { openDb, readStats } from "../db/store.js";
 import type { AppEnv } from "../env.js";

@@ -1,4 +1,4 @@
-import { CoralError, discoveryTtls, joinAnswerSchema } from "@coral/sdk-proto";
+import { CoralError, discoveryTtls, joinAnswerSchema } from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import { verifySignedRequest } from "../auth/signature.js";
 import { answerJoin, openDb } from "../db/store.js";

@@ -1,4 +1,4 @@
-import { CoralError } from "@coral/sdk-proto";
+import { CoralError } from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import { getLiveMesh, openDb } from "../db/store.js";
 import type { AppEnv } from "../env.js";

@@ -1,4 +1,4 @@
-import { CoralError, coordinatorRegistrationSchema, discoveryTtls, sha256, toHex } from "@coral/sdk-proto";
+import { CoralError, coordinatorRegistrationSchema, discoveryTtls, sha256, toHex } from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import { verifySignedRequest } from "../auth/signature.js";
 import type { MeshRow } from "../db/schema.js";

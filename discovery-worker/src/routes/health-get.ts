@@ -1,4 +1,4 @@
-import type { HealthResponse } from "@coral/sdk-proto";
+import type { HealthResponse } from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import packageJson from "../../package.json";
 import type { AppEnv } from "../env.js";

@@ -6,7 +6,7 @@ import {
   joinRequestSchema,
   randomBytes,
   toBase64Url,
-} from "@coral/sdk-proto";
+} from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import { insertJoin, openDb } from "../db/store.js";
 import type { AppEnv } from "../env.js";

@@ -1,4 +1,4 @@
-import { discoveryLimits, type JoinList } from "@coral/sdk-proto";
+import { discoveryLimits, type JoinList } from "@coral-mesh/sdk-proto";
 import type { Context } from "hono";
 import { verifySignedRequest } from "../auth/signature.js";
 import { listPendingJoins, openDb } from "../db/store.js";

@@ -1,4 +1,4 @@
-import { eventsQuerySchema } from "@coral/sdk-proto";
+import { eventsQuerySchema } from "@coral-mesh/sdk-proto";
 import type { Hono } from "hono";
 import type { Store } from "../../store/db.js";
 import { listEvents } from "../../store/queries.js";

@@ -1,4 +1,4 @@
-import { metricsQuerySchema } from "@coral/sdk-proto";
+import { metricsQuerySchema } from "@coral-mesh/sdk-proto";
 import type { Hono } from "hono";
 import type { Store } from "../../store/db.js";
 import { serviceMetrics } from "../../store/queries.js";

@@ -1,4 +1,4 @@
-import { CoralError } from "@coral/sdk-proto";
+import { CoralError } from "@coral-mesh/sdk-proto";
 import type * as z from "zod";
 
 /** A route's query string through its schema; the first problem becomes an `invalid_query` for people. */

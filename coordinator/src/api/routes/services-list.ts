@@ -1,4 +1,4 @@
-import type { ServicesResponse } from "@coral/sdk-proto";
+import type { ServicesResponse } from "@coral-mesh/sdk-proto";
 import type { Hono } from "hono";
 import type { Store } from "../../store/db.js";
 import { listServices } from "../../store/queries.js";

@@ -1,4 +1,4 @@
-import { topologyQuerySchema } from "@coral/sdk-proto";
+import { topologyQuerySchema } from "@coral-mesh/sdk-proto";
 import type { Hono } from "hono";
 import type { Store } from "../../store/db.js";
 import { topology } from "../../store/queries.js";
