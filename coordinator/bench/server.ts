@@ -126,11 +126,26 @@ for await (const line of createInterface({ input: process.stdin })) {
     loop.reset();
     Object.assign(gc, { pauses: 0, ms: 0, maxMs: 0 });
   } else if (line === "queries") process.stdout.write(`${JSON.stringify(await queries())}\n`);
+  else if (line === "live") process.stdout.write(`${JSON.stringify(await liveQueries())}\n`);
 }
 await Promise.all(jobs.map((job) => job.stop()));
 await service.close();
 db.$client.close();
 rmSync(dir, { recursive: true, force: true });
+
+/** One call of each route while the load runs: what a person running `coral services` then waits. */
+async function liveQueries() {
+  const app = new Hono();
+  servicesList(app, db, Date.now);
+  topologyGet(app, db, Date.now);
+  const once = async (path: string) => {
+    const started = performance.now();
+    const response = await app.request(path);
+    await response.text();
+    return performance.now() - started;
+  };
+  return { services: await once("/v1/services"), topology: await once("/v1/topology") };
+}
 
 /** Each query QUERY_CALLS times, one after another, on the store as the load left it. */
 async function queries() {
@@ -159,7 +174,7 @@ async function queries() {
   const list = services.result as ReturnType<typeof listServices>;
   const g = graph.result as ReturnType<typeof topology>;
   return {
-    services: { ms: services.ms, names: list.length, instances: list.reduce((n, s) => n + s.instances.length, 0) },
+    services: { ms: services.ms, names: list.length, instances: list.reduce((n, s) => n + s.instanceCount, 0) },
     topology: { ms: graph.ms, nodes: g.nodes.length, edges: g.edges.length },
     servicesRoute: { ms: servicesRoute.ms, bytes: servicesRoute.result },
     topologyRoute: { ms: topologyRoute.ms, bytes: topologyRoute.result },

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { EventView, MetricsResponse, TopologyResponse } from "@coral-mesh/sdk-proto";
+import type { EventView, MetricsResponse, ServicesResponse, ServiceView, TopologyResponse } from "@coral-mesh/sdk-proto";
 import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -141,11 +141,29 @@ describe("coral services", () => {
     const { code, out } = await coral("services");
     expect(code).toBe(0);
     const lines = out.trim().split("\n");
-    expect(lines[0]).toMatch(/^SERVICE\s+AGENTS\s+VERSIONS\s+SOURCE\s+HEALTH\s+LISTENS\s+DEPENDS ON\s+USED BY\s+LAST SEEN$/);
-    expect(lines.find((l) => l.startsWith("api "))).toMatch(/^api\s+web-1\s+1\.4\.0\s+sdk\s+-\s+-\s+postgres:5432\s+-\s+/);
-    expect(lines.find((l) => l.startsWith("postgres "))).toMatch(/^postgres\s+db-1\s+-\s+passive\s+-\s+:5432\s+-\s+api\s+/);
-    const json = JSON.parse((await coral("services", "--json")).out) as Array<{ name: string }>;
-    expect(json.map((s) => s.name)).toEqual(["api", "postgres"]);
+    expect(lines[0]).toMatch(/^SERVICE\s+INSTANCES\s+AGENTS\s+VERSIONS\s+SOURCE\s+HEALTH\s+LISTENS\s+DEPENDS ON\s+USED BY\s+LAST SEEN$/);
+    expect(lines.find((l) => l.startsWith("api "))).toMatch(/^api\s+1\s+web-1\s+1\.4\.0\s+sdk\s+-\s+-\s+postgres:5432\s+-\s+/);
+    expect(lines.find((l) => l.startsWith("postgres "))).toMatch(/^postgres\s+1\s+db-1\s+-\s+passive\s+-\s+:5432\s+-\s+api\s+/);
+    const json = JSON.parse((await coral("services", "--json")).out) as ServicesResponse["services"];
+    expect(json.map((s) => [s.name, s.instanceCount, s.instances])).toEqual([
+      ["api", 1, undefined],
+      ["postgres", 1, undefined],
+    ]);
+    const full = JSON.parse((await coral("services", "--json", "--instances")).out) as ServicesResponse["services"];
+    expect(full.map((s) => s.instances?.map((i) => i.agent))).toEqual([["web-1"], ["db-1"]]);
+  });
+
+  it("shows one service with its instances, or says there is none", async () => {
+    const { code, out } = await coral("services", "postgres");
+    expect(code).toBe(0);
+    expect(out).toMatch(/^postgres: 1 instance on 1 agent, passive\n/);
+    expect(out).toMatch(/used by: {4}api \(/);
+    expect(out.split("\n").find((l) => l.startsWith("db-1 "))).toMatch(/^db-1\s+exe:\S+\s+-\s+passive\s+-\s+0\.0\.0\.0:5432/);
+    const json = JSON.parse((await coral("services", "postgres", "--json")).out) as ServiceView;
+    expect(json.instances.map((i) => i.agent)).toEqual(["db-1"]);
+    const missing = await coral("services", "nope");
+    expect(missing.code).toBe(1);
+    expect(missing.err).toBe("coral: No service named nope; `coral services` lists them.\n");
   });
 });
 

@@ -10,7 +10,9 @@ import {
   eventsResponseSchema,
   type MetricsResponse,
   metricsResponseSchema,
+  type ServiceResponse,
   type ServicesResponse,
+  serviceResponseSchema,
   servicesResponseSchema,
   type TopologyResponse,
   topologyResponseSchema,
@@ -274,7 +276,9 @@ describe("services", () => {
     const { services: list } = servicesResponseSchema.parse(await m.get<ServicesResponse>("/v1/services"));
     expect(list.map((s) => s.name)).toEqual(["api", "example-api", "postgres", "redis-server"]);
     const api = list.find((s) => s.name === "api");
-    expect(api?.instances.map((i) => i.agent)).toEqual(["web-1"]);
+    // The list summarises; the instances come on request.
+    expect(api).toMatchObject({ instanceCount: 1, agents: ["web-1"], ports: [] });
+    expect(api?.instances).toBeUndefined();
     expect(api?.dependencies.map((d) => `${d.kind}:${d.name}:${d.port}`)).toEqual([
       "external:203.0.113.50:443:443",
       "service:postgres:5432",
@@ -282,14 +286,54 @@ describe("services", () => {
     ]);
     const postgres = list.find((s) => s.name === "postgres");
     expect(postgres?.dependents.map((d) => d.name)).toEqual(["api"]);
-    expect(postgres?.instances[0]?.listening).toEqual(["0.0.0.0:5432", ":::5432"]);
+    expect(postgres?.ports).toEqual([5432]);
+    const { service } = serviceResponseSchema.parse(await m.get<ServiceResponse>("/v1/services/postgres"));
+    expect(service).toMatchObject({ name: "postgres", instanceCount: 1, dependents: [{ name: "api" }] });
+    expect(service.instances.map((i) => [i.agent, i.listening])).toEqual([["db-1", ["0.0.0.0:5432", ":::5432"]]]);
     // The SDK's word (name, version, health) wins over the passive guess for the same process.
-    expect(list.find((s) => s.name === "example-api")).toMatchObject({
+    const full = servicesResponseSchema.parse(await m.get<ServicesResponse>("/v1/services?instances=true")).services;
+    expect(full.find((s) => s.name === "example-api")).toMatchObject({
       source: "sdk",
       versions: ["2.4.1"],
       health: "not_serving",
       instances: [{ agent: "web-2", source: "sdk", health: "not_serving" }],
     });
+    expect(full.map((s) => s.instances?.length)).toEqual([1, 1, 1, 1]);
+  });
+
+  it("answer an unknown service and a bad query with their codes", async () => {
+    const m = await model();
+    twoHosts(m);
+    const missing = await m.app.request("/v1/services/nope");
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: "service_not_found" });
+    const bad = await m.app.request("/v1/services?instances=maybe");
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: "invalid_query" });
+  });
+
+  it("resolve again when a service starts listening where a connection went (what is cached follows the store)", async () => {
+    const m = await model();
+    twoHosts(m);
+    addAgent(m.db, "edge-1", "100.64.0.9", ["203.0.113.50"]);
+    m.at(T0 + 30_000);
+    const before = await m.get<ServicesResponse>("/v1/services");
+    expect(before.services.find((s) => s.name === "api")?.dependencies.map((d) => `${d.kind}:${d.name}`)).toContain(
+      "external:203.0.113.50:443",
+    );
+    // The agent at 203.0.113.50 starts a service listening on 443: the same edge now leads to it.
+    m.ingest(
+      "edge-1",
+      [
+        batch(1, {
+          events: [event("service.observed", "exe:/usr/sbin/nginx", "nginx", { source: "passive", listening: "0.0.0.0:443" }, T0 + 31_000)],
+        }),
+      ],
+      T0 + 31_000,
+    );
+    const after = await m.get<ServicesResponse>("/v1/services");
+    expect(after.services.find((s) => s.name === "api")?.dependencies.map((d) => `${d.kind}:${d.name}`)).toContain("service:nginx");
+    expect(after.services.find((s) => s.name === "nginx")?.dependents.map((d) => d.name)).toEqual(["api"]);
   });
 
   it("stay while their metrics keep coming, however long ago they were first observed", async () => {

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LabCoordinator } from "@coral-mesh/coordinator/testing";
-import type { ServiceView, TopologyResponse } from "@coral-mesh/sdk-proto";
+import type { ServiceSummary, TopologyResponse } from "@coral-mesh/sdk-proto";
 import { type LabHost, labSkipReason, missingForNatLab } from "@coral-mesh/wireguard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HealthWatch, LabAgent, labCoordinator, type MeshLab, startMeshLab } from "../src/mesh.js";
@@ -119,7 +119,7 @@ describe.skipIf(skip)("the dependency graph across hosts", () => {
     });
     expect(graph.nodes.find((n) => n.id === "service:orders-db")?.agents).toEqual(["db"]);
     expect(graph.nodes.find((n) => n.id === "service:checkout")?.agents).toEqual(["web"]);
-    const services = await coordinator.json<ServiceView[]>("services");
+    const services = await coordinator.json<ServiceSummary[]>("services");
     expect(services.find((s) => s.name === "orders-db")?.dependents.map((d) => d.name)).toEqual(["checkout"]);
   }, 120_000);
 
@@ -138,7 +138,13 @@ describe.skipIf(skip)("the dependency graph across hosts", () => {
     expect(later.edges.filter((e) => e.to === "service:orders-db")).toHaveLength(1);
     expect(later.edges.find((e) => e.to === "service:cache")).toMatchObject({ from: "service:worker", port: LOCAL_PORT });
     // What a person sees, in the test's output.
-    for (const command of [["services"], ["topology"], ["metrics", "checkout", "--since", "5m"], ["events", "--limit", "8"]]) {
+    for (const command of [
+      ["services"],
+      ["services", "orders-db"],
+      ["topology"],
+      ["metrics", "checkout", "--since", "5m"],
+      ["events", "--limit", "8"],
+    ]) {
       const shown = await coordinator.cli(...command);
       process.stdout.write(`\n$ coral ${command.join(" ")}\n${shown.out}`);
     }

@@ -39,11 +39,21 @@ export const peerRefSchema = z.object({
   lastSeen: time,
 });
 
-export const serviceViewSchema = z.object({
+/**
+ * A service as `GET /v1/services` lists it: one entry per name, summarised across its
+ * instances, so the list stays small at a thousand agents (the instances of every service
+ * then run to 40,000 objects). `GET /v1/services/NAME`, or the list with `?instances=true`,
+ * adds the instances.
+ */
+export const serviceSummarySchema = z.object({
   /** A service is its name across agents. */
   name: z.string(),
-  instances: z.array(serviceInstanceSchema),
+  /** How many processes or units run it, on how many agents, and which (sorted). */
+  instanceCount: z.number().int(),
+  agents: z.array(z.string()),
   versions: z.array(z.string()),
+  /** The ports its instances listen on, sorted. */
+  ports: z.array(z.number().int()),
   source: z.enum(["passive", "sdk"]),
   /** `serving` when every SDK instance serves, `not_serving` when any does not, `unknown` without the SDK. */
   health: healthSchema,
@@ -51,11 +61,20 @@ export const serviceViewSchema = z.object({
   dependents: z.array(peerRefSchema),
   firstSeen: time,
   lastSeen: time,
+  /** Present with `?instances=true`. */
+  instances: z.array(serviceInstanceSchema).optional(),
 });
+export type ServiceSummary = z.infer<typeof serviceSummarySchema>;
+
+/** One service with every instance: `GET /v1/services/NAME`. */
+export const serviceViewSchema = serviceSummarySchema.extend({ instances: z.array(serviceInstanceSchema) });
 export type ServiceView = z.infer<typeof serviceViewSchema>;
 
-export const servicesResponseSchema = z.object({ services: z.array(serviceViewSchema) });
+export const servicesResponseSchema = z.object({ services: z.array(serviceSummarySchema) });
 export type ServicesResponse = z.infer<typeof servicesResponseSchema>;
+
+export const serviceResponseSchema = z.object({ service: serviceViewSchema });
+export type ServiceResponse = z.infer<typeof serviceResponseSchema>;
 
 export const topologyNodeSchema = z.object({
   /** `service:NAME` or `external:ADDRESS:PORT`. */
@@ -171,4 +190,9 @@ export const metricsQuerySchema = z.strictObject({
   since: z.coerce.number().int().min(0).optional(),
   until: z.coerce.number().int().min(0).optional(),
   resolution: metricResolutionSchema.optional(),
+});
+
+/** `GET /v1/services?instances=true`: the list with every service's instances. */
+export const servicesQuerySchema = z.strictObject({
+  instances: z.enum(["true", "false"]).optional(),
 });

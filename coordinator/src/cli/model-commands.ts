@@ -4,7 +4,9 @@ import {
   type MetricSeries,
   type MetricsResponse,
   parseDuration,
+  type ServiceResponse,
   type ServicesResponse,
+  type ServiceView,
   type TopologyResponse,
 } from "@coral-mesh/sdk-proto";
 import { ApiClient, type ApiTarget } from "./api-client.js";
@@ -27,8 +29,12 @@ export function sinceTime(text: string, now = Date.now()): number {
 
 const list = (items: string[], none = "-") => (items.length === 0 ? none : items.join(", "));
 
-export async function servicesList(options: ApiTarget & Json, io: Io): Promise<ExitCode> {
-  const { services } = await ApiClient.locate(options).request<ServicesResponse>("GET", "/v1/services");
+/** At most this many agent names in a row of `coral services`; past it, a count. */
+const AGENT_NAMES_SHOWN = 3;
+
+export async function servicesList(options: ApiTarget & Json & { instances?: boolean }, io: Io): Promise<ExitCode> {
+  const path = options.json && options.instances ? "/v1/services?instances=true" : "/v1/services";
+  const { services } = await ApiClient.locate(options).request<ServicesResponse>("GET", path);
   if (options.json) {
     printJson(io, services);
     return 0;
@@ -40,19 +46,60 @@ export async function servicesList(options: ApiTarget & Json, io: Io): Promise<E
   const now = Date.now();
   io.out(
     `${table(
-      ["service", "agents", "versions", "source", "health", "listens", "depends on", "used by", "last seen"],
+      ["service", "instances", "agents", "versions", "source", "health", "listens", "depends on", "used by", "last seen"],
       services.map((s) => [
         s.name,
-        list([...new Set(s.instances.map((i) => i.agent))]),
+        String(s.instanceCount),
+        s.agents.length <= AGENT_NAMES_SHOWN ? list(s.agents) : `${s.agents.length} agents`,
         list(s.versions),
         s.source,
         s.health === "unknown" ? "-" : s.health,
-        list([...new Set(s.instances.flatMap((i) => i.listening.map((l) => `:${l.slice(l.lastIndexOf(":") + 1)}`)))]),
+        list(s.ports.map((port) => `:${port}`)),
         list(s.dependencies.map((d) => (d.kind === "service" ? `${d.name}:${d.port}` : d.name))),
         list([...new Set(s.dependents.map((d) => d.name))]),
         ago(s.lastSeen, now),
       ]),
-    )}\n`,
+    )}\n\`coral services NAME\` shows a service's instances.\n`,
+  );
+  return 0;
+}
+
+/** `coral services NAME`: one service, its instances by agent, what it depends on and what depends on it. */
+export async function serviceShow(name: string, options: ApiTarget & Json, io: Io): Promise<ExitCode> {
+  const { service: s } = await ApiClient.locate(options).request<ServiceResponse>("GET", `/v1/services/${encodeURIComponent(name)}`);
+  if (options.json) {
+    printJson(io, s);
+    return 0;
+  }
+  const now = Date.now();
+  // A dependency by the port it is called on; a dependent by name (the port is this service's).
+  const refs = (items: ServiceView["dependencies"], port: boolean) =>
+    list(
+      items.map((d) => `${d.name}${port && d.kind === "service" ? `:${d.port}` : ""} (${ago(d.lastSeen, now)})`),
+      "none",
+    );
+  io.out(
+    [
+      `${s.name}: ${s.instanceCount} instance${s.instanceCount === 1 ? "" : "s"} on ${s.agents.length} agent${s.agents.length === 1 ? "" : "s"}, ${s.source}${s.health === "unknown" ? "" : `, ${s.health}`}`,
+      `  versions:   ${list(s.versions)}`,
+      `  depends on: ${refs(s.dependencies, true)}`,
+      `  used by:    ${refs(s.dependents, false)}`,
+      "",
+      table(
+        ["agent", "instance", "version", "source", "health", "listens", "first seen", "last seen"],
+        s.instances.map((i) => [
+          i.agent,
+          i.key,
+          i.version ?? "-",
+          i.source,
+          i.health ?? "-",
+          list(i.listening),
+          ago(i.firstSeen, now),
+          ago(i.lastSeen, now),
+        ]),
+      ),
+      "",
+    ].join("\n"),
   );
   return 0;
 }

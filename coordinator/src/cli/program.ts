@@ -4,7 +4,7 @@ import packageJson from "../../package.json" with { type: "json" };
 import { defaultDataDir } from "./api-client.js";
 import { discoveryCheckCommand } from "./discovery-check.js";
 import { agentsList, agentsRemove, eventsList, status, tokenCreate, tokenList, tokenRevoke } from "./mesh-commands.js";
-import { metricsShow, servicesList, topologyShow } from "./model-commands.js";
+import { metricsShow, serviceShow, servicesList, topologyShow } from "./model-commands.js";
 import { type ExitCode, type Io, processIo } from "./output.js";
 
 const port = (value: string): number => {
@@ -173,9 +173,12 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       exitCode = await eventsList(o, io);
     });
 
-  apiCommand(program, "services", "every service across agents: instances, versions, health, dependencies").action(async (o) => {
-    exitCode = await servicesList(o, io);
-  });
+  apiCommand(program, "services", "every service across agents (or one, with its instances): versions, health, dependencies")
+    .argument("[service]", "one service: its instances by agent")
+    .option("--instances", "with --json, every service's instances too")
+    .action(async (service: string | undefined, o) => {
+      exitCode = service === undefined ? await servicesList(o, io) : await serviceShow(service, o, io);
+    });
 
   apiCommand(program, "topology", "the dependency graph: which service calls which, resolved across agents")
     .option("--format <format>", "text, json or dot (Graphviz)", "text")

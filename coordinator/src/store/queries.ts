@@ -11,6 +11,7 @@ import {
   type MetricSeries,
   type MetricsResponse,
   type ServiceInstance,
+  type ServiceSummary,
   type ServiceView,
   type TopologyEdge,
   type TopologyNode,
@@ -19,8 +20,8 @@ import {
 import { and, desc, eq, gte, inArray, lt, lte } from "drizzle-orm";
 import type { Store } from "./db.js";
 import { unpackAggregates, unpackSamples } from "./frames.js";
-import { type InstanceRow, readModel } from "./read-model.js";
-import { type Resolution, Resolver } from "./resolve.js";
+import { type InstanceRow, type Inventory, readModel } from "./read-model.js";
+import type { Resolution } from "./resolve.js";
 import { HOUR_MS, MINUTE_MS } from "./rollups.js";
 import { agents, events, metricFrames, metricRollups, metricSeries, services, topologyEdgeHours } from "./schema.js";
 
@@ -38,16 +39,7 @@ function instanceView(row: InstanceRow): ServiceInstance {
   };
 }
 
-/** Every instance and edge, the resolver built from the instances, and each instance's service name by (agent, key). */
-function inventory(db: Store) {
-  const { instances, edges } = readModel(db).read();
-  const resolver = new Resolver(
-    db.select({ name: agents.name, meshIp: agents.meshIp, addresses: agents.addresses, endpoint: agents.endpoint }).from(agents).all(),
-    instances.flatMap((i) => i.listening.map((socket) => ({ agent: i.agentName, service: i.name, socket }))),
-  );
-  const nameOf = new Map(instances.map((i) => [`${i.agentName}\u0000${i.key}`, i.name]));
-  return { instances, edges, resolver, nameOf };
-}
+const inventory = (db: Store): Inventory => readModel(db).inventory();
 
 interface ResolvedEdge {
   from: string;
@@ -61,15 +53,15 @@ interface ResolvedEdge {
   edgeId: number;
 }
 
-function resolvedEdges(since: number, until: number, inv: ReturnType<typeof inventory>): ResolvedEdge[] {
+function resolvedEdges(since: number, until: number, inv: Inventory): ResolvedEdge[] {
   const resolved: ResolvedEdge[] = [];
   for (const e of inv.edges) {
     if (e.lastSeenAt < since || e.firstSeenAt > until) continue;
-    const to = inv.resolver.resolve(e.agentName, e.toAddress, e.toPort);
+    const to = inv.resolve(e);
     if (to.kind === "coral") continue;
     resolved.push({
       // A connection's subject is its service's key on that agent; one the inventory does not know keeps its key.
-      from: inv.nameOf.get(`${e.agentName}\u0000${e.fromService}`) ?? e.fromService,
+      from: inv.nameOf(e.agentName, e.fromService) ?? e.fromService,
       to,
       agent: e.agentName,
       address: e.toAddress,
@@ -105,15 +97,9 @@ export function topology(db: Store, window: { since: number; until: number }): T
   }
 
   const nodes = new Map<string, TopologyNode>();
-  const agentsOf = new Map<string, Set<string>>();
-  for (const i of inv.instances) {
-    const set = agentsOf.get(i.name) ?? new Set<string>();
-    set.add(i.agentName);
-    agentsOf.set(i.name, set);
-  }
   const addNode = (kind: "service" | "external", name: string) => {
     const id = `${kind}:${name}`;
-    if (!nodes.has(id)) nodes.set(id, { id, kind, name, agents: kind === "service" ? [...(agentsOf.get(name) ?? [])].sort() : [] });
+    if (!nodes.has(id)) nodes.set(id, { id, kind, name, agents: kind === "service" ? [...inv.agentsOf(name)] : [] });
     return id;
   };
 
@@ -171,18 +157,29 @@ export function topology(db: Store, window: { since: number; until: number }): T
   };
 }
 
-/** Every service across agents, with its instances, dependencies and dependents (edges seen since `since`). */
-export function listServices(db: Store, since: number, now: number): ServiceView[] {
+/**
+ * Every service across agents, summarised, with its dependencies and dependents (edges seen
+ * since `since`); with `instances`, each one's instances too. `only` answers one service.
+ */
+export function listServices(
+  db: Store,
+  since: number,
+  now: number,
+  options: { instances?: boolean; only?: string } = {},
+): ServiceSummary[] {
   const inv = inventory(db);
   const byName = new Map<string, InstanceRow[]>();
   for (const i of inv.instances) {
+    if (options.only !== undefined && i.name !== options.only) continue;
     const list = byName.get(i.name);
     if (list) list.push(i);
     else byName.set(i.name, [i]);
   }
-  const dependencies = new Map<string, Map<string, ServiceView["dependencies"][number]>>();
-  const dependents = new Map<string, Map<string, ServiceView["dependents"][number]>>();
-  const add = (into: typeof dependencies, service: string, ref: ServiceView["dependencies"][number]) => {
+  type Ref = ServiceSummary["dependencies"][number];
+  const dependencies = new Map<string, Map<string, Ref>>();
+  const dependents = new Map<string, Map<string, Ref>>();
+  const add = (into: typeof dependencies, service: string, ref: Ref) => {
+    if (!byName.has(service)) return;
     const refs = into.get(service) ?? new Map();
     const key = `${ref.kind}\u0000${ref.name}\u0000${ref.port}\u0000${ref.protocol}`;
     const existing = refs.get(key);
@@ -197,27 +194,53 @@ export function listServices(db: Store, since: number, now: number): ServiceView
   const sorted = <T extends { name: string; port: number }>(refs: Map<string, T> | undefined) =>
     [...(refs?.values() ?? [])].sort((a, b) => a.name.localeCompare(b.name) || a.port - b.port);
   return [...byName]
-    .map(([name, rows]): ServiceView => {
-      const instances = rows.map(instanceView).sort((a, b) => a.agent.localeCompare(b.agent) || a.key.localeCompare(b.key));
-      const sdk = instances.filter((i) => i.source === "sdk");
+    .map(([name, rows]): ServiceSummary => {
+      const versions = new Set<string>();
+      const ports = new Set<number>();
+      let sdk = 0;
+      let reporting = 0;
+      let failing = 0;
+      let firstSeen = Number.POSITIVE_INFINITY;
+      let lastSeen = Number.NEGATIVE_INFINITY;
+      for (const i of rows) {
+        if (i.version) versions.add(i.version);
+        for (const socket of i.listening) {
+          const port = Number(socket.slice(socket.lastIndexOf(":") + 1));
+          if (Number.isInteger(port)) ports.add(port);
+        }
+        if (i.source === "sdk") {
+          sdk++;
+          if (i.health !== null) reporting++;
+          if (i.health !== null && i.health !== "serving") failing++;
+        }
+        if (i.firstSeenAt < firstSeen) firstSeen = i.firstSeenAt;
+        if (i.lastSeenAt > lastSeen) lastSeen = i.lastSeenAt;
+      }
       return {
         name,
-        instances,
-        versions: [...new Set(instances.flatMap((i) => (i.version ? [i.version] : [])))].sort(),
-        source: sdk.length > 0 ? "sdk" : "passive",
-        health:
-          sdk.length === 0 || sdk.every((i) => i.health === null)
-            ? "unknown"
-            : sdk.some((i) => i.health !== null && i.health !== "serving")
-              ? "not_serving"
-              : "serving",
+        instanceCount: rows.length,
+        agents: [...inv.agentsOf(name)],
+        versions: [...versions].sort(),
+        ports: [...ports].sort((a, b) => a - b),
+        source: sdk > 0 ? "sdk" : "passive",
+        health: reporting === 0 ? "unknown" : failing > 0 ? "not_serving" : "serving",
         dependencies: sorted(dependencies.get(name)),
         dependents: sorted(dependents.get(name)),
-        firstSeen: Math.min(...instances.map((i) => i.firstSeen)),
-        lastSeen: Math.max(...instances.map((i) => i.lastSeen)),
+        firstSeen,
+        lastSeen,
+        ...(options.instances
+          ? { instances: rows.map(instanceView).sort((a, b) => a.agent.localeCompare(b.agent) || a.key.localeCompare(b.key)) }
+          : {}),
       };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** One service with every instance, or `service_not_found`. */
+export function getService(db: Store, name: string, since: number, now: number): ServiceView {
+  const [service] = listServices(db, since, now, { instances: true, only: name });
+  if (!service?.instances) throw new CoralError("service_not_found", `No service named ${name}; \`coral services\` lists them.`);
+  return { ...service, instances: service.instances };
 }
 
 /** Raw samples for spans up to two hours, minute rollups up to three days, hour rollups beyond. */

@@ -1,15 +1,26 @@
-import type { ServicesResponse } from "@coral-mesh/sdk-proto";
+import { type ServiceResponse, type ServicesResponse, servicesQuerySchema } from "@coral-mesh/sdk-proto";
 import type { Hono } from "hono";
 import type { Store } from "../../store/db.js";
-import { listServices } from "../../store/queries.js";
+import { getService, listServices } from "../../store/queries.js";
+import { parseQuery } from "./query.js";
 
 /** Dependencies and dependents count when seen within this span. */
 export const DEPENDENCY_WINDOW_MS = 86_400_000;
 
-/** GET /v1/services: every service across agents, with instances, dependencies and dependents. */
+/**
+ * GET /v1/services[?instances=true]: every service across agents, summarised (with its
+ * instances on request); GET /v1/services/:name: one service with its instances.
+ */
 export function servicesList(app: Hono, db: Store, now: () => number): void {
   app.get("/v1/services", (c) => {
+    const query = parseQuery(servicesQuerySchema, c.req.query());
     const at = now();
-    return c.json<ServicesResponse>({ services: listServices(db, at - DEPENDENCY_WINDOW_MS, at) });
+    return c.json<ServicesResponse>({
+      services: listServices(db, at - DEPENDENCY_WINDOW_MS, at, { instances: query.instances === "true" }),
+    });
+  });
+  app.get("/v1/services/:name", (c) => {
+    const at = now();
+    return c.json<ServiceResponse>({ service: getService(db, c.req.param("name"), at - DEPENDENCY_WINDOW_MS, at) });
   });
 }
