@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statfsSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import passive, { serviceOf } from "../src/passive/index.js";
+import { memoryCgroup } from "../src/passive/proc.js";
 import { Lineages } from "../src/passive/services.js";
 import { createTestContext, lifecycleSuite, MemoryState, runCollect } from "../src/testing.js";
 import { firstPagePorts, openLoopback } from "./loopback.js";
@@ -120,7 +121,20 @@ function hex(endpoint: string): string {
 
 describe("service identity", () => {
   const process = (cmdline: string[], exe = "/usr/bin/node") =>
-    ({ pid: 1, comm: "node", state: "S", ppid: 0, utime: 0, stime: 0, startTime: 1, rssPages: 0, exe, cmdline, unit: undefined }) as const;
+    ({
+      pid: 1,
+      comm: "node",
+      state: "S",
+      ppid: 0,
+      utime: 0,
+      stime: 0,
+      startTime: 1,
+      rssPages: 0,
+      exe,
+      cmdline,
+      unit: undefined,
+      cgroup: undefined,
+    }) as const;
 
   it("names an interpreter by its script, never by inline code", () => {
     expect(serviceOf(process(["node", "--import", "tsx", "/srv/api/server.ts"])).key).toBe("script:node /srv/api/server.ts");
@@ -567,6 +581,137 @@ describe("what the passive collector calls a service", () => {
     expect(events(emitted)).toEqual([]);
   });
 });
+
+describe("what a host and its services have left", () => {
+  it("reports disk space per data filesystem once per device, and a service's memory limit and OOM kills from its own cgroup", async () => {
+    const proc = new FakeProc();
+    const data = mkdtempSync(join(tmpdir(), "coral-disk-"));
+    const scratch = mkdtempSync(join(tmpdir(), "coral-scratch-"));
+    const cgroups = mkdtempSync(join(tmpdir(), "coral-cgroups-"));
+    dirs.push(data, scratch, cgroups);
+    mkdirSync(join(proc.root, "self"));
+    writeFileSync(
+      join(proc.root, "self", "mounts"),
+      [
+        `/dev/vda1 ${data} ext4 rw,relatime 0 0`,
+        `/dev/vda1 ${data}/bound ext4 rw,relatime 0 0`, // a bind mount of the same device: counted once
+        "proc /proc proc rw 0 0",
+        `tmpfs ${scratch} tmpfs rw 0 0`, // not a data filesystem, but named in the mounts option
+        `tmpfs ${data}\\040with\\040spaces tmpfs rw 0 0`, // neither
+      ].join("\n"),
+    );
+    // api has a cgroup of its own with a limit; two services share a login session's.
+    const api = join(cgroups, "system.slice", "api.service");
+    mkdirSync(api, { recursive: true });
+    writeFileSync(join(api, "memory.max"), "104857600\n");
+    writeFileSync(join(api, "memory.peak"), "104800000\n");
+    writeFileSync(join(api, "memory.events"), "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n");
+    const session = join(cgroups, "user.slice");
+    mkdirSync(session, { recursive: true });
+    writeFileSync(join(session, "memory.max"), "max\n");
+    writeFileSync(join(session, "memory.events"), "oom_kill 0\n");
+    proc.add({ pid: 10, comm: "api", cmdline: ["/srv/api"], exe: proc.executable("api"), start: 10, unit: "api.service" });
+    proc.add({ pid: 20, comm: "vim", cmdline: ["vim"], exe: proc.executable("vim"), start: 10 });
+    proc.add({ pid: 21, comm: "top", cmdline: ["top"], exe: proc.executable("top"), start: 10 });
+
+    let now = 1_000_000;
+    const state = new MemoryState();
+    const options = { cgroupRoot: cgroups, mounts: [scratch] };
+    const collect = async () => {
+      const ctx = createTestContext(passive, { procRoot: proc.root, now: () => now, state, options });
+      await passive.collect?.(ctx as never);
+      return ctx.emit;
+    };
+    const first = await collect();
+    const disks = first.metrics.filter((m) => m.name.startsWith("host.disk."));
+    expect(new Set(disks.map((m) => m.labels?.mount))).toEqual(new Set([data, scratch]));
+    const space = statfsSync(data);
+    const of = (name: string) => disks.find((m) => m.name === name && m.labels?.mount === data)?.value;
+    expect(of("host.disk.total_bytes")).toBe(space.blocks * space.bsize);
+    expect(of("host.disk.used_bytes")).toBe((space.blocks - space.bfree) * space.bsize);
+    expect(first.metrics.filter((m) => m.name === "service.memory.limit_bytes").map((m) => [m.subject?.id, m.value])).toEqual([
+      ["unit:api.service", 104_857_600],
+    ]);
+    // The kill before the first collect is the baseline, not news.
+    expect(first.events.filter((e) => e.kind === "service.oom_killed")).toEqual([]);
+
+    now += 10_000;
+    writeFileSync(join(api, "memory.events"), "low 0\nhigh 0\nmax 30\noom 3\noom_kill 3\n");
+    writeFileSync(join(session, "memory.events"), "oom_kill 5\n"); // shared: no one service's
+    const second = await collect();
+    expect(second.events.filter((e) => e.kind === "service.oom_killed").map((e) => [e.subject.id, e.attributes])).toEqual([
+      ["unit:api.service", { kills: "2", limitBytes: "104857600", peakBytes: "104800000" }],
+    ]);
+    now += 10_000;
+    expect((await collect()).events.filter((e) => e.kind === "service.oom_killed")).toEqual([]);
+  });
+
+  it("sees the kernel OOM-kill a process of a service under a real memory cgroup limit", async (context) => {
+    const cgroup = ownMemoryCgroup();
+    if (!cgroup) {
+      if (process.env.CORAL_REQUIRE_ALL === "1")
+        throw new Error("no writable memory cgroup (run as root on a host with the memory controller)");
+      context.skip();
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), "coral-oom-"));
+    dirs.push(dir);
+    const child = join(cgroup.dir, `coral-oom-${process.pid}`);
+    mkdirSync(child);
+    try {
+      writeFileSync(join(child, cgroup.limitFile), String(64 * 1024 * 1024));
+      // A service that, when told to, runs a pipeline whose `tail` holds 300 MB: the kernel kills it at the limit.
+      const service = join(dir, "coral-oom-svc");
+      const trigger = join(dir, "go");
+      writeFileSync(
+        service,
+        `#!/bin/sh\necho $$ > "${child}/cgroup.procs"\nwhile :; do\n  if [ -e "${trigger}" ]; then rm -f "${trigger}"; head -c 300000000 /dev/zero | tail > /dev/null; fi\n  sleep 0.1\ndone\n`,
+        { mode: 0o755 },
+      );
+      const running = spawn(service, [], { stdio: "ignore", detached: true });
+      try {
+        const pid = running.pid as number;
+        await until(() => readFileSync(`/proc/${pid}/cgroup`, "utf8").includes(`coral-oom-${process.pid}`));
+        let now = Date.now();
+        const state = new MemoryState();
+        const options = { include: ["^coral-oom-svc$"], serviceAfterMs: 0, cgroupRoot: "/sys/fs/cgroup", disks: false };
+        const collect = async () => {
+          const ctx = createTestContext(passive, { procRoot: "/proc", now: () => now, state, options });
+          await passive.collect?.(ctx as never);
+          return ctx.emit;
+        };
+        const first = await collect();
+        expect(first.metrics.find((m) => m.name === "service.memory.limit_bytes")?.value).toBe(64 * 1024 * 1024);
+        writeFileSync(trigger, "");
+        await until(() => readFileSync(join(child, cgroup.eventsFile), "utf8").match(/^oom_kill [1-9]/m) !== null);
+        now += 10_000;
+        const second = await collect();
+        const killed = second.events.filter((e) => e.kind === "service.oom_killed");
+        expect(killed).toHaveLength(1);
+        expect(killed[0]?.attributes).toMatchObject({ kills: "1", limitBytes: String(64 * 1024 * 1024) });
+        expect(Number(killed[0]?.attributes?.peakBytes)).toBeGreaterThan(60 * 1024 * 1024);
+      } finally {
+        process.kill(-(running.pid as number), "SIGKILL");
+        await until(() => readFileSync(join(child, "cgroup.procs"), "utf8").trim() === "");
+      }
+    } finally {
+      rmdirSync(child);
+    }
+  }, 30_000);
+});
+
+/** This process's memory cgroup, where it can make a child with a limit: v1 (hybrid hosts) or v2 with the controller delegated. */
+function ownMemoryCgroup(): { dir: string; limitFile: string; eventsFile: string } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const own = memoryCgroup(readFileSync("/proc/self/cgroup", "utf8")) ?? "";
+  const v1 = join("/sys/fs/cgroup", own.startsWith("memory") ? own : "memory");
+  if (existsSync(join(v1, "memory.limit_in_bytes")))
+    return { dir: v1, limitFile: "memory.limit_in_bytes", eventsFile: "memory.oom_control" };
+  const v2 = join("/sys/fs/cgroup", own.startsWith("memory") ? "" : own);
+  if (existsSync(join(v2, "cgroup.subtree_control")) && readFileSync(join(v2, "cgroup.subtree_control"), "utf8").includes("memory"))
+    return { dir: v2, limitFile: "memory.max", eventsFile: "memory.events" };
+  return undefined;
+}
 
 describe("the passive collector, on this machine's /proc", () => {
   it("reports the connections whose rows lie beyond the first page of /proc/net/tcp", async () => {

@@ -9,9 +9,11 @@
  *   above it (service.transient_processes), and nothing else.
  * - Events: process.started, process.exited, process.restarted (the same service, a new
  *   pid and start time, within one interval), service.deployed (restarted on a different
- *   executable file), port.opened and port.closed.
- * - Metrics: host CPU, memory and load; per service CPU, resident memory, process count, and
- *   the transient processes it started.
+ *   executable file), port.opened and port.closed, service.oom_killed (the kernel killed
+ *   processes of the service's own memory cgroup at its limit).
+ * - Metrics: host CPU, memory, load and disk space per data filesystem; per service CPU,
+ *   resident memory, process count, the transient processes it started, and its memory
+ *   cgroup's limit.
  * - Connections: established TCP connections, from the side that opened them (the local
  *   port is not one the host listens on), so the coordinator can draw the dependency graph.
  *
@@ -23,6 +25,7 @@ import { join } from "node:path";
 import * as z from "zod";
 import { definePlugin, PLUGIN_API_VERSION, type PluginContext, type PluginStateStore, type Subject } from "../contract.js";
 import { type ProcessInfo, ProcReader, parseLoadavg, parseMeminfo, parseProcStat, parseUptime, readProcFile, type Socket } from "./proc.js";
+import { readCgroupMemory, readDisks } from "./resources.js";
 import { Lineages, serviceOf } from "./services.js";
 
 export { serviceOf } from "./services.js";
@@ -46,6 +49,11 @@ const options = z.strictObject({
    * matches `match` (a regular expression) is a service instance from its start, shown as `name`.
    */
   services: z.array(z.strictObject({ name: z.string().min(1).max(256), match: pattern })).default([]),
+  /** Disk space of the host's data filesystems (ext4, xfs, btrfs, NFS...), and of these mount points whatever their type. */
+  disks: z.boolean().default(true),
+  mounts: z.array(z.string().startsWith("/")).default([]),
+  /** Where cgroups are mounted: each service's memory limit and OOM kills come from its memory cgroup (v2, or v1 on hybrid hosts). */
+  cgroupRoot: z.string().startsWith("/").default("/sys/fs/cgroup"),
 });
 type Options = z.infer<typeof options>;
 
@@ -68,6 +76,8 @@ interface Seen {
   command: string;
   exe: string | undefined;
   exeId: string | undefined;
+  /** Its memory cgroup's directory (see memoryCgroup), where it has its own. */
+  cgroup: string | undefined;
   cpuTicks: number;
   rssBytes: number;
   /** Its lineage (see Lineages); undefined for a child of its own service, which no lineage makes a service. */
@@ -90,6 +100,8 @@ interface Snapshot {
   lineages: Lineages;
   /** The subjects of the last collect's non-zero service.transient_processes, by id. */
   transient: Map<string, Subject>;
+  /** The OOM kills of each cgroup with a process in it, as last read (a cgroup counts them from its creation). */
+  oomKills: Map<string, number>;
   reader: ProcReader;
 }
 
@@ -220,6 +232,7 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
       command: service.command,
       exe: p.exe,
       exeId: exeStat ? `${exeStat.dev}:${exeStat.ino}:${exeStat.mtimeMs}` : undefined,
+      cgroup: p.cgroup,
       cpuTicks: p.utime + p.stime,
       rssBytes: p.rssPages * PAGE_SIZE,
       lineage: ownChild ? undefined : Lineages.of(parent, service.key),
@@ -311,12 +324,13 @@ function collect(ctx: PluginContext<Options>, previous: Snapshot | undefined): S
   if (previous) emitEvents(ctx, previous, current, ports, now, bootTime);
   const transient = previous ? emitTransient(ctx, previous, current, serviceAbove, now) : new Map<string, Subject>();
   const hostCpu = emitMetrics(ctx, previous, current, now, reader.loadavgText);
+  const oomKills = emitResources(ctx, previous, current, now);
   try {
     lineages.save();
   } catch (error) {
     ctx.log.warn(`the established services were not saved: ${(error as Error).message}`);
   }
-  return { at: now, processes: current, ports, hostCpu, services, lineages, transient, reader };
+  return { at: now, processes: current, ports, hostCpu, services, lineages, transient, oomKills, reader };
 }
 
 /** The name the user gave the first of their services that the process matches. */
@@ -521,6 +535,60 @@ function emitMetrics(
       ctx.emit.metric({ name: "service.cpu.cores", value: round(cpuTicks / CLOCK_TICKS / elapsedSeconds), subject, time: now });
   }
   return cpu ? { busy: cpu.busy, total: cpu.total } : undefined;
+}
+
+/**
+ * Disk space per data filesystem, and per service what its own cgroup says of its memory:
+ * the limit, and an event for each collect in which the kernel OOM-killed some of its
+ * processes (with the limit and the peak). A cgroup shared by several services (a login
+ * session's) is no one service's, so it is left out. Returns the kills as read.
+ */
+function emitResources(ctx: PluginContext<Options>, previous: Snapshot | undefined, current: Map<string, Seen>, now: number) {
+  if (ctx.options.disks) {
+    for (const disk of readDisks(ctx.procRoot, ctx.options.mounts)) {
+      const labels = { mount: disk.mount };
+      ctx.emit.metric({ name: "host.disk.used_bytes", value: disk.usedBytes, subject: HOST, labels, time: now });
+      ctx.emit.metric({ name: "host.disk.available_bytes", value: disk.availableBytes, subject: HOST, labels, time: now });
+      ctx.emit.metric({ name: "host.disk.total_bytes", value: disk.totalBytes, subject: HOST, labels, time: now });
+    }
+  }
+  // Every cgroup with a process in it is read, so a service that becomes an instance later is measured against what its cgroup already counted.
+  const servicesOf = new Map<string, Set<string>>();
+  const instanceOf = new Map<string, Seen>();
+  for (const seen of current.values()) {
+    if (!seen.cgroup) continue;
+    const set = servicesOf.get(seen.cgroup) ?? new Set<string>();
+    set.add(seen.service);
+    servicesOf.set(seen.cgroup, set);
+    if (seen.instance && !instanceOf.has(seen.cgroup)) instanceOf.set(seen.cgroup, seen);
+  }
+  const kills = new Map<string, number>();
+  for (const [cgroup, services] of servicesOf) {
+    const memory = readCgroupMemory(ctx.options.cgroupRoot, cgroup);
+    if (!memory) continue;
+    kills.set(cgroup, memory.oomKills);
+    const seen = instanceOf.get(cgroup);
+    if (!seen || services.size !== 1) continue;
+    const subject = serviceSubject(seen);
+    if (memory.limitBytes !== undefined)
+      ctx.emit.metric({ name: "service.memory.limit_bytes", value: memory.limitBytes, subject, time: now });
+    // The first collect is the baseline; a cgroup that had no process at the last one is new, and counts from zero.
+    if (!previous) continue;
+    const since = previous.oomKills.get(cgroup) ?? 0;
+    if (memory.oomKills > since)
+      ctx.emit.event({
+        kind: "service.oom_killed",
+        subject,
+        attributes: {
+          kills: String(memory.oomKills - since),
+          ...(memory.limitBytes === undefined ? {} : { limitBytes: String(memory.limitBytes) }),
+          ...(memory.peakBytes === undefined ? {} : { peakBytes: String(memory.peakBytes) }),
+        },
+        evidence: { cgroup, oomKillsTotal: memory.oomKills },
+        time: now,
+      });
+  }
+  return kills;
 }
 
 const round = (n: number) => Math.round(n * 10_000) / 10_000;

@@ -61,6 +61,27 @@ export function parseStat(text: string): ProcStat | undefined {
 const SPACE = 32;
 const NEWLINE = 10;
 
+function cgroupOf(text: string): { unit: string | undefined; cgroup: string | undefined } {
+  return { unit: unitFromCgroup(text), cgroup: memoryCgroup(text) };
+}
+
+/**
+ * The directory of a process's memory cgroup, relative to where cgroups are mounted, from
+ * /proc/PID/cgroup: `system.slice/api.service` under cgroup v2 (`0::/system.slice/api.service`),
+ * `memory/docker/ID` where the memory controller is on a v1 hierarchy (`4:memory:/docker/ID`,
+ * as on hybrid hosts). Undefined for the root cgroup, which is the whole host's.
+ */
+export function memoryCgroup(text: string): string | undefined {
+  let v2: string | undefined;
+  for (const line of text.split("\n")) {
+    const [, controllers = "", ...rest] = line.split(":");
+    const path = rest.join(":").trim();
+    if (controllers.split(",").includes("memory")) return path === "/" || path === "" ? undefined : `memory${path}`;
+    if (line.startsWith("0::") && path !== "/" && path !== "") v2 = path.slice(1);
+  }
+  return v2;
+}
+
 /** The systemd unit of a process from /proc/PID/cgroup, if it runs in one. */
 export function unitFromCgroup(text: string): string | undefined {
   for (const line of text.split("\n")) {
@@ -200,6 +221,8 @@ interface Statics {
   exe: string | undefined;
   cmdline: string[];
   unit: string | undefined;
+  /** Its memory cgroup's directory under the cgroup mount (see memoryCgroup), where it has its own. */
+  cgroup: string | undefined;
 }
 
 export interface ProcessInfo extends ProcStat {
@@ -207,6 +230,8 @@ export interface ProcessInfo extends ProcStat {
   exe: string | undefined;
   cmdline: string[];
   unit: string | undefined;
+  /** Its memory cgroup's directory under the cgroup mount (see memoryCgroup), where it has its own. */
+  cgroup: string | undefined;
 }
 
 /** A /proc entry that is a process: all digits (checked without a regular expression, for every entry on every collect). */
@@ -436,7 +461,7 @@ export class ProcReader {
         cmdline: readProcFile(`${dir}/cmdline`)
           .split("\0")
           .filter((a) => a !== ""),
-        unit: unitFromCgroup(readProcFile(`${dir}/cgroup`)),
+        ...cgroupOf(readProcFile(`${dir}/cgroup`)),
       };
       this.statics.set(pid, fixed);
     }
@@ -452,6 +477,7 @@ export class ProcReader {
       exe: fixed.exe,
       cmdline: fixed.cmdline,
       unit: fixed.unit,
+      cgroup: fixed.cgroup,
     };
   }
 
