@@ -49,6 +49,21 @@ function walk(dir: string, base = dir): string[] {
   });
 }
 
+/**
+ * `setpriv` flags that give a command what the unit gives it: user id 0, but only the
+ * capabilities of its CapabilityBoundingSet, and no new privileges. Running the lab's
+ * coordinator and agent so shows the units' capabilities are enough.
+ */
+function unitCapabilities(unitFile: string): string[] {
+  const line = /^CapabilityBoundingSet=(.*)$/m.exec(readFileSync(unitFile, "utf8"))?.[1] ?? "";
+  const caps = line
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((cap) => `+${cap.replace(/^CAP_/, "").toLowerCase()}`)
+    .join(",");
+  return [`--bounding-set=-all,${caps}`, `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`, "--no-new-privs"];
+}
+
 function diskUsageKiB(dir: string): number {
   return Number(execFileSync("du", ["-sk", dir], { encoding: "utf8" }).split("\t")[0]);
 }
@@ -182,13 +197,18 @@ describe.skipIf(skip)("the published packages, installed from their tarballs", (
           done({ code: error ? Number(error.code ?? 1) : 0, out, err }),
         ),
       );
-    const start = (ns: string, command: string, args: string[], ready: RegExp, what: string) => {
-      const child = spawn("ip", ["netns", "exec", ns, command, ...args], { cwd: prefix, env: npmEnv(), stdio: ["ignore", "pipe", "pipe"] });
+    const start = (ns: string, command: string, args: string[], ready: RegExp, what: string, unit?: string) => {
+      const confined = unit ? ["setpriv", ...unitCapabilities(unit), command] : [command];
+      const child = spawn("ip", ["netns", "exec", ns, ...confined, ...args], {
+        cwd: prefix,
+        env: npmEnv(),
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       children.push(child);
       return { child, ...waitForLine(child, ready, what, 90_000) };
     };
 
-    it("joins an installed agent to an installed coordinator; a kit plugin and an SDK app report through it", async () => {
+    it("joins an installed agent to an installed coordinator, each with only its unit's capabilities; a kit plugin and an SDK app report through it", async () => {
       // A plugin as its author writes it: against the kit, by package name, beside its own zod.
       mkdirSync(join(prefix, "plugin"));
       writeFileSync(
@@ -241,6 +261,7 @@ setInterval(() => {}, 60_000);
         ],
         / ready: /,
         "the installed coordinator",
+        join(installed("@coral-mesh/coordinator"), "systemd", UNITS["@coral-mesh/coordinator"]),
       );
       await coordinator.ready;
 
@@ -273,6 +294,7 @@ setInterval(() => {}, 60_000);
         ],
         / running as /,
         "the installed agent",
+        join(installed("@coral-mesh/agent"), "systemd", UNITS["@coral-mesh/agent"]),
       );
       await agent.ready;
 
