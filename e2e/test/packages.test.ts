@@ -163,6 +163,8 @@ describe.skipIf(skip)("the published packages, installed from their tarballs", (
       for (const line of ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"])
         expect(text, unit).toContain(line);
       expect(/^StateDirectory=\S+/m.test(text), unit).toBe(true);
+      // It would hide /usr/lib/modules, where the wireguard module is looked for before wireguard-go.
+      expect(/^ProtectKernelModules=yes/m.test(text), unit).toBe(false);
       expect(/^CapabilityBoundingSet=.*CAP_NET_ADMIN/m.test(text), unit).toBe(true);
     }
   });
