@@ -1,4 +1,4 @@
-import { nodePackage } from "../tsup.shared.js";
+import { bundleInternal, nodePackage } from "../tsup.shared.js";
 
 export default nodePackage(
   {
@@ -8,5 +8,5 @@ export default nodePackage(
     "sdk/index": "src/sdk/index.ts",
     "ebpf/index": "src/ebpf/index.ts",
   },
-  { external: ["vitest"] },
+  { ...bundleInternal(), external: ["vitest"] },
 );

@@ -10,7 +10,10 @@ const bundled = /^(?!@grpc\/proto-loader$)/;
 // The agent runs on every host, so it ships with its dependencies inlined: loading one file
 // instead of a few hundred modules takes ~17 MB less memory and a smaller heap for the
 // garbage collector to walk. `require` is provided for the CommonJS ones.
+// No declarations: the agent is a command, and its "." export serves this workspace's tests,
+// which read it from source; declarations would name packages an install does not have.
 export default nodePackage(["src/index.ts", "src/cli.ts", "src/boot.ts"], {
+  dts: false,
   noExternal: [bundled],
   external: ["@grpc/proto-loader"],
   minify: true,

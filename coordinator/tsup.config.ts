@@ -1,3 +1,3 @@
-import { nodePackage } from "../tsup.shared.js";
+import { bundleInternal, nodePackage } from "../tsup.shared.js";
 
-export default nodePackage(["src/index.ts", "src/cli.ts", "src/testing.ts"]);
+export default nodePackage(["src/index.ts", "src/cli.ts", "src/testing.ts"], bundleInternal());

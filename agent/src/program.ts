@@ -12,6 +12,7 @@ import packageJson from "../package.json" with { type: "json" };
 import { Agent, StoppedError } from "./agent.js";
 import { PluginListError, parsePluginList } from "./plugin-list.js";
 import { type ImportModule, loadPlugins } from "./plugins.js";
+import { agentServiceHelp } from "./service-help.js";
 
 export interface Io {
   out: (text: string) => void;
@@ -54,6 +55,7 @@ function untilSignal(say: (line: string) => void): Promise<NodeJS.Signals> {
 export async function runAgentCli(argv: string[], io: Io = processIo, hooks: { importModule?: ImportModule } = {}): Promise<number> {
   const program = new Command("coral-agent")
     .description("Joins a Coral mesh and runs collector plugins.")
+    .addHelpText("after", () => agentServiceHelp())
     .version(packageJson.version, "-v, --version")
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })

@@ -4,7 +4,10 @@
  * behind a NAT. `sudo` is dropped (the tests run as root), HOME is a fresh directory per
  * host (so `~/.coral` and `~/.coral-agent` are new), and the placeholders COORDINATOR_ADDRESS
  * and INVITE get what the steps before produced. What cannot run here is checked instead:
- * the packages the page installs are installed, and the tests run from a checkout.
+ * the Debian packages the page installs are installed; the npm packages it installs globally
+ * are this workspace's published packages, whose commands this checkout links where a global
+ * install would (`node_modules/.bin`, put first on PATH); installing them from their tarballs
+ * is what packages.test.ts proves. The clone the trial discovery needs is this checkout.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -68,14 +71,17 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
 
   it("walks from two fresh hosts to an agent that coral status shows healthy", async () => {
     const [install, ...rest] = steps;
-    // 1. Installing: the packages are there (CI installs them), and this is a built checkout.
+    // 1. Installing: the Debian packages are there (CI installs them), and this is a built checkout.
     expect(install?.host).toBe("both");
-    const apt = install?.commands.find((c) => c.includes("apt-get install")) ?? "";
+    expect(install?.commands).toHaveLength(1);
+    const apt = install?.commands[0] ?? "";
     for (const pkg of apt.replace(/^.*apt-get install -y /, "").split(" ")) {
       expect(() => execFileSync("dpkg", ["-s", pkg], { stdio: "ignore" }), `package ${pkg}`).not.toThrow();
     }
-    expect(install?.commands.slice(1)).toEqual(["git clone https://github.com/coral-mesh/coral.git && cd coral", "npm ci"]);
     expect(existsSync(join(root, "coordinator", "dist", "cli.js")) && existsSync(join(root, "agent", "dist", "cli.js"))).toBe(true);
+    // What each host installs globally, and the command the page then runs from it.
+    const globalInstalls: Record<string, string> = {};
+    const expectedInstalls = { coordinator: "@coral-mesh/coordinator coral", agent: "@coral-mesh/agent coral-agent" };
 
     lab = createNatLab();
     const coordinatorSite = lab.addSite("hub", "none");
@@ -89,7 +95,12 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
 
     const prepare = (command: string) =>
       Object.entries(values).reduce((c, [placeholder, value]) => c.replaceAll(placeholder, value), command.replace(/^sudo /, ""));
-    const env = (home: string) => ({ ...process.env, HOME: home, NO_COLOR: "1" });
+    const env = (home: string) => ({
+      ...process.env,
+      HOME: home,
+      NO_COLOR: "1",
+      PATH: `${join(root, "node_modules", ".bin")}:${process.env.PATH}`,
+    });
     /** A command that runs until stopped: started, and awaited until it prints `ready`. */
     const serve = (host: keyof typeof hosts, command: string, ready: RegExp) =>
       new Promise<void>((done, fail) => {
@@ -124,7 +135,7 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
       });
 
     const longRunning: Array<[RegExp, RegExp]> = [
-      [/^npm start -w @coral\/discovery-worker/, /Discovery is serving at/],
+      [/^npm start -w @coral-mesh\/discovery-worker/, /Discovery is serving at/],
       [/coral coordinator start/, / ready: /],
       [/coral-agent --join/, / running as /],
     ];
@@ -133,6 +144,25 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
       expect(block.host).not.toBe("both");
       const host = block.host as keyof typeof hosts;
       for (const command of block.commands) {
+        const globalInstall = /^sudo npm install -g (@coral-mesh\/[a-z-]+)$/.exec(command);
+        if (globalInstall) {
+          // A published package (not private, with its command), which this checkout links.
+          const name = globalInstall[1] as string;
+          const manifest = JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8"));
+          expect(manifest.private, name).toBeUndefined();
+          const bin = Object.keys(manifest.bin ?? {})[0] as string;
+          expect(existsSync(join(root, "node_modules", ".bin", bin)), bin).toBe(true);
+          globalInstalls[host] = `${name} ${bin}`;
+          continue;
+        }
+        if (command.startsWith("git clone ")) {
+          // Only the trial discovery comes from the repository: this checkout.
+          expect(command).toBe("git clone https://github.com/coral-mesh/coral.git && cd coral && npm ci");
+          expect(host).toBe("coordinator");
+          continue;
+        }
+        // Every command of the page is an installed one, never npx (npx coral is someone else's package).
+        expect(command).not.toMatch(/\bnpx coral/);
         const serving = longRunning.find(([pattern]) => pattern.test(command.replace(/^sudo /, "")));
         if (serving) {
           await serve(host, command, serving[1]);
@@ -152,6 +182,7 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
         if (/coral status$/.test(command)) status = out;
       }
     }
+    expect(globalInstalls).toEqual(expectedInstalls);
     // The last step shows the agent, healthy, over a direct path.
     expect(status).toMatch(/healthy\s+\S+(\s\S+)?\s+direct/);
   }, 240_000);

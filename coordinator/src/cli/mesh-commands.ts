@@ -35,7 +35,8 @@ export async function tokenCreate(options: ApiTarget & Json & { ttl: string; use
       "",
       "On the host to add:",
       "",
-      `  npx coral-agent --join ${created.invite} --plugins=passive,sdk`,
+      "  sudo npm install -g @coral-mesh/agent",
+      `  sudo coral-agent --join ${created.invite} --plugins=passive,sdk`,
       "",
     ].join("\n"),
   );

@@ -6,6 +6,7 @@ import { discoveryCheckCommand } from "./discovery-check.js";
 import { agentsList, agentsRemove, eventsList, status, tokenCreate, tokenList, tokenRevoke } from "./mesh-commands.js";
 import { metricsShow, serviceShow, servicesList, topologyShow } from "./model-commands.js";
 import { type ExitCode, type Io, processIo } from "./output.js";
+import { coordinatorServiceHelp } from "./service-help.js";
 
 const port = (value: string): number => {
   const n = Number(value);
@@ -82,6 +83,7 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
   coordinator
     .command("start")
     .description("run the coordinator: WireGuard hub, enrollment, agent service and API (needs root or CAP_NET_ADMIN)")
+    .addHelpText("after", () => coordinatorServiceHelp())
     .addOption(new Option("--discovery <url>", "your discovery Worker's URL; remembered after the first start").env("CORAL_DISCOVERY_URL"))
     .option("--data-dir <dir>", "where keys, the store and the API address live", defaultDataDir())
     .option("--interface <name>", "WireGuard interface name (default coral0)")

@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { healthV1, sdkV1 } from "@coral-mesh/sdk-proto/grpc";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { healthV1, sdkV1 } from "../src/grpc.js";
 
 const appPath = new URL("../../fixtures/example-app/server.mjs", import.meta.url).pathname;
 let child: ChildProcess | undefined;
@@ -14,7 +14,7 @@ afterEach(() => {
 
 /** Starts the example app as a user would, reading the ports it prints. */
 async function startApp(): Promise<{ sdk: string; http: string; output: () => string }> {
-  // The app imports @coral-mesh/sdk-proto/sdk; tsx and the coral-source condition let it run from source.
+  // The app imports @coral-mesh/sdk; tsx and the coral-source condition let it run from source.
   child = spawn(process.execPath, ["--conditions=coral-source", "--import", "tsx", appPath], {
     env: { ...process.env, PORT: "0", CORAL_SDK_PORT: "0" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -79,7 +79,7 @@ describe("the example app from fixtures/", () => {
   }, 30_000);
 
   it("keeps Node's default on SIGTERM when the app has no handler: the SDK closes, then the process ends", async () => {
-    const script = `import { startCoralSdk } from "@coral-mesh/sdk-proto/sdk";
+    const script = `import { startCoralSdk } from "@coral-mesh/sdk";
 const sdk = await startCoralSdk({ service: "bare", version: "1", port: 0 });
 console.log("coral sdk listening on " + sdk.address + " http listening on -");
 setInterval(() => {}, 1000);`;
