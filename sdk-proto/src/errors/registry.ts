@@ -43,6 +43,7 @@ export const errorRegistry = {
   mesh_not_found: { status: 404, summary: "No live coordinator record exists for this mesh id." },
   method_not_allowed: { status: 405, summary: "The route exists but not with this HTTP method." },
   not_found: { status: 404, summary: "No such route." },
+  plugin_dependency_missing: { status: 500, summary: "A plugin loads, but a package it imports is not installed." },
   rate_limited: { status: 429, summary: "Too many requests from this address or for this mesh." },
   record_unverified: { status: 502, summary: "A coordinator record from discovery failed verification against the pinned key." },
   sealed_invalid: { status: 400, summary: "A sealed join payload or answer does not open, or is not what it should be." },
