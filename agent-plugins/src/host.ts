@@ -16,6 +16,7 @@
  *   `degradedHoldMs` after the last one (a minute): long enough for heartbeats to carry it to
  *   `coral status`, where a flip back at the next good collect would hide it.
  */
+import { describeIssue } from "@coral-mesh/sdk-proto";
 import type * as z from "zod";
 import {
   type Clock,
@@ -134,7 +135,7 @@ export class PluginOptionsError extends Error {
 export function parsePluginOptions<S extends z.ZodType>(plugin: Plugin<S>, raw: unknown): z.infer<S> {
   const parsed = plugin.options.safeParse(raw ?? {});
   if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "(options)"}: ${issue.message}`);
+  const problems = parsed.error.issues.map((issue) => describeIssue(issue, { "": "the options" }));
   throw new PluginOptionsError(`plugin "${plugin.name}" options: ${problems.join("; ")}`);
 }
 

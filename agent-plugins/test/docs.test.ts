@@ -54,7 +54,7 @@ describe("the collector in docs/plugins.md", () => {
   });
 
   it("refuses options that are not what its schema says", async () => {
-    await expect(runCollect(plugin, { options: { url: "not a url" } })).rejects.toThrow(/plugin "queue-depth" options: url:/);
+    await expect(runCollect(plugin, { options: { url: "not a url" } })).rejects.toThrow(/plugin "queue-depth" options: url must be a URL/);
   });
 });
 
@@ -86,6 +86,6 @@ describe("createTestContext as docs/plugins.md shows its signature", () => {
     ctx.log.warn("careful");
     expect(ctx.log.lines).toEqual(["warn: careful"]);
     expect(createTestContext(plugin, { options: { url } }).procRoot).toBe("/proc");
-    expect(() => createTestContext(plugin, { options: { url: "not a url" } })).toThrow(/plugin "queue-depth" options: url:/);
+    expect(() => createTestContext(plugin, { options: { url: "not a url" } })).toThrow(/plugin "queue-depth" options: url must be a URL/);
   });
 });

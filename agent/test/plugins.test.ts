@@ -33,7 +33,7 @@ describe("loading plugins", () => {
       `Plugin "./nope.js" was not found: check the path (${agentDir}/nope.js does not exist).`,
     );
     await expect(load("coral-plugin-sample", { sample: { label: "" } })).rejects.toThrow(
-      /^plugin "sample" options: label: .+; fix them in the config file or with --set\.$/,
+      /^plugin "sample" options: label must not be empty; fix them in the config file or with --set\.$/,
     );
     await expect(load("./test/fixtures/broken-plugin.js,./test/fixtures/broken-plugin.js")).rejects.toThrow(/listed twice/);
   });
