@@ -447,7 +447,7 @@ export class PluginHost {
       const parsed = emittedSchemas[kind].safeParse(item);
       if (parsed.success) return parsed.data as Parameters<Emitter[K]>[0];
       const issue = parsed.error.issues[0];
-      const message = `emitted a malformed ${kind} (${issue?.path.join(".") || kind}: ${issue?.message}); it was dropped`;
+      const message = `emitted a malformed ${kind} (${issue ? describeIssue(issue, { "": `the ${kind}` }) : "invalid"}); it was dropped`;
       this.host.log.warn(`plugin ${this.plugin.name}: ${message}`);
       this.hold(message);
       return undefined;

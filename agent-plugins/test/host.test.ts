@@ -168,7 +168,7 @@ describe("the plugin host", () => {
     expect(emit.metrics).toEqual([]);
     expect(emit.events[0]).toMatchObject({ kind: "process.started" });
     expect(log.lines.some((l) => l.includes("emitted a malformed event (kind: an event kind is dotted lowercase"))).toBe(true);
-    expect(log.lines.some((l) => l.includes("emitted a malformed metric (value: "))).toBe(true);
+    expect(log.lines.some((l) => l.includes("emitted a malformed metric (value must be a number); it was dropped"))).toBe(true);
   });
 
   it("holds a plugin that dropped a malformed item degraded, with the reason, for degradedHoldMs after the last one", async () => {
