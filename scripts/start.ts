@@ -23,6 +23,12 @@ const agentBundle = join(root, "agent", "dist", "cli.js");
 /** The agent's command, as users run it: it loads the bundle with the Node.js flags on its `#!` line. */
 const agentBin = join(root, "agent", "bin", "coral-agent.cjs");
 const coordinatorDir = join(root, "coordinator");
+/** The CLI as a command that works from any directory (tsx's `--import` resolves from the working directory). */
+const coralBin = join(coordinatorDir, "bin", "coral.js");
+/** Words as one line a shell runs as they are: each quoted where it needs it. */
+const shellLine = (words: string[]) => words.map((w) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(" ");
+/** The coordinator's "ready" line without its hint, which names a `coral` this checkout has not installed. */
+const readyOf = (line: string) => line.replace(/^.*? ready: /, "ready: ").replace(/\. Invite an agent with .*$/, "");
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const step = (n: number, line: string) => say(`  [${n}/5] ${line}`);
 
@@ -78,8 +84,7 @@ async function namespaces(): Promise<number> {
     });
     await coordinator.start();
     stops.push(() => coordinator.stop());
-    const meshLine = coordinator.log.find((l) => / ready: /.test(l)) ?? "";
-    step(3, `coordinator: ${meshLine.replace(/^.*? ready: /, "ready: ")}`);
+    step(3, `coordinator: ${readyOf(coordinator.log.find((l) => / ready: /.test(l)) ?? "")}`);
 
     const { invite } = await coordinator.json<{ invite: string }>("token", "create", "--name", "npm-start");
     const agent = spawn(
@@ -113,9 +118,10 @@ async function namespaces(): Promise<number> {
     say(status.out.replace(/^/gm, "        ").trimEnd());
     say("");
     say("Running. In another terminal, as root (then `services`, `topology`, `metrics SERVICE` in place of `status`):");
-    say(
-      `  ip netns exec ${lab.a} ${tsxNode.join(" ")} ${join(coordinatorDir, "src", "cli.ts")} status --data-dir ${coordinator.options.dataDir}`,
-    );
+    const coral = (...args: string[]) =>
+      shellLine(["ip", "netns", "exec", net.a, coralBin, ...args, "--data-dir", coordinator.options.dataDir]);
+    say(`  ${coral("status")}`);
+    say(`  ${coral("token", "create")}          # an invite for another agent`);
     say(`  ip netns exec ${lab.b} ping ${COORDINATOR_ADDRESS}          # the coordinator, through the tunnel`);
     say("Ctrl-C stops everything.");
     await interrupted;
@@ -184,7 +190,7 @@ async function loopback(): Promise<number> {
     stops.push(() => stopChild(coordinator));
     const ready = waitForLine(coordinator, / ready: /, "the coordinator", 60_000);
     await ready.ready;
-    step(3, `coordinator: ${(ready.log.find((l) => / ready: /.test(l)) ?? "").replace(/^.*? ready: /, "ready: ")}`);
+    step(3, `coordinator: ${readyOf(ready.log.find((l) => / ready: /.test(l)) ?? "")}`);
 
     const { invite } = JSON.parse(await run(coral("token", "create", "--name", "npm-start", "--json"))) as { invite: string };
     const agent = spawn(
@@ -201,7 +207,9 @@ async function loopback(): Promise<number> {
     say((await run(coral("status"))).replace(/^/gm, "        ").trimEnd());
     say("");
     say("Running. In another terminal (what the agent found: `services`, `topology`, `metrics SERVICE` in place of `status`):");
-    say(`  ${coral("status").join(" ")}`);
+    const pasted = (...args: string[]) => shellLine([coralBin, ...args, "--data-dir", join(dir, "coordinator")]);
+    say(`  ${pasted("status")}`);
+    say(`  ${pasted("token", "create")}          # an invite for another agent`);
     say("Ctrl-C stops everything.");
     await interrupted;
     say("\nstopping: agent, coordinator, discovery...");

@@ -5,12 +5,18 @@
  * - Each call (start, collect, stop) runs under a timeout with an AbortSignal. Whatever it
  *   throws or rejects, now or later, is caught and reported with the plugin's name.
  * - A collect never overlaps the previous one: one that hangs past its timeout is abandoned,
- *   and the next waits until it settles.
+ *   and the next waits until it settles, for one more timeout at most. One that ignored its
+ *   abort signal that long is given up (reported, and what it emits later is dropped), and
+ *   collects go on: a stuck collect never blocks its plugin until the agent restarts.
  * - Failures turn the plugin `degraded`. After `breakerThreshold` failures in a row, the
  *   circuit opens: the plugin is `failed`, stopped, and started again after a cooldown that
  *   doubles each time (the half-open trial); a success closes the circuit.
  * - Emitted items are validated; a malformed one is dropped and counted as the plugin's error.
+ * - A dropped item or a given-up collect holds the plugin `degraded`, with the reason, for
+ *   `degradedHoldMs` after the last one (a minute): long enough for heartbeats to carry it to
+ *   `coral status`, where a flip back at the next good collect would hide it.
  */
+import { describeIssue } from "@coral-mesh/sdk-proto";
 import type * as z from "zod";
 import {
   type Clock,
@@ -43,6 +49,8 @@ export interface HostTimings {
   breakerThreshold: number;
   cooldownMs: number;
   maxCooldownMs: number;
+  /** How long a dropped item or a given-up collect keeps the plugin `degraded` after the last one. */
+  degradedHoldMs: number;
 }
 
 export const DEFAULT_TIMINGS: HostTimings = {
@@ -51,6 +59,7 @@ export const DEFAULT_TIMINGS: HostTimings = {
   breakerThreshold: 5,
   cooldownMs: 5_000,
   maxCooldownMs: 300_000,
+  degradedHoldMs: 60_000,
 };
 
 export interface HostOptions {
@@ -126,7 +135,7 @@ export class PluginOptionsError extends Error {
 export function parsePluginOptions<S extends z.ZodType>(plugin: Plugin<S>, raw: unknown): z.infer<S> {
   const parsed = plugin.options.safeParse(raw ?? {});
   if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "(options)"}: ${issue.message}`);
+  const problems = parsed.error.issues.map((issue) => describeIssue(issue, { "": "the options" }));
   throw new PluginOptionsError(`plugin "${plugin.name}" options: ${problems.join("; ")}`);
 }
 
@@ -151,6 +160,15 @@ export class PluginHost {
   private cooldowns = 0;
   private stopController = new AbortController();
   private readonly emitter: Emitter;
+  /** When the collect in flight was abandoned at its timeout (Date.now()), if it was. */
+  private abandonedAt: number | undefined;
+  /** Collects given up on since the host was made. */
+  private givenUp = 0;
+  /** Stops the collect in flight from emitting. */
+  private cutInFlight: () => void = () => {};
+  /** Why the plugin is held `degraded`, and until when (the plugin's clock). */
+  private held: { reason: string; until: number } | undefined;
+  private cancelHold: () => void = () => {};
 
   constructor(private readonly host: HostOptions) {
     this.plugin = host.plugin;
@@ -187,6 +205,7 @@ export class PluginHost {
     if (this.stopping && this.current.status === "stopped") return;
     this.stopping = true;
     this.cancelScheduled();
+    this.cancelHold();
     this.stopController.abort();
     if (this.started) {
       this.started = false;
@@ -202,7 +221,7 @@ export class PluginHost {
       this.started = true;
       this.failures = 0;
       // With a collect, the first good one makes it `running`.
-      if (!this.plugin.collect) this.setStatus("running", null);
+      if (!this.plugin.collect) this.settle();
       return true;
     }
     this.started = true; // stop() must still run: start may have acquired something before failing
@@ -227,26 +246,80 @@ export class PluginHost {
       if (!(await this.startOnce())) return;
     }
     if (!this.plugin.collect) {
-      if (this.current.status !== "running") this.setStatus("running", null);
+      this.settle();
       return;
     }
+    const timeout = this.timings.collectTimeoutMs ?? Math.min(this.intervalMs, 30_000);
     if (this.inFlight) {
-      this.fail(new Error(`collect from an earlier interval is still running; skipped this one`));
-      return;
+      const stuckMs = this.abandonedAt === undefined ? 0 : Date.now() - this.abandonedAt;
+      if (stuckMs < timeout) {
+        this.fail(new Error(`collect from an earlier interval is still running; skipped this one`));
+        return;
+      }
+      this.giveUp(stuckMs);
     }
     this.grid ??= new CollectGrid();
-    const timeout = this.timings.collectTimeoutMs ?? Math.min(this.intervalMs, 30_000);
     const result = await this.call("collect", timeout);
     if (this.stopping) return;
     if (result === true) {
       this.host.onCollected?.();
       this.failures = 0;
       this.cooldowns = 0;
-      if (this.current.status !== "running") this.setStatus("running", null);
+      this.settle();
       this.scheduleNextSlot();
     } else {
       this.fail(result);
     }
+  }
+
+  /**
+   * The collect in flight ignored its abort signal for a whole timeout after it was abandoned:
+   * it may never settle, so it stops blocking the plugin. Its promise stays caught, and the
+   * context it was given emits nothing more.
+   */
+  private giveUp(stuckMs: number): void {
+    this.cutInFlight();
+    this.inFlight = undefined;
+    this.abandonedAt = undefined;
+    this.givenUp++;
+    const message = `a collect ignored its abort signal and had not settled ${(stuckMs / 1000).toFixed(1)} s after its timeout; it was given up (${this.givenUp} so far) and collects go on`;
+    this.host.log.warn(`plugin ${this.plugin.name}: ${message}`);
+    this.hold(message);
+  }
+
+  /** Held `degraded` for a reason: until `degradedHoldMs` pass without another. */
+  private hold(reason: string): void {
+    this.held = { reason, until: this.clock.now() + this.timings.degradedHoldMs };
+    if (this.current.status === "running" || this.current.status === "degraded") this.setStatus("degraded", reason);
+    else if (this.current.status === "starting") this.setStatus("starting", reason);
+    this.armHold(this.timings.degradedHoldMs);
+  }
+
+  private armHold(delayMs: number): void {
+    this.cancelHold();
+    if (this.stopping) return;
+    const timer = setTimeout(() => {
+      const held = this.held;
+      if (!held) return;
+      const left = held.until - this.clock.now();
+      if (left > 0) return this.armHold(left);
+      this.held = undefined;
+      // Only the hold's own degraded state ends here; a failure since then keeps its own.
+      if (this.current.status === "degraded" && this.current.lastError === held.reason) this.setStatus("running", null);
+    }, delayMs);
+    timer.unref?.();
+    this.cancelHold = () => clearTimeout(timer);
+  }
+
+  /** A good collect: `running`, unless a hold still says why it is not. */
+  private settle(): void {
+    const held = this.held;
+    if (held && held.until > this.clock.now()) {
+      if (this.current.status !== "degraded" || this.current.lastError !== held.reason) this.setStatus("degraded", held.reason);
+      return;
+    }
+    this.held = undefined;
+    if (this.current.status !== "running") this.setStatus("running", null);
   }
 
   /** The next collect, on the grid. */
@@ -307,10 +380,21 @@ export class PluginHost {
       }
       return controller.signal;
     };
+    // A collect given up on may still run: what it emits then is not this plugin's any more.
+    let live = true;
+    const emitter = this.emitter;
+    const emit: Emitter =
+      hook === "collect"
+        ? {
+            event: (item) => live && emitter.event(item),
+            metric: (item) => live && emitter.metric(item),
+            connection: (item) => live && emitter.connection(item),
+          }
+        : emitter;
     const context: PluginContext = {
       options: this.options,
       log: this.host.log,
-      emit: this.emitter,
+      emit,
       state: this.host.state,
       clock: this.clock,
       procRoot: this.host.procRoot ?? "/proc",
@@ -326,8 +410,14 @@ export class PluginHost {
     );
     if (hook === "collect") {
       this.inFlight = tracked;
+      this.abandonedAt = undefined;
+      this.cutInFlight = () => {
+        live = false;
+      };
       void tracked.finally(() => {
-        if (this.inFlight === tracked) this.inFlight = undefined;
+        if (this.inFlight !== tracked) return;
+        this.inFlight = undefined;
+        this.abandonedAt = undefined;
       });
     }
     try {
@@ -340,6 +430,7 @@ export class PluginHost {
       if (outcome instanceof TimeoutError) {
         abortedWith = outcome;
         controller?.abort(outcome);
+        if (hook === "collect" && this.inFlight === tracked) this.abandonedAt = Date.now();
         return outcome;
       }
       if (outcome !== undefined) return toError(outcome, hook);
@@ -356,9 +447,9 @@ export class PluginHost {
       const parsed = emittedSchemas[kind].safeParse(item);
       if (parsed.success) return parsed.data as Parameters<Emitter[K]>[0];
       const issue = parsed.error.issues[0];
-      const message = `emitted a malformed ${kind} (${issue?.path.join(".") || kind}: ${issue?.message}); it was dropped`;
+      const message = `emitted a malformed ${kind} (${issue ? describeIssue(issue, { "": `the ${kind}` }) : "invalid"}); it was dropped`;
       this.host.log.warn(`plugin ${this.plugin.name}: ${message}`);
-      this.setStatus(this.current.status === "running" ? "degraded" : this.current.status, message);
+      this.hold(message);
       return undefined;
     };
     return {

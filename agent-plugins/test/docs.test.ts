@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkPlugin, type Plugin } from "../src/index.js";
-import { lifecycleSuite, MemoryState, runCollect } from "../src/testing.js";
+import { createTestContext, lifecycleSuite, MemoryState, runCollect } from "../src/testing.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const page = readFileSync(resolve(here, "../../docs/plugins.md"), "utf8");
@@ -54,8 +54,38 @@ describe("the collector in docs/plugins.md", () => {
   });
 
   it("refuses options that are not what its schema says", async () => {
-    await expect(runCollect(plugin, { options: { url: "not a url" } })).rejects.toThrow(/plugin "queue-depth" options: url:/);
+    await expect(runCollect(plugin, { options: { url: "not a url" } })).rejects.toThrow(/plugin "queue-depth" options: url must be a URL/);
   });
 });
 
 lifecycleSuite(plugin, { options: { url } });
+
+describe("createTestContext as docs/plugins.md shows its signature", () => {
+  const signature = /```ts\n(createTestContext\([\s\S]*?)```/.exec(page)?.[1] ?? "";
+  const fields = (block: string) => [...block.matchAll(/^\s+(\w+)\??:/gm)].map((m) => m[1]);
+
+  it("is on the page, with every option and every field of what it returns", () => {
+    const [init, returned] = signature.split("}): PluginContext");
+    expect(fields(init ?? "")).toEqual(["options", "procRoot", "now", "state"]);
+    expect(fields(returned ?? "")).toEqual(["emit", "state", "log"]);
+  });
+
+  it("does what the page says of each option", async () => {
+    const state = new MemoryState();
+    state.set("seen", 1);
+    const ctx = createTestContext(plugin, { options: { url }, procRoot: "/fixture/proc", now: () => 42, state });
+    expect([ctx.options, ctx.procRoot, ctx.clock.now(), ctx.state.get("seen"), ctx.signal.aborted]).toEqual([
+      { url, queue: "jobs" },
+      "/fixture/proc",
+      42,
+      1,
+      false,
+    ]);
+    await plugin.collect?.(ctx as never);
+    expect(ctx.emit.metrics).toEqual([expect.objectContaining({ name: "queue.depth" })]);
+    ctx.log.warn("careful");
+    expect(ctx.log.lines).toEqual(["warn: careful"]);
+    expect(createTestContext(plugin, { options: { url } }).procRoot).toBe("/proc");
+    expect(() => createTestContext(plugin, { options: { url: "not a url" } })).toThrow(/plugin "queue-depth" options: url must be a URL/);
+  });
+});

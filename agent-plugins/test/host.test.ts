@@ -61,7 +61,7 @@ const counter = definePlugin({
 describe("the plugin host", () => {
   it("validates options before anything starts, naming the plugin and every wrong field", () => {
     expect(() => run(counter, { step: -1, extra: true })).toThrow(PluginOptionsError);
-    expect(() => run(counter, { step: "two" })).toThrow(/^plugin "counter" options: step: /);
+    expect(() => run(counter, { step: "two" })).toThrow(/^plugin "counter" options: step must be a number$/);
   });
 
   it("collects on its interval, stamping what the plugin emits with the clock", async () => {
@@ -168,7 +168,91 @@ describe("the plugin host", () => {
     expect(emit.metrics).toEqual([]);
     expect(emit.events[0]).toMatchObject({ kind: "process.started" });
     expect(log.lines.some((l) => l.includes("emitted a malformed event (kind: an event kind is dotted lowercase"))).toBe(true);
-    expect(log.lines.some((l) => l.includes("emitted a malformed metric (value: "))).toBe(true);
+    expect(log.lines.some((l) => l.includes("emitted a malformed metric (value must be a number); it was dropped"))).toBe(true);
+  });
+
+  it("holds a plugin that dropped a malformed item degraded, with the reason, for degradedHoldMs after the last one", async () => {
+    let collects = 0;
+    const once = definePlugin({
+      ...base,
+      name: "once",
+      collect: (ctx) => {
+        collects++;
+        if (collects === 1) ctx.emit.event({ kind: "Not Dotted", subject: { kind: "process", id: "pid:1" } });
+        ctx.emit.metric({ name: "ok.value", value: collects });
+      },
+    });
+    let now = 1_000_000;
+    const emit = new RecordingEmitter();
+    const host = new PluginHost({
+      plugin: once,
+      options: {},
+      emit,
+      log: recordingLogger(),
+      state: new MemoryState(),
+      clock: { now: () => now },
+      intervalMs: 30,
+      timings: { ...timings, degradedHoldMs: 60_000 },
+    });
+    await host.start();
+    // Clean collects after the bad one do not end the hold while the clock has not moved on.
+    await until(() => collects >= 5);
+    expect(host.report).toMatchObject({
+      status: "degraded",
+      lastError: expect.stringMatching(/emitted a malformed event \(kind: .*dropped/),
+    });
+    now += 60_000;
+    await until(() => host.report.status === "running");
+    expect(host.report.lastError).toBeNull();
+    await host.stop();
+  });
+
+  it("holds a long-running plugin degraded after a malformed item, then lets it run again", async () => {
+    const noisy = definePlugin({
+      ...base,
+      name: "noisy",
+      start: (ctx) => ctx.emit.metric({ name: "Bad Name", value: 1 }),
+    });
+    const host = new PluginHost({
+      plugin: noisy,
+      options: {},
+      emit: new RecordingEmitter(),
+      log: recordingLogger(),
+      state: new MemoryState(),
+      timings: { ...timings, degradedHoldMs: 200 },
+    });
+    await host.start();
+    expect(host.report).toMatchObject({ status: "degraded", lastError: expect.stringContaining("emitted a malformed metric") });
+    await until(() => host.report.status === "running");
+    await host.stop();
+  });
+
+  it("gives up a collect that ignores its abort signal and never settles: the next collects run, and it is reported", async () => {
+    let collects = 0;
+    let zombie: (() => void) | undefined;
+    const stuckOnce = definePlugin({
+      ...base,
+      name: "stuck-once",
+      collect: async (ctx) => {
+        collects++;
+        if (collects === 1) {
+          // Never settles, and emits when poked: after it was given up, that is dropped.
+          await new Promise<never>(() => {
+            zombie = () => ctx.emit.metric({ name: "zombie.value", value: 1 });
+          });
+        }
+        ctx.emit.metric({ name: "fresh.value", value: collects });
+      },
+    });
+    const { host, emit, log } = run(stuckOnce);
+    await host.start();
+    await until(() => collects >= 3, 10_000);
+    zombie?.();
+    expect(emit.metrics.map((m) => m.name)).not.toContain("zombie.value");
+    expect(emit.metrics.filter((m) => m.name === "fresh.value").length).toBeGreaterThanOrEqual(1);
+    expect(log.lines.some((l) => /ignored its abort signal and had not settled .* given up \(1 so far\)/.test(l))).toBe(true);
+    expect(host.report).toMatchObject({ status: "degraded", lastError: expect.stringContaining("ignored its abort signal") });
+    await host.stop();
   });
 
   it("opens the circuit after failures in a row, restarts the plugin after a cooldown, and recovers", async () => {

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { startCoralSdk } from "@coral-mesh/sdk-proto/sdk";
 import { afterEach, describe, expect, it } from "vitest";
 import sdk from "../src/sdk/index.js";
 import { createTestContext, lifecycleSuite, MemoryState } from "../src/testing.js";
@@ -25,6 +27,15 @@ async function startApp(): Promise<{ sdkPort: number; http: string }> {
     if (Date.now() > deadline) throw new Error(`the example app did not start:\n${output}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
 }
 
 const until = async (what: string, condition: () => boolean, ms = 10_000) => {
@@ -97,6 +108,84 @@ describe("the sdk collector, against the example app", () => {
       await sdk.stop?.(ctx as never);
     }
   }, 40_000);
+
+  it("finds an app within 30 s of its start as the clock measures it, though each collect starts a few ms late", async () => {
+    // The grid's collects, each started late by its own few ms: 5, 3, 2, then 1 ms.
+    const start = 1_000_000;
+    let now = start + 5;
+    const ctx = createTestContext(sdk, { now: () => now, options: { ports: [], probe: true, probeEveryMs: 30_000 } });
+    try {
+      await sdk.collect?.(ctx as never); // the probe, before the app
+      await startApp();
+      const startedAt = now;
+      for (const at of [10_003, 20_002, 30_001]) {
+        now = start + at;
+        await sdk.collect?.(ctx as never);
+      }
+      const found = ctx.emit.events.filter((e) => e.kind === "service.observed");
+      expect(found).toHaveLength(1);
+      expect(now - startedAt).toBeLessThanOrEqual(30_000);
+    } finally {
+      await sdk.stop?.(ctx as never);
+    }
+  }, 40_000);
+
+  it("finds an app on a configured port at the first collect after it starts, though the agent asked before it ran", async () => {
+    const port = await freePort();
+    let now = 1_000_000;
+    const ctx = createTestContext(sdk, { now: () => now, options: { ports: [port], probe: false } });
+    let app: Awaited<ReturnType<typeof startCoralSdk>> | undefined;
+    try {
+      await sdk.collect?.(ctx as never); // at boot, before the app: nothing there
+      expect(ctx.emit.events).toEqual([]);
+      app = await startCoralSdk({ service: "late-app", version: "1.0.0", port, handleSignals: false });
+      now += 10_000;
+      await sdk.collect?.(ctx as never);
+      expect(ctx.emit.events.filter((e) => e.kind === "service.observed")).toEqual([
+        expect.objectContaining({
+          subject: expect.objectContaining({ name: "late-app" }),
+          attributes: expect.objectContaining({ port: String(port) }),
+        }),
+      ]);
+    } finally {
+      await sdk.stop?.(ctx as never);
+      await app?.close();
+    }
+  }, 30_000);
+
+  it("reports a new version the SDK gives as a deploy, whether the app restarted between collects or while it was away", async () => {
+    const port = await freePort();
+    const ctx = createTestContext(sdk, { options: { ports: [port], probe: false } });
+    const deploys = () => ctx.emit.events.filter((e) => e.kind === "service.deployed");
+    let app = await startCoralSdk({ service: "shop", version: "1.0.0", build: "a1", port, handleSignals: false });
+    try {
+      await sdk.collect?.(ctx as never);
+      await sdk.collect?.(ctx as never);
+      expect(deploys()).toEqual([]);
+      // A restart between two collects: the channel reconnects by itself, and Info says 1.1.0.
+      await app.close();
+      app = await startCoralSdk({ service: "shop", version: "1.1.0", build: "b2", port, handleSignals: false });
+      await sdk.collect?.(ctx as never);
+      expect(deploys()).toEqual([
+        expect.objectContaining({
+          subject: expect.objectContaining({ name: "shop" }),
+          attributes: { source: "sdk", from: "1.0.0", to: "1.1.0", version: "1.1.0" },
+          evidence: expect.objectContaining({ fromBuild: "a1", toBuild: "b2" }),
+        }),
+      ]);
+      expect(ctx.emit.events.filter((e) => e.kind === "service.observed").map((e) => e.attributes?.version)).toEqual(["1.0.0", "1.1.0"]);
+      // Down at a collect (unreachable), back with 1.2.0: a deploy too; the same version again is none.
+      await app.close();
+      await sdk.collect?.(ctx as never);
+      app = await startCoralSdk({ service: "shop", version: "1.2.0", build: "c3", port, handleSignals: false });
+      await sdk.collect?.(ctx as never);
+      await sdk.collect?.(ctx as never);
+      expect(deploys().map((e) => e.attributes?.to)).toEqual(["1.1.0", "1.2.0"]);
+    } finally {
+      await sdk.stop?.(ctx as never);
+      await app.close();
+    }
+  }, 30_000);
 
   it("treats a port without the SDK (HTTP, nothing listening) as no SDK, not as down", async () => {
     const app = await startApp();

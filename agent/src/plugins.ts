@@ -2,6 +2,7 @@
  * Loading plugins by built-in name, path or npm package, and checking each (identity, API
  * version, options) before any of them starts.
  */
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -45,6 +46,38 @@ async function importPlugin(source: PluginSource, cwd: string, importModule: Imp
   return module.default ?? module.plugin;
 }
 
+/** The module a "cannot find" error names: a package (`left-pad`) or a file. */
+function missingModule(error: unknown): string | undefined {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") return undefined;
+  const message = error instanceof Error ? error.message : String(error);
+  return /Cannot find (?:package|module) '([^']+)'/.exec(message)?.[1] ?? message;
+}
+
+/**
+ * Why a plugin did not load, with the real cause: the plugin itself is not there, or it is and
+ * one of its own dependencies is not (which "check the path" would send the user the wrong way on).
+ */
+function loadError(source: PluginSource, ref: string, cwd: string, error: unknown): CoralError {
+  if (error instanceof CoralError) return error;
+  const missing = missingModule(error);
+  if (missing === undefined) {
+    return new CoralError("config_invalid", `Plugin "${ref}" failed to load: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (source.kind === "path") {
+    const file = resolve(cwd, source.path);
+    if (!existsSync(file))
+      return new CoralError("config_invalid", `Plugin "${ref}" was not found: check the path (${file} does not exist).`);
+  } else if (source.kind === "package" && (missing === source.name || missing.startsWith(`${source.name}/`))) {
+    return new CoralError("config_invalid", `Plugin "${ref}" was not found: install it (npm install ${source.name}).`);
+  }
+  const where =
+    source.kind === "path"
+      ? `where the plugin is (npm install ${missing}, in the plugin's directory)`
+      : `(npm install ${missing}), or reinstall ${ref}`;
+  return new CoralError("plugin_dependency_missing", `Plugin "${ref}" needs "${missing}", which is not installed: install it ${where}.`);
+}
+
 /** Imports every plugin and validates its options; nothing starts unless all of them pass. */
 export async function loadPlugins(
   sources: PluginSource[],
@@ -59,15 +92,7 @@ export async function loadPlugins(
     try {
       plugin = await importPlugin(source, cwd, importModule);
     } catch (error) {
-      if (error instanceof CoralError) throw error;
-      const code = (error as NodeJS.ErrnoException).code;
-      const missing = code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND";
-      throw new CoralError(
-        "config_invalid",
-        missing
-          ? `Plugin "${ref}" was not found: ${source.kind === "package" ? `install it (npm install ${source.name})` : "check the path"}.`
-          : `Plugin "${ref}" failed to load: ${error instanceof Error ? error.message : String(error)}`,
-      );
+      throw loadError(source, ref, cwd, error);
     }
     try {
       checkPlugin(plugin);

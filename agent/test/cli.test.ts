@@ -65,7 +65,9 @@ describe("coral-agent, where it cannot run", () => {
         "coral-agent: WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
       );
       const bad = run(["--plugins=coral-plugin-sample", "--set", "sample.label=", "--data-dir", join(dir, "built")], false, true);
-      expect(bad.err).toMatch(/^coral-agent: plugin "sample" options: label: .+; fix them in the config file or with --set\.\n$/);
+      expect(bad.err).toMatch(
+        /^coral-agent: plugin "sample" options: label must not be empty; fix them in the config file or with --set\.\n$/,
+      );
     },
     30_000,
   );
@@ -127,7 +129,9 @@ describe("coral-agent, where it cannot run", () => {
     writeFileSync(config, JSON.stringify({ plugins: { sample: { label: "" } } }));
     const fromFile = run(["--config", config, "--plugins=coral-plugin-sample", "--data-dir", join(dir, "b")]);
     expect(fromFile.code).toBe(1);
-    expect(fromFile.err).toMatch(/^coral-agent: plugin "sample" options: label: .+; fix them in the config file or with --set\.\n$/);
+    expect(fromFile.err).toMatch(
+      /^coral-agent: plugin "sample" options: label must not be empty; fix them in the config file or with --set\.\n$/,
+    );
     const fromFlag = run([
       "--plugins=coral-plugin-sample",
       "--set",
@@ -137,7 +141,7 @@ describe("coral-agent, where it cannot run", () => {
       "--data-dir",
       join(dir, "b"),
     ]);
-    expect(fromFlag.err).toMatch(/^coral-agent: plugin "sample" options: label: .+; \(options\): Unrecognized key: "extra"/);
+    expect(fromFlag.err).toMatch(/^coral-agent: plugin "sample" options: label must be text; unknown field extra \(check the spelling\)/);
     const typo = run(["--config", join(dir, "missing.json"), "--data-dir", join(dir, "b")]);
     expect(typo.err).toBe(`coral-agent: The config file ${join(dir, "missing.json")} does not exist.\n`);
   }, 30_000);

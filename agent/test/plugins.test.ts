@@ -29,10 +29,21 @@ describe("loading plugins", () => {
     await expect(load("coral-plugin-nonexistent")).rejects.toThrow(
       'Plugin "coral-plugin-nonexistent" was not found: install it (npm install coral-plugin-nonexistent).',
     );
-    await expect(load("./nope.js")).rejects.toThrow('Plugin "./nope.js" was not found: check the path.');
+    await expect(load("./nope.js")).rejects.toThrow(
+      `Plugin "./nope.js" was not found: check the path (${agentDir}/nope.js does not exist).`,
+    );
     await expect(load("coral-plugin-sample", { sample: { label: "" } })).rejects.toThrow(
-      /^plugin "sample" options: label: .+; fix them in the config file or with --set\.$/,
+      /^plugin "sample" options: label must not be empty; fix them in the config file or with --set\.$/,
     );
     await expect(load("./test/fixtures/broken-plugin.js,./test/fixtures/broken-plugin.js")).rejects.toThrow(/listed twice/);
+  });
+
+  it("names the missing dependency of a plugin that is there, rather than sending the user to check its path", async () => {
+    const failure = await load("./test/fixtures/needs-dependency.js").catch((error: unknown) => error);
+    expect(failure).toMatchObject({
+      code: "plugin_dependency_missing",
+      message:
+        'Plugin "./test/fixtures/needs-dependency.js" needs "coral-test-dependency-not-installed", which is not installed: install it where the plugin is (npm install coral-test-dependency-not-installed, in the plugin\'s directory).',
+    });
   });
 });

@@ -195,7 +195,7 @@ describe("coral metrics", () => {
     expect(json.series[0]?.points).toHaveLength(30);
     const missing = await coral("metrics", "nope");
     expect(missing.code).toBe(1);
-    expect(missing.err).toBe("coral: No service named nope; `coral services` lists them.\n");
+    expect(missing.err).toBe("coral: [service_not_found] No service named nope; `coral services` lists them.\n");
   });
 });
 

@@ -27,7 +27,7 @@ describe("coral", () => {
   it("exits 2 on a usage error, saying what is wrong", async () => {
     const result = await run("discovery", "check");
     expect(result.code).toBe(2);
-    expect(result.err).toContain("missing required argument 'url'");
+    expect(result.err).toBe("coral: [usage_invalid] missing required argument 'url' (run with --help for usage).\n");
   });
 });
 
@@ -55,13 +55,15 @@ describe("coral discovery check, against the Worker served by wrangler dev", () 
     const result = await run("discovery", "check", "http://127.0.0.1:9");
     expect(result.code).toBe(1);
     expect(result.err.trim().split("\n")).toHaveLength(1);
-    expect(result.err).toMatch(/^coral: Cannot reach discovery at http:\/\/127\.0\.0\.1:9: .+Check the URL and the network\./);
+    expect(result.err).toMatch(
+      /^coral: \[discovery_unreachable\] Cannot reach discovery at http:\/\/127\.0\.0\.1:9: .+Check the URL and the network\./,
+    );
   });
 
   it("passes discovery's own error on, for a URL with a path below the API root", async () => {
     const result = await run("discovery", "check", `${discovery.url}/v1/health`);
     expect(result.code).toBe(1);
-    expect(result.err).toBe("coral: No such route; the API is described in docs/discovery.md.\n");
+    expect(result.err).toBe("coral: [not_found] No such route; the API is described in docs/discovery.md.\n");
   });
 
   it("says when the URL serves something that is not discovery", async () => {
@@ -72,7 +74,7 @@ describe("coral discovery check, against the Worker served by wrangler dev", () 
       const result = await run("discovery", "check", `http://127.0.0.1:${port}`);
       expect(result.code).toBe(1);
       expect(result.err).toMatch(
-        /^coral: Discovery at http:\/\/127\.0\.0\.1:\d+ answered 200 with a body that is not JSON; is the URL a Coral discovery Worker\?\n$/,
+        /^coral: \[discovery_bad_response\] Discovery at http:\/\/127\.0\.0\.1:\d+ answered 200 with a body that is not JSON; is the URL a Coral discovery Worker\?\n$/,
       );
     } finally {
       web.close();
@@ -110,7 +112,7 @@ describe("coral coordinator start, where it cannot run", () => {
     expect(result.code).toBe(1);
     const lines = result.err.trim().split("\n");
     expect(lines.at(-1)).toBe(
-      "coral: WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
+      "coral: [wireguard_permission] WireGuard needs root or CAP_NET_ADMIN: run with sudo, or grant the capability (setcap cap_net_admin+ep).",
     );
     // Progress lines come first, then the one error; nothing else.
     expect(lines.slice(0, -1).every((line) => /^\d{4}-\d\d-\d\dT[\d:]+Z /.test(line))).toBe(true);
@@ -124,7 +126,7 @@ describe("coral coordinator start, where it cannot run", () => {
     const result = start({ path: bin }, join(dir, "root"));
     expect(result.code).toBe(1);
     expect(result.err.trim().split("\n").at(-1)).toBe(
-      "coral: WireGuard tools are missing: install wireguard-tools and iproute2 (Debian/Ubuntu: apt-get install wireguard-tools iproute2).",
+      "coral: [wireguard_missing] WireGuard tools are missing: install wireguard-tools and iproute2 (Debian/Ubuntu: apt-get install wireguard-tools iproute2).",
     );
   });
 });

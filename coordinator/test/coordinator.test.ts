@@ -120,7 +120,7 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     // One coordinator per data directory.
     const second = await coral("coordinator", "start", "--interface", `${lab.prefix}h2`);
     expect(second.code).toBe(1);
-    expect(second.err).toMatch(/^coral: A coordinator \(pid \d+\) already runs with/);
+    expect(second.err).toMatch(/^coral: \[coordinator_running\] A coordinator \(pid \d+\) already runs with/);
   }, 30_000);
 
   it("enrolls a peer from an invite: tunnel, registration, and healthy in `coral status` with a direct path", async () => {
@@ -270,6 +270,6 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     expect(await peer.must({ op: "ping", timeoutMs: 2_000 })).toEqual({ ok: false });
     expect((await peer.send({ op: "heartbeat" })).ok).toBe(false);
     const unknown = await coral("agents", "remove", "web-1");
-    expect(unknown).toMatchObject({ code: 1, err: "coral: No agent named web-1; `coral agents` lists them.\n" });
+    expect(unknown).toMatchObject({ code: 1, err: "coral: [agent_not_found] No agent named web-1; `coral agents` lists them.\n" });
   }, 30_000);
 });

@@ -3,7 +3,7 @@
  * `coral status`; then Ctrl-C (SIGINT to its process group, as a terminal sends it), after
  * which nothing it made is left: no namespace, no interface, no process.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,6 +44,19 @@ async function interrupt(child: ChildProcess): Promise<number | null> {
   return exited;
 }
 
+/**
+ * Runs the `coral ... token create` that npm start printed, pasted as it is into a shell in
+ * another directory; returns what it printed. No other `token create` hint may be printed.
+ */
+function pasteTokenCreate(output: string): string {
+  const hints = output.split("\n").filter((line) => line.includes("token create"));
+  expect(hints, output).toHaveLength(1);
+  const line = (hints[0] as string).trim();
+  const result = spawnSync("sh", ["-c", line], { cwd: "/", encoding: "utf8" });
+  expect(result.status, `${line}\n${result.stderr}`).toBe(0);
+  return result.stdout;
+}
+
 const running = (pattern: string) => {
   try {
     return execFileSync("pgrep", ["-af", pattern]).toString().trim();
@@ -62,6 +75,7 @@ describe("npm start", () => {
       expect(output()).toMatch(/\[4\/5\] agent "local" joined: tunnel up through 192\.0\.2\.1:51820/);
       expect(output()).toMatch(/local\s+100\.64\.0\.2\s+healthy\s+.*direct/);
       expect(execFileSync("ip", ["netns", "list"]).toString()).toContain(`${prefix}b`);
+      expect(pasteTokenCreate(output())).toMatch(/^\s+coral1_\S+$/m);
 
       await interrupt(child);
       expect(output()).toMatch(/stopped; nothing left behind\.\n$/);
@@ -82,6 +96,7 @@ describe("npm start", () => {
     expect(output()).toMatch(/local\s+\S+\s+healthy\s+.*loopback/);
     const dataDir = /--data-dir (\/\S+\/coordinator)/.exec(output())?.[1] as string;
     expect(dataDir).toBeDefined();
+    expect(pasteTokenCreate(output())).toMatch(/^\s+coral1_\S+$/m);
 
     await interrupt(child);
     expect(output()).toMatch(/stopped; nothing left behind\.\n$/);

@@ -4,6 +4,7 @@
  * accepted but probably not meant (changesets' parse → normalize → check).
  */
 import * as z from "zod";
+import { describeIssue } from "./errors/issues.js";
 
 const DURATION_RE = /^(\d+)(ms|s|m|h|d)$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -99,11 +100,11 @@ export function parseConfigFile<S extends z.ZodType>(text: string, schema: S, fi
   const errors = result.error.issues.map((issue) => {
     const keys = issue.code === "unrecognized_keys" ? issue.keys : [];
     const path = [...issue.path, ...(keys.length === 1 ? keys : [])].join(".");
-    const message =
-      issue.code === "unrecognized_keys"
-        ? `unknown setting${keys.length > 1 ? "s" : ""} ${keys.join(", ")} (check the spelling)`
-        : issue.message;
-    return { path, message: `${file}: ${path ? `${path}: ` : ""}${message}` };
+    if (issue.code === "unrecognized_keys") {
+      const message = `unknown setting${keys.length > 1 ? "s" : ""} ${keys.join(", ")} (check the spelling)`;
+      return { path, message: `${file}: ${path ? `${path}: ` : ""}${message}` };
+    }
+    return { path, message: `${file}: ${describeIssue(issue)}` };
   });
   return { ok: false, errors, warnings };
 }

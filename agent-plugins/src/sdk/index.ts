@@ -1,12 +1,14 @@
 /**
  * The `sdk` collector: services that embed the Coral SDK, asked directly.
  *
- * Each collect looks for SDK services on the configured ports and, with `probe` (every
- * `probeEveryMs`), on a bounded number of the ports local processes listen on. A port whose server does not
- * speak `coral.sdk.v1` (UNIMPLEMENTED, a refused connection, something that is not gRPC)
- * means "no SDK here", not "down", and is not asked again for ten minutes. For each SDK
- * service it reads Info, Config and Checks, and keeps a `grpc.health.v1` Watch open, so
- * that a health change becomes an event as it happens rather than at the next collect.
+ * Each collect asks the configured ports and, with `probe` (every `probeEveryMs`), a bounded
+ * number of the ports local processes listen on. A port whose server does not speak
+ * `coral.sdk.v1` (UNIMPLEMENTED, a refused connection, something that is not gRPC) means "no
+ * SDK here", not "down". A probed port is then not asked again for ten minutes; a configured
+ * one is asked at every collect, since an agent that starts at boot starts before the apps it
+ * is told to find. For each SDK service it reads Info, Config and Checks at every collect (a
+ * new version is a deploy), and keeps a `grpc.health.v1` Watch open, so that a health change
+ * becomes an event as it happens rather than at the next collect.
  *
  * Services carry the same subject id as the passive collector gives them (found through
  * the pid the SDK reports), with `source: sdk`: the coordinator sees one service, observed
@@ -39,6 +41,15 @@ const options = z.strictObject({
 type Options = z.infer<typeof options>;
 
 const NOT_SDK_FOR_MS = 10 * 60_000;
+/**
+ * A probe is due this much before `probeEveryMs` is over. Collects fall on a grid, but each
+ * starts a few ms late by its own amount: at exactly 30 s, a probe whose collect started 5 ms
+ * late was followed by one that started 1 ms late and was 4 ms short, so the probe waited for
+ * the collect after, 40 s in all.
+ */
+const PROBE_SLACK_MS = 1_000;
+/** The persisted version of each SDK service, by name: a new one is a deploy, across agent restarts too. */
+const VERSIONS_KEY = "versions";
 const HEALTH: readonly string[] = ["unknown", "serving", "not_serving", "service_unknown"];
 const CHECK: readonly string[] = ["unspecified", "pass", "fail", "timeout", "pending"];
 
@@ -51,6 +62,8 @@ interface Known {
   status: string;
   checks: Map<string, string>;
   configHash: string | undefined;
+  version: string;
+  build: string;
 }
 
 interface Instance {
@@ -107,7 +120,7 @@ async function collect(ctx: PluginContext<Options>, instance: Instance): Promise
   for (const [port, until] of instance.notSdk) if (until <= now) instance.notSdk.delete(port);
 
   const candidates = new Set(ctx.options.ports);
-  if (ctx.options.probe && now - instance.probedAt >= ctx.options.probeEveryMs) {
+  if (ctx.options.probe && (instance.probedAt === 0 || now - instance.probedAt >= ctx.options.probeEveryMs - PROBE_SLACK_MS)) {
     instance.probedAt = now;
     for (const s of instance.reader.tcpSockets()) {
       const reachable = ["0.0.0.0", "::"].includes(s.localAddress) || s.localAddress.startsWith("127.") || s.localAddress === "::1";
@@ -126,9 +139,9 @@ async function discover(ctx: PluginContext<Options>, instance: Instance, port: n
   try {
     info = await unary<sdkV1.InfoResponse>(sdk, "info", ctx.options.timeoutMs);
   } catch {
-    // UNIMPLEMENTED, refused, or not gRPC at all: no SDK on this port.
+    // UNIMPLEMENTED, refused, or not gRPC at all: no SDK on this port (yet, for a configured one).
     sdk.close();
-    instance.notSdk.set(port, ctx.clock.now() + NOT_SDK_FOR_MS);
+    if (!ctx.options.ports.includes(port)) instance.notSdk.set(port, ctx.clock.now() + NOT_SDK_FOR_MS);
     return;
   }
   const subject = subjectFor(instance.reader, info);
@@ -141,21 +154,41 @@ async function discover(ctx: PluginContext<Options>, instance: Instance, port: n
     status: "unknown",
     checks: new Map(),
     configHash: undefined,
+    version: info.version,
+    build: info.build,
   };
   instance.known.set(port, known);
+  observed(ctx, known, info);
+  watch(ctx, known);
+}
+
+/** `service.observed` for what Info said; and `service.deployed` first when its version or build is new. */
+function observed(ctx: PluginContext<Options>, known: Known, info: sdkV1.InfoResponse): void {
+  const versions = ctx.state.get<Record<string, { version: string; build: string }>>(VERSIONS_KEY) ?? {};
+  const before = versions[info.serviceName];
+  if (before && (before.version !== info.version || before.build !== info.build)) {
+    ctx.emit.event({
+      kind: "service.deployed",
+      subject: known.subject,
+      attributes: { source: "sdk", from: before.version, to: info.version, version: info.version },
+      evidence: { fromBuild: before.build, toBuild: info.build, startedAt: info.startedAtUnixMs },
+    });
+  }
+  if (!before || before.version !== info.version || before.build !== info.build) {
+    ctx.state.set(VERSIONS_KEY, { ...versions, [info.serviceName]: { version: info.version, build: info.build } });
+  }
   ctx.emit.event({
     kind: "service.observed",
-    subject,
+    subject: known.subject,
     attributes: {
       source: "sdk",
-      port: String(port),
+      port: String(known.port),
       version: info.version,
       sdk: info.sdk,
       ...(info.runtime ? { runtime: `${info.runtime.name} ${info.runtime.version}`, pid: String(info.runtime.pid) } : {}),
     },
     evidence: { build: info.build, metadata: info.metadata, startedAt: info.startedAtUnixMs },
   });
-  watch(ctx, known);
 }
 
 /** The passive collector's id for the SDK's process, when /proc shows it; else one of its own. */
@@ -188,8 +221,10 @@ function watch(ctx: PluginContext<Options>, known: Known): void {
 async function refresh(ctx: PluginContext<Options>, instance: Instance, known: Known): Promise<void> {
   let checks: sdkV1.ChecksResponse;
   let config: sdkV1.ConfigResponse;
+  let info: sdkV1.InfoResponse;
   try {
-    [checks, config] = await Promise.all([
+    [info, checks, config] = await Promise.all([
+      unary<sdkV1.InfoResponse>(known.sdk, "info", ctx.options.timeoutMs),
       unary<sdkV1.ChecksResponse>(known.sdk, "checks", ctx.options.timeoutMs),
       unary<sdkV1.ConfigResponse>(known.sdk, "config", ctx.options.timeoutMs),
     ]);
@@ -201,6 +236,13 @@ async function refresh(ctx: PluginContext<Options>, instance: Instance, known: K
       instance.known.delete(known.port);
     }
     return;
+  }
+  if (info.version !== known.version || info.build !== known.build) {
+    // Restarted between two collects with a new release: the channel reconnected on its own.
+    known.version = info.version;
+    known.build = info.build;
+    known.subject = subjectFor(instance.reader, info);
+    observed(ctx, known, info);
   }
   if (!known.watch) watch(ctx, known);
   for (const check of checks.checks) {

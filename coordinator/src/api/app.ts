@@ -4,12 +4,11 @@
  * and then every request must carry it.
  */
 import { timingSafeEqual } from "node:crypto";
-import { CoralError, encodeInvite, randomBytes, toBase64Url, toHex } from "@coral-mesh/sdk-proto";
+import { CoralError, describeIssues, encodeInvite, issueDetails, randomBytes, toBase64Url, toHex } from "@coral-mesh/sdk-proto";
 import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import * as z from "zod";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
 import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
@@ -18,10 +17,12 @@ import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens
 import type { Store } from "../store/db.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
+import { checkApiToken } from "./api-token.js";
 import { eventsList } from "./routes/events-list.js";
 import { metricsGet } from "./routes/metrics-get.js";
 import { servicesList } from "./routes/services-list.js";
 import { topologyGet } from "./routes/topology-get.js";
+import { tokenRequestLabels, tokenRequestSchema } from "./token-request.js";
 
 export interface ApiOptions {
   db: Store;
@@ -81,17 +82,6 @@ export interface CreatedTokenView {
   uses: number;
   invite: string;
 }
-
-const tokenRequestSchema = z.strictObject({
-  ttlMs: z
-    .number()
-    .int()
-    .min(1_000)
-    .max(365 * 86_400_000)
-    .default(86_400_000),
-  uses: z.number().int().min(1).max(10_000).default(1),
-  name: z.string().min(1).max(64).optional(),
-});
 
 export function createApiApp(options: ApiOptions): Hono {
   const app = new Hono();
@@ -175,8 +165,9 @@ export function createApiApp(options: ApiOptions): Hono {
   app.post("/v1/tokens", async (c) => {
     const parsed = tokenRequestSchema.safeParse(await c.req.json().catch(() => undefined));
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new CoralError("invalid_body", `${issue?.path.join(".") || "body"}: ${issue?.message}`);
+      throw new CoralError("invalid_body", `${describeIssues(parsed.error, tokenRequestLabels)}.`, {
+        details: { issues: issueDetails(parsed.error, tokenRequestLabels) },
+      });
     }
     const { ttlMs, uses, name } = parsed.data;
     const token = createToken(options.db, { ttlMs, maxUses: uses, ...(name ? { name } : {}) }, now());
@@ -233,6 +224,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /** The rule for where the API may listen: beyond loopback only with a token. */
 export function checkApiExposure(host: string, token: string | undefined): void {
+  checkApiToken(token);
   if (!LOOPBACK.test(host) && !token) {
     throw new CoralError(
       "api_token_required",

@@ -1,6 +1,7 @@
 /** `coral token|status|agents|events`: the CLI over the coordinator's API. */
-import { CoralError, type EventsResponse, type EventView, parseDuration } from "@coral-mesh/sdk-proto";
+import { CoralError, describeIssue, type EventsResponse, type EventView, issueDetails, parseDuration } from "@coral-mesh/sdk-proto";
 import type { AgentView, CreatedTokenView, StatusView, TokenView } from "../api/app.js";
+import { tokenRequestLabels, tokenRequestSchema } from "../api/token-request.js";
 import { ApiClient, type ApiTarget } from "./api-client.js";
 import { ago, humanSpan, isoTime, table } from "./format.js";
 import { sinceTime } from "./model-commands.js";
@@ -14,13 +15,19 @@ export async function tokenCreate(options: ApiTarget & Json & { ttl: string; use
   const ttlMs = parseDuration(options.ttl);
   if (ttlMs === undefined) throw new CoralError("config_invalid", `--ttl ${options.ttl} is not a duration like 30m, 24h or 7d.`);
   const uses = Number(options.uses);
-  if (!Number.isInteger(uses) || uses < 1)
-    throw new CoralError("config_invalid", `--uses ${options.uses} is not a whole number of 1 or more.`);
-  const created = await ApiClient.locate(options).request<CreatedTokenView>("POST", "/v1/tokens", {
-    ttlMs,
-    uses,
-    ...(options.name ? { name: options.name } : {}),
-  });
+  // Checked here with the API's own schema, so the answer names the flags and needs no coordinator.
+  const parsed = tokenRequestSchema.safeParse({ ttlMs, uses, ...(options.name !== undefined ? { name: options.name } : {}) });
+  if (!parsed.success) {
+    const flags: Record<string, string> = { ttlMs: `--ttl ${options.ttl}`, uses: `--uses ${options.uses}`, name: `--name ${options.name}` };
+    const problems = parsed.error.issues.map((issue) => {
+      const flag = flags[String(issue.path[0])];
+      return `${describeIssue(issue, tokenRequestLabels)}${flag ? ` (${flag})` : ""}`;
+    });
+    throw new CoralError("config_invalid", `${problems.join("; ")}.`, {
+      details: { issues: issueDetails(parsed.error, tokenRequestLabels) },
+    });
+  }
+  const created = await ApiClient.locate(options).request<CreatedTokenView>("POST", "/v1/tokens", parsed.data);
   if (options.json) {
     printJson(io, created);
     return 0;
@@ -96,14 +103,19 @@ export async function status(options: ApiTarget & Json, io: Io): Promise<ExitCod
       "",
     ].join("\n"),
   );
-  if (view.agents.length > 0) io.out(`${agentTable(view.agents, now)}\n`);
+  if (view.agents.length > 0) io.out(`${agentTable(view.agents, now)}\n${pluginProblems(view.agents)}`);
   return 0;
 }
 
 export async function agentsList(options: ApiTarget & Json, io: Io): Promise<ExitCode> {
   const { agents } = await ApiClient.locate(options).request<{ agents: AgentView[] }>("GET", "/v1/agents");
   if (options.json) printJson(io, agents);
-  else io.out(agents.length === 0 ? "No agents yet; invite one with `coral token create`.\n" : `${agentTable(agents, Date.now())}\n`);
+  else
+    io.out(
+      agents.length === 0
+        ? "No agents yet; invite one with `coral token create`.\n"
+        : `${agentTable(agents, Date.now())}\n${pluginProblems(agents)}`,
+    );
   return 0;
 }
 
@@ -183,4 +195,12 @@ function agentTable(agents: AgentView[], now: number): string {
       a.plugins.map((p) => (p.state === "running" ? p.name : `${p.name} (${p.state})`)).join(", ") || "-",
     ]),
   );
+}
+
+/** Why each plugin that is not running is not: the table has room for its state only. */
+function pluginProblems(agents: AgentView[]): string {
+  const lines = agents.flatMap((a) =>
+    a.plugins.filter((p) => p.state !== "running").map((p) => `  ${a.name} ${p.name} ${p.state}${p.lastError ? `: ${p.lastError}` : ""}`),
+  );
+  return lines.length === 0 ? "" : `\nPlugins not running:\n${lines.join("\n")}\n`;
 }

@@ -1,6 +1,7 @@
-import { CoralError, parseDuration } from "@coral-mesh/sdk-proto";
+import { CoralError, docsFor, type ErrorCode, parseDuration } from "@coral-mesh/sdk-proto";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
+import { checkApiToken } from "../api/api-token.js";
 import { defaultDataDir } from "./api-client.js";
 import { discoveryCheckCommand } from "./discovery-check.js";
 import { agentsList, agentsRemove, eventsList, status, tokenCreate, tokenList, tokenRevoke } from "./mesh-commands.js";
@@ -55,19 +56,59 @@ function untilSignal(say: (line: string) => void): Promise<NodeJS.Signals> {
 }
 
 /**
- * Runs `coral ...`. User errors end as one line with the fix and exit 1; bugs as
- * a short report and exit 70; usage errors exit 2 (commander prints those).
+ * An option that takes a value, followed by another option (`--name --json`), would take that
+ * option as its value: commander cannot tell, so this looks at the words as they were typed.
+ * `--name=--json` says it is meant and passes.
+ */
+function refuseOptionsAsValues(command: Command, argv: string[]): void {
+  const takesValue = new Map<string, string>();
+  for (const option of command.options) {
+    if (!option.required && !option.optional) continue;
+    for (const flag of [option.long, option.short]) if (flag) takesValue.set(flag, option.long ?? flag);
+  }
+  for (let i = 0; i < argv.length - 1; i++) {
+    const word = argv[i] as string;
+    if (word === "--") return;
+    const next = argv[i + 1] as string;
+    const name = takesValue.get(word);
+    if (name && /^--?[A-Za-z]/.test(next)) {
+      throw new CoralError(
+        "usage_invalid",
+        `${name} needs a value, and "${next}" after it is an option: give ${name} its value first (${name} VALUE ${next}), or write ${name}=${next} if that is the value.`,
+      );
+    }
+  }
+}
+
+/** How a failure reaches the user: one line `coral: [code] message`, or with `--json` a JSON document on stdout. */
+function reportError(io: Io, json: boolean, code: ErrorCode, message: string): void {
+  if (json) io.out(`${JSON.stringify({ error: { code, message, docs: docsFor(code) } }, null, 2)}\n`);
+  else io.err(`coral: [${code}] ${message}\n`);
+}
+
+/**
+ * Runs `coral ...`. User errors end as one line with their code and the fix and exit 1; bugs as
+ * a short report and exit 70; usage errors exit 2. With `--json`, each of them is instead
+ * `{ "error": { code, message, docs } }` on stdout, so a script reads one JSON document whatever
+ * happened and tells the two apart by the exit code.
  */
 export async function runCli(argv: string[], io: Io = processIo): Promise<number> {
   let exitCode: ExitCode = 0;
+  const dashDash = argv.indexOf("--");
+  const json = (dashDash === -1 ? argv : argv.slice(0, dashDash)).includes("--json");
   const program = new Command("coral")
     .description("Coral: one view of an application spread over many hosts.")
     .version(packageJson.version, "-v, --version")
     .exitOverride()
-    .configureOutput({ writeOut: io.out, writeErr: io.err })
-    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({
+      writeOut: io.out,
+      writeErr: io.err,
+      // Usage errors are reported below with the others, in the same shape.
+      outputError: () => {},
+    })
     // `coral agents remove NAME --json`: options after a subcommand are the subcommand's.
-    .enablePositionalOptions();
+    .enablePositionalOptions()
+    .hook("preAction", (_program, action) => refuseOptionsAsValues(action, argv));
 
   const discovery = program.command("discovery").description("your discovery Worker");
   discovery
@@ -108,6 +149,8 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       ]),
     )
     .action(async (o: Record<string, unknown>) => {
+      // Before anything is created: a short token is refused whether it came from the flag or the environment.
+      checkApiToken(o.apiToken as string | undefined);
       const log = (line: string) => io.err(`${new Date().toISOString().slice(0, 19)}Z ${line}\n`);
       // Loaded here, not above: the other commands are clients of the API and need none of the daemon.
       const { startCoordinator } = await import("../coordinator.js");
@@ -202,14 +245,17 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     await program.parseAsync(argv, { from: "user" });
     return exitCode;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    if (error instanceof CoralError) {
-      io.err(`coral: ${error.message}\n`);
-      return 1;
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return 0;
+      reportError(io, json, "usage_invalid", `${error.message.replace(/^error: /, "")} (run with --help for usage).`);
+      return 2;
     }
-    io.err(
-      `coral: internal error: ${error instanceof Error ? error.message : String(error)}\nThis is a bug; please report it with the command you ran.\n`,
-    );
+    if (error instanceof CoralError) {
+      reportError(io, json, error.code, error.message);
+      return error.code === "usage_invalid" ? 2 : 1;
+    }
+    const message = `${error instanceof Error ? error.message : String(error)}. This is a bug; please report it with the command you ran.`;
+    reportError(io, json, "internal_error", message);
     return 70;
   }
 }
