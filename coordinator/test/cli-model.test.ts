@@ -163,7 +163,7 @@ describe("coral services", () => {
     expect(json.instances.map((i) => i.agent)).toEqual(["db-1"]);
     const missing = await coral("services", "nope");
     expect(missing.code).toBe(1);
-    expect(missing.err).toBe("coral: No service named nope; `coral services` lists them.\n");
+    expect(missing.err).toBe("coral: [service_not_found] No service named nope; `coral services` lists them.\n");
   });
 });
 
