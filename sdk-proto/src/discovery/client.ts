@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import { fromBase64Url, toBase64Url } from "../encoding.js";
 import { CoralError, type ErrorCode, isErrorCode } from "../errors/index.js";
+import { weakSigningKeyReason } from "./ed25519.js";
 import { discoveryLimits, discoveryTtls } from "./limits.js";
 import {
   type CoordinatorRecord,
@@ -111,6 +112,8 @@ export class DiscoveryClient {
    * (from an invite). A record that does not verify is refused, whatever discovery says.
    */
   async lookup(meshId: string, pinnedSigningKey: Uint8Array): Promise<CoordinatorRecord> {
+    const weak = weakSigningKeyReason(pinnedSigningKey);
+    if (weak) throw new CoralError("signing_key_weak", `The invite's signing key is refused: ${weak}. Create a new invite.`);
     if ((await meshIdFor(pinnedSigningKey)) !== meshId) {
       throw new CoralError("mesh_key_mismatch", "The pinned signing key does not belong to this mesh id; the invite is damaged.");
     }

@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { fromBase64, fromBase64Url } from "../encoding.js";
+import { weakSigningKeyReason } from "./ed25519.js";
 import { discoveryLimits } from "./limits.js";
 
 /** A mesh id: base32 of the first 20 bytes of SHA-256(coordinator signing key). */
@@ -17,11 +18,15 @@ export const wireguardKeySchema = z
   .length(44)
   .refine((text) => fromBase64(text)?.length === 32, "a WireGuard key is 32 bytes in base64 (44 characters)");
 
-/** An Ed25519 public key: 32 bytes, base64url. */
+/** An Ed25519 public key: 32 bytes, base64url, neither of small order nor non-canonical. */
 export const signingKeySchema = z
   .string()
   .length(43)
-  .refine((text) => fromBase64Url(text)?.length === 32, "a signing key is 32 bytes in base64url (43 characters)");
+  .refine((text) => fromBase64Url(text)?.length === 32, "a signing key is 32 bytes in base64url (43 characters)")
+  .refine(
+    (text) => weakSigningKeyReason(fromBase64Url(text) ?? new Uint8Array(32)) === null,
+    "a signing key must not be a small-order or non-canonical Ed25519 point",
+  );
 
 export const sealedSchema = z
   .string()

@@ -51,6 +51,7 @@ export const errorRegistry = {
   signature_missing: { status: 401, summary: "The route needs a signed request and a signature header is absent." },
   signature_replayed: { status: 401, summary: "This signed request was already accepted once." },
   signature_stale: { status: 401, summary: "The request timestamp is too far from the server's clock." },
+  signing_key_weak: { status: 401, summary: "The Ed25519 public key is of small order or not canonical, so it is refused." },
   token_expired: { status: 403, summary: "The join token has passed its expiry." },
   token_revoked: { status: 403, summary: "The join token was revoked with `coral token revoke`." },
   token_unknown: { status: 403, summary: "The join token is not one this coordinator issued (or its secret is wrong)." },
