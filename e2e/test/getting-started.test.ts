@@ -124,7 +124,7 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
       });
 
     const longRunning: Array<[RegExp, RegExp]> = [
-      [/^npm start -w @coral\/discovery-worker/, /Discovery is serving at/],
+      [/^npm start -w @coral-mesh\/discovery-worker/, /Discovery is serving at/],
       [/coral coordinator start/, / ready: /],
       [/coral-agent --join/, / running as /],
     ];
@@ -145,7 +145,7 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
           out = await run(host, command);
         }
         if (/coral token create/.test(command)) {
-          const invite = /coral1_[A-Za-z0-9_-]+/.exec(out)?.[0];
+          const invite = /coral2_[A-Za-z0-9_-]+/.exec(out)?.[0];
           expect(invite, out).toBeDefined();
           values.INVITE = invite as string;
         }

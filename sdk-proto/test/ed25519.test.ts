@@ -94,6 +94,7 @@ describe("small-order Ed25519 keys", () => {
       tokenId: "abcdefgh12",
       secret: "A".repeat(43),
       expiresAt: Date.now() + 60_000,
+      ticket: toBase64Url(new Uint8Array(64)),
     };
     await expect(encodeInvite(invite)).rejects.toThrow();
     let fetched = false;
@@ -115,10 +116,10 @@ describe("small-order Ed25519 keys", () => {
 });
 
 async function handMadeInvite(fields: Record<string, unknown>): Promise<string> {
-  const payload = utf8.encode(JSON.stringify({ v: 1, ...fields }));
+  const payload = utf8.encode(JSON.stringify({ v: 2, ...fields }));
   const checksum = new Uint8Array(await crypto.subtle.digest("SHA-256", payload)).subarray(0, 4);
   const bytes = new Uint8Array(payload.length + 4);
   bytes.set(payload);
   bytes.set(checksum, payload.length);
-  return `coral1_${toBase64Url(bytes)}`;
+  return `coral2_${toBase64Url(bytes)}`;
 }

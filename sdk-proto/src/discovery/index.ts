@@ -3,3 +3,4 @@ export * from "./ed25519.js";
 export * from "./limits.js";
 export * from "./schemas.js";
 export * from "./signing.js";
+export * from "./ticket.js";

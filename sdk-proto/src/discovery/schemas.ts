@@ -2,6 +2,7 @@ import * as z from "zod";
 import { fromBase64, fromBase64Url } from "../encoding.js";
 import { weakSigningKeyReason } from "./ed25519.js";
 import { discoveryLimits } from "./limits.js";
+import { joinTicketSchema } from "./ticket.js";
 
 /** A mesh id: base32 of the first 20 bytes of SHA-256(coordinator signing key). */
 export const meshIdSchema = z.string().regex(/^[a-z2-7]{32}$/, "a mesh id is 32 characters of lowercase base32");
@@ -102,6 +103,11 @@ export const joinRequestSchema = z.strictObject({
   wireguardKey: wireguardKeySchema,
   /** NaCl box from the agent's to the coordinator's WireGuard key; opaque to discovery. */
   sealed: sealedSchema,
+  /**
+   * The invite's join ticket: required. Optional here only so that a request without one
+   * (from an agent with an invite made before tickets) gets its own code, `join_ticket_missing`.
+   */
+  ticket: joinTicketSchema.optional(),
 });
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 
