@@ -11,8 +11,10 @@ import { join } from "node:path";
 import {
   CoralError,
   DiscoveryClient,
+  DiscoveryError,
   decodeInvite,
   fromBase64Url,
+  inviteTicket,
   isErrorCode,
   type JoinAccepted,
   joinAcceptedSchema,
@@ -116,13 +118,19 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
     agentVersion: options.agentVersion,
     listenPort: options.listenPort,
   };
-  const { joinId } = await discovery.createJoin(
-    invite.meshId,
-    options.keys.publicKey,
-    seal(payload, options.keys.privateKey, coordinatorKey),
+  const deadline = Date.now() + (options.timeoutMs ?? 120_000);
+  const { joinId } = await queueJoin(
+    () =>
+      discovery.createJoin(
+        invite.meshId,
+        options.keys.publicKey,
+        seal(payload, options.keys.privateKey, coordinatorKey),
+        inviteTicket(invite),
+      ),
+    deadline,
+    progress,
   );
   progress("waiting for the coordinator's answer");
-  const deadline = Date.now() + (options.timeoutMs ?? 120_000);
   // Every quarter second while an answer is due (the coordinator looks as often); then slower.
   const patientAfter = Date.now() + 30_000;
   for (;;) {
@@ -153,6 +161,31 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
       );
     }
     await new Promise((r) => setTimeout(r, Date.now() < patientAfter ? 250 : 2_000));
+  }
+}
+
+/**
+ * Queues the join request. While the invite's token has all the join requests discovery lets
+ * one ticket queue (`join_ticket_busy`, e.g. agents of a fleet joining with one invite at once),
+ * waits as discovery says and tries again, until the deadline.
+ */
+export async function queueJoin<T>(
+  create: () => Promise<T>,
+  deadline: number,
+  progress: (step: string) => void,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+  now: () => number = Date.now,
+): Promise<T> {
+  for (;;) {
+    try {
+      return await create();
+    } catch (error) {
+      if (!(error instanceof DiscoveryError) || error.code !== "join_ticket_busy") throw error;
+      const waitMs = (error.retryAfterSeconds ?? 5) * 1000;
+      if (now() + waitMs > deadline) throw error;
+      progress(`this invite's token has join requests waiting at discovery; trying again in ${waitMs / 1000} s`);
+      await sleep(waitMs);
+    }
   }
 }
 

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeInvite, toBase64Url } from "@coral-mesh/sdk-proto";
+import { generateSigningKeyPair, issueInvite } from "@coral-mesh/sdk-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentNodeFlags } from "../src/boot.js";
 
@@ -18,11 +18,9 @@ describe("coral-agent, where it cannot run", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** A well-formed invite to a discovery that is not there (127.0.0.1:9). */
-  const anInvite = () =>
-    encodeInvite({
+  const anInvite = async () =>
+    issueInvite(await generateSigningKeyPair(), {
       discoveryUrl: "http://127.0.0.1:9",
-      meshId: "a".repeat(32),
-      signingKey: toBase64Url(new Uint8Array(32)),
       tokenId: "tokentokentokent",
       secret: "s".repeat(43),
       expiresAt: Date.now() + 3_600_000,

@@ -2,7 +2,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
-import { DiscoveryClient, decodeInvite, encodeInvite, joinAnswerPayloadSchema, seal, toBase64Url, unseal } from "@coral-mesh/sdk-proto";
+import {
+  DiscoveryClient,
+  decodeInvite,
+  inviteTicket,
+  issueInvite,
+  joinAnswerPayloadSchema,
+  seal,
+  signTicket,
+  toBase64Url,
+  unseal,
+} from "@coral-mesh/sdk-proto";
 import { generateKeyPair, WireGuardInterface } from "@coral-mesh/wireguard";
 import { KEEPALIVE_SECONDS } from "@coral-mesh/wireguard/path";
 import { createLab, type Lab, labSkipReason } from "@coral-mesh/wireguard/testing";
@@ -84,6 +94,7 @@ describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker a
       parsed.meshId,
       keys.publicKey,
       seal(payload, keys.privateKey, record.registration.wireguardKey),
+      inviteTicket(parsed),
     );
     await enrollment.pollOnce();
     const answer = await client.getAnswer(parsed.meshId, joinId);
@@ -94,10 +105,8 @@ describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker a
 
   async function invite(maxUses: number): Promise<string> {
     const token = createToken(db, { ttlMs: 3_600_000, maxUses }, Date.now());
-    return encodeInvite({
+    return issueInvite(identity.signing, {
       discoveryUrl: discovery.url,
-      meshId: identity.meshId,
-      signingKey: toBase64Url(identity.signing.publicKey),
       tokenId: token.id,
       secret: token.secret,
       expiresAt: token.expiresAt,
@@ -260,10 +269,17 @@ async function requestJoin(client: DiscoveryClient, identity: Identity, db: Stor
     agentVersion: "0.1.0",
     ...extra,
   };
+  const ticket = {
+    signingKey: toBase64Url(identity.signing.publicKey),
+    tokenId: token.id,
+    expiresAt: token.expiresAt,
+    signature: await signTicket(identity.signing, { tokenId: token.id, expiresAt: token.expiresAt }),
+  };
   const { joinId } = await client.createJoin(
     identity.meshId,
     agent.publicKey,
     seal(payload, agent.privateKey, identity.wireguard.publicKey),
+    ticket,
   );
   return { agent, joinId };
 }

@@ -22,10 +22,13 @@ import { fileURLToPath } from "node:url";
 import {
   type CoordinatorRegistration,
   generateSigningKeyPair,
+  type JoinTicket,
   meshIdFor,
   randomBytes,
   type SigningKeyPair,
   signRequest,
+  signTicket,
+  toBase32,
   toBase64,
   toBase64Url,
 } from "@coral-mesh/sdk-proto";
@@ -147,7 +150,7 @@ async function main(): Promise<void> {
     const WARMUP = 300;
     const meshCount = REQUESTS * ROUNDS + WARMUP;
     process.stdout.write(`Generating ${meshCount} coordinator keys...\n`);
-    const meshes: Array<{ keys: SigningKeyPair; meshId: string; body: string }> = [];
+    const meshes: Array<{ keys: SigningKeyPair; meshId: string; body: string; ticket: JoinTicket }> = [];
     for (let i = 0; i < meshCount; i++) {
       const keys = await generateSigningKeyPair();
       const registration: CoordinatorRegistration = {
@@ -156,7 +159,16 @@ async function main(): Promise<void> {
         listenPort: 51820,
         endpoints: [`192.0.2.${i % 250}:51820`, `198.51.100.${i % 250}:${40000 + (i % 20000)}`],
       };
-      meshes.push({ keys, meshId: await meshIdFor(keys.publicKey), body: JSON.stringify(registration) });
+      // One ticket per mesh: each round sends one join per mesh, within a ticket's pending limit.
+      const tokenId = toBase32(randomBytes(10));
+      const expiresAt = Date.now() + 86_400_000;
+      const ticket = {
+        signingKey: toBase64Url(keys.publicKey),
+        tokenId,
+        expiresAt,
+        signature: await signTicket(keys, { tokenId, expiresAt }),
+      };
+      meshes.push({ keys, meshId: await meshIdFor(keys.publicKey), body: JSON.stringify(registration), ticket });
     }
     const signed = async (keys: SigningKeyPair, method: string, path: string, body = "") => signRequest(keys, { method, path, body });
     const put = async (m: (typeof meshes)[number]) => {
@@ -193,7 +205,12 @@ async function main(): Promise<void> {
       );
       const joinRun = await drive(REQUESTS, (i) => {
         const m = slice[i % slice.length] as (typeof meshes)[number];
-        const body = JSON.stringify({ v: 1, wireguardKey: toBase64(randomBytes(32)), sealed: toBase64Url(randomBytes(160)) });
+        const body = JSON.stringify({
+          v: 1,
+          wireguardKey: toBase64(randomBytes(32)),
+          sealed: toBase64Url(randomBytes(160)),
+          ticket: m.ticket,
+        });
         return send(base, "POST", `/v1/meshes/${m.meshId}/joins`, {}, body).then((r) => {
           if (r.status === 201) joinIds.push({ meshId: m.meshId, keys: m.keys, joinId: (JSON.parse(r.body) as { joinId: string }).joinId });
           return r;

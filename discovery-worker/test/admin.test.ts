@@ -22,6 +22,18 @@ describe("GET /v1/admin/stats", () => {
     await expectError(await send("GET", "/v1/admin/stats", { headers: { authorization: ADMIN_TOKEN } }), 401, "admin_unauthorized");
   });
 
+  it("takes the bearer scheme in any case, as HTTP says", async () => {
+    for (const scheme of ["Bearer", "bearer", "BEARER", "bEaReR"]) {
+      const sent = await send("GET", "/v1/admin/stats", { headers: { authorization: `${scheme} ${ADMIN_TOKEN}` } });
+      expect(sent.response.status, scheme).toBe(200);
+    }
+    await expectError(
+      await send("GET", "/v1/admin/stats", { headers: { authorization: `Basic ${ADMIN_TOKEN}` } }),
+      401,
+      "admin_unauthorized",
+    );
+  });
+
   it("counts meshes, live records, pending and answered joins", async () => {
     const before = await stats();
     const live = await newMesh();
@@ -31,8 +43,8 @@ describe("GET /v1/admin/stats", () => {
     await env.DB.prepare("UPDATE meshes SET expires_at = ? WHERE mesh_id = ?")
       .bind(Date.now() - 1, expired.meshId)
       .run();
-    await createJoin(live.meshId);
-    const answered = await createJoin(live.meshId);
+    await createJoin(live);
+    const answered = await createJoin(live);
     const put = await send("PUT", `/v1/meshes/${live.meshId}/joins/${answered}/answer`, {
       body: { v: 1, sealed: sealed() },
       sign: live.keys,

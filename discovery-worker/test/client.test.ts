@@ -10,7 +10,7 @@ import {
   verifyRecord,
 } from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
-import { dispatch, freshAddress, registration, wireguardKey } from "./helpers.js";
+import { dispatch, freshAddress, registration, ticketFor, wireguardKey } from "./helpers.js";
 
 /** The sdk-proto client, speaking to the real Worker in workerd. */
 function client(): DiscoveryClient {
@@ -37,7 +37,7 @@ describe("DiscoveryClient against the Worker", () => {
     expect(record.registration).toEqual(body);
 
     const payload = randomBytes(64);
-    const { joinId } = await discovery.createJoin(meshId, wireguardKey(), payload);
+    const { joinId } = await discovery.createJoin(meshId, wireguardKey(), payload, await ticketFor({ keys: coordinator, meshId }));
     expect(await discovery.getAnswer(meshId, joinId)).toBeNull();
     const page = await discovery.listJoins(coordinator);
     expect(page.joins.map((j) => j.joinId)).toEqual([joinId]);

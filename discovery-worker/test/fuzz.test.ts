@@ -32,7 +32,7 @@ describe("arbitrary requests", () => {
   beforeAll(async () => {
     bystander = await newMesh();
     await register(bystander);
-    bystanderJoin = await createJoin(bystander.meshId);
+    bystanderJoin = await createJoin(bystander);
     attacker = await generateSigningKeyPair();
     attackerMesh = await meshIdFor(attacker.publicKey);
     before = await snapshot(bystander.meshId);

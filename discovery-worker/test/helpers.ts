@@ -3,10 +3,13 @@ import { env } from "cloudflare:workers";
 import {
   type CoordinatorRegistration,
   generateSigningKeyPair,
+  type JoinTicket,
   meshIdFor,
   randomBytes,
   type SigningKeyPair,
   signRequest,
+  signTicket,
+  toBase32,
   toBase64,
   toBase64Url,
   toHex,
@@ -92,11 +95,25 @@ export async function register(mesh: TestMesh, body: CoordinatorRegistration = r
   return send("PUT", `/v1/meshes/${mesh.meshId}/coordinator`, { body, sign: mesh.keys, ...options });
 }
 
-export async function createJoin(meshId: string, options: SendOptions = {}): Promise<string> {
-  const sent = await send("POST", `/v1/meshes/${meshId}/joins`, {
-    body: { v: 1, wireguardKey: wireguardKey(), sealed: sealed() },
-    ...options,
-  });
+/** A join ticket the mesh's coordinator signed, for a fresh token id unless one is given. */
+export async function ticketFor(mesh: TestMesh, options: { tokenId?: string; expiresAt?: number } = {}): Promise<JoinTicket> {
+  const tokenId = options.tokenId ?? toBase32(randomBytes(10));
+  const expiresAt = options.expiresAt ?? Date.now() + 3_600_000;
+  return {
+    signingKey: toBase64Url(mesh.keys.publicKey),
+    tokenId,
+    expiresAt,
+    signature: await signTicket(mesh.keys, { tokenId, expiresAt }),
+  };
+}
+
+/** A join request body as an agent sends it, with a ticket of its own unless one is given. */
+export async function joinBody(mesh: TestMesh, ticket?: JoinTicket): Promise<Record<string, unknown>> {
+  return { v: 1, wireguardKey: wireguardKey(), sealed: sealed(), ticket: ticket ?? (await ticketFor(mesh)) };
+}
+
+export async function createJoin(mesh: TestMesh, options: SendOptions = {}): Promise<string> {
+  const sent = await send("POST", `/v1/meshes/${mesh.meshId}/joins`, { body: await joinBody(mesh), ...options });
   if (sent.response.status !== 201) throw new Error(`join failed: ${sent.response.status} ${await sent.response.text()}`);
   return (await sent.json()).joinId as string;
 }

@@ -6,6 +6,7 @@ import {
   dispatch,
   expectError,
   insertPendingJoins,
+  joinBody,
   newMesh,
   register,
   rowsWritten,
@@ -14,6 +15,7 @@ import {
   send,
   snapshot,
   type TestMesh,
+  ticketFor,
   wireguardKey,
 } from "./helpers.js";
 
@@ -41,7 +43,7 @@ describe("the join sequence: happy path", () => {
     const agentKey = wireguardKey();
     const payload = sealed(200);
     const created = await send("POST", joinsPath(mesh.meshId), {
-      body: { v: 1, wireguardKey: agentKey, sealed: payload },
+      body: { v: 1, wireguardKey: agentKey, sealed: payload, ticket: await ticketFor(mesh) },
       address: "198.51.100.23",
     });
     expect(created.response.status).toBe(201);
@@ -71,13 +73,13 @@ describe("the join sequence: happy path", () => {
   it("pages through pending requests with the cursor", async () => {
     const mesh = await registeredMesh();
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push(await createJoin(mesh.meshId));
+    for (let i = 0; i < 5; i++) ids.push(await createJoin(mesh));
     const first = (await listJoins(mesh)).body;
     expect(first?.joins.map((j) => j.joinId)).toEqual(ids);
     const empty = (await listJoins(mesh, first?.cursor)).body;
     expect(empty?.joins).toEqual([]);
     expect(empty?.cursor).toBe(first?.cursor);
-    const late = await createJoin(mesh.meshId);
+    const late = await createJoin(mesh);
     expect((await listJoins(mesh, first?.cursor)).body?.joins.map((j) => j.joinId)).toEqual([late]);
   });
 
@@ -95,14 +97,14 @@ describe("the join sequence: happy path", () => {
   it("only lists the mesh's own join requests", async () => {
     const a = await registeredMesh();
     const b = await registeredMesh();
-    const joinA = await createJoin(a.meshId);
-    await createJoin(b.meshId);
+    const joinA = await createJoin(a);
+    await createJoin(b);
     expect((await listJoins(a)).body?.joins.map((j) => j.joinId)).toEqual([joinA]);
   });
 
   it("accepts the same answer posted again, as a retry, without writing", async () => {
     const mesh = await registeredMesh();
-    const joinId = await createJoin(mesh.meshId);
+    const joinId = await createJoin(mesh);
     const answer = { v: 1, sealed: sealed() };
     expect((await send("PUT", answerPath(mesh.meshId, joinId), { body: answer, sign: mesh.keys })).response.status).toBe(200);
     const retry = await send("PUT", answerPath(mesh.meshId, joinId), { body: answer, sign: mesh.keys, timestamp: Date.now() + 1 });
@@ -114,11 +116,7 @@ describe("the join sequence: happy path", () => {
 describe("the join sequence: errors", () => {
   it("refuses a join request for a mesh with no live coordinator", async () => {
     const mesh = await newMesh();
-    await expectError(
-      await send("POST", joinsPath(mesh.meshId), { body: { v: 1, wireguardKey: wireguardKey(), sealed: sealed() } }),
-      404,
-      "mesh_not_found",
-    );
+    await expectError(await send("POST", joinsPath(mesh.meshId), { body: await joinBody(mesh) }), 404, "mesh_not_found");
   });
 
   it("refuses malformed join requests and stores nothing", async () => {
@@ -139,7 +137,7 @@ describe("the join sequence: errors", () => {
   it("caps the pending requests of one mesh", async () => {
     const mesh = await registeredMesh();
     await insertPendingJoins(mesh.meshId, discoveryLimits.maxPendingJoinsPerMesh);
-    const sent = await send("POST", joinsPath(mesh.meshId), { body: { v: 1, wireguardKey: wireguardKey(), sealed: sealed() } });
+    const sent = await send("POST", joinsPath(mesh.meshId), { body: await joinBody(mesh) });
     await expectError(sent, 429, "join_queue_full");
     expect(sent.response.headers.get("retry-after")).toBe("60");
   });
@@ -154,7 +152,7 @@ describe("the join sequence: errors", () => {
 
   it("hides expired join requests and their answers", async () => {
     const mesh = await registeredMesh();
-    const joinId = await createJoin(mesh.meshId);
+    const joinId = await createJoin(mesh);
     await env.DB.prepare("UPDATE joins SET expires_at = ? WHERE join_id = ?")
       .bind(Date.now() - 1, joinId)
       .run();
@@ -176,7 +174,7 @@ describe("the join sequence: errors", () => {
 describe("the join sequence: security", () => {
   it("only the mesh's own key may list join requests", async () => {
     const mesh = await registeredMesh();
-    await createJoin(mesh.meshId);
+    await createJoin(mesh);
     const attacker = await newMesh();
     await expectError(await send("GET", joinsPath(mesh.meshId), { sign: attacker.keys }), 403, "mesh_key_mismatch");
     await expectError(await send("GET", joinsPath(mesh.meshId)), 401, "signature_missing");
@@ -193,7 +191,7 @@ describe("the join sequence: security", () => {
   it("only the mesh's own key may answer, and never another mesh's join", async () => {
     const mesh = await registeredMesh();
     const other = await registeredMesh();
-    const joinId = await createJoin(mesh.meshId);
+    const joinId = await createJoin(mesh);
     const before = await snapshot(mesh.meshId);
     await expectError(
       await send("PUT", answerPath(mesh.meshId, joinId), { body: { v: 1, sealed: sealed() }, sign: other.keys }),
@@ -212,7 +210,7 @@ describe("the join sequence: security", () => {
 
   it("an answer cannot be replaced, and an old answer request cannot be replayed", async () => {
     const mesh = await registeredMesh();
-    const joinId = await createJoin(mesh.meshId);
+    const joinId = await createJoin(mesh);
     const first = await send("PUT", answerPath(mesh.meshId, joinId), { body: { v: 1, sealed: sealed() }, sign: mesh.keys });
     expect(first.response.status).toBe(200);
     const before = await snapshot(mesh.meshId);
@@ -228,7 +226,7 @@ describe("the join sequence: security", () => {
   it("join ids are unguessable: 128 random bits, never repeated", async () => {
     const mesh = await registeredMesh();
     const ids = new Set<string>();
-    for (let i = 0; i < 50; i++) ids.add(await createJoin(mesh.meshId));
+    for (let i = 0; i < 50; i++) ids.add(await createJoin(mesh));
     expect(ids.size).toBe(50);
     for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{22}$/);
   });

@@ -15,8 +15,8 @@ describe("scheduled cleanup", () => {
     const expired = await newMesh();
     await register(live);
     await register(expired);
-    const liveJoin = await createJoin(live.meshId);
-    const expiredJoin = await createJoin(live.meshId);
+    const liveJoin = await createJoin(live);
+    const expiredJoin = await createJoin(live);
     const past = Date.now() - 1;
     await env.DB.prepare("UPDATE meshes SET expires_at = ? WHERE mesh_id = ?").bind(past, expired.meshId).run();
     await env.DB.prepare("UPDATE joins SET expires_at = ? WHERE join_id = ?").bind(past, expiredJoin).run();

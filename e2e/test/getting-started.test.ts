@@ -175,7 +175,7 @@ describe.skipIf(skip)("docs/getting-started.md", () => {
           out = await run(host, command);
         }
         if (/coral token create/.test(command)) {
-          const invite = /coral1_[A-Za-z0-9_-]+/.exec(out)?.[0];
+          const invite = /coral2_[A-Za-z0-9_-]+/.exec(out)?.[0];
           expect(invite, out).toBeDefined();
           values.INVITE = invite as string;
         }

@@ -75,7 +75,7 @@ describe("npm start", () => {
       expect(output()).toMatch(/\[4\/5\] agent "local" joined: tunnel up through 192\.0\.2\.1:51820/);
       expect(output()).toMatch(/local\s+100\.64\.0\.2\s+healthy\s+.*direct/);
       expect(execFileSync("ip", ["netns", "list"]).toString()).toContain(`${prefix}b`);
-      expect(pasteTokenCreate(output())).toMatch(/^\s+coral1_\S+$/m);
+      expect(pasteTokenCreate(output())).toMatch(/^\s+coral2_\S+$/m);
 
       await interrupt(child);
       expect(output()).toMatch(/stopped; nothing left behind\.\n$/);
@@ -96,7 +96,7 @@ describe("npm start", () => {
     expect(output()).toMatch(/local\s+\S+\s+healthy\s+.*loopback/);
     const dataDir = /--data-dir (\/\S+\/coordinator)/.exec(output())?.[1] as string;
     expect(dataDir).toBeDefined();
-    expect(pasteTokenCreate(output())).toMatch(/^\s+coral1_\S+$/m);
+    expect(pasteTokenCreate(output())).toMatch(/^\s+coral2_\S+$/m);
 
     await interrupt(child);
     expect(output()).toMatch(/stopped; nothing left behind\.\n$/);

@@ -4,4 +4,5 @@ export * from "./encoding.js";
 export * from "./errors/index.js";
 export * from "./invite.js";
 export * from "./join.js";
+export * from "./json.js";
 export * from "./model.js";

@@ -8,6 +8,7 @@ import nacl from "tweetnacl";
 import * as z from "zod";
 import { fromBase64, randomBytes, utf8 } from "./encoding.js";
 import { CoralError } from "./errors/index.js";
+import { duplicateJsonKey } from "./json.js";
 
 export const joinPayloadSchema = z.strictObject({
   v: z.literal(1),
@@ -60,9 +61,19 @@ const key = (base64: string, what: string) => {
   return bytes;
 };
 
-/** Seals `payload` from the sender's private key to the recipient's public key: nonce ‖ box. */
-export function seal(payload: unknown, senderPrivateKey: string, recipientPublicKey: string): Uint8Array {
-  const nonce = randomBytes(nacl.box.nonceLength);
+/**
+ * Seals `payload` from the sender's private key to the recipient's public key: nonce ‖ box
+ * (docs/discovery.md, "Sealed payloads"). `nonce` is for test vectors only: a nonce must never
+ * be used twice with the same pair of keys.
+ */
+export function seal(
+  payload: unknown,
+  senderPrivateKey: string,
+  recipientPublicKey: string,
+  options: { nonce?: Uint8Array } = {},
+): Uint8Array {
+  const nonce = options.nonce ?? randomBytes(nacl.box.nonceLength);
+  if (nonce.length !== nacl.box.nonceLength) throw new RangeError(`a box nonce is ${nacl.box.nonceLength} bytes`);
   const box = nacl.box(
     utf8.encode(JSON.stringify(payload)),
     nonce,
@@ -93,11 +104,14 @@ export function unseal<S extends z.ZodType>(
   if (!opened)
     throw new CoralError("sealed_invalid", "The sealed payload does not open with these keys: it was altered, or sealed for someone else.");
   let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(new TextDecoder().decode(opened));
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(opened);
+    json = JSON.parse(text);
   } catch {
-    throw new CoralError("sealed_invalid", "The sealed payload opened but is not JSON.");
+    throw new CoralError("sealed_invalid", "The sealed payload opened but is not UTF-8 JSON.");
   }
+  if (duplicateJsonKey(text) !== undefined) throw new CoralError("sealed_invalid", "The sealed payload has a key twice in one object.");
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

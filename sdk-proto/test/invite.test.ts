@@ -1,15 +1,29 @@
 import { describe, expect, it } from "vitest";
-import { decodeInvite, encodeInvite, fromBase64Url, generateSigningKeyPair, type Invite, meshIdFor, toBase64Url } from "../src/index.js";
+import {
+  decodeInvite,
+  encodeInvite,
+  fromBase64Url,
+  generateSigningKeyPair,
+  type Invite,
+  inviteTicket,
+  meshIdFor,
+  signTicket,
+  toBase64Url,
+  verifyTicket,
+} from "../src/index.js";
 
 async function invite(): Promise<Invite> {
   const keys = await generateSigningKeyPair();
+  const tokenId = "tok1a2b3c4d";
+  const expiresAt = 1_764_400_000_000;
   return {
     discoveryUrl: "https://coral-discovery.example.workers.dev",
     meshId: await meshIdFor(keys.publicKey),
     signingKey: toBase64Url(keys.publicKey),
-    tokenId: "tok1a2b3c4d",
+    tokenId,
     secret: toBase64Url(new Uint8Array(32).fill(7)),
-    expiresAt: 1_764_400_000_000,
+    expiresAt,
+    ticket: await signTicket(keys, { tokenId, expiresAt }),
   };
 }
 
@@ -17,14 +31,14 @@ async function invite(): Promise<Invite> {
 async function reseal(fields: Record<string, unknown>): Promise<string> {
   const payload = new TextEncoder().encode(JSON.stringify(fields));
   const sum = new Uint8Array(await crypto.subtle.digest("SHA-256", payload)).subarray(0, 4);
-  return `coral1_${toBase64Url(new Uint8Array([...payload, ...sum]))}`;
+  return `coral2_${toBase64Url(new Uint8Array([...payload, ...sum]))}`;
 }
 
 describe("invites", () => {
   it("round-trip, as one token of URL-safe characters", async () => {
     const original = await invite();
     const text = await encodeInvite(original);
-    expect(text).toMatch(/^coral1_[A-Za-z0-9_-]+$/);
+    expect(text).toMatch(/^coral2_[A-Za-z0-9_-]+$/);
     expect(await decodeInvite(text)).toEqual(original);
     expect(await decodeInvite(`  ${text}\n`)).toEqual(original);
   });
@@ -40,13 +54,13 @@ describe("invites", () => {
     });
     await expect(decodeInvite("hello")).rejects.toMatchObject({
       code: "invite_malformed",
-      message: expect.stringContaining('start with "coral1_"'),
+      message: expect.stringContaining('start with "coral2_"'),
     });
-    await expect(decodeInvite(text.replace(/^coral1_/, "coral2_"))).rejects.toMatchObject({
+    await expect(decodeInvite(text.replace(/^coral2_/, "coral3_"))).rejects.toMatchObject({
       code: "invite_version",
       message: expect.stringContaining("upgrade coral-agent"),
     });
-    await expect(decodeInvite(text.replace(/^coral1_/, "coral0_"))).rejects.toMatchObject({
+    await expect(decodeInvite(text.replace(/^coral2_/, "coral0_"))).rejects.toMatchObject({
       code: "invite_version",
       message: expect.stringContaining("no longer accepts"),
     });
@@ -55,20 +69,46 @@ describe("invites", () => {
   it("refuse a re-sealed invite whose mesh id and signing key do not belong together", async () => {
     const a = await invite();
     const b = await invite();
-    await expect(decodeInvite(await reseal({ v: 1, ...a, signingKey: b.signingKey }))).rejects.toMatchObject({
+    await expect(decodeInvite(await reseal({ v: 2, ...a, signingKey: b.signingKey }))).rejects.toMatchObject({
       code: "invite_invalid",
       message: expect.stringContaining("was altered"),
     });
   });
 
+  it("refuse a version 1 invite (no join ticket), saying to create a new token", async () => {
+    const { ticket: _none, ...v1 } = await invite();
+    const payload = new TextEncoder().encode(JSON.stringify({ v: 1, ...v1 }));
+    const sum = new Uint8Array(await crypto.subtle.digest("SHA-256", payload)).subarray(0, 4);
+    await expect(decodeInvite(`coral1_${toBase64Url(new Uint8Array([...payload, ...sum]))}`)).rejects.toMatchObject({
+      code: "invite_version",
+      message: expect.stringMatching(/version 1, made before discovery required join tickets.*coral token create/),
+    });
+  });
+
+  it("carry a ticket that verifies for its mesh only, and refuse one altered or moved to another token", async () => {
+    const a = await invite();
+    const b = await invite();
+    expect(await verifyTicket(inviteTicket(a), a.meshId)).toEqual({ ok: true });
+    expect(await verifyTicket(inviteTicket(a), b.meshId)).toMatchObject({ ok: false, reason: expect.stringContaining("mesh id") });
+    await expect(decodeInvite(await reseal({ v: 2, ...a, tokenId: "othertoken1" }))).rejects.toMatchObject({
+      code: "invite_invalid",
+      message: expect.stringContaining("join ticket"),
+    });
+    await expect(decodeInvite(await reseal({ v: 2, ...a, expiresAt: a.expiresAt + 1 }))).rejects.toMatchObject({
+      code: "invite_invalid",
+      message: expect.stringContaining("join ticket"),
+    });
+    await expect(decodeInvite(await reseal({ v: 2, ...a, ticket: b.ticket }))).rejects.toMatchObject({ code: "invite_invalid" });
+  });
+
   it("refuse invalid fields, naming the field", async () => {
     const a = await invite();
-    await expect(decodeInvite(await reseal({ v: 1, ...a, discoveryUrl: "ftp://x" }))).rejects.toMatchObject({
+    await expect(decodeInvite(await reseal({ v: 2, ...a, discoveryUrl: "ftp://x" }))).rejects.toMatchObject({
       code: "invite_invalid",
       message: expect.stringContaining("discoveryUrl"),
     });
-    await expect(decodeInvite(await reseal({ v: 1, ...a, extra: 1 }))).rejects.toMatchObject({ code: "invite_invalid" });
-    await expect(decodeInvite(await reseal({ v: 1, ...a, secret: "short" }))).rejects.toMatchObject({
+    await expect(decodeInvite(await reseal({ v: 2, ...a, extra: 1 }))).rejects.toMatchObject({ code: "invite_invalid" });
+    await expect(decodeInvite(await reseal({ v: 2, ...a, secret: "short" }))).rejects.toMatchObject({
       code: "invite_invalid",
       message: expect.stringContaining("secret"),
     });

@@ -4,7 +4,7 @@
  * and then every request must carry it.
  */
 import { timingSafeEqual } from "node:crypto";
-import { CoralError, describeIssues, encodeInvite, issueDetails, randomBytes, toBase64Url, toHex } from "@coral-mesh/sdk-proto";
+import { CoralError, describeIssues, issueDetails, issueInvite, randomBytes, toHex } from "@coral-mesh/sdk-proto";
 import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
@@ -172,10 +172,8 @@ export function createApiApp(options: ApiOptions): Hono {
     const { ttlMs, uses, name } = parsed.data;
     const token = createToken(options.db, { ttlMs, maxUses: uses, ...(name ? { name } : {}) }, now());
     options.onTokenCreated?.();
-    const invite = await encodeInvite({
+    const invite = await issueInvite(options.identity.signing, {
       discoveryUrl: options.discoveryUrl,
-      meshId: options.identity.meshId,
-      signingKey: toBase64Url(options.identity.signing.publicKey),
       tokenId: token.id,
       secret: token.secret,
       expiresAt: token.expiresAt,

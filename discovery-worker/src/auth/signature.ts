@@ -6,6 +6,7 @@ import {
   parseSignatureHeaders,
   type SignatureParts,
   verifyCanonical,
+  weakSigningKeyReason,
 } from "@coral-mesh/sdk-proto";
 import { ReplayCache } from "./replay-cache.js";
 
@@ -27,6 +28,8 @@ export async function verifySignedRequest(request: Request, meshId: string, body
       : new CoralError("signature_malformed", `The signature headers are malformed: ${parsed.detail}.`);
   }
   const { parts, publicKey, signature } = parsed;
+  const weak = weakSigningKeyReason(publicKey);
+  if (weak) throw weakKeyError(weak);
   const skew = parts.timestamp - now;
   if (Math.abs(skew) > discoveryLimits.signatureWindowMs) {
     throw new CoralError(
@@ -53,4 +56,11 @@ export async function verifySignedRequest(request: Request, meshId: string, body
     throw new CoralError("signature_replayed", "This exact signed request was already accepted; sign every request afresh.");
   }
   return { parts };
+}
+
+export function weakKeyError(reason: string): CoralError {
+  return new CoralError(
+    "signing_key_weak",
+    `The Ed25519 key is refused: ${reason}. Generate a new key pair (a real key is never of small order).`,
+  );
 }

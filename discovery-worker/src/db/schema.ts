@@ -37,6 +37,8 @@ export const joins = sqliteTable(
     meshId: text("mesh_id").notNull(),
     wireguardKey: text("wireguard_key").notNull(),
     sealed: text("sealed").notNull(),
+    /** The token id of the join ticket it came with, to count pending joins per ticket (null before tickets). */
+    ticketId: text("ticket_id"),
     observedAddress: text("observed_address"),
     createdAt: integer("created_at").notNull(),
     expiresAt: integer("expires_at").notNull(),

@@ -56,25 +56,53 @@ export async function putMesh(db: Db, row: MeshRow, now: number, rewriteBelowMs:
 
 export type NewJoin = Omit<JoinRow, "seq" | "answer" | "answerSignedAt" | "answeredAt">;
 
-export type InsertJoinOutcome = { kind: "created"; rowsWritten: number } | { kind: "mesh_not_found" } | { kind: "queue_full" };
+export type InsertJoinOutcome =
+  | { kind: "created"; rowsWritten: number }
+  | { kind: "mesh_not_found" }
+  | { kind: "queue_full" }
+  | { kind: "ticket_busy" };
 
-/** Inserts a join request if its mesh is live and its queue has room, in one round trip. */
-export async function insertJoin(db: Db, join: NewJoin, maxPending: number): Promise<InsertJoinOutcome> {
+export interface JoinQuota {
+  /** Pending requests the mesh may have at once. */
+  perMesh: number;
+  /** Pending requests one ticket (`join.ticketId`) may have at once. */
+  perTicket: number;
+}
+
+/** Inserts a join request if its mesh is live and both its queue and its ticket's share of it have room, in one round trip. */
+export async function insertJoin(db: Db, join: NewJoin, quota: JoinQuota): Promise<InsertJoinOutcome> {
   // Raw SQL: an INSERT ... SELECT guarded by the mesh's state has no query-builder form.
   const live = "EXISTS (SELECT 1 FROM meshes WHERE mesh_id = ?1 AND expires_at > ?2)";
   const pending = "(SELECT count(*) FROM joins WHERE mesh_id = ?1 AND answer IS NULL AND expires_at > ?2)";
+  const ticketPending = (ticket: string) =>
+    `(SELECT count(*) FROM joins WHERE mesh_id = ?1 AND ticket_id = ${ticket} AND answer IS NULL AND expires_at > ?2)`;
   const d1 = db.$client;
-  const [status, inserted] = await d1.batch<{ live: number; pending: number }>([
-    d1.prepare(`SELECT ${live} AS live, ${pending} AS pending`).bind(join.meshId, join.createdAt),
+  const [status, inserted] = await d1.batch<{ live: number; pending: number; ticketPending: number }>([
+    d1
+      .prepare(`SELECT ${live} AS live, ${pending} AS pending, ${ticketPending("?3")} AS ticketPending`)
+      .bind(join.meshId, join.createdAt, join.ticketId),
     d1
       .prepare(
-        `INSERT INTO joins (mesh_id, created_at, join_id, wireguard_key, sealed, observed_address, expires_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ${live} AND ${pending} < ?8`,
+        `INSERT INTO joins (mesh_id, created_at, join_id, wireguard_key, sealed, observed_address, expires_at, ticket_id)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9 WHERE ${live} AND ${pending} < ?8 AND ${ticketPending("?9")} < ?10`,
       )
-      .bind(join.meshId, join.createdAt, join.joinId, join.wireguardKey, join.sealed, join.observedAddress, join.expiresAt, maxPending),
+      .bind(
+        join.meshId,
+        join.createdAt,
+        join.joinId,
+        join.wireguardKey,
+        join.sealed,
+        join.observedAddress,
+        join.expiresAt,
+        quota.perMesh,
+        join.ticketId,
+        quota.perTicket,
+      ),
   ]);
   if (inserted && inserted.meta.changes > 0) return { kind: "created", rowsWritten: inserted.meta.rows_written ?? 0 };
-  return status?.results[0]?.live ? { kind: "queue_full" } : { kind: "mesh_not_found" };
+  const row = status?.results[0];
+  if (!row?.live) return { kind: "mesh_not_found" };
+  return row.ticketPending >= quota.perTicket && row.pending < quota.perMesh ? { kind: "ticket_busy" } : { kind: "queue_full" };
 }
 
 /** Pending join requests after a cursor, and whether the mesh is live, in one round trip. */

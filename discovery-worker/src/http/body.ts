@@ -1,4 +1,4 @@
-import { CoralError, discoveryLimits } from "@coral-mesh/sdk-proto";
+import { CoralError, discoveryLimits, duplicateJsonKey } from "@coral-mesh/sdk-proto";
 import type { z } from "zod";
 
 /** Reads at most `maxBodyBytes` of the body; refuses more without buffering it. */
@@ -54,6 +54,14 @@ export function parseJsonBody<S extends z.ZodType>(bytes: Uint8Array, schema: S)
     json = JSON.parse(text);
   } catch {
     throw new CoralError("malformed_json", "The body is not valid UTF-8 JSON; check the request's serialization.");
+  }
+  const duplicate = duplicateJsonKey(text);
+  if (duplicate !== undefined) {
+    throw new CoralError(
+      "duplicate_json_key",
+      `The body has the key ${JSON.stringify(duplicate.slice(0, 64))} twice in one object; send each key once, so that every reader of a signed body sees the same thing.`,
+      { details: { key: duplicate.slice(0, 64) } },
+    );
   }
   const result = schema.safeParse(json);
   if (!result.success) {

@@ -12,10 +12,11 @@ export async function getAdminStats(c: Context<AppEnv>): Promise<Response> {
   if (!token || token.length < MIN_TOKEN_LENGTH) {
     throw new CoralError(
       "admin_disabled",
-      `The admin API is off: set a secret of at least ${MIN_TOKEN_LENGTH} characters with \`wrangler secret put ADMIN_TOKEN\`.`,
+      `The admin API is off: set a secret of at least ${MIN_TOKEN_LENGTH} characters with \`wrangler secret put ADMIN_TOKEN\` (for \`wrangler dev\`, as ADMIN_TOKEN=... in .dev.vars next to wrangler.toml).`,
     );
   }
-  const presented = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1];
+  // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are `Bearer`.
+  const presented = /^bearer +(\S+) *$/i.exec(c.req.header("authorization") ?? "")?.[1];
   if (!presented || !(await sameSecret(presented, token))) {
     throw new CoralError("admin_unauthorized", "Send `authorization: Bearer <ADMIN_TOKEN>` with the Worker's admin token.", {
       headers: { "www-authenticate": 'Bearer realm="coral-discovery"' },

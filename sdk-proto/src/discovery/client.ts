@@ -6,6 +6,8 @@
 import type { z } from "zod";
 import { fromBase64Url, toBase64Url } from "../encoding.js";
 import { CoralError, type ErrorCode, isErrorCode } from "../errors/index.js";
+import { duplicateJsonKey } from "../json.js";
+import { weakSigningKeyReason } from "./ed25519.js";
 import { discoveryLimits, discoveryTtls } from "./limits.js";
 import {
   type CoordinatorRecord,
@@ -22,6 +24,7 @@ import {
   joinListSchema,
 } from "./schemas.js";
 import { canonicalRequest, meshIdFor, type SigningKeyPair, signRequest, verifyCanonical } from "./signing.js";
+import type { JoinTicket } from "./ticket.js";
 
 export type FetchLike = (request: Request) => Promise<Response>;
 
@@ -111,6 +114,8 @@ export class DiscoveryClient {
    * (from an invite). A record that does not verify is refused, whatever discovery says.
    */
   async lookup(meshId: string, pinnedSigningKey: Uint8Array): Promise<CoordinatorRecord> {
+    const weak = weakSigningKeyReason(pinnedSigningKey);
+    if (weak) throw new CoralError("signing_key_weak", `The invite's signing key is refused: ${weak}. Create a new invite.`);
     if ((await meshIdFor(pinnedSigningKey)) !== meshId) {
       throw new CoralError("mesh_key_mismatch", "The pinned signing key does not belong to this mesh id; the invite is damaged.");
     }
@@ -118,9 +123,10 @@ export class DiscoveryClient {
     return verifyRecord(record, pinnedSigningKey);
   }
 
-  async createJoin(meshId: string, wireguardKey: string, sealed: Uint8Array): Promise<JoinCreated> {
+  /** Queues a join request; `ticket` is the invite's (see `inviteTicket`). */
+  async createJoin(meshId: string, wireguardKey: string, sealed: Uint8Array, ticket: JoinTicket): Promise<JoinCreated> {
     return this.call("POST", `/v1/meshes/${meshId}/joins`, joinCreatedSchema, {
-      body: JSON.stringify({ v: 1, wireguardKey, sealed: toBase64Url(sealed) }),
+      body: JSON.stringify({ v: 1, wireguardKey, sealed: toBase64Url(sealed), ticket }),
     });
   }
 
@@ -222,6 +228,7 @@ export async function verifyRecord(record: CoordinatorRecord, pinnedSigningKey: 
   } catch {
     throw refuse("carries a signed body that is not JSON");
   }
+  if (duplicateJsonKey(record.signed.body) !== undefined) throw refuse("carries a signed body with a key twice");
   const parsed = coordinatorRegistrationSchema.safeParse(registration);
   if (!parsed.success) throw refuse("carries a signed body that is not a registration");
   return { ...record, registration: parsed.data };

@@ -14,6 +14,8 @@ export const discoveryLimits = {
   joinPageSize: 100,
   /** Pending (unanswered, unexpired) join requests a mesh may have at once. */
   maxPendingJoinsPerMesh: 256,
+  /** Pending join requests one join ticket (one token) may have at once. */
+  maxPendingJoinsPerTicket: 4,
   /** How far a signed request's timestamp may be from the Worker's clock, in ms. */
   signatureWindowMs: 120_000,
 } as const;

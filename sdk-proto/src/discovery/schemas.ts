@@ -1,6 +1,8 @@
 import * as z from "zod";
 import { fromBase64, fromBase64Url } from "../encoding.js";
+import { weakSigningKeyReason } from "./ed25519.js";
 import { discoveryLimits } from "./limits.js";
+import { joinTicketSchema } from "./ticket.js";
 
 /** A mesh id: base32 of the first 20 bytes of SHA-256(coordinator signing key). */
 export const meshIdSchema = z.string().regex(/^[a-z2-7]{32}$/, "a mesh id is 32 characters of lowercase base32");
@@ -17,11 +19,15 @@ export const wireguardKeySchema = z
   .length(44)
   .refine((text) => fromBase64(text)?.length === 32, "a WireGuard key is 32 bytes in base64 (44 characters)");
 
-/** An Ed25519 public key: 32 bytes, base64url. */
+/** An Ed25519 public key: 32 bytes, base64url, neither of small order nor non-canonical. */
 export const signingKeySchema = z
   .string()
   .length(43)
-  .refine((text) => fromBase64Url(text)?.length === 32, "a signing key is 32 bytes in base64url (43 characters)");
+  .refine((text) => fromBase64Url(text)?.length === 32, "a signing key is 32 bytes in base64url (43 characters)")
+  .refine(
+    (text) => weakSigningKeyReason(fromBase64Url(text) ?? new Uint8Array(32)) === null,
+    "a signing key must not be a small-order or non-canonical Ed25519 point",
+  );
 
 export const sealedSchema = z
   .string()
@@ -97,6 +103,11 @@ export const joinRequestSchema = z.strictObject({
   wireguardKey: wireguardKeySchema,
   /** NaCl box from the agent's to the coordinator's WireGuard key; opaque to discovery. */
   sealed: sealedSchema,
+  /**
+   * The invite's join ticket: required. Optional here only so that a request without one
+   * (from an agent with an invite made before tickets) gets its own code, `join_ticket_missing`.
+   */
+  ticket: joinTicketSchema.optional(),
 });
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 

@@ -3,6 +3,7 @@
  * WebCrypto Ed25519 works the same in Node 20 and in workerd.
  */
 import { fromBase64Url, randomBytes, sha256, toBase32, toBase64Url, toHex, utf8 } from "../encoding.js";
+import { isAcceptableSignature, weakSigningKeyReason } from "./ed25519.js";
 
 export const SIGNATURE_SCHEME = "coral-v1";
 
@@ -130,8 +131,13 @@ export function parseSignatureHeaders(get: (name: string) => string | null | und
   };
 }
 
-/** Verifies an Ed25519 signature over a canonical request; false for any failure. */
+/**
+ * Verifies an Ed25519 signature over a canonical request; false for any failure. Refuses,
+ * as libsodium does, small-order and non-canonical keys, small-order R and unreduced S,
+ * some of which WebCrypto's verifier accepts (see ed25519.ts).
+ */
 export async function verifyCanonical(publicKey: Uint8Array, canonical: string, signature: Uint8Array): Promise<boolean> {
+  if (weakSigningKeyReason(publicKey) !== null || !isAcceptableSignature(signature)) return false;
   try {
     const key = await crypto.subtle.importKey("raw", publicKey, ED25519, false, ["verify"]);
     return await crypto.subtle.verify(ED25519, key, signature, utf8.encode(canonical));

@@ -1,0 +1,1 @@
+ALTER TABLE `joins` ADD `ticket_id` text;
