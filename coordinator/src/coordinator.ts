@@ -21,6 +21,7 @@ import { Enrollment } from "./mesh/enrollment.js";
 import { bringUpHub, restorePeers, welcomer } from "./mesh/hub.js";
 import { JoinPoller } from "./mesh/join-poller.js";
 import { DiscoveryRegistrar } from "./mesh/registrar.js";
+import { removedMarks } from "./mesh/removals.js";
 import { REVIVE_EVERY_MS, Reviver } from "./mesh/reviver.js";
 import { MeshWatcher } from "./mesh/watcher.js";
 import { every } from "./periodic.js";
@@ -146,6 +147,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
           hostname()
             .replace(/[^\x20-\x7e]/g, "?")
             .slice(0, 64) || "coordinator",
+        ...removedMarks(db, Date.now()),
       }),
       log: (line) => log(line),
     });
@@ -180,6 +182,11 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
         return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
       },
       removePeer: (key) => wireguard.removePeer(key),
+      onAgentRemoved: (agent) => {
+        log(`removed agent ${agent.name} (${agent.meshIp}): its peer is gone, its address free, and it is refused until it joins again`);
+        // Its record at discovery says so now, not at the next refresh: that is where the agent learns it.
+        void registrar.registerOnce();
+      },
       onTokenCreated: () => joinPoller.hurry(),
       observe,
       ...(settings.apiToken ? { token: settings.apiToken } : {}),
