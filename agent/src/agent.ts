@@ -9,18 +9,19 @@ import { randomUUID } from "node:crypto";
 import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { PluginReport } from "@coral-mesh/agent-plugins";
-import { DiscoveryClient, fromBase64Url } from "@coral-mesh/sdk-proto";
+import { DiscoveryClient, fromBase64Url, removalMark } from "@coral-mesh/sdk-proto";
 import { checkWireGuard } from "@coral-mesh/wireguard";
-import { DEFAULT_INTERFACE, isMeshAddress } from "@coral-mesh/wireguard/path";
+import { CONNECT_TIMEOUT_MS, DEFAULT_INTERFACE, isMeshAddress } from "@coral-mesh/wireguard/path";
 import packageJson from "../package.json" with { type: "json" };
 import { Batcher } from "./batching.js";
 import { type Clock, sleep, systemClock } from "./clock.js";
 import { CoordinatorClient } from "./coordinator-client.js";
 import { claimDataDir, loadOrJoin, releaseDataDir } from "./data-dir.js";
 import { Delivery } from "./delivery.js";
-import { StoppedError } from "./errors.js";
+import { removedError, StoppedError } from "./errors.js";
 import { nodeHttpTransport } from "./http.js";
-import { loadOrCreateKeys, type MeshState } from "./join.js";
+import { loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
+import { explainNoPath } from "./no-path.js";
 import { PluginHosts } from "./plugin-hosts.js";
 import type { LoadedPlugin } from "./plugins.js";
 import { Session } from "./session.js";
@@ -76,16 +77,43 @@ export class Agent {
     const clock = systemClock;
     const mode = options.wireguardMode ?? "auto";
     const off = mode === "off";
+    // Before an invite is spent (and before anything is created): an agent that cannot run
+    // WireGuard must not take a token's use.
+    if (!off) await checkWireGuard({ mode });
     const keys = loadOrCreateKeys(options.dataDir);
     claimDataDir(options.dataDir);
-    // Before an invite is spent: an agent that cannot run WireGuard must not take a token's use.
-    if (!off) await checkWireGuard({ mode });
     const mesh = await loadOrJoin({ dataDir: options.dataDir, invite: options.invite, name: options.name, keys, log });
     const { answer } = mesh;
+    const discovery = new DiscoveryClient({ url: mesh.discoveryUrl, transport: nodeHttpTransport });
+    const mark = removalMark(keys.publicKey);
+    /** The coordinator's record now, verified against the pinned key; a removal of this agent is thrown. */
+    const lookup = async () => {
+      const record = await discovery.lookup(mesh.meshId, fromBase64Url(mesh.signingKey) ?? new Uint8Array());
+      if (record.registration.removed?.includes(mark)) throw removedError(mesh.name, mesh.meshId);
+      return record;
+    };
+    const behindNat = answer.observedAddress === null || !hostAddresses().includes(answer.observedAddress);
+    const onNoPath = async (endpoints: string[]) => {
+      const found = await lookup().then(
+        () => ({ ok: true as const }),
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+      log(
+        explainNoPath({
+          endpoints,
+          timeoutSeconds: CONNECT_TIMEOUT_MS / 1000,
+          lookup: found,
+          behindNat,
+          reachedBefore: mesh.reachedAt !== undefined,
+          discoveryUrl: mesh.discoveryUrl,
+        }),
+      );
+    };
+    let agent: Agent | undefined;
 
     const client = new CoordinatorClient(`${off ? "127.0.0.1" : answer.coordinatorMeshIp}:${answer.grpcPort}`, mesh.name);
     const spool = new Spool(join(options.dataDir, "spool"), options.spoolLimits, log);
-    const spoke = new Spoke({ dataDir: options.dataDir, mesh, mode, log, ...(options.signal ? { signal: options.signal } : {}) });
+    const spoke = new Spoke({ dataDir: options.dataDir, mesh, mode, log, onNoPath, ...(options.signal ? { signal: options.signal } : {}) });
     // Session and delivery call on each other, and on the plugins: only once all of them exist.
     const delivery = new Delivery({ spool, rpc: client, clock, log, onAcked: () => session.contact() });
     const batcher = new Batcher({
@@ -123,18 +151,13 @@ export class Agent {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? answer.heartbeatIntervalMs,
       heartbeatIntervalFixed: Boolean(options.heartbeatIntervalMs),
       reconnect: () => spoke.reconnect(),
-      lookup: async () =>
-        (
-          await new DiscoveryClient({ url: mesh.discoveryUrl, transport: nodeHttpTransport }).lookup(
-            mesh.meshId,
-            fromBase64Url(mesh.signingKey) ?? new Uint8Array(),
-          )
-        ).registration.endpoints,
+      lookup: async () => (await lookup()).registration.endpoints,
       moveTo: (endpoints) => spoke.moveTo(endpoints),
       onBack: () => void delivery.send(), // what was spooled meanwhile, without waiting for the retry timer
+      onRemoved: (error) => void agent?.end(error),
     });
     const parts: Parts = { clock, client, spool, spoke, session, plugins, batcher, delivery };
-    const agent = new Agent(options, mesh, parts);
+    agent = new Agent(options, mesh, parts);
 
     if (off) log("WireGuard off: reaching the coordinator over loopback, on this machine");
     // wireguard-go first (it starts in a process of its own), then the plugins, which start
@@ -170,6 +193,10 @@ export class Agent {
   private async run(pluginsStarted: Promise<void>, handshakeMs: number | undefined): Promise<void> {
     const { session, delivery } = this.parts;
     const registered = await session.register(handshakeMs);
+    if (this.mesh.reachedAt === undefined) {
+      this.mesh.reachedAt = Date.now();
+      saveMeshState(this.options.dataDir, this.mesh);
+    }
     delivery.start();
     this.log(
       `registered with the coordinator at ${this.mesh.answer.coordinatorMeshIp} (it has stored up to batch ${registered.lastAckedSequence})`,
@@ -187,6 +214,20 @@ export class Agent {
   private async stopPlugins(): Promise<void> {
     await this.parts.plugins.stop();
     this.parts.batcher.flush();
+  }
+
+  private endWith!: (error: Error) => void;
+  /** Settles when the agent stopped by itself: with why (it was removed from the mesh). */
+  readonly ended: Promise<Error> = new Promise((resolve) => {
+    this.endWith = resolve;
+  });
+
+  /** The coordinator removed this agent: it says so, stops, and `ended` settles. */
+  private async end(error: Error): Promise<void> {
+    if (this.stopped) return;
+    this.log("removed from the mesh by its coordinator: stopping");
+    await this.stop();
+    this.endWith(error);
   }
 
   /** Stops plugins, spools what they emitted, sends what it can in a moment, and leaves the interface clean. */

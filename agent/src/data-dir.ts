@@ -2,12 +2,12 @@
  * The agent's data directory: one agent at a time (`agent.pid`), and its mesh membership,
  * joined once with an invite and kept for every later start.
  */
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoralError } from "@coral-mesh/sdk-proto";
+import { CoralError, decodeInvite } from "@coral-mesh/sdk-proto";
 import type { WireGuardKeyPair } from "@coral-mesh/wireguard";
 import packageJson from "../package.json" with { type: "json" };
-import { defaultAgentName, freeUdpPort, joinMesh, loadMeshState, type MeshState, saveMeshState } from "./join.js";
+import { defaultAgentName, freeUdpPort, joinMesh, loadMeshState, MESH_FILE, type MeshState, saveMeshState } from "./join.js";
 
 const PID_FILE = "agent.pid";
 
@@ -52,19 +52,47 @@ export async function loadOrJoin(options: {
 }): Promise<MeshState> {
   const { dataDir, invite, log } = options;
   const mesh = loadMeshState(dataDir);
-  if (mesh && invite) log(`already a member of mesh ${mesh.meshId} as ${mesh.name}; --join is not needed again`);
+  if (mesh && invite) {
+    // The same invite again (a unit that always passes it): the membership stands. Another
+    // invite replaces it (after `coral agents remove`, or to move to another mesh), with the
+    // same key; only once the new join succeeded is the old membership set aside.
+    const { tokenId, meshId } = await decodeInvite(invite);
+    if (tokenId === mesh.tokenId) {
+      log(`already a member of mesh ${mesh.meshId} as ${mesh.name}; --join is not needed again`);
+      return mesh;
+    }
+    log(
+      `joining mesh ${meshId} with the new invite; this agent's membership of mesh ${mesh.meshId} as ${mesh.name} stays as it is unless the join succeeds`,
+    );
+    const joined = await joinWith(options, options.name ?? mesh.name, mesh.listenPort);
+    copyFileSync(join(dataDir, MESH_FILE), join(dataDir, PREVIOUS_MESH_FILE));
+    saveMeshState(dataDir, joined);
+    log(`joined: the membership it replaces is kept in ${join(dataDir, PREVIOUS_MESH_FILE)}`);
+    return joined;
+  }
   if (mesh) return mesh;
   if (!invite) {
     throw new CoralError("invite_malformed", `This agent has not joined a mesh yet (nothing in ${dataDir}): start it with --join INVITE.`);
   }
-  const joined = await joinMesh({
-    invite,
-    name: options.name ?? defaultAgentName(),
-    keys: options.keys,
-    agentVersion: packageJson.version,
-    listenPort: await freeUdpPort(),
-    progress: log,
-  });
+  const joined = await joinWith(options, options.name ?? defaultAgentName(), undefined);
   saveMeshState(dataDir, joined);
   return joined;
+}
+
+/** The membership a new invite replaced, for reference. */
+export const PREVIOUS_MESH_FILE = "mesh.previous.json";
+
+async function joinWith(
+  options: { invite?: string | undefined; keys: WireGuardKeyPair; log: (line: string) => void },
+  name: string,
+  listenPort: number | undefined,
+): Promise<MeshState> {
+  return joinMesh({
+    invite: options.invite as string,
+    name,
+    keys: options.keys,
+    agentVersion: packageJson.version,
+    listenPort: listenPort ?? (await freeUdpPort()),
+    progress: options.log,
+  });
 }

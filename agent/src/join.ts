@@ -5,7 +5,7 @@
  * answer. Discovery can neither read nor forge either.
  */
 import { createSocket } from "node:dgram";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import {
@@ -40,6 +40,10 @@ export const meshStateSchema = z.strictObject({
   joinedAt: z.number(),
   /** The WireGuard port the agent told the coordinator about; kept across restarts. */
   listenPort: z.number().int().min(1).max(65535).optional(),
+  /** The invite's token: an invite with another one replaces this membership (see loadOrJoin). */
+  tokenId: z.string().optional(),
+  /** When the agent first registered with the coordinator: from then on, NATs are not why it cannot. */
+  reachedAt: z.number().optional(),
 });
 export type MeshState = z.infer<typeof meshStateSchema>;
 
@@ -70,8 +74,11 @@ export function loadMeshState(dataDir: string): MeshState | undefined {
   return parsed.data;
 }
 
+/** Written whole or not at all: a crash mid-write leaves the membership as it was. */
 export function saveMeshState(dataDir: string, state: MeshState): void {
-  writeFileSync(join(dataDir, MESH_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  const path = join(dataDir, MESH_FILE);
+  writeFileSync(`${path}.new`, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  renameSync(`${path}.new`, path);
 }
 
 export interface JoinOptions {
@@ -152,6 +159,7 @@ export async function joinMesh(options: JoinOptions): Promise<MeshState> {
         answer: answer satisfies JoinAccepted,
         joinedAt: Date.now(),
         listenPort: options.listenPort,
+        tokenId: invite.tokenId,
       };
     }
     if (Date.now() > deadline) {

@@ -122,7 +122,9 @@ export async function runAgentCli(argv: string[], io: Io = processIo, hooks: { i
       ...(o.wireguard ? { wireguardMode: o.wireguard } : {}),
     });
     log(`running as ${agent.mesh.name} (${agent.mesh.answer.meshIp}) in mesh ${agent.mesh.meshId}; Ctrl-C stops`);
-    const signal = await signalled;
+    const signal = await Promise.race([signalled, agent.ended]);
+    // Stopped by itself (removed from the mesh): already stopped, and why is the error.
+    if (signal instanceof Error) throw signal;
     log(`${signal}: stopping...`);
     await agent.stop();
     return 0;

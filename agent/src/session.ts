@@ -7,7 +7,7 @@
 import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { Backoff } from "./backoff.js";
 import { type Clock, sleep, type Timer } from "./clock.js";
-import { describeError, StoppedError } from "./errors.js";
+import { describeError, removal, StoppedError } from "./errors.js";
 
 /**
  * A heartbeat goes after this many heartbeat intervals without contact (a report answered
@@ -62,6 +62,8 @@ export interface SessionOptions {
   moveTo: (endpoints: string[]) => Promise<void>;
   /** Heartbeats reach the coordinator again after failing. */
   onBack: () => void;
+  /** The coordinator removed this agent (see removal()): the session ends, and nothing is retried. */
+  onRemoved: (error: Error) => void;
 }
 
 export class Session {
@@ -110,6 +112,8 @@ export class Session {
         return response;
       } catch (error) {
         if (signal?.aborted) throw new StoppedError("stopped while registering");
+        const removed = removal(error);
+        if (removed) throw removed;
         rpc.renew();
         const waited = timeoutMs;
         timeoutMs = CALL_TIMEOUT_MS;
@@ -124,7 +128,7 @@ export class Session {
         }
         const delay = retry.next();
         log(`registering with the coordinator failed (${describeError(error)}); retrying in ${delay / 1000} s`);
-        await this.relookup();
+        await this.relookup(); // throws the removal, if discovery's record says so
         await sleep(clock, delay, signal);
         if (signal?.aborted) throw new StoppedError("stopped while registering");
       }
@@ -164,14 +168,28 @@ export class Session {
       this.heartbeatFailures = 0;
       this.relookupBackoff.reset();
     } catch (error) {
+      const removed = removal(error);
+      if (removed) return this.removed(removed);
       this.heartbeatFailures++;
       this.armHeartbeat(this.intervalMs); // tried again each interval while it fails
       if (this.heartbeatFailures === 1) log(`heartbeat failed: ${describeError(error)}`);
       if (this.heartbeatFailures % RELOOKUP_AFTER_FAILURES === 0) {
         rpc.renew();
-        await this.relookup();
+        try {
+          await this.relookup();
+        } catch (failure) {
+          const removed = removal(failure);
+          if (!removed) throw failure;
+          this.removed(removed);
+        }
       }
     }
+  }
+
+  private removed(error: Error): void {
+    if (this.stopped) return;
+    this.stop();
+    this.options.onRemoved(error);
   }
 
   /** No heartbeat is sent after this. */
@@ -194,6 +212,8 @@ export class Session {
       this.options.log(`no answer from the coordinator; trying the endpoints discovery has now: ${endpoints.join(", ") || "none"}`);
       if (endpoints.length > 0) await this.options.moveTo(endpoints);
     } catch (error) {
+      // Removed: nothing to look for any more.
+      if (removal(error)) throw error;
       this.options.log(`looking the coordinator up again failed: ${describeError(error)}`);
     }
   }

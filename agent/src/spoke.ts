@@ -18,6 +18,8 @@ export interface SpokeOptions {
   log: (line: string) => void;
   /** Aborting it ends a connect under way (the agent is stopping). */
   signal?: AbortSignal;
+  /** No handshake came through these endpoints: says why (see explainNoPath), or throws a removal. */
+  onNoPath?: (endpoints: string[]) => Promise<void>;
 }
 
 export class Spoke {
@@ -79,7 +81,13 @@ export class Spoke {
     await this.tunnel.down();
   }
 
-  private reach(endpoints: string[], how: { signal?: AbortSignal | undefined; fresh?: boolean }): Promise<string | undefined> {
+  private async reach(endpoints: string[], how: { signal?: AbortSignal | undefined; fresh?: boolean }): Promise<string | undefined> {
+    const through = await this.tryPath(endpoints, how);
+    if (through === undefined && !how.signal?.aborted) await this.options.onNoPath?.(endpoints);
+    return through;
+  }
+
+  private tryPath(endpoints: string[], how: { signal?: AbortSignal | undefined; fresh?: boolean }): Promise<string | undefined> {
     const { answer } = this.options.mesh;
     const hub: HubPeer = {
       publicKey: answer.coordinatorWireguardKey,

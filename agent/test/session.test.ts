@@ -1,5 +1,7 @@
 /** The session's policy (when to heartbeat, when to look the coordinator up again) on fake timers. */
+import { CoralError } from "@coral-mesh/sdk-proto";
 import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
+import { Metadata } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Backoff } from "../src/backoff.js";
 import { systemClock } from "../src/clock.js";
@@ -51,6 +53,7 @@ function harness(overrides: Partial<SessionOptions> = {}) {
     }),
     moveTo: vi.fn(async () => {}),
     onBack: vi.fn(),
+    onRemoved: vi.fn(),
     ...overrides,
   };
   const session = new Session(options);
@@ -212,6 +215,57 @@ describe("register", () => {
     await vi.advanceTimersByTimeAsync(100);
     stop.abort();
     await outcome;
+  });
+});
+
+describe("a removed agent", () => {
+  const refused = () => {
+    const metadata = new Metadata();
+    metadata.set("coral-error-code", "agent_removed");
+    return Object.assign(new Error("7 PERMISSION_DENIED"), { code: 7, details: "agent web-1 was removed", metadata });
+  };
+
+  it("stops registering at the coordinator's refusal, with agent_removed, instead of retrying", async () => {
+    const { session, rpc } = harness();
+    rpc.register.mockImplementation(async () => {
+      throw refused();
+    });
+    await expect(session.register(undefined)).rejects.toMatchObject({ code: "agent_removed" });
+    expect(rpc.register).toHaveBeenCalledTimes(1);
+  });
+
+  it("stops registering when discovery's record says it was removed", async () => {
+    const { session, control, rpc } = harness({
+      lookup: vi.fn(async () => {
+        throw new CoralError("agent_removed", "This agent (web-1) was removed");
+      }),
+    });
+    control.failRegisters = 100;
+    await expect(session.register(undefined)).rejects.toMatchObject({ code: "agent_removed" });
+    expect(rpc.register).toHaveBeenCalledTimes(1);
+  });
+
+  it("ends its heartbeats at the refusal, or at discovery's word, and says so once", async () => {
+    for (const how of ["refused", "record"] as const) {
+      const { session, rpc, options, record } = harness({
+        lookup: vi.fn(async () => {
+          throw new CoralError("agent_removed", "This agent (web-1) was removed");
+        }),
+      });
+      await session.register(undefined);
+      rpc.heartbeat.mockImplementation(async () => {
+        throw how === "refused" ? refused() : new Error("deadline exceeded");
+      });
+      await vi.advanceTimersByTimeAsync(INTERVAL * 10);
+      expect(options.onRemoved).toHaveBeenCalledTimes(1);
+      expect(options.onRemoved).toHaveBeenCalledWith(expect.objectContaining({ code: "agent_removed" }));
+      // Nothing after that: no retries that look like a network fault.
+      const calls = rpc.heartbeat.mock.calls.length;
+      await vi.advanceTimersByTimeAsync(INTERVAL * 10);
+      expect(rpc.heartbeat.mock.calls.length).toBe(calls);
+      expect(calls).toBe(how === "refused" ? 1 : 3);
+      expect(record.log.filter((l) => l.startsWith("looking the coordinator up again failed"))).toEqual([]);
+    }
   });
 });
 

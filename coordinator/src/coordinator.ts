@@ -9,23 +9,25 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { DiscoveryClient } from "@coral-mesh/sdk-proto";
+import { checkInterfaceFree, checkWireGuard } from "@coral-mesh/wireguard";
 import { COORDINATOR_ADDRESS, type Tunnel } from "@coral-mesh/wireguard/path";
 import { checkApiExposure, createApiApp } from "./api/app.js";
 import { serveApi } from "./api/serve.js";
 import { ensureDataDir, refuseSecondInstance, STORE_FILE } from "./data-dir.js";
-import { loadOrCreateIdentity } from "./identity.js";
+import { existingWireguardKey, loadOrCreateIdentity } from "./identity.js";
 import { advertisedEndpoints } from "./mesh/advertise.js";
 import { RECORD_ENDPOINTS_EVERY_MS, recordEndpoints } from "./mesh/endpoints.js";
 import { Enrollment } from "./mesh/enrollment.js";
 import { bringUpHub, restorePeers, welcomer } from "./mesh/hub.js";
 import { JoinPoller } from "./mesh/join-poller.js";
 import { DiscoveryRegistrar } from "./mesh/registrar.js";
+import { removedMarks } from "./mesh/removals.js";
 import { REVIVE_EVERY_MS, Reviver } from "./mesh/reviver.js";
 import { MeshWatcher } from "./mesh/watcher.js";
 import { every } from "./periodic.js";
 import { startAgentService } from "./rpc/agent-service.js";
 import { EDGE_WRITE_EVERY_MS, prepareIngest } from "./rpc/ingest.js";
-import { type CoordinatorOptions, resolveSettings } from "./settings.js";
+import { type CoordinatorOptions, rememberDiscovery, resolveSettings } from "./settings.js";
 import { Bus } from "./store/bus.js";
 import { openStore, type Store } from "./store/db.js";
 import { observer } from "./store/observations.js";
@@ -54,9 +56,20 @@ const RETENTION_EVERY_MS = 10 * 60_000;
 
 export async function startCoordinator(options: CoordinatorOptions): Promise<RunningCoordinator> {
   const log = options.log ?? (() => {});
-  ensureDataDir(options.dataDir);
+  // Every check that can refuse the start comes before anything is created: a refused start
+  // leaves no data directory, keys or config behind.
   const settings = resolveSettings(options);
   refuseSecondInstance(options.dataDir);
+  checkApiExposure(settings.apiHost, settings.apiToken);
+  const mode = options.wireguardMode ?? "auto";
+  const loopback = mode === "off";
+  if (mode !== "off") {
+    await checkWireGuard({ mode });
+    const privateKey = existingWireguardKey(options.dataDir);
+    await checkInterfaceFree({ name: settings.interfaceName, listenPort: settings.listenPort, ...(privateKey ? { privateKey } : {}) });
+  }
+  ensureDataDir(options.dataDir);
+  rememberDiscovery(options);
 
   const { identity, created } = await loadOrCreateIdentity(options.dataDir);
   log(
@@ -84,10 +97,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
   };
 
   try {
-    checkApiExposure(settings.apiHost, settings.apiToken);
     const discovery = new DiscoveryClient({ url: settings.discoveryUrl });
 
-    const loopback = options.wireguardMode === "off";
     if (loopback) log("WireGuard off: agents on this machine only, over loopback, identified by name (a trial, not a mesh)");
     const wireguard = await bringUpHub({
       interfaceName: settings.interfaceName,
@@ -136,6 +147,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
           hostname()
             .replace(/[^\x20-\x7e]/g, "?")
             .slice(0, 64) || "coordinator",
+        ...removedMarks(db, Date.now()),
       }),
       log: (line) => log(line),
     });
@@ -170,6 +182,11 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
         return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
       },
       removePeer: (key) => wireguard.removePeer(key),
+      onAgentRemoved: (agent) => {
+        log(`removed agent ${agent.name} (${agent.meshIp}): its peer is gone, its address free, and it is refused until it joins again`);
+        // Its record at discovery says so now, not at the next refresh: that is where the agent learns it.
+        void registrar.registerOnce();
+      },
       onTokenCreated: () => joinPoller.hurry(),
       observe,
       ...(settings.apiToken ? { token: settings.apiToken } : {}),

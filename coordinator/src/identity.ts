@@ -48,6 +48,12 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<{ identity:
   };
 }
 
+/** The WireGuard private key of an identity made before, without making one (undefined before the first start). */
+export function existingWireguardKey(dataDir: string): string | undefined {
+  const path = join(dataDir, WIREGUARD_KEY_FILE);
+  return existsSync(path) ? readSecret(path) : undefined;
+}
+
 function writeSecret(path: string, value: string): void {
   // "wx": never overwrite a key that appeared meanwhile.
   writeFileSync(path, `${value}\n`, { mode: 0o600, flag: "wx" });

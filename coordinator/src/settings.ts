@@ -51,17 +51,31 @@ export interface Settings {
   retention: Retention;
 }
 
-/** Flags over `coordinator.json` over defaults; the discovery URL is remembered once given. */
+function readConfig(file: string): CoordinatorConfig {
+  if (!existsSync(file)) return {};
+  const parsed = parseConfigFile(readFileSync(file, "utf8"), coordinatorConfigSchema, file);
+  if (!parsed.ok) {
+    throw new CoralError("config_invalid", parsed.errors.map((e) => `${file}${e.path ? ` ${e.path}` : ""}: ${e.message}`).join("; "));
+  }
+  return parsed.value;
+}
+
+/**
+ * Remembers a discovery URL given as a flag in `coordinator.json`. Apart from resolveSettings,
+ * which writes nothing: a start that is refused leaves the data directory as it was.
+ */
+export function rememberDiscovery(options: CoordinatorOptions): void {
+  const file = join(options.dataDir, CONFIG_FILE);
+  const config = readConfig(file);
+  if (options.discoveryUrl && config.discovery !== options.discoveryUrl) {
+    writeFileSync(file, `${JSON.stringify({ ...config, discovery: options.discoveryUrl }, null, 2)}\n`, { mode: 0o600 });
+  }
+}
+
+/** Flags over `coordinator.json` over defaults (see rememberDiscovery for the URL). */
 export function resolveSettings(options: CoordinatorOptions): Settings {
   const file = join(options.dataDir, CONFIG_FILE);
-  let config: CoordinatorConfig = {};
-  if (existsSync(file)) {
-    const parsed = parseConfigFile(readFileSync(file, "utf8"), coordinatorConfigSchema, file);
-    if (!parsed.ok) {
-      throw new CoralError("config_invalid", parsed.errors.map((e) => `${file}${e.path ? ` ${e.path}` : ""}: ${e.message}`).join("; "));
-    }
-    config = parsed.value;
-  }
+  const config = readConfig(file);
   const discoveryUrl = options.discoveryUrl ?? config.discovery;
   if (!discoveryUrl) {
     throw new CoralError(
@@ -71,9 +85,6 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
   }
   if (!/^https?:\/\/[^/]+/.test(discoveryUrl)) {
     throw new CoralError("config_invalid", `--discovery ${discoveryUrl} is not an http(s) URL.`);
-  }
-  if (options.discoveryUrl && config.discovery !== options.discoveryUrl) {
-    writeFileSync(file, `${JSON.stringify({ ...config, discovery: options.discoveryUrl }, null, 2)}\n`, { mode: 0o600 });
   }
   const duration = (value: string | undefined, field: string): number | undefined => {
     if (value === undefined) return undefined;

@@ -9,7 +9,7 @@ import { peerAddress, startAgentService } from "../src/rpc/agent-service.js";
 import { type Ingest, prepareIngest } from "../src/rpc/ingest.js";
 import { openStore, type Store } from "../src/store/db.js";
 import { observer } from "../src/store/observations.js";
-import { agents, events, services, topologyEdges } from "../src/store/schema.js";
+import { agents, auditLog, events, services, topologyEdges } from "../src/store/schema.js";
 
 describe("the agent service over real gRPC", () => {
   let dir: string;
@@ -353,5 +353,39 @@ describe("agent health", () => {
     expect(peerAddress("ipv4:100.64.0.2:5000")).toBe("100.64.0.2");
     expect(peerAddress("ipv6:[fd00::2]:5000")).toBe("fd00::2");
     expect(peerAddress("100.64.0.3:1")).toBe("100.64.0.3");
+  });
+});
+
+describe("a removed agent, calling where it still can (over loopback, `--wireguard off`)", () => {
+  it("is refused with agent_removed and how to come back, unlike a caller the mesh never had", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "coral-rpc-removed-"));
+    const db = openStore(join(dir, "coral.db"));
+    db.insert(auditLog)
+      .values({ time: Date.now() - 60_000, action: "agent.removed", subject: "old-1", details: JSON.stringify({ wireguardKey: "k9" }) })
+      .run();
+    const service = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0, trustClaimedName: true });
+    const client = new meshV1.AgentServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
+    const register = (name: string) =>
+      new Promise<ServiceError>((resolve, reject) => {
+        const md = new Metadata();
+        md.set("coral-agent", name);
+        client.register(meshV1.RegisterRequest.fromPartial({ agentName: name }), md, { deadline: Date.now() + 3_000 }, (e) =>
+          e ? resolve(e) : reject(new Error("accepted")),
+        );
+      });
+    try {
+      const removed = await register("old-1");
+      expect(removed.code).toBe(GrpcStatus.PERMISSION_DENIED);
+      expect(removed.metadata.get("coral-error-code")).toEqual(["agent_removed"]);
+      expect(removed.details).toMatch(/^agent old-1 was removed from this mesh with `coral agents remove old-1` .*--join INVITE\.$/);
+      const stranger = await register("never-1");
+      expect(stranger.code).toBe(GrpcStatus.UNAUTHENTICATED);
+      expect(stranger.metadata.get("coral-error-code")).toEqual([]);
+    } finally {
+      client.close();
+      await service.close();
+      db.$client.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -123,6 +123,38 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     expect(second.err).toMatch(/^coral: \[coordinator_running\] A coordinator \(pid \d+\) already runs with/);
   }, 30_000);
 
+  it("refuses a second coordinator on the host, naming what holds its interface or its UDP port, and creates nothing", async () => {
+    const otherDir = join(dir, "second");
+    const second = (interfaceName: string) =>
+      new LabCoordinator({ ns: lab.a, dataDir: otherDir, interfaceName }).cli(
+        "coordinator",
+        "start",
+        "--interface",
+        interfaceName,
+        "--discovery",
+        discovery.url,
+      );
+    // The same interface name: the running coordinator's wireguard-go serves it. Never a hint to delete it.
+    const sameName = await second(hub);
+    expect(sameName.code).toBe(1);
+    expect(sameName.err).toMatch(
+      new RegExp(
+        `^coral: The WireGuard interface ${hub} is in use: it is served by \`wireguard-go -f ${hub}\` \\(pid \\d+\\), started by \`.*coordinator start.*\` \\(pid \\d+\\), so another coordinator`,
+      ),
+    );
+    expect(sameName.err).not.toContain("ip link del");
+    expect(lab.exec(lab.a, ["ip", "link", "show", hub]).ok).toBe(true);
+    // Another name, the same UDP port.
+    const samePort = await second(`${lab.prefix}h3`);
+    expect(samePort.code).toBe(1);
+    expect(samePort.err).toMatch(/^coral: UDP port 51820 is already in use on this host: it is held by `wireguard-go -f \S+` \(pid \d+\)/);
+    expect(samePort.err).toContain("another --listen-port");
+    expect(samePort.err).not.toContain("errno");
+    expect(lab.exec(lab.a, ["ip", "link", "show", `${lab.prefix}h3`]).ok).toBe(false);
+    // Refused before anything was made: no data directory, no keys.
+    expect(existsSync(otherDir)).toBe(false);
+  }, 30_000);
+
   it("enrolls a peer from an invite: tunnel, registration, and healthy in `coral status` with a direct path", async () => {
     const { invite: text } = await invite("--name", "lab", "--uses", "1");
     expect((await decodeInvite(text)).meshId).toBe((await coralJson<StatusView>("status")).mesh.id);

@@ -154,6 +154,21 @@ describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker a
   it("refuses a second agent under a name already taken", async () => {
     expect((await joinMesh(await invite(1), "web-1")).answer).toMatchObject({ ok: false, code: "agent_name_taken" });
   }, 60_000);
+
+  it("takes an agent joining again with a new invite under its name, and refuses it under another, spending nothing", async () => {
+    const keys = generateKeyPair();
+    const first = (await joinMesh(await invite(1), "db-1", keys)).answer;
+    expect(first).toMatchObject({ ok: true });
+    expect((await joinMesh(await invite(1), "db-1", keys)).answer).toMatchObject({ ok: true, meshIp: first.ok ? first.meshIp : "" });
+    const renamed = await invite(1);
+    expect((await joinMesh(renamed, "db-2", keys)).answer).toMatchObject({
+      ok: false,
+      code: "agent_name_taken",
+      message: expect.stringContaining("already a member of the mesh as db-1; start it with --name db-1"),
+    });
+    // The refusal spent no use of the invite.
+    expect((await joinMesh(renamed, "db-3")).answer).toMatchObject({ ok: true });
+  }, 60_000);
 });
 
 describe("enrollment across a restart between enrolling and answering", () => {

@@ -6,7 +6,7 @@
  */
 import nacl from "tweetnacl";
 import * as z from "zod";
-import { fromBase64, randomBytes, utf8 } from "./encoding.js";
+import { fromBase64, randomBytes, toBase64Url, utf8 } from "./encoding.js";
 import { CoralError } from "./errors/index.js";
 import { duplicateJsonKey } from "./json.js";
 
@@ -118,4 +118,12 @@ export function unseal<S extends z.ZodType>(
     throw new CoralError("sealed_invalid", `The sealed payload's ${issue?.path.join(".") || "contents"} is invalid: ${issue?.message}.`);
   }
   return parsed.data;
+}
+
+/**
+ * How a coordinator record names a removed agent: the first 16 bytes of SHA-512 of its
+ * WireGuard public key, base64url. The agent recognises itself; others learn no key.
+ */
+export function removalMark(wireguardKey: string): string {
+  return toBase64Url(nacl.hash(utf8.encode(wireguardKey)).subarray(0, 16));
 }

@@ -9,6 +9,7 @@ import { release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { CoralError } from "@coral-mesh/sdk-proto";
 import { type InterfaceStatus, parseDump } from "./dump.js";
+import { describeOwner, portInUse, udpPortFree, wireguardGoFor } from "./owner.js";
 import { toHex, UapiConnection, UapiError, uapiRequest, uapiSocket, uapiStatus } from "./uapi.js";
 
 export interface InterfaceOptions {
@@ -76,13 +77,10 @@ export class WireGuardInterface {
     // Both checks without a process where they can be made, so that wireguard-go starts at
     // once (and meanwhile the caller's own work gets the CPU).
     if (await linkExists(options)) {
-      if (!(await takeOverStale(options))) {
-        throw new CoralError(
-          "wireguard_failed",
-          `A network interface named ${options.name} already exists. Choose another name with --interface, or remove it with \`ip link del ${options.name}\`.`,
-        );
-      }
+      if (!(await takeOverStale(options))) throw await interfaceInUse(options);
     }
+    // (Inside a namespace of its own, the port is checked there, by wireguard-go's answer.)
+    if (options.listenPort && !options.netns && !(await udpPortFree(options.listenPort))) throw portInUse(options.listenPort);
     let mode: "kernel" | "userspace" = "userspace";
     if (options.mode === "kernel" || (options.mode !== "userspace" && kernelModuleAvailable())) {
       const kernel = await run(options, "ip", ["link", "add", options.name, "type", "wireguard"]);
@@ -233,7 +231,14 @@ export class WireGuardInterface {
     if (this.mode === "userspace") {
       // The first request after a start: wireguard-go's socket file exists from when it is bound,
       // a moment before it listens, and a connection refused in between means "not yet".
-      await this.uapiSet([`private_key=${toHex(privateKey)}`, ...(listenPort ? [`listen_port=${listenPort}`] : [])], 1_000);
+      try {
+        await this.uapiSet([`private_key=${toHex(privateKey)}`, ...(listenPort ? [`listen_port=${listenPort}`] : [])], 1_000);
+      } catch (error) {
+        // EADDRINUSE: taken between the check in up() and now, or checked in another namespace.
+        if (listenPort && (error as CoralError).cause instanceof UapiError && ((error as CoralError).cause as UapiError).code === "-98")
+          throw portInUse(listenPort);
+        throw error;
+      }
     } else {
       // `wg` reads the key from a file. Node's stdio pipes are sockets, which /dev/stdin cannot
       // open, so the key goes through a file of our own: mode 0600 in a 0700 directory, removed at once.
@@ -241,7 +246,10 @@ export class WireGuardInterface {
       try {
         const keyFile = join(dir, "private.key");
         writeFileSync(keyFile, `${privateKey}\n`, { mode: 0o600 });
-        await this.wg(["set", name, "private-key", keyFile, ...(listenPort ? ["listen-port", String(listenPort)] : [])]);
+        await this.wg(["set", name, "private-key", keyFile, ...(listenPort ? ["listen-port", String(listenPort)] : [])]).catch((error) => {
+          if (listenPort && /address already in use/i.test(String((error as Error).message))) throw portInUse(listenPort);
+          throw error;
+        });
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -280,7 +288,51 @@ function uapiFailure(name: string, what: string, error: unknown): CoralError {
   return new CoralError(
     "wireguard_failed",
     `wireguard-go for ${name} failed ${what}: ${detail}. If it exited, its restart is logged; \`ip link show ${name}\` shows whether the interface is there.`,
+    { cause: error },
   );
+}
+
+/**
+ * Refuses a start whose interface name is taken, saying by whom. Removing the interface is
+ * suggested only where no live process can be serving it.
+ */
+async function interfaceInUse(options: InterfaceOptions): Promise<CoralError> {
+  const { name } = options;
+  const next = "Stop that one first, or start this one with another --interface (and another --listen-port).";
+  const server = wireguardGoFor(name);
+  if (server) {
+    return new CoralError(
+      "interface_in_use",
+      `The WireGuard interface ${name} is in use: it is served by ${describeOwner(server)}, so another coordinator or agent runs on this host with it. ${next}`,
+    );
+  }
+  if ((await run(options, "wg", ["show", name, "listen-port"])).exitCode === 0) {
+    // The kernel's WireGuard: no process serves it, and it outlives one that was killed.
+    return new CoralError(
+      "interface_in_use",
+      `A WireGuard interface named ${name} already exists, with another key: a coordinator or agent on this host may run with it (\`wg show ${name}\` lists its peers). ${next} Only if none runs with it, \`ip link del ${name}\` removes it.`,
+    );
+  }
+  return new CoralError(
+    "interface_in_use",
+    `A network interface named ${name} already exists and is not a WireGuard interface; choose another name with --interface.`,
+  );
+}
+
+/**
+ * The checks of WireGuardInterface.up() that can refuse a start, made before anything is
+ * created: the interface name is free (or is this key's own, left by an earlier run that
+ * did not stop cleanly), and so is the UDP port. `privateKey` is absent before the first
+ * start, when no interface can be ours.
+ */
+export async function checkInterfaceFree(options: { name: string; listenPort?: number; privateKey?: string }): Promise<void> {
+  const opts: InterfaceOptions = { name: options.name, privateKey: options.privateKey ?? "", address: "" };
+  if (await linkExists(opts)) {
+    const key = options.privateKey ? await run(opts, "wg", ["show", options.name, "private-key"]) : undefined;
+    if (key?.exitCode === 0 && key.stdout.trim() === options.privateKey) return; // up() takes it over, port and all
+    throw await interfaceInUse(opts);
+  }
+  if (options.listenPort && !(await udpPortFree(options.listenPort))) throw portInUse(options.listenPort);
 }
 
 /**

@@ -115,10 +115,18 @@ describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
     expect(ping(lab.b, "100.64.0.1")).toBe(false);
   }, 20_000);
 
-  it("refuses a second interface of the same name, saying how to fix it", async () => {
-    await expect(
-      WireGuardInterface.up({ name: `${lab.prefix}wa`, netns: lab.a, privateKey: generateKeyPair().privateKey, address: "100.64.9.1/32" }),
-    ).rejects.toMatchObject({ code: "wireguard_failed", message: expect.stringContaining("already exists") });
+  it("refuses a second interface of the same name, naming the wireguard-go that serves it, and never suggests deleting it", async () => {
+    const refused = WireGuardInterface.up({
+      name: `${lab.prefix}wa`,
+      netns: lab.a,
+      privateKey: generateKeyPair().privateKey,
+      address: "100.64.9.1/32",
+    });
+    await expect(refused).rejects.toMatchObject({
+      code: "interface_in_use",
+      message: expect.stringMatching(new RegExp(`is in use: it is served by \`wireguard-go -f ${lab.prefix}wa\` \\(pid \\d+\\)`)),
+    });
+    await expect(refused).rejects.toMatchObject({ message: expect.not.stringContaining("ip link del") });
   });
 
   it("leaves no `ip` waiting when wireguard-go cannot make the interface", async () => {
@@ -151,7 +159,7 @@ describe.skipIf(skip)("a WireGuard tunnel between two namespaces", () => {
     // Someone else's key: refused, and their interface is untouched.
     await expect(
       WireGuardInterface.up({ name, netns: lab.b, privateKey: generateKeyPair().privateKey, address: "100.64.7.1/32" }),
-    ).rejects.toMatchObject({ message: expect.stringContaining("already exists") });
+    ).rejects.toMatchObject({ code: "interface_in_use", message: expect.stringContaining("is in use") });
     const seen: WireGuardEvent[] = [];
     const again = await WireGuardInterface.up({
       name,

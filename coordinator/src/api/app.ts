@@ -36,6 +36,8 @@ export interface ApiOptions {
   /** The coordinator runs without WireGuard: agents reach it over loopback. */
   loopback?: boolean;
   removePeer: (publicKey: string) => Promise<void>;
+  /** After `coral agents remove`: the coordinator logs it and tells discovery at once. */
+  onAgentRemoved?: (agent: { name: string; meshIp: string }) => void;
   /** Called after a token is made (the coordinator then looks for joins more often). */
   onTokenCreated?: () => void;
   /** Records the coordinator's own observations (`agent.removed`). */
@@ -148,7 +150,12 @@ export function createApiApp(options: ApiOptions): Hono {
     options.db.transaction((tx) => {
       tx.delete(agents).where(eq(agents.name, name)).run();
       tx.insert(auditLog)
-        .values({ time: at, action: "agent.removed", subject: name, details: JSON.stringify({ meshIp: agent.meshIp }) })
+        .values({
+          time: at,
+          action: "agent.removed",
+          subject: name,
+          details: JSON.stringify({ meshIp: agent.meshIp, wireguardKey: agent.wireguardKey }),
+        })
         .run();
     });
     releaseAddress(options.db, agent.wireguardKey, at);
@@ -159,6 +166,7 @@ export function createApiApp(options: ApiOptions): Hono {
       attributes: { meshIp: agent.meshIp },
       time: at,
     });
+    options.onAgentRemoved?.({ name, meshIp: agent.meshIp });
     return c.json({ removed: name });
   });
 

@@ -167,6 +167,17 @@ export class Enrollment {
         `Another agent is already called ${payload.name}; start this one with another --name, or remove the old one with \`coral agents remove ${payload.name}\`.`,
       );
     }
+    // The same key under another name (an agent joining again with a new invite and another
+    // --name): one key is one agent, so the name it has stands.
+    const sameKey = existing
+      ? undefined
+      : db.select({ name: agents.name }).from(agents).where(eq(agents.wireguardKey, join.wireguardKey)).get();
+    if (sameKey) {
+      throw new CoralError(
+        "agent_name_taken",
+        `This agent is already a member of the mesh as ${sameKey.name}; start it with --name ${sameKey.name}, or remove that one first with \`coral agents remove ${sameKey.name}\`.`,
+      );
+    }
     redeemToken(db, payload.tokenId, payload.secret, now);
     const meshIp = allocateAddress(db, join.wireguardKey, payload.name, now);
     // Where the agent is likely reachable: the address discovery saw, with the agent's own

@@ -11,11 +11,12 @@ import {
   status as GrpcStatus,
   type handleBidiStreamingCall,
   type handleUnaryCall,
-  type Metadata,
+  Metadata,
   Server,
   ServerCredentials,
   type ServerDuplexStream,
 } from "@grpc/grpc-js";
+import { removalOf, removedMessage } from "../mesh/removals.js";
 import { type Caller, prepareAgentQueries } from "../store/agent-queries.js";
 import type { Bus } from "../store/bus.js";
 import type { Store } from "../store/db.js";
@@ -40,11 +41,15 @@ export interface AgentServiceOptions {
   ingest?: Ingest;
 }
 
-/** A call or a stream refused, with what to do about it. */
+/** A call or a stream refused, with what to do about it (and its Coral code, in `coral-error-code`). */
 interface Refusal {
   code: GrpcStatus;
   details: string;
+  metadata?: Metadata;
 }
+
+/** The trailer that carries a refusal's stable code (see the registry in sdk-proto). */
+export const ERROR_CODE_METADATA = "coral-error-code";
 
 const PLUGIN_STATES: Record<number, string> = { 1: "starting", 2: "running", 3: "degraded", 4: "failed", 5: "stopped" };
 
@@ -60,12 +65,16 @@ function identify(
   agentByIp: (ip: string, claimed: string | undefined) => Caller | undefined,
   call: { getPeer(): string; metadata: Metadata },
   callback: (error: Refusal) => void,
+  removed: (name: string) => Refusal | undefined,
 ): Caller | undefined {
   const address = peerAddress(call.getPeer()).replace(/^::ffff:/, "");
   const claimedName = call.metadata.get("coral-agent")[0];
   const agent = agentByIp(address, claimedName === undefined ? undefined : String(claimedName));
   if (!agent) {
-    callback({ code: GrpcStatus.UNAUTHENTICATED, details: `no agent of this mesh has the address ${address}; join the mesh first` });
+    const refusal = claimedName === undefined ? undefined : removed(String(claimedName));
+    callback(
+      refusal ?? { code: GrpcStatus.UNAUTHENTICATED, details: `no agent of this mesh has the address ${address}; join the mesh first` },
+    );
     return undefined;
   }
   const claimed = call.metadata.get("coral-agent")[0];
@@ -152,12 +161,20 @@ export function agentService(
       });
     }
   };
+  /** A caller that is no agent but names one that was removed: told so, with a code it can act on. */
+  const removed = (name: string): Refusal | undefined => {
+    const removal = removalOf(options.db, name, now());
+    if (!removal) return undefined;
+    const metadata = new Metadata();
+    metadata.set(ERROR_CODE_METADATA, "agent_removed");
+    return { code: GrpcStatus.PERMISSION_DENIED, details: removedMessage(name, removal.at), metadata };
+  };
   /** Each agent's run (RegisterRequest.run_id) as of its latest register. */
   const runs = new Map<string, string>();
 
   return {
     register: ((call, callback) => {
-      const agent = identify(agentByIp, call, callback);
+      const agent = identify(agentByIp, call, callback, removed);
       if (!agent) return;
       const r = call.request;
       const at = now();
@@ -183,7 +200,7 @@ export function agentService(
     }) satisfies handleUnaryCall<meshV1.RegisterRequest, meshV1.RegisterResponse>,
 
     heartbeat: ((call, callback) => {
-      const agent = identify(agentByIp, call, callback);
+      const agent = identify(agentByIp, call, callback, removed);
       if (!agent) return;
       const run = runs.get(agent.name);
       if (run && call.request.runId && call.request.runId !== run) {
@@ -207,7 +224,7 @@ export function agentService(
     }) satisfies handleUnaryCall<meshV1.HeartbeatRequest, meshV1.HeartbeatResponse>,
 
     report: ((call, callback) => {
-      const agent = identify(agentByIp, call, callback);
+      const agent = identify(agentByIp, call, callback, removed);
       if (!agent) return;
       const answer = report(agent, call.request);
       if ("code" in answer) callback(answer);
@@ -216,7 +233,7 @@ export function agentService(
 
     reportStream: ((call) => {
       const fail = (error: Refusal) => call.emit("error", error);
-      const agent = identify(agentByIp, call, fail);
+      const agent = identify(agentByIp, call, fail, removed);
       if (!agent) return;
       streams.add(call);
       call.on("data", (request: meshV1.ReportStreamRequest) => {

@@ -10,6 +10,8 @@ export const discoveryLimits = {
   maxSealedLength: 8 * 1024,
   /** Length of the optional coordinator name. */
   maxNameLength: 64,
+  /** Removed agents a coordinator record may list (see `removed`). */
+  maxRemoved: 64,
   /** Join requests returned by one `GET .../joins` page. */
   joinPageSize: 100,
   /** Pending (unanswered, unexpired) join requests a mesh may have at once. */

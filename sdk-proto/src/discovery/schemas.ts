@@ -93,6 +93,15 @@ export const coordinatorRegistrationSchema = z.strictObject({
     .max(discoveryLimits.maxNameLength)
     .regex(/^[\x20-\x7e]+$/, "a name is printable ASCII")
     .optional(),
+  /**
+   * Agents removed from the mesh lately (`coral agents remove`), each as the removal mark of its
+   * WireGuard key (see removalMark), so that a removed agent, which can no longer reach the hub,
+   * learns it from the record it verifies against its pinned key.
+   */
+  removed: z
+    .array(z.string().regex(/^[A-Za-z0-9_-]{22}$/, "a removal mark is 16 bytes of base64url"))
+    .max(discoveryLimits.maxRemoved)
+    .optional(),
 });
 export type CoordinatorRegistration = z.infer<typeof coordinatorRegistrationSchema>;
 

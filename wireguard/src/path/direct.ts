@@ -2,7 +2,7 @@
  * The `direct` strategy: the agent tries the hub's endpoint candidates in turn, while the
  * hub sends toward the agent (see punch.ts), which is what opens a filtering NAT in front of
  * the agent. Between two cone NATs the two meet in the middle; a symmetric NAT facing a NATed
- * hub defeats it, and then it says so.
+ * hub defeats it. It says that no handshake came; the agent, which knows more, says why.
  */
 import type { PathContext, PathStrategy } from "./connect.js";
 import { handshakeEpoch, udpNudger, waitForHandshake } from "./handshake.js";
@@ -111,11 +111,8 @@ export const direct: PathStrategy = {
         }
       }
       if (signal?.aborted) return undefined;
-      log(
-        `no direct path to the coordinator: no handshake through ${endpoints.join(", ")} in ${CONNECT_TIMEOUT_MS / 1000} s. ` +
-          "If the coordinator runs, both it and this host are behind NATs that only let in replies (symmetric, or port-restricted facing symmetric): " +
-          "such a pair needs a relay, which Coral does not have yet; give the coordinator a public address or a forwarded UDP port. WireGuard keeps trying meanwhile.",
-      );
+      // Why is for the caller to say: a stopped coordinator and a pair of NATs look alike from here.
+      log(`no handshake with the coordinator through ${endpoints.join(", ")} in ${CONNECT_TIMEOUT_MS / 1000} s`);
       return undefined;
     } finally {
       nudger.close();
