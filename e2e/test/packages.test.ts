@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stopChild, waitForLine } from "@coral-mesh/coordinator/testing";
-import type { ServiceView } from "@coral-mesh/sdk-proto";
+import type { ServiceSummary } from "@coral-mesh/sdk-proto";
 import { labSkipReason, missingForNatLab } from "@coral-mesh/wireguard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MeshLab, startMeshLab } from "../src/mesh.js";
@@ -306,19 +306,20 @@ setInterval(() => {}, 60_000);
 
       // `coral status`, installed, shows the agent healthy with the kit plugin running.
       let status: StatusResponse | undefined;
-      let services: ServiceView[] = [];
+      let services: ServiceSummary[] = [];
       let events = "";
       for (let tries = 0; tries < 60; tries++) {
         const shown = await run(hubNs, bin("coral"), ["status", "--json", "--data-dir", coordinatorData]);
         status = shown.code === 0 ? (JSON.parse(shown.out) as StatusResponse) : undefined;
         const listed = await run(hubNs, bin("coral"), ["services", "--json", "--data-dir", coordinatorData]);
-        services = listed.code === 0 ? (JSON.parse(listed.out) as ServiceView[]) : [];
+        services = listed.code === 0 ? (JSON.parse(listed.out) as ServiceSummary[]) : [];
         events = (await run(hubNs, bin("coral"), ["events", "--json", "--data-dir", coordinatorData])).out;
         const agentView = status?.agents.find((a) => a.name === "host-b");
         if (
           agentView?.status === "healthy" &&
           agentView.plugins.some((p) => p.name === "packaged" && p.state === "running") &&
-          services.some((s) => s.name === "packaged-app" && s.source === "sdk") &&
+          // Health comes on the SDK's Watch stream, a moment after the service is first observed.
+          services.some((s) => s.name === "packaged-app" && s.source === "sdk" && s.health === "serving") &&
           events.includes("packaged.tick")
         )
           break;
