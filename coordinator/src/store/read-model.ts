@@ -141,7 +141,7 @@ export class ReadModel {
   }
 
   /** Every service instance and edge, as the store has them now. */
-  read(): { instances: readonly InstanceRow[]; edges: readonly EdgeRow[] } {
+  private read(): { instances: readonly InstanceRow[]; edges: readonly EdgeRow[] } {
     this.instances.refresh();
     this.edges.refresh();
     return { instances: this.instances.values(), edges: this.edges.values() };
