@@ -5,6 +5,7 @@
  */
 import * as z from "zod";
 import { describeIssue } from "./errors/issues.js";
+import { analysisConfigSchema, notificationsConfigSchema } from "./findings.js";
 
 const DURATION_RE = /^(\d+)(ms|s|m|h|d)$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -66,6 +67,9 @@ export const coordinatorConfigSchema = z.strictObject({
       token: z.string().min(32, "an API token is at least 32 characters").optional(),
     })
     .optional(),
+  /** Detector thresholds (see docs/findings.md). */
+  analysis: analysisConfigSchema.optional(),
+  notifications: notificationsConfigSchema.optional(),
 });
 export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
 

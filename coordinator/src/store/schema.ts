@@ -3,7 +3,8 @@
  * milliseconds. Every event has a kind, a subject, a time and evidence, so that the
  * analysis that comes later can work from the store alone.
  */
-import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { sql } from "drizzle-orm";
+import { blob, index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const agents = sqliteTable("agents", {
   name: text("name").primaryKey(),
@@ -260,3 +261,38 @@ export const joinAnswers = sqliteTable("join_answers", {
   wireguardKey: text("wireguard_key").notNull(),
   answeredAt: integer("answered_at").notNull(),
 });
+
+/**
+ * What the analysis concluded (sdk-proto `findingSchema`). One row per fault: `identity` (kind,
+ * service or agent, and what the detector keys it by) is unique among open findings, so the same
+ * fault updates its row instead of opening another; once resolved, a recurrence opens a new one.
+ * Written by the main thread only, from what the engine in its worker thread concluded.
+ */
+export const findings = sqliteTable(
+  "findings",
+  {
+    id: text("id").primaryKey(),
+    identity: text("identity").notNull(),
+    kind: text("kind").notNull(),
+    severity: text("severity").notNull(),
+    state: text("state").notNull(),
+    service: text("service"),
+    agentName: text("agent_name"),
+    rootCause: text("root_cause", { mode: "json" }).notNull(),
+    summary: text("summary").notNull(),
+    confidence: real("confidence").notNull(),
+    evidence: text("evidence", { mode: "json" }).notNull(),
+    recommendation: text("recommendation", { mode: "json" }).notNull(),
+    since: integer("since").notNull(),
+    openedAt: integer("opened_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+    resolvedAt: integer("resolved_at"),
+  },
+  (t) => [
+    uniqueIndex("findings_open_identity").on(t.identity).where(sql`state = 'open'`),
+    index("findings_state_severity").on(t.state, t.severity),
+    index("findings_service").on(t.service, t.openedAt),
+    index("findings_opened").on(t.openedAt),
+  ],
+);
+export type FindingRow = typeof findings.$inferSelect;
