@@ -4,6 +4,7 @@
  * committed, synchronously and in order; a listener that throws is logged and never fails
  * the ingest that notified it.
  */
+import type { Finding } from "@coral-mesh/sdk-proto";
 
 export interface StoredEvent {
   id: number;
@@ -31,6 +32,8 @@ export interface BusMessages {
   "health.changed": { agent: string; from: string | null; to: string; at: number };
   /** A service instance appeared, or its version, health or listening sockets changed. */
   "service.changed": { agent: string; key: string; name: string; change: "observed" | "health" | "listening" };
+  /** A finding was opened, updated or resolved, after the findings table was written. */
+  "finding.changed": { change: "opened" | "updated" | "resolved"; finding: Finding };
 }
 
 type Listener<K extends keyof BusMessages> = (message: BusMessages[K]) => void;
