@@ -19,6 +19,7 @@ const workspaces = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).
 const out = mkdtempSync(join(tmpdir(), "coral-test-"));
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const skipped = [];
+const failed = [];
 const broken = [];
 
 for (const workspace of workspaces) {
@@ -44,7 +45,10 @@ for (const workspace of workspaces) {
   for (const file of results.testResults) {
     for (const test of file.assertionResults) {
       if (test.status === "passed") totals.passed++;
-      else if (test.status === "failed") totals.failed++;
+      else if (test.status === "failed") {
+        totals.failed++;
+        failed.push(`${pkg.name}: ${test.fullName}`);
+      }
       else {
         totals.skipped++;
         skipped.push(`${pkg.name}: ${test.fullName}`);
@@ -57,6 +61,8 @@ for (const workspace of workspaces) {
 rmSync(out, { recursive: true, force: true });
 
 const requireAll = process.env.CORAL_REQUIRE_ALL === "1";
+// The names of what failed come last, so the tail of a long CI log says what broke.
+if (failed.length) process.stdout.write(`\nFailed:\n${failed.map((f) => `  ${f}`).join("\n")}\n`);
 if (broken.length) process.stdout.write(`\nSuites that did not run cleanly: ${broken.join(", ")}\n`);
 if (skipped.length && requireAll)
   process.stdout.write(`\nCORAL_REQUIRE_ALL=1 and these were skipped:\n${skipped.map((s) => `  ${s}`).join("\n")}\n`);
