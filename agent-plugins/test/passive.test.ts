@@ -226,11 +226,12 @@ describe("the passive collector, on a fixture /proc", () => {
     const api = `script:node ${server}`;
     expect(second.events.map((e) => [e.kind, e.subject.id, e.attributes])).toEqual([
       ["service.observed", `exe:${proc.executable("worker")}`, { source: "passive", exe: proc.executable("worker") }],
-      ["process.exited", "pid:200:1000", { pid: "200", service: "server" }],
-      ["process.started", "pid:201:2000", { pid: "201", service: "server" }],
-      ["process.restarted", api, { oldPid: "200", newPid: "201" }],
+      // One instance and none of it survived: the whole service restarted (remaining counts the new one).
+      ["process.exited", "pid:200:1000", { pid: "200", service: "server", serviceKey: api, remaining: "1" }],
+      ["process.started", "pid:201:2000", { pid: "201", service: "server", serviceKey: api }],
+      ["process.restarted", api, { oldPid: "200", newPid: "201", survivors: "0" }],
       ["service.deployed", api, { exe: node }],
-      ["process.started", "pid:300:2100", { pid: "300", service: "worker" }],
+      ["process.started", "pid:300:2100", { pid: "300", service: "worker", serviceKey: `exe:${proc.executable("worker")}` }],
       ["port.opened", api, { address: "0.0.0.0:8081" }],
       ["port.closed", api, { address: "0.0.0.0:8080" }],
     ]);
@@ -422,9 +423,13 @@ describe("what the passive collector calls a service", () => {
       proc.add({ pid: fresh, comm: "worker", cmdline: [worker], exe: worker, ppid: 10, start: proc.ago(1) });
       const emitted = await host.collect();
       expect(emitted.events.map((e) => [e.kind, e.subject.id, e.attributes])).toEqual([
-        ["process.exited", expect.stringMatching(`^pid:${gone}:`), { pid: String(gone), service: "worker" }],
-        ["process.started", `pid:${fresh}:${proc.ago(1)}`, { pid: String(fresh), service: "worker" }],
-        ["process.restarted", `exe:${worker}`, { oldPid: String(gone), newPid: String(fresh) }],
+        [
+          "process.exited",
+          expect.stringMatching(`^pid:${gone}:`),
+          { pid: String(gone), service: "worker", serviceKey: `exe:${worker}`, remaining: "1" },
+        ],
+        ["process.started", `pid:${fresh}:${proc.ago(1)}`, { pid: String(fresh), service: "worker", serviceKey: `exe:${worker}` }],
+        ["process.restarted", `exe:${worker}`, { oldPid: String(gone), newPid: String(fresh), survivors: "0" }],
       ]);
       expect(transient(emitted)).toEqual([]);
     }

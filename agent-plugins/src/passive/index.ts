@@ -390,11 +390,23 @@ function emitEvents(
   const exited = [...previous.processes].filter(([id, s]) => s.instance && !current.has(id)).map(([, s]) => s);
   const restartedServices = new Set<string>();
 
+  // How many instances of a service run now: 0 after an exit means the service is down, and a
+  // restart that none of its processes survived is the whole service restarting, not a worker.
+  const running = new Map<string, number>();
+  for (const s of current.values()) if (s.instance) running.set(s.service, (running.get(s.service) ?? 0) + 1);
+  const survivors = (service: string) =>
+    [...previous.processes].filter(([id, s]) => s.instance && s.service === service && current.has(id)).length;
+
   for (const gone of exited) {
     ctx.emit.event({
       kind: "process.exited",
       subject: processSubject(gone),
-      attributes: { pid: String(gone.pid), service: gone.serviceName },
+      attributes: {
+        pid: String(gone.pid),
+        service: gone.serviceName,
+        serviceKey: gone.service,
+        remaining: String(running.get(gone.service) ?? 0),
+      },
       evidence: { lastSeen: previous.at, exe: gone.exe },
       time: now,
     });
@@ -403,7 +415,7 @@ function emitEvents(
     ctx.emit.event({
       kind: "process.started",
       subject: processSubject(fresh),
-      attributes: { pid: String(fresh.pid), service: fresh.serviceName },
+      attributes: { pid: String(fresh.pid), service: fresh.serviceName, serviceKey: fresh.service },
       // Reported up to serviceAfterMs late where it became a service by age: when it started.
       evidence: {
         exe: fresh.exe,
@@ -418,7 +430,7 @@ function emitEvents(
     ctx.emit.event({
       kind: "process.restarted",
       subject: serviceSubject(fresh),
-      attributes: { oldPid: String(before.pid), newPid: String(fresh.pid) },
+      attributes: { oldPid: String(before.pid), newPid: String(fresh.pid), survivors: String(survivors(fresh.service)) },
       evidence: { oldStartTime: before.startTime, newStartTime: fresh.startTime, between: [previous.at, now] },
       time: now,
     });
@@ -502,6 +514,8 @@ function emitMetrics(
     const busy = (cpu.busy - previous.hostCpu.busy) / (cpu.total - previous.hostCpu.total);
     ctx.emit.metric({ name: "host.cpu.utilization", value: round(busy), subject: host, time: now });
   }
+  // What a service's `service.cpu.cores` is measured against: saturation is all of them busy.
+  if (cpu?.cpus) ctx.emit.metric({ name: "host.cpu.cores", value: cpu.cpus, subject: host, time: now });
   const memory = parseMeminfo(meminfoText);
   if (memory) {
     ctx.emit.metric({ name: "host.memory.available_bytes", value: memory.availableBytes, subject: host, time: now });
