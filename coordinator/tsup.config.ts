@@ -1,3 +1,7 @@
 import { bundleInternal, nodePackage } from "../tsup.shared.js";
 
-export default nodePackage(["src/index.ts", "src/cli.ts", "src/testing.ts"], bundleInternal());
+// The findings engine's worker is an entry of its own: a thread loads it by file (analysis/host.ts).
+export default nodePackage(
+  { index: "src/index.ts", cli: "src/cli.ts", testing: "src/testing.ts", "analysis-worker": "src/analysis/worker.ts" },
+  bundleInternal(),
+);

@@ -48,8 +48,7 @@ for (const workspace of workspaces) {
       else if (test.status === "failed") {
         totals.failed++;
         failed.push(`${pkg.name}: ${test.fullName}`);
-      }
-      else {
+      } else {
         totals.skipped++;
         skipped.push(`${pkg.name}: ${test.fullName}`);
       }

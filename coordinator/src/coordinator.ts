@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { DiscoveryClient } from "@coral-mesh/sdk-proto";
 import { checkInterfaceFree, checkWireGuard } from "@coral-mesh/wireguard";
 import { COORDINATOR_ADDRESS, type Tunnel } from "@coral-mesh/wireguard/path";
+import { Analysis } from "./analysis/host.js";
 import { checkApiExposure, createApiApp } from "./api/app.js";
 import { serveApi } from "./api/serve.js";
 import { ensureDataDir, refuseSecondInstance, STORE_FILE } from "./data-dir.js";
@@ -169,6 +170,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       log,
     );
 
+    let analysis: Analysis | undefined;
     const app = createApiApp({
       db,
       identity,
@@ -186,6 +188,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
         log(`removed agent ${agent.name} (${agent.meshIp}): its peer is gone, its address free, and it is refused until it joins again`);
         // Its record at discovery says so now, not at the next refresh: that is where the agent learns it.
         void registrar.registerOnce();
+        analysis?.agentRemoved(agent.name);
       },
       onTokenCreated: () => joinPoller.hurry(),
       observe,
@@ -208,6 +211,14 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     cleanups.push(() => registrar.stop());
     joinPoller.start();
     cleanups.push(() => joinPoller.stop());
+
+    // The findings engine, on its own thread, following what ingest stores.
+    if (settings.analysisEnabled) {
+      analysis = new Analysis({ db, bus, storePath: join(options.dataDir, STORE_FILE), config: settings.analysis, log });
+      await analysis.start();
+      const started = analysis;
+      cleanups.push(() => started.stop());
+    }
 
     const rollups = new Rollups(db);
     const watcher = new MeshWatcher({

@@ -1,7 +1,15 @@
 /** What a coordinator runs with: flags over `coordinator.json` in its data directory over defaults. */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type CoordinatorConfig, CoralError, coordinatorConfigSchema, parseConfigFile, parseDuration } from "@coral-mesh/sdk-proto";
+import {
+  type AnalysisConfig,
+  type CoordinatorConfig,
+  CoralError,
+  coordinatorConfigSchema,
+  type NotificationsConfig,
+  parseConfigFile,
+  parseDuration,
+} from "@coral-mesh/sdk-proto";
 import { DEFAULT_INTERFACE } from "@coral-mesh/wireguard/path";
 import { DEFAULT_RETENTION, type Retention } from "./store/retention.js";
 
@@ -34,6 +42,8 @@ export interface CoordinatorOptions {
   metricsRetentionMs?: number;
   /** `off`: no WireGuard; agents on this machine reach the agent service over loopback. */
   wireguardMode?: "auto" | "kernel" | "userspace" | "off";
+  /** `false`: no findings engine (it runs by default). */
+  analysis?: boolean;
   /** Progress and what happens; one line each. */
   log?: (line: string) => void;
 }
@@ -49,6 +59,12 @@ export interface Settings {
   apiToken: string | undefined;
   heartbeatIntervalMs: number;
   retention: Retention;
+  /** The findings engine's thresholds, per detector and per service (docs/findings.md). */
+  analysis: AnalysisConfig;
+  /** Webhooks told of findings. */
+  notifications: NotificationsConfig;
+  /** The findings engine runs unless turned off (`analysis: false` in tests that want a quiet store). */
+  analysisEnabled: boolean;
 }
 
 function readConfig(file: string): CoordinatorConfig {
@@ -114,5 +130,8 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
       eventsMs: duration(config.retention?.events, "retention.events") ?? DEFAULT_RETENTION.eventsMs,
       inventoryMs: duration(config.retention?.inventory, "retention.inventory") ?? DEFAULT_RETENTION.inventoryMs,
     },
+    analysis: config.analysis ?? {},
+    notifications: config.notifications ?? { webhooks: [] },
+    analysisEnabled: options.analysis !== false,
   };
 }

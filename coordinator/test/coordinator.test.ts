@@ -147,7 +147,9 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
     // Another name, the same UDP port.
     const samePort = await second(`${lab.prefix}h3`);
     expect(samePort.code).toBe(1);
-    expect(samePort.err).toMatch(/^coral: \[[a-z_]+\] UDP port 51820 is already in use on this host: it is held by `wireguard-go -f \S+` \(pid \d+\)/);
+    expect(samePort.err).toMatch(
+      /^coral: \[[a-z_]+\] UDP port 51820 is already in use on this host: it is held by `wireguard-go -f \S+` \(pid \d+\)/,
+    );
     expect(samePort.err).toContain("another --listen-port");
     expect(samePort.err).not.toContain("errno");
     expect(lab.exec(lab.a, ["ip", "link", "show", `${lab.prefix}h3`]).ok).toBe(false);

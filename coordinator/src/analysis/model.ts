@@ -16,13 +16,16 @@ export interface Sample {
 }
 
 /**
- * A metric's recent samples, oldest first, bounded by age (`SERIES_KEEP_MS`) and count. Older
- * history is in `AnalysisState.baseline` (from the store's hourly rollups).
+ * A metric's recent samples, oldest first, bounded by age (`SERIES_KEEP_MS`) and count: when
+ * full, the oldest half is merged pairwise, so resolution falls with age and memory does not
+ * grow. Older history is in `AnalysisState.baseline` (from the store's hourly rollups).
  */
 export interface Series {
-  readonly samples: readonly Sample[];
+  /** The samples at or after `since` (all kept, without it), oldest first. */
+  points(since?: number): Sample[];
   /** The latest sample, if any. */
   readonly last: Sample | undefined;
+  readonly size: number;
 }
 
 /** How long the engine keeps raw samples and events in memory per series or service. */
@@ -71,7 +74,7 @@ export interface InstanceState {
   firstSeen: number;
   lastSeen: number;
   /**
-   * Metrics about this instance by name, labels folded in as `name{k=v,…}` when there are any
+   * Metrics about this instance by name, labels folded in as `name{"k":"v"}` when there are any
    * (`service.cpu.cores`, `service.memory.rss_bytes`, `service.memory.limit_bytes`,
    * `service.processes`, `service.transient_processes`).
    */
@@ -173,14 +176,31 @@ export interface Conclusion {
   since: number;
   /** Defaults to itself (service, agent, kind); correlation may point it elsewhere. */
   rootCause?: RootCause;
+  /** Set by correlation: the key (conclusionKey) of the conclusion that is its root. */
+  rootOf?: string;
 }
 
-export interface Detector {
+/** A detector looks at one service at a time (every instance of it), or at one agent and its host. */
+export type Detector = ServiceDetector | AgentDetector;
+
+interface DetectorBase {
   kind: FindingKind;
   /** The thresholds it reads, with their defaults; docs/findings.md documents each. */
   defaults: Thresholds;
-  detect(context: DetectorContext): Conclusion[];
 }
+
+export interface ServiceDetector extends DetectorBase {
+  scope: "service";
+  detect(context: DetectorContext, service: ServiceState): Conclusion[];
+}
+
+export interface AgentDetector extends DetectorBase {
+  scope: "agent";
+  detect(context: DetectorContext, agent: AgentState): Conclusion[];
+}
+
+/** What makes a conclusion the same finding from one evaluation to the next. */
+export const conclusionKey = (c: Pick<Conclusion, "kind" | "identity">): string => `${c.kind}\u0000${c.identity}`;
 
 /** Empty evidence, to fill in. */
 export const noEvidence = (): Evidence => ({ events: [], metrics: [], edges: [], checks: [], notes: [] });

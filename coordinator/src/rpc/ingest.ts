@@ -5,7 +5,7 @@
  */
 import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { sql } from "drizzle-orm";
-import type { Bus, StoredEvent } from "../store/bus.js";
+import type { Bus, StoredEvent, StoredSample } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import { labelsKey, packSamples } from "../store/frames.js";
 import { batches, events, metricFrames, metricSeries, services, topologyEdgeHours, topologyEdges } from "../store/schema.js";
@@ -300,9 +300,19 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     });
   };
 
-  /** A batch's samples, packed into one frame; returns how many. */
-  const storeSamples = (agent: string, batch: meshV1.Batch): number => {
+  /** A batch's samples, packed into one frame; returns how many. Followers of the bus get them in `announced`. */
+  const storeSamples = (agent: string, batch: meshV1.Batch, announced: StoredSample[] | undefined): number => {
     if (batch.metrics.length === 0) return 0;
+    if (announced)
+      for (const m of batch.metrics)
+        announced.push({
+          subjectKind: SUBJECT_KINDS[m.subject?.kind ?? 0] ?? "unknown",
+          subjectId: m.subject?.id ?? "",
+          name: m.name,
+          labels: labelsKey(m.labels),
+          time: m.timeUnixMs,
+          value: m.value,
+        });
     let start = Number.POSITIVE_INFINITY;
     let end = Number.NEGATIVE_INFINITY;
     for (const m of batch.metrics) {
@@ -366,6 +376,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     const stamp = writeStamp();
     const storedEvents: StoredEvent[] = [];
     const changed: Changed[] = [];
+    const announced: StoredSample[] | undefined = bus ? [] : undefined;
     let samples = 0;
     let connections = 0;
     for (const batch of incoming) {
@@ -374,11 +385,11 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
       if (inserted.changes === 0) continue; // a retry: already stored
       stored.push(batch.sequence);
       storeEvents(agent, batch, now, stamp, storedEvents, changed);
-      samples += storeSamples(agent, batch);
+      samples += storeSamples(agent, batch, announced);
       storeEdges(agent, batch, now, stamp);
       connections += batch.connections.length;
     }
-    return { acked, stored, storedEvents, changed, samples, connections };
+    return { acked, stored, storedEvents, changed, samples, connections, announced: announced ?? [] };
   });
 
   const ingest = (agentName: string, incoming: readonly meshV1.Batch[], now: number): number[] => {
@@ -398,6 +409,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
         sequences: result.stored,
         events: result.storedEvents,
         samples: result.samples,
+        metrics: result.announced,
         connections: result.connections,
       });
       for (const c of result.changed) bus.emit("service.changed", { agent: agentName, ...c });

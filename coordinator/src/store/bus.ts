@@ -16,6 +16,16 @@ export interface StoredEvent {
   source: string | null;
 }
 
+/** A metric sample as stored: its series (subject, name, labels as canonical JSON), on the agent's clock. */
+export interface StoredSample {
+  subjectKind: string;
+  subjectId: string;
+  name: string;
+  labels: string;
+  time: number;
+  value: number;
+}
+
 export interface BusMessages {
   /** Report batches stored (retries that stored nothing are not announced). */
   "batches.stored": {
@@ -24,6 +34,8 @@ export interface BusMessages {
     sequences: number[];
     events: StoredEvent[];
     samples: number;
+    /** The samples themselves, for followers that analyse them. */
+    metrics: StoredSample[];
     connections: number;
   };
   /** An event the coordinator observed itself (agent health, plugins, paths, discovery). */

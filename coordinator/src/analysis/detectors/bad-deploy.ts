@@ -1,0 +1,112 @@
+/**
+ * bad-deploy: a deploy (a new version through the SDK; a new executable or script, passively)
+ * followed within its audit window by crashes, failing health or failing checks that the
+ * version before it did not show. Names both versions and recommends the rollback.
+ */
+import type { Conclusion, Deploy, ServiceDetector } from "../model.js";
+import { ago, confidence, crashes, evidence, sdkInstance, where } from "./signals.js";
+
+export const badDeploy: ServiceDetector = {
+  kind: "bad-deploy",
+  scope: "service",
+  defaults: { auditMs: 900_000, minCrashes: 2, lookbackMs: 3_600_000, restartGapMs: 30_000, ongoingMs: 300_000, healthForMs: 10_000 },
+  detect({ now, thresholds }, service) {
+    const t = thresholds(service.name);
+    const out: Conclusion[] = [];
+    // The latest deploy of each instance is the one on trial.
+    const latest = new Map<string, Deploy>();
+    // The SDK's word (versions) wins over the passive collector's (a new file) for the same deploy.
+    for (const d of service.deploys) {
+      const id = `${d.agent}\u0000${d.key}`;
+      const held = latest.get(id);
+      if (held && held.source === "sdk" && d.source !== "sdk" && d.time - held.time < 120_000) continue;
+      latest.set(id, d);
+    }
+    for (const [id, deploy] of latest) {
+      const instance = service.instances.get(id);
+      if (!instance || now - deploy.time > (t.auditMs as number) + (t.ongoingMs as number)) continue;
+      const gap = t.restartGapMs as number;
+      // A restart that came with the deploy is the deploy itself, not a symptom.
+      const after = crashes(instance, deploy.time + 1, gap).filter((c) => c.time > deploy.time + 1_000);
+      const beforeFrom = Math.max(deploy.time - (t.lookbackMs as number), instance.firstSeen);
+      const before = crashes(instance, beforeFrom, gap).filter((c) => c.time < deploy.time - 1_000);
+      const span = (from: number, to: number) => Math.max(60_000, to - from);
+      const rateAfter = after.length / span(deploy.time, now);
+      const rateBefore = before.length / span(beforeFrom, deploy.time);
+      const symptoms: string[] = [];
+      const evidenceEvents = [...after.flatMap((c) => c.events)];
+      const inAudit = (time: number) => time >= deploy.time && time <= deploy.time + (t.auditMs as number);
+      if (after.length >= (t.minCrashes as number) && rateAfter > 3 * rateBefore && inAudit(after[0]?.time ?? 0)) {
+        symptoms.push(`${after.length} crashes since`);
+      }
+      const unhealthy = instance.health === "not_serving" || instance.health === "unreachable";
+      if (
+        unhealthy &&
+        instance.healthSince !== null &&
+        inAudit(instance.healthSince) &&
+        now - instance.healthSince >= (t.healthForMs as number)
+      ) {
+        symptoms.push(`health ${instance.health} since ${ago(now, instance.healthSince)}`);
+      }
+      const failing = [...instance.checks.values()].filter((c) => !c.passing && inAudit(c.since));
+      if (failing.length) symptoms.push(`check ${failing.map((c) => c.name).join(", ")} failing`);
+      if (symptoms.length === 0) continue;
+      // Over once it stopped showing: no crash lately and health and checks fine.
+      const lastCrash = after[after.length - 1]?.time ?? Number.NEGATIVE_INFINITY;
+      if (now - lastCrash > (t.ongoingMs as number) && !unhealthy && failing.length === 0) continue;
+
+      const sdk = deploy.source === "sdk";
+      const fromVersion = deploy.from ?? "the previous version";
+      const toVersion = deploy.to ?? "the new version";
+      const ranFor = sdk && deploy.from ? service.versions.get(deploy.from) : undefined;
+      const cleanFor = ranFor ? Math.max(0, deploy.time - ranFor.firstSeen) : Math.max(0, deploy.time - instance.firstSeen);
+      const clean =
+        before.length === 0
+          ? `ran clean for ${ago(deploy.time, deploy.time - cleanFor).replace(" ago", "")}`
+          : `crashed ${before.length} times in the hour before`;
+      const what = sdk ? `its deploy of ${toVersion}` : `its new executable (${toVersion})`;
+      out.push({
+        kind: "bad-deploy",
+        identity: `${deploy.agent}\u0000${deploy.key}`,
+        severity: "critical",
+        service: service.name,
+        agent: deploy.agent,
+        summary: `${where(instance)} ${symptoms.join(", ")} — after ${what} ${ago(now, deploy.time)}; ${sdk ? fromVersion : "the one before"} ${clean}`,
+        confidence: confidence(0.6, sdk || sdkInstance(instance), Math.min(0.06, (symptoms.length - 1) * 0.03)),
+        evidence: evidence({
+          events: [
+            {
+              id: deploy.eventId,
+              kind: "service.deployed",
+              time: deploy.time,
+              agent: deploy.agent,
+              subject: deploy.key,
+              attributes: {},
+              source: deploy.source,
+            },
+            ...evidenceEvents,
+          ],
+          checks: failing.map((c) => ({ name: c.name, passing: c.passing, since: c.since })),
+          notes: [
+            `deployed ${ago(now, deploy.time)}: ${deploy.from ?? "?"} → ${deploy.to ?? "?"}`,
+            ...symptoms.map((s) => `after it: ${s}`),
+            `before it: ${before.length} crashes in ${Math.round(span(beforeFrom, deploy.time) / 60_000)} min`,
+          ],
+        }),
+        recommendation: sdk
+          ? {
+              action: "rollback",
+              step: `roll ${service.name} on ${deploy.agent} back to ${fromVersion} (${toVersion} was deployed ${ago(now, deploy.time)})`,
+              target: { ...(deploy.from ? { version: deploy.from } : {}), agent: deploy.agent },
+            }
+          : {
+              action: "rollback",
+              step: `roll ${service.name} on ${deploy.agent} back to the file it ran before ${toVersion} was put in place ${ago(now, deploy.time)}`,
+              target: { ...(deploy.to ? { executable: deploy.to } : {}), agent: deploy.agent },
+            },
+        since: deploy.time,
+      });
+    }
+    return out;
+  },
+};

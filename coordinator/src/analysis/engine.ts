@@ -1,0 +1,208 @@
+/**
+ * The findings engine: state kept from the ingest bus (state.ts), the detectors run over what
+ * moved, their conclusions correlated (a dependency's fault is its dependents' root) and turned
+ * into findings. A finding opens once, is updated while its conclusion holds, and resolves
+ * when it has not held for a while; the same fault never opens a new finding every interval.
+ *
+ * Pure: no store, no clock, no threads. The worker (worker.ts) feeds it and calls `evaluate`
+ * with the time; the host (host.ts) writes what it returns.
+ */
+import { randomBytes } from "node:crypto";
+import type { AnalysisConfig, Finding } from "@coral-mesh/sdk-proto";
+import { detectors as builtIn, correlate } from "./detectors/index.js";
+import { type Conclusion, conclusionKey, type Detector, type DetectorContext, type Thresholds } from "./model.js";
+import { type BaselineSource, State } from "./state.js";
+
+/** Every service is looked at again at least this often, changed or not (a dead one reports nothing). */
+export const FULL_PASS_MS = 5_000;
+/** A finding whose conclusion stopped holding resolves after this long, or three collect intervals if longer. */
+export const RESOLVE_AFTER_MS = 30_000;
+/** An open finding is rewritten at most this often when only its numbers moved. */
+export const UPDATE_EVERY_MS = 30_000;
+
+export interface FindingChange {
+  change: "opened" | "updated" | "resolved";
+  /** What makes it the same fault (the findings table's `identity`). */
+  identity: string;
+  finding: Finding;
+}
+
+export interface EngineOptions {
+  detectors?: readonly Detector[];
+  config?: AnalysisConfig;
+  baselines?: BaselineSource;
+  newId?: () => string;
+}
+
+interface Open {
+  finding: Finding;
+  identity: string;
+  /** When its conclusion last held. */
+  heldAt: number;
+  /** Its agent's collect interval when last seen (resolution waits three of them). */
+  intervalMs: number;
+}
+
+/** `f_` + time + randomness: sorts by when it opened, unique without coordination. */
+export const newFindingId = (): string => `f_${Date.now().toString(36)}${randomBytes(5).toString("hex")}`;
+
+export class Engine {
+  readonly state: State;
+  private readonly detectors: readonly Detector[];
+  private readonly config: AnalysisConfig;
+  private readonly newId: () => string;
+  private readonly open = new Map<string, Open>();
+  /** The latest conclusions of each service (`s:NAME`) and agent (`a:NAME`). */
+  private readonly concluded = new Map<string, Conclusion[]>();
+  private readonly lastLooked = new Map<string, number>();
+
+  constructor(options: EngineOptions = {}) {
+    this.state = new State(options.baselines);
+    this.detectors = options.detectors ?? builtIn;
+    this.config = options.config ?? {};
+    this.newId = options.newId ?? newFindingId;
+  }
+
+  /** Open findings from the store, so a restart updates them instead of opening them again. */
+  restore(findings: ReadonlyArray<{ identity: string; finding: Finding }>, now: number): void {
+    for (const { identity, finding } of findings) {
+      if (finding.state !== "open") continue;
+      this.open.set(conclusionKey({ kind: finding.kind, identity }), { finding, identity, heldAt: now, intervalMs: 0 });
+    }
+  }
+
+  openFindings(): Finding[] {
+    return [...this.open.values()].map((o) => o.finding);
+  }
+
+  /** The thresholds of `detector` for `service`: its defaults, the config's for every service, the config's for this one. */
+  thresholds(detector: Detector, service?: string | null): Thresholds {
+    return {
+      ...detector.defaults,
+      ...this.config.detectors?.[detector.kind],
+      ...(service ? this.config.services?.[service]?.[detector.kind] : undefined),
+    };
+  }
+
+  /** Runs the detectors over what moved (and over everything at least every FULL_PASS_MS); returns what changed. */
+  evaluate(now: number): FindingChange[] {
+    const { state } = this;
+    state.prune(now);
+    const dirty = state.takeDirty();
+    const look = new Set<string>();
+    for (const name of dirty.services) {
+      look.add(name);
+      // A caller's trouble may be its dependency's: look at those too.
+      for (const to of state.dependencies.get(name) ?? []) look.add(to);
+    }
+    for (const name of state.services.keys()) if ((this.lastLooked.get(name) ?? 0) <= now - FULL_PASS_MS) look.add(name);
+    for (const key of [...this.concluded.keys()]) {
+      if (key.startsWith("s:") && !state.services.has(key.slice(2))) this.concluded.delete(key);
+      if (key.startsWith("a:") && !state.agents.has(key.slice(2))) this.concluded.delete(key);
+    }
+
+    const contexts = new Map(
+      this.detectors.map((d) => [
+        d,
+        { now, state, thresholds: (service?: string | null) => this.thresholds(d, service) } as DetectorContext,
+      ]),
+    );
+    for (const name of look) {
+      const service = state.services.get(name);
+      if (!service) continue;
+      this.lastLooked.set(name, now);
+      const found: Conclusion[] = [];
+      for (const detector of this.detectors) {
+        if (detector.scope !== "service" || this.thresholds(detector, name).enabled === false) continue;
+        found.push(...detector.detect(contexts.get(detector) as DetectorContext, service));
+      }
+      this.concluded.set(`s:${name}`, found);
+    }
+    // Agents are few beside services, and offline ones report nothing: all of them, every time.
+    for (const agent of state.agents.values()) {
+      const found: Conclusion[] = [];
+      for (const detector of this.detectors) {
+        if (detector.scope !== "agent" || this.thresholds(detector).enabled === false) continue;
+        found.push(...detector.detect(contexts.get(detector) as DetectorContext, agent));
+      }
+      this.concluded.set(`a:${agent.name}`, found);
+    }
+
+    return this.reconcile(correlate([...this.concluded.values()].flat(), state), now);
+  }
+
+  /** Conclusions into findings: open the new, update the moved, resolve the cleared. */
+  private reconcile(conclusions: readonly Conclusion[], now: number): FindingChange[] {
+    const changes: FindingChange[] = [];
+    const held = new Set<string>();
+    const byKey = new Map(conclusions.map((c) => [conclusionKey(c), c]));
+    // Roots first, so that a dependent's finding can name its root's id.
+    const ordered = [...conclusions].sort((a, b) => Number(Boolean(a.rootOf)) - Number(Boolean(b.rootOf)));
+    for (const c of ordered) {
+      const key = conclusionKey(c);
+      if (held.has(key)) continue;
+      held.add(key);
+      const rootFinding = c.rootOf && byKey.has(c.rootOf) ? this.open.get(c.rootOf)?.finding : undefined;
+      const rootCause = {
+        ...(c.rootCause ?? { service: c.service, agent: c.agent, kind: c.kind }),
+        ...(rootFinding ? { findingId: rootFinding.id } : {}),
+      };
+      const intervalMs = c.agent ? this.state.collectIntervalMs(c.agent) : 0;
+      const existing = this.open.get(key);
+      if (!existing) {
+        const finding: Finding = {
+          id: this.newId(),
+          kind: c.kind,
+          severity: c.severity,
+          state: "open",
+          service: c.service,
+          agent: c.agent,
+          rootCause,
+          summary: c.summary,
+          confidence: round(c.confidence),
+          evidence: c.evidence,
+          recommendation: c.recommendation,
+          openedAt: now,
+          updatedAt: now,
+          resolvedAt: null,
+          since: Math.min(c.since, now),
+        };
+        this.open.set(key, { finding, identity: c.identity, heldAt: now, intervalMs });
+        changes.push({ change: "opened", identity: c.identity, finding });
+        continue;
+      }
+      existing.heldAt = now;
+      existing.intervalMs = intervalMs;
+      const before = existing.finding;
+      const turned =
+        before.severity !== c.severity ||
+        JSON.stringify(before.rootCause) !== JSON.stringify(rootCause) ||
+        before.recommendation.action !== c.recommendation.action;
+      const moved = before.summary !== c.summary || Math.abs(before.confidence - c.confidence) >= 0.05;
+      if (!turned && !(moved && now - before.updatedAt >= UPDATE_EVERY_MS)) continue;
+      const finding: Finding = {
+        ...before,
+        severity: c.severity,
+        rootCause,
+        summary: c.summary,
+        confidence: round(c.confidence),
+        evidence: c.evidence,
+        recommendation: c.recommendation,
+        updatedAt: now,
+        since: Math.min(before.since, c.since),
+      };
+      existing.finding = finding;
+      changes.push({ change: "updated", identity: existing.identity, finding });
+    }
+    for (const [key, open] of this.open) {
+      if (held.has(key)) continue;
+      if (now - open.heldAt < Math.max(RESOLVE_AFTER_MS, 3 * open.intervalMs)) continue;
+      this.open.delete(key);
+      const finding: Finding = { ...open.finding, state: "resolved", resolvedAt: now, updatedAt: now };
+      changes.push({ change: "resolved", identity: open.identity, finding });
+    }
+    return changes;
+  }
+}
+
+const round = (x: number) => Math.round(Math.min(1, Math.max(0, x)) * 100) / 100;
