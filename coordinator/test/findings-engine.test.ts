@@ -163,6 +163,25 @@ describe("the findings engine", () => {
     expect(top?.confidence).toBeLessThan(0.75);
   });
 
+  it("names the exit status the ebpf collector saw, joined to the passive collector's exit by pid", () => {
+    const f = new Feed(["a"]);
+    const key = "exe:/opt/queue";
+    f.run(10, (f, i) => {
+      alive(f, "a", key);
+      if (i % 3 === 2) {
+        f.event(
+          "a",
+          "process.exit",
+          { kind: "process", id: `pid:${700 + i}`, name: "queue" },
+          { pid: String(700 + i), exitCode: "3", source: "ebpf" },
+          "ebpf",
+        );
+        crash(f, "a", key, "queue", 700 + i);
+      }
+    });
+    expect(f.open()[0]?.summary).toMatch(/^queue on a crash-loops: 3 restarts in \d+ min \(exit 3\)$/);
+  });
+
   it("opens nothing for a deploy that goes fine, a pool replacing workers, or a job on a schedule", () => {
     const f = new Feed(["a"]);
     const web = "script:node /srv/web.js";

@@ -92,7 +92,9 @@ describe("the findings engine in the coordinator", () => {
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const storePath = join(dir, "coral.db");
     const db = openStore(storePath);
-    cleanups.push(() => db.$client.close());
+    cleanups.push(() => {
+      db.$client.close();
+    });
     const bus = new Bus();
     const ingest = prepareIngest(db, bus);
     const lines: string[] = [];

@@ -130,6 +130,8 @@ export class State implements AnalysisState {
   readonly dependents = new Map<string, Set<string>>();
   private readonly instances = new Map<string, Instance>();
   private readonly dependencySeen = new Map<string, number>();
+  /** Exit statuses the ebpf collector saw, by agent and pid, for the passive exit that follows. */
+  private readonly exitCodes = new Map<string, Map<string, number>>();
   /** Services whose signals moved since `takeDirty()` last ran. */
   private dirty = new Set<string>();
   private dirtyAgents = new Set<string>();
@@ -309,6 +311,19 @@ export class State implements AnalysisState {
       agent.events = trimEvents([...agent.events, event], event.time);
       this.dirtyAgents.add(name);
       return;
+    }
+    // The ebpf collector sees the exit status the moment a process exits; the passive collector
+    // reports the instance gone at its next collect. The status joins that report by pid.
+    if (input.kind === "process.exit" && a.pid && a.exitCode !== undefined) {
+      const codes = this.exitCodes.get(agentName) ?? new Map<string, number>();
+      codes.set(a.pid, Number(a.exitCode));
+      if (codes.size > 1_024) codes.delete(codes.keys().next().value as string);
+      this.exitCodes.set(agentName, codes);
+      return;
+    }
+    if (input.kind === "process.exited" && a.pid) {
+      const code = this.exitCodes.get(agentName)?.get(a.pid);
+      if (code !== undefined) event.attributes = { ...a, code: String(code) };
     }
     let instance: Instance | undefined;
     if (input.subject.kind === "service") {

@@ -19,7 +19,8 @@ export const crashLoop: ServiceDetector = {
       if (found.length < (t.minCrashes as number)) continue;
       const first = found[0]?.time ?? now;
       const health = instance.health && instance.health !== "serving" ? `; health ${instance.health}` : "";
-      const codes = [...new Set(found.flatMap((c) => c.events.map((e) => e.attributes.code ?? e.attributes.signal).filter(Boolean)))];
+      // ebpf's exit status (0 stands for "unknown" there: a fatal signal skips exit_group).
+      const codes = [...new Set(found.flatMap((c) => c.events.map((e) => e.attributes.code).filter((code) => code && code !== "0")))];
       const exitNote = codes.length ? ` (exit ${codes.join(", ")})` : "";
       out.push({
         kind: "crash-loop" as const,

@@ -27,8 +27,11 @@ export function crashes(instance: InstanceState, since: number, restartGapMs: nu
   for (let i = 0; i < events.length; i++) {
     const e = events[i] as SignalEvent;
     if (e.time < since) continue;
-    if (e.kind === "process.restarted" && (e.attributes.survivors ?? "0") === "0") found.push({ time: e.time, events: [e] });
-    else if (e.kind === "process.exited" && e.attributes.remaining === "0") {
+    if (e.kind === "process.restarted" && (e.attributes.survivors ?? "0") === "0") {
+      // The exit it replaced, for its status where a collector knew it.
+      const exit = events.slice(Math.max(0, i - 8), i).find((p) => p.kind === "process.exited" && p.attributes.pid === e.attributes.oldPid);
+      found.push({ time: e.time, events: exit ? [exit, e] : [e] });
+    } else if (e.kind === "process.exited" && e.attributes.remaining === "0") {
       const start = events.slice(i + 1).find((n) => n.kind === "process.started" && n.time - e.time <= restartGapMs);
       if (start) found.push({ time: e.time, events: [e, start] });
     }
