@@ -163,6 +163,22 @@ describe("the findings engine", () => {
     expect(top?.confidence).toBeLessThan(0.75);
   });
 
+  it("names a deploy after which memory grows as it did not before", () => {
+    const f = new Feed(["a"]);
+    const key = "script:node /srv/cart.js";
+    f.tick((f) => f.event("a", "service.observed", svc(key, "cart"), { source: "sdk", version: "7.1" }, "sdk"));
+    f.run(60, (f) => alive(f, "a", key, { rss: 200 * MIB }));
+    f.tick((f) => {
+      crash(f, "a", key, "cart", 40);
+      f.event("a", "service.deployed", svc(key, "cart"), { source: "sdk", from: "7.1", to: "7.2", version: "7.2" }, "sdk");
+    });
+    f.run(90, (f, i) => alive(f, "a", key, { rss: (120 + i * 1.5) * MIB }));
+    const deploy = f.open().find((x) => x.kind === "bad-deploy");
+    expect(deploy?.summary).toMatch(/memory grows \d+ MiB\/min since/);
+    expect(deploy?.recommendation.target).toMatchObject({ version: "7.1" });
+    expect(f.open().find((x) => x.kind === "memory-leak")?.rootCause).toMatchObject({ kind: "bad-deploy", findingId: deploy?.id });
+  });
+
   it("names the exit status the ebpf collector saw, joined to the passive collector's exit by pid", () => {
     const f = new Feed(["a"]);
     const key = "exe:/opt/queue";

@@ -4,12 +4,22 @@
  * version before it did not show. Names both versions and recommends the rollback.
  */
 import type { Conclusion, Deploy, ServiceDetector } from "../model.js";
+import { formatBytes, trend } from "../stats.js";
 import { ago, confidence, crashes, evidence, sdkInstance, where } from "./signals.js";
 
 export const badDeploy: ServiceDetector = {
   kind: "bad-deploy",
   scope: "service",
-  defaults: { auditMs: 900_000, minCrashes: 2, lookbackMs: 3_600_000, restartGapMs: 30_000, ongoingMs: 300_000, healthForMs: 10_000 },
+  defaults: {
+    auditMs: 900_000,
+    minCrashes: 2,
+    lookbackMs: 3_600_000,
+    restartGapMs: 30_000,
+    ongoingMs: 300_000,
+    healthForMs: 10_000,
+    memorySpanMs: 120_000,
+    memoryGrowthBytes: 64 * 1024 * 1024,
+  },
   detect({ now, thresholds }, service) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
@@ -48,12 +58,31 @@ export const badDeploy: ServiceDetector = {
       ) {
         symptoms.push(`health ${instance.health} since ${ago(now, instance.healthSince)}`);
       }
+      // Memory that grows since the deploy as it did not before it.
+      const rss = instance.metrics.get("service.memory.rss_bytes");
+      const grownAfter = rss ? trend(rss.points(deploy.time)) : undefined;
+      const grownBefore = rss ? trend(rss.points(beforeFrom).filter((p) => p.time < deploy.time)) : undefined;
+      const afterSpan = rss ? now - Math.max(deploy.time, rss.points(deploy.time)[0]?.time ?? now) : 0;
+      if (
+        grownAfter &&
+        afterSpan >= (t.memorySpanMs as number) &&
+        grownAfter.r2 >= 0.8 &&
+        grownAfter.last - grownAfter.first >= (t.memoryGrowthBytes as number) &&
+        grownAfter.slope > 3 * Math.max(0, grownBefore?.slope ?? 0) &&
+        // still growing, not a warm-up that levelled off
+        (trend(rss?.points(now - afterSpan / 3) ?? [])?.slope ?? 0) >= 0.5 * grownAfter.slope
+      ) {
+        symptoms.push(
+          `memory grows ${formatBytes(grownAfter.slope * 60_000)}/min since (${formatBytes(grownAfter.first)} → ${formatBytes(grownAfter.last)})`,
+        );
+      }
       const failing = [...instance.checks.values()].filter((c) => !c.passing && inAudit(c.since));
       if (failing.length) symptoms.push(`check ${failing.map((c) => c.name).join(", ")} failing`);
       if (symptoms.length === 0) continue;
       // Over once it stopped showing: no crash lately and health and checks fine.
       const lastCrash = after[after.length - 1]?.time ?? Number.NEGATIVE_INFINITY;
-      if (now - lastCrash > (t.ongoingMs as number) && !unhealthy && failing.length === 0) continue;
+      const growing = symptoms.some((s) => s.startsWith("memory grows"));
+      if (now - lastCrash > (t.ongoingMs as number) && !unhealthy && failing.length === 0 && !growing) continue;
 
       const sdk = deploy.source === "sdk";
       const fromVersion = deploy.from ?? "the previous version";
