@@ -256,6 +256,21 @@ describe("the findings engine", () => {
     expect(found[0]?.severity).toBe("critical");
   });
 
+  it("finds a leak that starts after long steady use once it has grown for two minutes", () => {
+    const f = new Feed(["a"]);
+    const key = "exe:/opt/search";
+    f.run(300, (f) => alive(f, "a", key, { rss: 300 * MIB }));
+    const began = f.now;
+    let foundAt: number | undefined;
+    f.run(120, (f, i) => {
+      alive(f, "a", key, { rss: (300 + i * 1.2) * MIB });
+      if (foundAt === undefined && f.engine.openFindings().some((x) => x.kind === "memory-leak")) foundAt = f.now;
+    });
+    expect(foundAt).toBeDefined();
+    // Two minutes of growth and a collect or two: not ten minutes of it.
+    expect((foundAt as number) - began).toBeLessThanOrEqual(130_000);
+  });
+
   it("puts a cascade on the dependency that stopped listening", () => {
     const f = new Feed(["a", "b"]);
     const db = "exe:/usr/sbin/db";

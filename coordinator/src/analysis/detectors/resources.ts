@@ -81,19 +81,29 @@ export const memoryLeak: ServiceDetector = {
     for (const instance of service.instances.values()) {
       const series = instance.metrics.get(RSS);
       if (!series) continue;
-      // Memory starts afresh at a restart: only what grew since counts.
-      const from = Math.max(now - (t.windowMs as number), lastStart(instance));
-      const samples = series.points(from);
-      if (samples.length < (t.minPoints as number)) continue;
-      const span = (samples[samples.length - 1] as { time: number }).time - (samples[0] as { time: number }).time;
-      if (span < (t.minSpanMs as number)) continue;
-      const line = trend(samples);
-      if (!line || line.slope <= 0 || line.r2 < (t.minR2 as number)) continue;
-      const growth = line.last - line.first;
-      if (growth < (t.minGrowthBytes as number) || growth < (t.minGrowthShare as number) * line.first) continue;
-      // Still growing now, not a warm-up that levelled off.
-      const recent = trend(samples.slice(Math.floor((samples.length * 2) / 3)));
-      if (!recent || recent.slope < 0.5 * line.slope) continue;
+      // Memory starts afresh at a restart: only what grew since counts. The longest recent
+      // stretch that grows like a leak is the one reported, so a leak that began after an hour
+      // of steady use shows once it has grown for `minSpanMs`, not once it outweighs that hour.
+      const start = Math.max(now - (t.windowMs as number), lastStart(instance));
+      const all = series.points(start);
+      let found: { samples: typeof all; line: NonNullable<ReturnType<typeof trend>>; span: number } | undefined;
+      for (const back of [t.windowMs as number, 600_000, 300_000, t.minSpanMs as number]) {
+        const samples = all.filter((s) => s.time >= Math.max(start, now - back));
+        if (samples.length < (t.minPoints as number)) continue;
+        const span = (samples[samples.length - 1] as { time: number }).time - (samples[0] as { time: number }).time;
+        if (span < 0.9 * (t.minSpanMs as number)) continue;
+        const line = trend(samples);
+        if (!line || line.slope <= 0 || line.r2 < (t.minR2 as number)) continue;
+        const growth = line.last - line.first;
+        if (growth < (t.minGrowthBytes as number) || growth < (t.minGrowthShare as number) * line.first) continue;
+        // Still growing now, not a warm-up that levelled off.
+        const recent = trend(samples.slice(Math.floor((samples.length * 2) / 3)));
+        if (!recent || recent.slope < 0.5 * line.slope) continue;
+        found = { samples, line, span };
+        break;
+      }
+      if (!found) continue;
+      const { samples, line, span } = found;
       const limit =
         instance.metrics.get(LIMIT)?.last?.value ?? state.agents.get(instance.agent)?.host.get("host.memory.total_bytes")?.last?.value;
       const limitKind = instance.metrics.get(LIMIT)?.last ? "its memory limit" : "the host's memory";
