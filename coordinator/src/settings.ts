@@ -1,7 +1,14 @@
 /** What a coordinator runs with: flags over `coordinator.json` in its data directory over defaults. */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type CoordinatorConfig, CoralError, coordinatorConfigSchema, parseConfigFile, parseDuration } from "@coral-mesh/sdk-proto";
+import {
+  type CoordinatorConfig,
+  CoralError,
+  coordinatorConfigSchema,
+  type NotificationsConfig,
+  parseConfigFile,
+  parseDuration,
+} from "@coral-mesh/sdk-proto";
 import { DEFAULT_INTERFACE } from "@coral-mesh/wireguard/path";
 import { DEFAULT_RETENTION, type Retention } from "./store/retention.js";
 
@@ -49,6 +56,8 @@ export interface Settings {
   apiToken: string | undefined;
   heartbeatIntervalMs: number;
   retention: Retention;
+  /** Webhooks told of findings opening and resolving (`notifications` in coordinator.json). */
+  notifications: NotificationsConfig;
 }
 
 function readConfig(file: string): CoordinatorConfig {
@@ -114,5 +123,6 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
       eventsMs: duration(config.retention?.events, "retention.events") ?? DEFAULT_RETENTION.eventsMs,
       inventoryMs: duration(config.retention?.inventory, "retention.inventory") ?? DEFAULT_RETENTION.inventoryMs,
     },
+    notifications: config.notifications ?? { webhooks: [] },
   };
 }
