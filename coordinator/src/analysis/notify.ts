@@ -168,11 +168,8 @@ class Channel {
   }
 
   private async drain(): Promise<void> {
-    for (let item = this.queue[0]; item && !this.stopped; item = this.queue[0]) {
-      await this.deliver(item);
-      // Dropped while it was being sent (queue full) or sent: either way it is no longer first.
-      if (this.queue[0] === item) this.queue.shift();
-    }
+    // The one being sent is out of the queue: the limit counts those still waiting.
+    for (let item = this.queue.shift(); item; item = this.stopped ? undefined : this.queue.shift()) await this.deliver(item);
   }
 
   private async deliver(item: Pending): Promise<void> {
