@@ -120,8 +120,42 @@ export function findingCounts(db: Store): FindingCounts {
   return counts;
 }
 
-/** Event kinds that change a service (a deploy, new config), preferred over its symptoms when naming what fixed a finding. */
-const CHANGE_KINDS = ["service.deployed", "service.config"];
+/**
+ * What may have cleared a finding, most telling first: a change to its service (a deploy, new
+ * config), else a restart (which clears a leak or a wedged process). Each tier reads the
+ * `events_kind_time` index; the statements are prepared once per store, as the summary asks
+ * them once per resolved finding.
+ */
+const FIX_TIERS = [
+  ["service.deployed", "service.config"],
+  ["process.restarted", "process.started"],
+];
+
+const p = sql.placeholder;
+
+function prepareFixes(db: Store) {
+  return FIX_TIERS.map((kinds) =>
+    db
+      .select({ kind: events.kind, time: events.time, attributes: events.attributes })
+      .from(events)
+      .where(
+        and(
+          inArray(events.kind, kinds),
+          gte(events.time, p("from")),
+          lte(events.time, p("to")),
+          or(
+            eq(events.subjectName, p("service")),
+            sql`(${events.agentName} || char(0) || ${events.subjectId}) IN (SELECT value FROM json_each(${p("instances")}))`,
+          ),
+        ),
+      )
+      .orderBy(desc(events.time), desc(events.id))
+      .limit(1)
+      .prepare(),
+  );
+}
+
+const fixStatements = new WeakMap<Store, ReturnType<typeof prepareFixes>>();
 
 /** The digest of [now - windowMs, now]: what changed, what broke and what fixed it, what stayed quiet, SDK adoption. */
 export function summary(db: Store, now: number, windowMs: number): SummaryResponse {
@@ -220,30 +254,31 @@ export function summary(db: Store, now: number, windowMs: number): SummaryRespon
 
 /**
  * What cleared a resolved finding, as a person reads it: the last change to its service
- * (a deploy, new config) between its first signal and its resolution, else the last event
- * of any kind there; null while it is open or when its service saw nothing.
+ * between its first signal and its resolution (see FIX_TIERS); null while it is open or when
+ * its service saw none.
  */
 function fixedBy(db: Store, finding: Finding, instances: InstanceRow[]): string | null {
   if (finding.state !== "resolved" || finding.resolvedAt === null || finding.service === null) return null;
-  const onService = or(
-    eq(events.subjectName, finding.service),
-    ...instances.map((i) => and(eq(events.agentName, i.agentName), eq(events.subjectId, i.key))),
-  ) as SQL;
-  const within = and(gte(events.time, Math.min(finding.since, finding.openedAt)), lte(events.time, finding.resolvedAt), onService);
-  const last = (kinds?: string[]) =>
-    db
-      .select()
-      .from(events)
-      .where(kinds ? and(within, inArray(events.kind, kinds)) : within)
-      .orderBy(desc(events.time), desc(events.id))
-      .limit(1)
-      .get();
-  const event = last(CHANGE_KINDS) ?? last();
-  if (!event) return null;
-  const attributes = parseObject(event.attributes);
-  const what =
-    typeof attributes.to === "string" ? ` ${attributes.to}` : typeof attributes.version === "string" ? ` ${attributes.version}` : "";
-  return `${event.kind}${what} at ${new Date(event.time).toISOString()}`;
+  let statements = fixStatements.get(db);
+  if (!statements) {
+    statements = prepareFixes(db);
+    fixStatements.set(db, statements);
+  }
+  const params = {
+    from: Math.min(finding.since, finding.openedAt),
+    to: finding.resolvedAt,
+    service: finding.service,
+    instances: JSON.stringify(instances.map((i) => `${i.agentName}\u0000${i.key}`)),
+  };
+  for (const statement of statements) {
+    const event = statement.get(params);
+    if (!event) continue;
+    const attributes = parseObject(event.attributes);
+    const version =
+      typeof attributes.to === "string" ? attributes.to : typeof attributes.version === "string" ? attributes.version : undefined;
+    return `${event.kind}${version ? ` ${version}` : ""} at ${new Date(event.time).toISOString()}`;
+  }
+  return null;
 }
 
 /** A sentence on what the SDK would show of a service that Coral sees only passively today. */
