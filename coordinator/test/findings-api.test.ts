@@ -163,7 +163,7 @@ describe("GET /v1/summary", () => {
   it("lists what broke in the window, ranked, and what fixed what was resolved", () => {
     expect(s.incidents.map((i) => i.finding.id)).toEqual(["f2", "f3", "f6", "f1", "f5", "f4"]);
     const deploy = s.incidents.find((i) => i.finding.id === "f4");
-    expect(deploy?.fixedBy).toBe(`service.deployed 2.4.0 at ${new Date(NOW - 2 * HOUR - 10 * 60_000).toISOString()}`);
+    expect(deploy?.fixedBy).toBe(`service.deployed 2.4.0 at ${iso(NOW - 2 * HOUR - 10 * 60_000)}`);
     expect(s.incidents.filter((i) => i.finding.state === "open").every((i) => i.fixedBy === null)).toBe(true);
   });
 

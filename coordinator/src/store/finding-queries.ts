@@ -276,7 +276,7 @@ function fixedBy(db: Store, finding: Finding, instances: InstanceRow[]): string 
     const attributes = parseObject(event.attributes);
     const version =
       typeof attributes.to === "string" ? attributes.to : typeof attributes.version === "string" ? attributes.version : undefined;
-    return `${event.kind}${version ? ` ${version}` : ""} at ${new Date(event.time).toISOString()}`;
+    return `${event.kind}${version ? ` ${version}` : ""} at ${new Date(event.time).toISOString().replace(/\.\d{3}Z$/, "Z")}`;
   }
   return null;
 }
