@@ -95,6 +95,13 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
   if (!/^https?:\/\/[^/]+/.test(discoveryUrl)) {
     throw new CoralError("config_invalid", `--discovery ${discoveryUrl} is not an http(s) URL.`);
   }
+  const notifications = config.notifications ?? { webhooks: [] };
+  notifications.webhooks.forEach((webhook, i) => {
+    // The schema takes any URL; a webhook is POSTed to, so only http(s) make sense.
+    if (!/^https?:$/.test(new URL(webhook.url).protocol)) {
+      throw new CoralError("config_invalid", `${file} notifications.webhooks.${i}.url: a webhook URL is http or https.`);
+    }
+  });
   const duration = (value: string | undefined, field: string): number | undefined => {
     if (value === undefined) return undefined;
     const ms = parseDuration(value);
@@ -123,6 +130,6 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
       eventsMs: duration(config.retention?.events, "retention.events") ?? DEFAULT_RETENTION.eventsMs,
       inventoryMs: duration(config.retention?.inventory, "retention.inventory") ?? DEFAULT_RETENTION.inventoryMs,
     },
-    notifications: config.notifications ?? { webhooks: [] },
+    notifications,
   };
 }

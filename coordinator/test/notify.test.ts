@@ -3,13 +3,17 @@
  * recorded by injected timers, so no test sleeps through them), Retry-After, the Slack shape,
  * the severity filter, a bounded queue, and a receiver that never answers.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Finding, Severity } from "@coral-mesh/sdk-proto";
 import { notificationsConfigSchema } from "@coral-mesh/sdk-proto";
 import { afterEach, describe, expect, it } from "vitest";
 import { Notifier, retryAfterMs, slackMessage } from "../src/analysis/notify.js";
 import type { PeriodicTimers } from "../src/periodic.js";
+import { CONFIG_FILE, resolveSettings } from "../src/settings.js";
 import { Bus } from "../src/store/bus.js";
 
 const SECRET_PATH = "/services/T000/B000/s3cr3t-token";
@@ -24,7 +28,9 @@ interface Receiver {
 
 const receivers: Receiver[] = [];
 const notifiers: Notifier[] = [];
+const dirs: string[] = [];
 afterEach(async () => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   await Promise.all(notifiers.splice(0).map((n) => n.stop()));
   await Promise.all(receivers.splice(0).map((r) => r.close()));
 });
@@ -258,5 +264,34 @@ describe("the webhook notifier", () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     bus.emit("finding.changed", { change: "opened", finding: finding("f2") });
     expect(r.hits).toBe(1);
+  });
+});
+
+describe("notifications in coordinator.json", () => {
+  const withConfig = (config: unknown) => {
+    const dataDir = mkdtempSync(join(tmpdir(), "coral-notify-config-"));
+    dirs.push(dataDir);
+    writeFileSync(
+      join(dataDir, CONFIG_FILE),
+      JSON.stringify({ discovery: "https://discovery.example.workers.dev", ...(config as object) }),
+    );
+    return () => resolveSettings({ dataDir });
+  };
+
+  it("are read with their defaults, and none without the section", () => {
+    expect(withConfig({})().notifications).toEqual({ webhooks: [] });
+    const settings = withConfig({ notifications: { webhooks: [{ url: "https://hooks.slack.com/services/x", format: "slack" }] } })();
+    expect(settings.notifications.webhooks).toEqual([
+      { url: "https://hooks.slack.com/services/x", format: "slack", minSeverity: "warning" },
+    ]);
+  });
+
+  it("refuse a webhook that is not an http(s) URL, or an unknown format", () => {
+    expect(withConfig({ notifications: { webhooks: [{ url: "ftp://example.com/hook" }] } })).toThrow(
+      /notifications\.webhooks\.0\.url: a webhook URL is http or https/,
+    );
+    expect(withConfig({ notifications: { webhooks: [{ url: "https://example.com", format: "teams" }] } })).toThrow(
+      expect.objectContaining({ code: "config_invalid" }),
+    );
   });
 });
