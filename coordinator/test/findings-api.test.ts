@@ -19,7 +19,9 @@ import type { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../src/index.js";
 import { openStore, type Store } from "../src/store/db.js";
-import { NOW, RANKED_ALL, RANKED_OPEN, seedFindings, seedMesh } from "./fixtures/findings-seed.js";
+import { summary } from "../src/store/finding-queries.js";
+import { events, findings } from "../src/store/schema.js";
+import { findingRow, NOW, RANKED_ALL, RANKED_OPEN, seedFindings, seedMesh } from "./fixtures/findings-seed.js";
 import { modelApi } from "./fixtures/model-api.js";
 
 const HOUR = 3_600_000;
@@ -317,3 +319,53 @@ describe("coral status", () => {
 });
 
 const iso = (t: number) => new Date(t).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+describe("what fixed a finding", () => {
+  it("is found by the service's instances when the event names no service, and a restart counts when no deploy came", async () => {
+    const store = openStore(join(dir, "fixes", "coral.db"));
+    try {
+      seedMesh(store);
+      store
+        .insert(findings)
+        .values([
+          findingRow({
+            id: "leak",
+            kind: "memory-leak",
+            severity: "warning",
+            state: "resolved",
+            service: "cache",
+            openedAt: NOW - HOUR,
+            resolvedAt: NOW - 10 * 60_000,
+          }),
+          findingRow({
+            id: "none",
+            kind: "crash-loop",
+            severity: "warning",
+            state: "resolved",
+            service: "postgres",
+            agent: "db-1",
+            openedAt: NOW - HOUR,
+            resolvedAt: NOW - 10 * 60_000,
+          }),
+        ])
+        .run();
+      store
+        .insert(events)
+        .values({
+          agentName: "web-1",
+          kind: "process.restarted",
+          time: NOW - 20 * 60_000,
+          subjectKind: "service",
+          subjectId: "exe:/srv/cache",
+          subjectName: null,
+          attributes: "{}",
+        })
+        .run();
+      const s = summary(store, NOW, 24 * HOUR);
+      const fixes = Object.fromEntries(s.incidents.map((i) => [i.finding.id, i.fixedBy]));
+      expect(fixes).toEqual({ leak: `process.restarted at ${iso(NOW - 20 * 60_000)}`, none: null });
+    } finally {
+      store.$client.close();
+    }
+  });
+});
