@@ -308,6 +308,10 @@ describe("coral summary", () => {
     const bad = await coral(url, "summary", "--since", "soon");
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/\[config_invalid\] --since soon/);
+    // A time: the window reaches back to it (by this machine's clock), within the API's bounds.
+    const since = await coral(url, "summary", "--since", new Date(Date.now() - 2 * HOUR).toISOString(), "--json");
+    const window = summaryResponseSchema.parse(JSON.parse(since.out));
+    expect(Math.abs(window.until - window.since - 2 * HOUR)).toBeLessThan(60_000);
   });
 });
 

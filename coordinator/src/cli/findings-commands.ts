@@ -126,8 +126,12 @@ export function describeFinding(f: Finding, now: number): string {
 const formatNumber = (v: number) => (Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
 
 export async function summaryShow(options: ApiTarget & Json & { since?: string }, io: Io): Promise<ExitCode> {
-  const window = parseDuration(options.since ?? "24h");
-  if (window === undefined) throw new CoralError("config_invalid", `--since ${options.since} is not a span like 24h or 7d.`);
+  const text = options.since ?? "24h";
+  const span = parseDuration(text);
+  const time = span === undefined ? Date.parse(text) : Number.NaN;
+  if (span === undefined && Number.isNaN(time))
+    throw new CoralError("config_invalid", `--since ${text} is neither a span like 24h or 7d nor a time like 2026-11-29T10:00:00Z.`);
+  const window = span ?? Math.max(0, Math.round(Date.now() - time));
   const digest = await ApiClient.locate(options).request<SummaryResponse>("GET", `/v1/summary?window=${window}`);
   if (options.json) printJson(io, digest);
   else io.out(describeSummary(digest));

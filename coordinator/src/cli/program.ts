@@ -258,7 +258,7 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     });
 
   apiCommand(program, "summary", "the digest: what changed, what broke and what fixed it, quiet services, SDK adoption")
-    .option("--since <span>", "how far back, e.g. 24h or 7d", "24h")
+    .option("--since <when>", "how far back: a span (24h, 7d) or a time (2026-11-29T10:00:00Z)", "24h")
     .action(async (o) => {
       exitCode = await summaryShow(o, io);
     });
