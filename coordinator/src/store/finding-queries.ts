@@ -19,7 +19,7 @@ import {
 import { and, asc, desc, eq, gte, inArray, lte, or, type SQL, sql } from "drizzle-orm";
 import type { Store } from "./db.js";
 import { type InstanceRow, readModel } from "./read-model.js";
-import { events, type FindingRow, findings } from "./schema.js";
+import { agents, events, type FindingRow, findings } from "./schema.js";
 
 export interface FindingsQuery {
   /** With `true`, resolved findings too; else open ones only. */
@@ -169,6 +169,14 @@ export function summary(db: Store, now: number, windowMs: number): SummaryRespon
     else byName.set(i.name, [i]);
   }
 
+  // Event times are the observer's clock; the digest, like `coral events`, shows the coordinator's.
+  const offsets = new Map(
+    db
+      .select({ name: agents.name, offset: agents.clockOffsetMs })
+      .from(agents)
+      .all()
+      .map((a) => [a.name, a.offset ?? 0]),
+  );
   const deploys = db
     .select()
     .from(events)
@@ -185,7 +193,7 @@ export function summary(db: Store, now: number, windowMs: number): SummaryRespon
         // The SDK names versions; the passive collector names the executables before and after.
         from: text(attributes.from) ?? text(evidence.oldExe),
         to: text(attributes.to) ?? text(attributes.version) ?? text(attributes.exe) ?? text(evidence.newExe),
-        time: e.time,
+        time: e.time - (e.source === "coordinator" ? 0 : (offsets.get(e.agentName ?? "") ?? 0)),
         eventId: e.id,
       };
     });
