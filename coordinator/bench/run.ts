@@ -20,10 +20,12 @@
  *    --agents hosts with the default retentions.
  * 3. Adding 1,000 peers to a wireguard-go interface (in a network namespace of its own;
  *    needs root): one batched request on its socket against one request per peer. Target: < 2 s.
+ * 4. Findings (bench/findings.ts): `coral findings`, `/v1/status` and `/v1/summary` over 10,000
+ *    findings rows, through the API on loopback. Target: `coral findings` < 100 ms (median).
  *
  * Options: --agents N (1000), --seconds S measured (120: two rollup passes), --interval-ms MS (10000),
  * --rollup-every MS (60000: the server's rollup pass; shorter to see passes in a short run),
- * --storage-agents N (100), --only rpc,storage,wireguard (all).
+ * --storage-agents N (100), --only rpc,storage,wireguard,findings (all).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -38,6 +40,7 @@ import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { WireGuardInterface } from "@coral-mesh/wireguard";
 import { COORDINATOR_ADDRESS, MESH_PREFIX_LENGTH } from "@coral-mesh/wireguard/path";
 import { missingForLab } from "@coral-mesh/wireguard/testing";
+import { findingsBench } from "./findings.js";
 import { meshAddress, PLUGINS, SAMPLES_PER_BATCH, SERVICES_PER_HOST, SimulatedHost } from "./hosts.js";
 import { storageBench } from "./storage.js";
 
@@ -48,7 +51,7 @@ const { values } = parseArgs({
     "interval-ms": { type: "string", default: "10000" },
     "rollup-every": { type: "string", default: "60000" },
     "storage-agents": { type: "string", default: "100" },
-    only: { type: "string", default: "rpc,storage,wireguard" },
+    only: { type: "string", default: "rpc,storage,wireguard,findings" },
   },
 });
 const AGENTS = Number(values.agents);
@@ -404,6 +407,7 @@ try {
       out: (line) => process.stdout.write(`${line}\n`),
     });
   if (PHASES.has("wireguard")) await wireguardBench();
+  if (PHASES.has("findings")) await findingsBench({ out: (line) => process.stdout.write(`${line}\n`) });
 } catch (error) {
   if (!interrupted.signal.aborted) throw error;
   process.stdout.write("interrupted\n");

@@ -12,6 +12,7 @@ import { DiscoveryClient } from "@coral-mesh/sdk-proto";
 import { checkInterfaceFree, checkWireGuard } from "@coral-mesh/wireguard";
 import { COORDINATOR_ADDRESS, type Tunnel } from "@coral-mesh/wireguard/path";
 import { Analysis } from "./analysis/host.js";
+import { Notifier } from "./analysis/notify.js";
 import { checkApiExposure, createApiApp } from "./api/app.js";
 import { serveApi } from "./api/serve.js";
 import { ensureDataDir, refuseSecondInstance, STORE_FILE } from "./data-dir.js";
@@ -235,6 +236,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       every("health watch", Math.max(1_000, settings.heartbeatIntervalMs / 2), () => watcher.pass(Date.now()), { log }),
     ];
     cleanups.push(() => Promise.all(jobs.map((job) => job.stop())).then(() => {}));
+    const notifier = new Notifier({ config: settings.notifications, bus, log });
+    notifier.start();
+    cleanups.push(() => notifier.stop());
+    if (notifier.hosts.length > 0) log(`notifications: findings go to ${notifier.hosts.join(", ")}`);
     // What was left from before this start (every() runs a job first one interval from now).
     void applyRetention(db, settings.retention, Date.now()).catch((error: unknown) => log(`retention failed: ${String(error)}`));
     watcher.pass(Date.now());

@@ -61,7 +61,7 @@ export interface Settings {
   retention: Retention;
   /** The findings engine's thresholds, per detector and per service (docs/findings.md). */
   analysis: AnalysisConfig;
-  /** Webhooks told of findings. */
+  /** Webhooks told of findings opening and resolving (`notifications` in coordinator.json). */
   notifications: NotificationsConfig;
   /** The findings engine runs unless turned off (`analysis: false` in tests that want a quiet store). */
   analysisEnabled: boolean;
@@ -102,6 +102,13 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
   if (!/^https?:\/\/[^/]+/.test(discoveryUrl)) {
     throw new CoralError("config_invalid", `--discovery ${discoveryUrl} is not an http(s) URL.`);
   }
+  const notifications = config.notifications ?? { webhooks: [] };
+  notifications.webhooks.forEach((webhook, i) => {
+    // The schema takes any URL; a webhook is POSTed to, so only http(s) make sense.
+    if (!/^https?:$/.test(new URL(webhook.url).protocol)) {
+      throw new CoralError("config_invalid", `${file} notifications.webhooks.${i}.url: a webhook URL is http or https.`);
+    }
+  });
   const duration = (value: string | undefined, field: string): number | undefined => {
     if (value === undefined) return undefined;
     const ms = parseDuration(value);
@@ -131,7 +138,7 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
       inventoryMs: duration(config.retention?.inventory, "retention.inventory") ?? DEFAULT_RETENTION.inventoryMs,
     },
     analysis: config.analysis ?? {},
-    notifications: config.notifications ?? { webhooks: [] },
+    notifications,
     analysisEnabled: options.analysis !== false,
   };
 }

@@ -4,7 +4,7 @@
  * and then every request must carry it.
  */
 import { timingSafeEqual } from "node:crypto";
-import { CoralError, describeIssues, issueDetails, issueInvite, randomBytes, toHex } from "@coral-mesh/sdk-proto";
+import { CoralError, describeIssues, type FindingCounts, issueDetails, issueInvite, randomBytes, toHex } from "@coral-mesh/sdk-proto";
 import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
@@ -15,10 +15,12 @@ import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
 import type { Store } from "../store/db.js";
+import { findingCounts } from "../store/finding-queries.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
 import { checkApiToken } from "./api-token.js";
 import { eventsList } from "./routes/events-list.js";
+import { findingsRoutes } from "./routes/findings.js";
 import { metricsGet } from "./routes/metrics-get.js";
 import { servicesList } from "./routes/services-list.js";
 import { topologyGet } from "./routes/topology-get.js";
@@ -65,6 +67,8 @@ export interface StatusView {
   mesh: { id: string; address: string; listenPort: number };
   discovery: { url: string } & RegistrarState;
   agents: AgentView[];
+  /** Open findings by severity; absent from coordinators older than the findings engine. */
+  findings?: FindingCounts;
 }
 
 export interface TokenView {
@@ -136,6 +140,7 @@ export function createApiApp(options: ApiOptions): Hono {
       mesh: { id: options.identity.meshId, address: options.mesh.address, listenPort: options.mesh.listenPort },
       discovery: { url: options.discoveryUrl, ...options.discoveryState() },
       agents: await listAgents(),
+      findings: findingCounts(options.db),
     }),
   );
 
@@ -213,6 +218,7 @@ export function createApiApp(options: ApiOptions): Hono {
   servicesList(app, options.db, now);
   topologyGet(app, options.db, now);
   metricsGet(app, options.db, now);
+  findingsRoutes(app, options.db, now);
 
   app.notFound(() => {
     throw new CoralError("not_found", "No such API route.");

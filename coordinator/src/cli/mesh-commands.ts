@@ -3,6 +3,7 @@ import { CoralError, describeIssue, type EventsResponse, type EventView, issueDe
 import type { AgentView, CreatedTokenView, StatusView, TokenView } from "../api/app.js";
 import { tokenRequestLabels, tokenRequestSchema } from "../api/token-request.js";
 import { ApiClient, type ApiTarget } from "./api-client.js";
+import { countsLine } from "./findings-commands.js";
 import { ago, humanSpan, isoTime, table } from "./format.js";
 import { sinceTime } from "./model-commands.js";
 import type { ExitCode, Io } from "./output.js";
@@ -100,6 +101,9 @@ export async function status(options: ApiTarget & Json, io: Io): Promise<ExitCod
       `Hub        ${view.mesh.address}, WireGuard UDP ${view.mesh.listenPort}`,
       `Discovery  ${d.url}  ${discoveryLine}`,
       `Agents     ${view.agents.length === 0 ? "none yet; invite one with `coral token create`" : `${view.agents.length} (${summary})`}`,
+      ...(view.findings
+        ? [`Findings   ${countsLine(view.findings)}${countsLine(view.findings) === "none open" ? "" : "; `coral findings` lists them"}`]
+        : []),
       "",
     ].join("\n"),
   );

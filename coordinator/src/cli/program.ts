@@ -4,6 +4,7 @@ import packageJson from "../../package.json" with { type: "json" };
 import { checkApiToken } from "../api/api-token.js";
 import { defaultDataDir } from "./api-client.js";
 import { discoveryCheckCommand } from "./discovery-check.js";
+import { findingShow, findingsList, summaryShow } from "./findings-commands.js";
 import { agentsList, agentsRemove, eventsList, status, tokenCreate, tokenList, tokenRevoke } from "./mesh-commands.js";
 import { metricsShow, serviceShow, servicesList, topologyShow } from "./model-commands.js";
 import { type ExitCode, type Io, processIo } from "./output.js";
@@ -239,6 +240,27 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     .addOption(new Option("--resolution <r>", "raw samples or rollups (default: by span)").choices(["raw", "1m", "1h"]))
     .action(async (service: string, o) => {
       exitCode = await metricsShow(service, o, io);
+    });
+
+  const findingsCommand = apiCommand(program, "findings", "what is wrong, most severe first, each with what to do")
+    .enablePositionalOptions()
+    .option("--all", "resolved findings too")
+    .option("--service <name>", "only findings on this service, or whose root cause it is")
+    .option("--agent <name>", "only this agent's findings")
+    .option("--kind <kind>", "only findings of this kind, e.g. crash-loop")
+    .action(async (o) => {
+      exitCode = await findingsList(o, io);
+    });
+  apiCommand(findingsCommand, "show", "one finding: its root cause, confidence, recommendation and evidence as a timeline")
+    .argument("<id>", "the finding's id, from `coral findings`")
+    .action(async (id: string, o) => {
+      exitCode = await findingShow(id, o, io);
+    });
+
+  apiCommand(program, "summary", "the digest: what changed, what broke and what fixed it, quiet services, SDK adoption")
+    .option("--since <when>", "how far back: a span (24h, 7d) or a time (2026-11-29T10:00:00Z)", "24h")
+    .action(async (o) => {
+      exitCode = await summaryShow(o, io);
     });
 
   try {

@@ -293,6 +293,8 @@ export const findings = sqliteTable(
     index("findings_state_severity").on(t.state, t.severity),
     index("findings_service").on(t.service, t.openedAt),
     index("findings_opened").on(t.openedAt),
+    // The ranking order within a state and severity, so a page of the best findings reads only its own rows.
+    index("findings_rank").on(t.state, t.severity, sql`${t.confidence} desc`, t.openedAt),
   ],
 );
 export type FindingRow = typeof findings.$inferSelect;

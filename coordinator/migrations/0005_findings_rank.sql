@@ -1,0 +1,1 @@
+CREATE INDEX `findings_rank` ON `findings` (`state`,`severity`,"confidence" desc,`opened_at`);
