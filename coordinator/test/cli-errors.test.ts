@@ -158,5 +158,5 @@ describe("coral status and coral agents, where a plugin is not running", () => {
       expect(result.out).toMatch(/web-1\s+100\.64\.0\.2\s+degraded\s+.*passive, sdk \(degraded\)/);
       expect(result.out).toContain(`Plugins not running:\n  web-1 sdk degraded: ${reason}\n`);
     }
-  });
+  }, 30_000); // two CLI runs through tsx: seconds each on a busy host
 });

@@ -116,17 +116,21 @@ describe("coral coordinator start, where it cannot run", () => {
     );
     // Progress lines come first, then the one error; nothing else.
     expect(lines.slice(0, -1).every((line) => /^\d{4}-\d\d-\d\dT[\d:]+Z /.test(line))).toBe(true);
-  });
+  }, 30_000); // a CLI started through tsx: seconds on a busy host
 
-  it.skipIf(process.getuid?.() !== 0)("without the WireGuard tools, names the packages to install", () => {
-    // PATH holds node only: no wg, no ip (so nothing can touch this machine's network).
-    const bin = join(dir, "bin");
-    mkdirSync(bin);
-    symlinkSync(process.execPath, join(bin, "node"));
-    const result = start({ path: bin }, join(dir, "root"));
-    expect(result.code).toBe(1);
-    expect(result.err.trim().split("\n").at(-1)).toBe(
-      "coral: [wireguard_missing] WireGuard tools are missing: install wireguard-tools and iproute2 (Debian/Ubuntu: apt-get install wireguard-tools iproute2).",
-    );
-  });
+  it.skipIf(process.getuid?.() !== 0)(
+    "without the WireGuard tools, names the packages to install",
+    () => {
+      // PATH holds node only: no wg, no ip (so nothing can touch this machine's network).
+      const bin = join(dir, "bin");
+      mkdirSync(bin);
+      symlinkSync(process.execPath, join(bin, "node"));
+      const result = start({ path: bin }, join(dir, "root"));
+      expect(result.code).toBe(1);
+      expect(result.err.trim().split("\n").at(-1)).toBe(
+        "coral: [wireguard_missing] WireGuard tools are missing: install wireguard-tools and iproute2 (Debian/Ubuntu: apt-get install wireguard-tools iproute2).",
+      );
+    },
+    30_000,
+  );
 });
