@@ -271,6 +271,31 @@ describe("the findings engine", () => {
     expect((foundAt as number) - began).toBeLessThanOrEqual(130_000);
   });
 
+  it("says a service uses far more CPU than its own normal, as info until it lasts", () => {
+    const f = new Feed(["a"]);
+    const key = "exe:/opt/render";
+    f.run(100, (f, i) => alive(f, "a", key, { cpu: 0.05 + (i % 5) * 0.005 }));
+    f.run(20, (f) => alive(f, "a", key, { cpu: 0.8 }));
+    const spike = f.open().find((x) => x.kind === "resource-spike");
+    expect(spike).toMatchObject({ severity: "info", service: key });
+    expect(spike?.summary).toMatch(/uses 0\.80 cores of CPU, \d+\.\d× its usual 0\.06 cores/);
+  });
+
+  it("names the service using most of a host whose CPUs are full, and points the host's pressure at it", () => {
+    const f = new Feed(["a"]);
+    const busy = "exe:/opt/index";
+    const quiet = "exe:/opt/web";
+    f.run(60, (f) => {
+      alive(f, "a", busy, { cpu: 0.6 });
+      alive(f, "a", quiet, { cpu: 0.1 });
+      hostMetrics(f, "a", { cpu: 0.98 });
+    });
+    const open = f.open();
+    expect(open[0]).toMatchObject({ kind: "cpu-saturation", service: busy, severity: "warning" });
+    expect(open.find((x) => x.kind === "host-pressure")?.rootCause).toMatchObject({ service: busy, kind: "cpu-saturation" });
+    expect(open.filter((x) => x.kind === "cpu-saturation")).toHaveLength(1);
+  });
+
   it("puts a cascade on the dependency that stopped listening", () => {
     const f = new Feed(["a", "b"]);
     const db = "exe:/usr/sbin/db";

@@ -13,8 +13,12 @@ import { detectors as builtIn, correlate } from "./detectors/index.js";
 import { type Conclusion, conclusionKey, type Detector, type DetectorContext, type Thresholds } from "./model.js";
 import { type BaselineSource, State } from "./state.js";
 
-/** Every service is looked at again at least this often, changed or not (a dead one reports nothing). */
+/** Every service is looked at again as a whole at least this often, changed or not (a dead one reports nothing). */
 export const FULL_PASS_MS = 5_000;
+/** Every instance is looked at again at least this often, though it reported nothing (its windows move on). */
+export const IDLE_LOOK_MS = 30_000;
+/** How often what is past its age is dropped from the state. */
+const PRUNE_EVERY_MS = 10_000;
 /** A finding whose conclusion stopped holding resolves after this long, or three collect intervals if longer. */
 export const RESOLVE_AFTER_MS = 30_000;
 /** An open finding is rewritten at most this often when only its numbers moved. */
@@ -52,9 +56,10 @@ export class Engine {
   private readonly config: AnalysisConfig;
   private readonly newId: () => string;
   private readonly open = new Map<string, Open>();
-  /** The latest conclusions of each service (`s:NAME`) and agent (`a:NAME`). */
+  /** The latest conclusions of each instance (`i:AGENT\0KEY`), service (`s:NAME`) and agent (`a:NAME`). */
   private readonly concluded = new Map<string, Conclusion[]>();
   private readonly lastLooked = new Map<string, number>();
+  private prunedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: EngineOptions = {}) {
     this.state = new State(options.baselines);
@@ -84,33 +89,53 @@ export class Engine {
     };
   }
 
-  /** Runs the detectors over what moved (and over everything at least every FULL_PASS_MS); returns what changed. */
+  /**
+   * Runs the detectors over what moved — each instance that reported since the last pass, and
+   * every instance at least every IDLE_LOOK_MS; each service as a whole when one of its
+   * instances or callers moved, and at least every FULL_PASS_MS — and returns what changed.
+   * What is not looked at again keeps its conclusions.
+   */
   evaluate(now: number): FindingChange[] {
     const { state } = this;
-    state.prune(now);
+    if (now - this.prunedAt >= PRUNE_EVERY_MS) {
+      state.prune(now);
+      this.prunedAt = now;
+    }
     const dirty = state.takeDirty();
-    const look = new Set<string>();
-    for (const name of dirty.services) {
-      look.add(name);
-      // A caller's trouble may be its dependency's: look at those too.
-      for (const to of state.dependencies.get(name) ?? []) look.add(to);
-    }
-    for (const name of state.services.keys()) if ((this.lastLooked.get(name) ?? 0) <= now - FULL_PASS_MS) look.add(name);
-    for (const key of [...this.concluded.keys()]) {
-      if (key.startsWith("s:") && !state.services.has(key.slice(2))) this.concluded.delete(key);
-      if (key.startsWith("a:") && !state.agents.has(key.slice(2))) this.concluded.delete(key);
-    }
-
     const contexts = new Map(
       this.detectors.map((d) => [
         d,
         { now, state, thresholds: (service?: string | null) => this.thresholds(d, service) } as DetectorContext,
       ]),
     );
+
+    // Instances, one at a time: most of the work, and most instances did not move.
+    const seen = new Set<string>();
+    for (const [id, instance] of state.instanceEntries()) {
+      seen.add(id);
+      if (!dirty.instances.has(id) && (this.lastLooked.get(`i:${id}`) ?? 0) > now - IDLE_LOOK_MS) continue;
+      const service = state.services.get(instance.name);
+      if (!service) continue;
+      this.lastLooked.set(`i:${id}`, now);
+      const found: Conclusion[] = [];
+      for (const detector of this.detectors) {
+        if (detector.scope !== "instance" || this.thresholds(detector, instance.name).enabled === false) continue;
+        found.push(...detector.detect(contexts.get(detector) as DetectorContext, service, [instance]));
+      }
+      this.concluded.set(`i:${id}`, found);
+    }
+
+    // Services as a whole: a caller's trouble may be its dependency's, so those are looked at too.
+    const look = new Set<string>();
+    for (const name of dirty.services) {
+      look.add(name);
+      for (const to of state.dependencies.get(name) ?? []) look.add(to);
+    }
+    for (const name of state.services.keys()) if ((this.lastLooked.get(`s:${name}`) ?? 0) <= now - FULL_PASS_MS) look.add(name);
     for (const name of look) {
       const service = state.services.get(name);
       if (!service) continue;
-      this.lastLooked.set(name, now);
+      this.lastLooked.set(`s:${name}`, now);
       const found: Conclusion[] = [];
       for (const detector of this.detectors) {
         if (detector.scope !== "service" || this.thresholds(detector, name).enabled === false) continue;
@@ -118,7 +143,8 @@ export class Engine {
       }
       this.concluded.set(`s:${name}`, found);
     }
-    // Agents are few beside services, and offline ones report nothing: all of them, every time.
+
+    // Agents are few beside instances, and offline ones report nothing: all of them, every time.
     for (const agent of state.agents.values()) {
       const found: Conclusion[] = [];
       for (const detector of this.detectors) {
@@ -126,6 +152,16 @@ export class Engine {
         found.push(...detector.detect(contexts.get(detector) as DetectorContext, agent));
       }
       this.concluded.set(`a:${agent.name}`, found);
+    }
+
+    // What is gone from the state takes its conclusions with it.
+    for (const key of [...this.concluded.keys()]) {
+      const rest = key.slice(2);
+      const gone = key.startsWith("i:") ? !seen.has(rest) : key.startsWith("s:") ? !state.services.has(rest) : !state.agents.has(rest);
+      if (gone) {
+        this.concluded.delete(key);
+        this.lastLooked.delete(key);
+      }
     }
 
     return this.reconcile(correlate([...this.concluded.values()].flat(), state), now);

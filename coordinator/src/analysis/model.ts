@@ -141,6 +141,8 @@ export interface AnalysisState {
   readonly dependencies: ReadonlyMap<string, ReadonlySet<string>>;
   /** The reverse: service to the services that call it. */
   readonly dependents: ReadonlyMap<string, ReadonlySet<string>>;
+  /** The instances an agent reports (every service's), found by walking them: for rare questions. */
+  instancesOn(agent: string): InstanceState[];
   /** The agent's collect interval as observed (median spacing of its reports), or the default. */
   collectIntervalMs(agent: string): number;
   /** The learned baseline of an instance's metric at `at`, if there is enough history. */
@@ -180,13 +182,22 @@ export interface Conclusion {
   rootOf?: string;
 }
 
-/** A detector looks at one service at a time (every instance of it), or at one agent and its host. */
-export type Detector = ServiceDetector | AgentDetector;
+/**
+ * A detector looks at instances of a service (those that moved, and each at least every
+ * half minute), at a service as a whole, or at one agent and its host.
+ */
+export type Detector = InstanceDetector | ServiceDetector | AgentDetector;
 
 interface DetectorBase {
   kind: FindingKind;
   /** The thresholds it reads, with their defaults; docs/findings.md documents each. */
   defaults: Thresholds;
+}
+
+export interface InstanceDetector extends DetectorBase {
+  scope: "instance";
+  /** Concludes about each of `instances` (of `service`) on its own. */
+  detect(context: DetectorContext, service: ServiceState, instances: Iterable<InstanceState>): Conclusion[];
 }
 
 export interface ServiceDetector extends DetectorBase {

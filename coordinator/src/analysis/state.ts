@@ -135,6 +135,8 @@ export class State implements AnalysisState {
   /** Services whose signals moved since `takeDirty()` last ran. */
   private dirty = new Set<string>();
   private dirtyAgents = new Set<string>();
+  /** Instances (`agent\0key`) whose signals moved since `takeDirty()` last ran. */
+  private dirtyInstances = new Set<string>();
 
   constructor(private readonly baselines: BaselineSource = () => undefined) {}
 
@@ -153,8 +155,9 @@ export class State implements AnalysisState {
   }
 
   /** The services and agents touched since the last call. */
-  takeDirty(): { services: Set<string>; agents: Set<string> } {
-    const taken = { services: this.dirty, agents: this.dirtyAgents };
+  takeDirty(): { services: Set<string>; agents: Set<string>; instances: Set<string> } {
+    const taken = { services: this.dirty, agents: this.dirtyAgents, instances: this.dirtyInstances };
+    this.dirtyInstances = new Set();
     this.dirty = new Set();
     this.dirtyAgents = new Set();
     return taken;
@@ -197,8 +200,22 @@ export class State implements AnalysisState {
       this.service(name).instances.set(id, instance);
     }
     this.dirty.add(instance.name);
+    this.dirtyInstances.add(id);
     return instance;
   }
+  /** Every instance, by `agent\0key`. */
+  instanceEntries(): IterableIterator<[string, InstanceState]> {
+    return this.instances.entries();
+  }
+
+  instancesOn(agent: string): InstanceState[] {
+    return [...this.instances.values()].filter((i) => i.agent === agent);
+  }
+
+  instanceById(id: string): InstanceState | undefined {
+    return this.instances.get(id);
+  }
+
   /** The instance a process event is about: by the service key it carries, else by name on its agent. */
   private instanceOfProcess(agent: string, attributes: Record<string, string>, name: string | null): Instance | undefined {
     if (attributes.serviceKey) return this.instances.get(`${agent}\u0000${attributes.serviceKey}`);
@@ -276,6 +293,7 @@ export class State implements AnalysisState {
       }
       series.add(time, sample.value);
       this.dirty.add(instance.name);
+      this.dirtyInstances.add(`${agentName}\u0000${sample.subjectId}`);
       // A check's state before any change was reported is its first sample.
       if (sample.name === "service.check.passing") {
         const name = JSON.parse(sample.labels).check as string | undefined;
@@ -333,6 +351,7 @@ export class State implements AnalysisState {
     instance.lastSeen = Math.max(instance.lastSeen, event.time);
     instance.events = trimEvents([...instance.events, event], event.time);
     this.dirty.add(instance.name);
+    this.dirtyInstances.add(`${agentName}\u0000${instance.key}`);
     switch (input.kind) {
       case "service.observed": {
         if (a.source === "sdk") instance.source = "sdk";

@@ -187,10 +187,16 @@ export function warmUp(db: Store, engine: Engine, model: ReadModel, now: number)
 
 /**
  * Baselines from the hourly rollups: the median and MAD of a series' hourly means over the last
- * weeks, by hour of the week once there are a week of them. Loaded per agent, kept an hour.
+ * four weeks, by hour of the week once a week of them exists. Read per agent and worked out for
+ * all its series at once, for the hour asked about; only those results are kept (until the hour
+ * turns), for up to BASELINE_AGENTS agents. The resource-spike detector asks only about a value
+ * already far outside its own recent normal, so few agents are read in an hour.
  */
+const BASELINE_AGENTS = 4_096;
+const BASELINE_DAYS = 28;
+
 export function rollupBaselines(db: Store): (agent: string, key: string, metric: string, at: number) => Baseline | undefined {
-  const cache = new Map<string, { loadedAt: number; hours: Map<string, Array<{ start: number; mean: number }>> }>();
+  const cache = new Map<string, { hour: number; results: Map<string, Baseline> }>();
   const seriesOf = db
     .select({ id: metricSeries.id, subjectId: metricSeries.subjectId, name: metricSeries.name })
     .from(metricSeries)
@@ -205,41 +211,50 @@ export function rollupBaselines(db: Store): (agent: string, key: string, metric:
       sql`${metricRollups.resolutionMs} = ${HOUR_MS} AND ${metricRollups.agentName} = ${sql.placeholder("agent")} AND ${metricRollups.bucketStart} >= ${sql.placeholder("since")}`,
     )
     .prepare();
-  return (agent, key, metric, at) => {
-    let entry = cache.get(agent);
-    if (!entry || at - entry.loadedAt > HOUR_MS) {
-      const ids = new Map(seriesOf.all({ agent }).map((s) => [s.id, `${s.subjectId}\u0000${s.name}`]));
-      const hours = new Map<string, Array<{ start: number; mean: number }>>();
-      for (const row of hoursOf.all({ agent, since: at - 28 * 24 * HOUR_MS }))
-        unpackAggregates(row.data, (id, agg) => {
-          const name = ids.get(id);
-          if (!name || agg.count === 0) return;
-          const list = hours.get(name) ?? [];
-          list.push({ start: row.bucketStart, mean: agg.sum / agg.count });
-          hours.set(name, list);
+  const week = 7 * 24 * HOUR_MS;
+  const hourOfWeek = (t: number) => Math.floor((t % week) / HOUR_MS);
+  const load = (agent: string, at: number): Map<string, Baseline> => {
+    const ids = new Map(seriesOf.all({ agent }).map((s) => [s.id, `${s.subjectId}\u0000${s.name}`]));
+    const hours = new Map<string, Array<{ start: number; mean: number }>>();
+    for (const row of hoursOf.all({ agent, since: at - BASELINE_DAYS * 24 * HOUR_MS }))
+      unpackAggregates(row.data, (id, agg) => {
+        const name = ids.get(id);
+        if (!name || agg.count === 0) return;
+        const list = hours.get(name) ?? [];
+        list.push({ start: row.bucketStart, mean: agg.sum / agg.count });
+        hours.set(name, list);
+      });
+    const results = new Map<string, Baseline>();
+    const target = hourOfWeek(at);
+    for (const [name, points] of hours) {
+      if (points.length < 24) continue;
+      const span = (points[points.length - 1]?.start ?? 0) - (points[0]?.start ?? 0);
+      let values = points.map((p) => p.mean);
+      let by: Baseline["by"] = "all";
+      if (span >= week) {
+        const near = points.filter((p) => {
+          const d = Math.abs(hourOfWeek(p.start) - target);
+          return Math.min(d, 168 - d) <= 1;
         });
-      entry = { loadedAt: at, hours };
-      cache.set(agent, entry);
-      if (cache.size > 256) cache.delete(cache.keys().next().value as string);
-    }
-    const points = entry.hours.get(`${key}\u0000${metric}`);
-    if (!points || points.length < 24) return undefined;
-    const week = 7 * 24 * HOUR_MS;
-    const span = (points[points.length - 1]?.start ?? 0) - (points[0]?.start ?? 0);
-    let values = points.map((p) => p.mean);
-    let by: Baseline["by"] = "all";
-    if (span >= week) {
-      const hourOfWeek = (t: number) => Math.floor((t % week) / HOUR_MS);
-      const target = hourOfWeek(at);
-      const near = points.filter(
-        (p) => Math.min(Math.abs(hourOfWeek(p.start) - target), 168 - Math.abs(hourOfWeek(p.start) - target)) <= 1,
-      );
-      if (near.length >= 3) {
-        values = near.map((p) => p.mean);
-        by = "hour-of-week";
+        if (near.length >= 3) {
+          values = near.map((p) => p.mean);
+          by = "hour-of-week";
+        }
       }
+      const centre = median(values);
+      results.set(name, { median: centre, mad: mad(values, centre), points: values.length, by });
     }
-    const centre = median(values);
-    return { median: centre, mad: mad(values, centre), points: values.length, by };
+    return results;
+  };
+  return (agent, key, metric, at) => {
+    const hour = Math.floor(at / HOUR_MS);
+    let entry = cache.get(agent);
+    if (!entry || entry.hour !== hour) {
+      entry = { hour, results: load(agent, at) };
+      cache.delete(agent);
+      cache.set(agent, entry);
+      if (cache.size > BASELINE_AGENTS) cache.delete(cache.keys().next().value as string);
+    }
+    return entry.results.get(`${key}\u0000${metric}`);
   };
 }

@@ -3,13 +3,13 @@
  * followed within its audit window by crashes, failing health or failing checks that the
  * version before it did not show. Names both versions and recommends the rollback.
  */
-import type { Conclusion, Deploy, ServiceDetector } from "../model.js";
+import type { Conclusion, Deploy, InstanceDetector } from "../model.js";
 import { formatBytes, trend } from "../stats.js";
 import { ago, confidence, crashes, evidence, sdkInstance, where } from "./signals.js";
 
-export const badDeploy: ServiceDetector = {
+export const badDeploy: InstanceDetector = {
   kind: "bad-deploy",
-  scope: "service",
+  scope: "instance",
   defaults: {
     auditMs: 900_000,
     minCrashes: 2,
@@ -20,21 +20,19 @@ export const badDeploy: ServiceDetector = {
     memorySpanMs: 120_000,
     memoryGrowthBytes: 64 * 1024 * 1024,
   },
-  detect({ now, thresholds }, service) {
+  detect({ now, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
-    // The latest deploy of each instance is the one on trial.
-    const latest = new Map<string, Deploy>();
-    // The SDK's word (versions) wins over the passive collector's (a new file) for the same deploy.
-    for (const d of service.deploys) {
-      const id = `${d.agent}\u0000${d.key}`;
-      const held = latest.get(id);
-      if (held && held.source === "sdk" && d.source !== "sdk" && d.time - held.time < 120_000) continue;
-      latest.set(id, d);
-    }
-    for (const [id, deploy] of latest) {
-      const instance = service.instances.get(id);
-      if (!instance || now - deploy.time > (t.auditMs as number) + (t.ongoingMs as number)) continue;
+    for (const instance of instances) {
+      // The instance's latest deploy is the one on trial; the SDK's word (versions) wins over the
+      // passive collector's (a new file) for the same deploy.
+      let deploy: Deploy | undefined;
+      for (const d of service.deploys) {
+        if (d.agent !== instance.agent || d.key !== instance.key) continue;
+        if (deploy && deploy.source === "sdk" && d.source !== "sdk" && d.time - deploy.time < 120_000) continue;
+        deploy = d;
+      }
+      if (!deploy || now - deploy.time > (t.auditMs as number) + (t.ongoingMs as number)) continue;
       const gap = t.restartGapMs as number;
       // A restart that came with the deploy is the deploy itself, not a symptom.
       const after = crashes(instance, deploy.time + 1, gap).filter((c) => c.time > deploy.time + 1_000);

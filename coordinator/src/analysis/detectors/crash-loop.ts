@@ -3,18 +3,18 @@
  * being started again soon after (signals.ts `crashes`); workers of a pool replaced while the
  * pool serves, and jobs that finish and start on a schedule, are not crashes.
  */
-import type { ServiceDetector } from "../model.js";
+import type { InstanceDetector } from "../model.js";
 import { confidence, crashes, evidence, sdkInstance, where } from "./signals.js";
 
-export const crashLoop: ServiceDetector = {
+export const crashLoop: InstanceDetector = {
   kind: "crash-loop",
-  scope: "service",
+  scope: "instance",
   defaults: { windowMs: 300_000, minCrashes: 3, criticalCrashes: 6, restartGapMs: 30_000 },
-  detect({ now, thresholds }, service) {
+  detect({ now, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const windowMs = t.windowMs as number;
     const out = [];
-    for (const instance of service.instances.values()) {
+    for (const instance of instances) {
       const found = crashes(instance, now - windowMs, t.restartGapMs as number);
       if (found.length < (t.minCrashes as number)) continue;
       const first = found[0]?.time ?? now;

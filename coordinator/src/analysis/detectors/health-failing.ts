@@ -3,17 +3,17 @@
  * failing, or flapping (passing and failing in turn). A service that went away altogether is
  * crash-loop's or dependency-down's to say.
  */
-import type { Conclusion, ServiceDetector } from "../model.js";
+import type { Conclusion, InstanceDetector } from "../model.js";
 import { ago, confidence, evidence, where } from "./signals.js";
 
-export const healthFailing: ServiceDetector = {
+export const healthFailing: InstanceDetector = {
   kind: "health-failing",
-  scope: "service",
+  scope: "instance",
   defaults: { forMs: 10_000, flapWindowMs: 300_000, flapChanges: 4 },
-  detect({ now, thresholds }, service) {
+  detect({ now, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
-    for (const instance of service.instances.values()) {
+    for (const instance of instances) {
       const notServing =
         instance.health === "not_serving" && instance.healthSince !== null && now - instance.healthSince >= (t.forMs as number);
       const checks = [...instance.checks.values()];

@@ -1,16 +1,16 @@
 /** oom-kill: the kernel killed processes of the service at its memory cgroup's limit. */
-import type { Conclusion, ServiceDetector } from "../model.js";
+import type { Conclusion, InstanceDetector } from "../model.js";
 import { formatBytes } from "../stats.js";
 import { ago, confidence, evidence, where } from "./signals.js";
 
-export const oomKill: ServiceDetector = {
+export const oomKill: InstanceDetector = {
   kind: "oom-kill",
-  scope: "service",
+  scope: "instance",
   defaults: { windowMs: 900_000 },
-  detect({ now, thresholds }, service) {
+  detect({ now, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
-    for (const instance of service.instances.values()) {
+    for (const instance of instances) {
       const kills = instance.events.filter((e) => e.kind === "service.oom_killed" && e.time >= now - (t.windowMs as number));
       if (kills.length === 0) continue;
       const count = kills.reduce((n, e) => n + (Number(e.attributes.kills) || 1), 0);

@@ -3,7 +3,7 @@
  * grows steadily, with the time to its limit at that rate), resource-spike (far outside its own
  * learned baseline). A job's use while it runs is its work, not a fault (signals.ts `jobLike`).
  */
-import type { Conclusion, InstanceState, ServiceDetector } from "../model.js";
+import type { Baseline, Conclusion, InstanceDetector, Series, Thresholds } from "../model.js";
 import { formatBytes, formatDuration, MIB, mad, median, robustZ, shareAtLeast, trend } from "../stats.js";
 import { ago, confidence, evidence, jobLike, lastStart, where, window } from "./signals.js";
 
@@ -11,14 +11,14 @@ const CPU = "service.cpu.cores";
 const RSS = "service.memory.rss_bytes";
 const LIMIT = "service.memory.limit_bytes";
 
-export const cpuSaturation: ServiceDetector = {
+export const cpuSaturation: InstanceDetector = {
   kind: "cpu-saturation",
-  scope: "service",
-  defaults: { windowMs: 60_000, share: 0.9, hostBusy: 0.9, mainConsumer: 0.5, minSamples: 3, restartGapMs: 30_000 },
-  detect({ now, state, thresholds }, service) {
+  scope: "instance",
+  defaults: { windowMs: 60_000, share: 0.9, hostBusy: 0.9, mainConsumer: 0.5, topConsumer: 0.25, minSamples: 3, restartGapMs: 30_000 },
+  detect({ now, state, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
-    for (const instance of service.instances.values()) {
+    for (const instance of instances) {
       const samples = instance.metrics.get(CPU)?.points(now - (t.windowMs as number));
       if (!samples || samples.length < (t.minSamples as number)) continue;
       if ((samples[samples.length - 1] as { time: number }).time - (samples[0] as { time: number }).time < 0.6 * (t.windowMs as number))
@@ -32,7 +32,18 @@ export const cpuSaturation: ServiceDetector = {
       // All of the host to itself, or most of a host that has nothing left.
       const alone = shareAtLeast(samples, (t.share as number) * cores) >= 0.8;
       const main = used >= (t.mainConsumer as number) * cores && hostBusyShare >= 0.8;
-      if (!alone && !main) continue;
+      // The host's CPUs are full and it uses more of them than any other service there.
+      const top =
+        !alone &&
+        !main &&
+        hostBusyShare >= 0.8 &&
+        used >= (t.topConsumer as number) * cores &&
+        state.instancesOn(instance.agent).every((other) => {
+          if (other === instance) return true;
+          const theirs = other.metrics.get(CPU)?.points(now - (t.windowMs as number)) ?? [];
+          return theirs.length === 0 || median(theirs.map((s) => s.value)) < used;
+        });
+      if (!alone && !main && !top) continue;
       const job = jobLike(instance, t.restartGapMs as number);
       const unhealthy = instance.health === "not_serving";
       out.push({
@@ -63,9 +74,9 @@ export const cpuSaturation: ServiceDetector = {
   },
 };
 
-export const memoryLeak: ServiceDetector = {
+export const memoryLeak: InstanceDetector = {
   kind: "memory-leak",
-  scope: "service",
+  scope: "instance",
   defaults: {
     windowMs: 1_800_000,
     minSpanMs: 120_000,
@@ -75,10 +86,10 @@ export const memoryLeak: ServiceDetector = {
     minGrowthShare: 0.2,
     criticalWithinMs: 3_600_000,
   },
-  detect({ now, state, thresholds }, service) {
+  detect({ now, state, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
-    for (const instance of service.instances.values()) {
+    for (const instance of instances) {
       const series = instance.metrics.get(RSS);
       if (!series) continue;
       // Memory starts afresh at a restart: only what grew since counts. The longest recent
@@ -148,52 +159,58 @@ export const memoryLeak: ServiceDetector = {
   },
 };
 
-/**
- * The instance's own normal for a metric: the learned baseline (hourly rollups) when the store
- * has enough, else its own samples before the recent window.
- */
-function normal(
-  instance: InstanceState,
-  metric: string,
-  recentFrom: number,
-  now: number,
-  state: Parameters<ServiceDetector["detect"]>[0]["state"],
-) {
-  const learned = state.baseline(instance.agent, instance.key, metric, now);
-  if (learned && learned.points >= 24) return learned;
-  const older =
-    instance.metrics
-      .get(metric)
-      ?.points()
-      .filter((s) => s.time < recentFrom) ?? [];
-  if (older.length < 30) return undefined;
-  const values = older.map((s) => s.value);
-  const centre = median(values);
-  return { median: centre, mad: mad(values, centre), points: values.length, by: "all" as const };
+/** Its own normal, from its samples before the recent window; kept a minute (older samples move slowly). */
+const ownNormals = new WeakMap<Series, { at: number; base: Baseline | undefined }>();
+const OWN_NORMAL_KEEP_MS = 60_000;
+
+function ownNormal(series: Series, recentFrom: number, now: number): Baseline | undefined {
+  const cached = ownNormals.get(series);
+  if (cached && now - cached.at < OWN_NORMAL_KEEP_MS) return cached.base;
+  const older = series.points().filter((s) => s.time < recentFrom);
+  let base: Baseline | undefined;
+  if (older.length >= 30) {
+    const values = older.map((s) => s.value);
+    const centre = median(values);
+    base = { median: centre, mad: mad(values, centre), points: values.length, by: "all" };
+  }
+  ownNormals.set(series, { at: now, base });
+  return base;
 }
 
-export const resourceSpike: ServiceDetector = {
+/** Far outside `base`, by every measure the detector reads. */
+const outside = (value: number, base: Baseline, floor: number, t: Thresholds) =>
+  robustZ(value, base.median, base.mad, floor / 4) >= (t.z as number) &&
+  value >= (t.ratio as number) * base.median &&
+  value - base.median >= floor;
+
+export const resourceSpike: InstanceDetector = {
   kind: "resource-spike",
-  scope: "service",
+  scope: "instance",
   defaults: { recentMs: 60_000, z: 6, ratio: 3, minCores: 0.25, minBytes: 64 * MIB, sustainMs: 600_000, restartGapMs: 30_000 },
-  detect({ now, state, thresholds }, service) {
+  detect({ now, state, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
-    for (const instance of service.instances.values()) {
+    for (const instance of instances) {
       for (const [metric, floor, unit] of [
         [CPU, t.minCores as number, "cores"],
         [RSS, t.minBytes as number, "bytes"],
       ] as const) {
         const recentFrom = now - (t.recentMs as number);
-        const recent = instance.metrics.get(metric)?.points(recentFrom) ?? [];
-        if (recent.length < 3) continue;
-        const base = normal(instance, metric, recentFrom, now, state);
-        if (!base) continue;
+        const series = instance.metrics.get(metric);
+        const recent = series?.points(recentFrom) ?? [];
+        if (!series || recent.length < 3) continue;
         const value = median(recent.map((s) => s.value));
+        if (value < floor) continue;
+        // A candidate against its own recent normal, confirmed (or not) by the learned baseline,
+        // which knows its hour of the week: a nightly batch is its own normal there.
+        const own = ownNormal(series, recentFrom, now);
+        if (own && !outside(value, own, floor, t)) continue;
+        const learned = state.baseline(instance.agent, instance.key, metric, now);
+        const base = learned && learned.points >= 24 ? learned : own;
+        if (!base || !outside(value, base, floor, t)) continue;
         const z = robustZ(value, base.median, base.mad, floor / 4);
-        if (z < (t.z as number) || value < (t.ratio as number) * base.median || value - base.median < floor) continue;
         // How long it has been this far out (the series' own samples).
-        const all = instance.metrics.get(metric)?.points() ?? [];
+        const all = series.points();
         let since = (recent[0] as { time: number }).time;
         for (let i = all.length - 1; i >= 0; i--) {
           const s = all[i] as { time: number; value: number };
