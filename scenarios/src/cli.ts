@@ -1,0 +1,97 @@
+/**
+ * `npm run scenarios [-- --only NAME[,NAME]] [--list] [--out FILE]`: starts the lab, runs the
+ * scenarios one after another on it, prints the table and the totals, writes the results as
+ * JSON, and exits 1 when a target is missed or a scenario errored (2 on a usage error).
+ */
+import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { type ScenarioResult, scenarioResultSchema, totals } from "./judge.js";
+import { ScenarioLab, sleep } from "./lab.js";
+import { runScenario } from "./run.js";
+import { isControl } from "./scenario.js";
+import { SCENARIOS } from "./scenarios/index.js";
+import { formatTable, formatTotals, HEADER, resultRows } from "./table.js";
+
+/** A pause between scenarios, so that what stopping one caused reaches the store before the next starts. */
+const BETWEEN_MS = 3_000;
+
+function usage(message: string): never {
+  process.stderr.write(`scenarios: ${message}\nusage: npm run scenarios [-- --only NAME[,NAME...]] [--list] [--out FILE]\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parse>;
+  try {
+    args = parse();
+  } catch (error) {
+    usage((error as Error).message);
+  }
+  if (args.values.list) {
+    for (const s of SCENARIOS) process.stdout.write(`${s.name.padEnd(22)} ${isControl(s) ? "control" : s.via.padEnd(7)}  ${s.description}\n`);
+    return 0;
+  }
+  const only = args.values.only?.split(",").filter(Boolean);
+  const unknown = only?.filter((name) => !SCENARIOS.some((s) => s.name === name)) ?? [];
+  if (unknown.length > 0) usage(`no scenario named ${unknown.join(", ")} (--list shows them)`);
+  const chosen = only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
+  const out = resolve(args.values.out ?? "scenarios-result.json");
+
+  const missing = ScenarioLab.missing();
+  if (missing) {
+    process.stderr.write(`scenarios: the lab ${missing}; run it as root on Linux with WireGuard, nftables and cgroup v1 memory.\n`);
+    return 1;
+  }
+  const began = Date.now();
+  const log = (line: string) => process.stdout.write(`[${clock(began)}] ${line}\n`);
+  log(`starting the lab (a coordinator and ${3} agent hosts) for ${chosen.length} scenario(s)`);
+  const lab = await ScenarioLab.start(log);
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal}: stopping every process and removing the lab`);
+    void lab.destroy().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const results: ScenarioResult[] = [];
+  const retired = new Set<string>();
+  try {
+    for (const scenario of chosen) {
+      const result = await runScenario(lab, scenario, { log, retired });
+      results.push(scenarioResultSchema.parse(result));
+      await sleep(BETWEEN_MS);
+    }
+  } finally {
+    await lab.destroy();
+  }
+
+  const t = totals(results);
+  process.stdout.write(`\n${formatTable(HEADER, resultRows(results))}\n\n${formatTotals(t)}\n`);
+  writeFileSync(out, `${JSON.stringify({ startedAt: began, endedAt: Date.now(), totals: t, scenarios: results }, null, 2)}\n`);
+  process.stdout.write(`results: ${out} (${clock(began)} in all)\n`);
+  return t.missed.length === 0 ? 0 : 1;
+}
+
+function parse() {
+  return parseArgs({
+    options: { only: { type: "string" }, list: { type: "boolean" }, out: { type: "string" } },
+    allowPositionals: false,
+  });
+}
+
+const clock = (since: number) => {
+  const s = Math.round((Date.now() - since) / 1000);
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+};
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`scenarios: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

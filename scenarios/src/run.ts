@@ -1,0 +1,200 @@
+/**
+ * Runs one scenario on the lab: its services, the warm-up, the fault (or the control's window),
+ * polling `GET /v1/findings` every 500 ms, then what the store showed, then its services stopped.
+ */
+import { statfsSync } from "node:fs";
+import { eventsResponseSchema, type Finding, findingsResponseSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
+import { ApiError } from "./api.js";
+import { brief, controlFalsePositives, isExpected, type ScenarioResult, topOf } from "./judge.js";
+import { type ScenarioLab, sleep } from "./lab.js";
+import { DEFAULT_TIMEOUT_MS, isControl, type Scenario, type ScenarioContext, type Signal } from "./scenario.js";
+
+const POLL_MS = 500;
+/** A control's findings are watched this much past its window: what its last behaviour caused. */
+const CONTROL_GRACE_MS = 10_000;
+
+/** Every finding the coordinator has (open and resolved), in its order; ApiError when it cannot answer. */
+async function allFindings(lab: ScenarioLab): Promise<Finding[]> {
+  return (await lab.api.get("/v1/findings?all=true&limit=1000", findingsResponseSchema)).findings;
+}
+
+/** The engine is not there (this coordinator has no findings route): nothing to poll. */
+const noEngine = (error: unknown) => error instanceof ApiError && error.status === 404;
+
+export async function runScenario(
+  lab: ScenarioLab,
+  scenario: Scenario,
+  /** `retired`: services of the scenarios before; this one's are added once it ends. */
+  options: { log: (line: string) => void; retired: Set<string> },
+): Promise<ScenarioResult> {
+  const log = (line: string) => options.log(`  ${scenario.name}: ${line}`);
+  const ctx: ScenarioContext = { lab, log, services: new Map() };
+  const startedAt = Date.now();
+  const seen = new Map<string, Finding>();
+  const result: ScenarioResult = {
+    name: scenario.name,
+    via: scenario.via,
+    control: isControl(scenario),
+    expected: isControl(scenario) ? null : { ...scenario.expect },
+    top: null,
+    right: false,
+    secondsToFinding: null,
+    falsePositives: [],
+    findings: [],
+    signals: [],
+    error: null,
+    startedAt,
+    faultAt: null,
+    endedAt: startedAt,
+  };
+  // Findings about services of earlier scenarios (stopped, or still resolving) are not this one's.
+  const ours = (f: Finding) => !options.retired.has(f.service ?? "") && !options.retired.has(f.rootCause.service ?? "");
+  let engine = true;
+  const poll = async (): Promise<Finding[]> => {
+    if (!engine) return [];
+    try {
+      const findings = (await allFindings(lab)).filter(ours);
+      for (const f of findings) if (f.openedAt >= startedAt) seen.set(f.id, f);
+      return findings;
+    } catch (error) {
+      if (noEngine(error)) {
+        engine = false;
+        result.error = "the coordinator has no findings engine (GET /v1/findings answers 404)";
+        log("the coordinator has no findings engine yet (GET /v1/findings: 404): checking the store's signals only");
+        return [];
+      }
+      throw error;
+    }
+  };
+
+  try {
+    log(`started: ${scenario.description}`);
+    await scenario.setup(ctx);
+    log(`warm-up ${Math.round(scenario.warmupMs / 1000)} s`);
+    const warmupEnd = Date.now() + scenario.warmupMs;
+    while (Date.now() < warmupEnd) {
+      await poll();
+      await sleep(Math.min(2_000, Math.max(0, warmupEnd - Date.now())));
+    }
+    if (isControl(scenario)) {
+      const windowStart = Date.now();
+      if (scenario.act) await scenario.act(ctx);
+      log(`normal behaviour for ${Math.round(scenario.windowMs / 1000)} s`);
+      const end = windowStart + scenario.windowMs + CONTROL_GRACE_MS;
+      let reported = 0;
+      while (Date.now() < end) {
+        await poll();
+        const against = controlFalsePositives([...seen.values()], { from: startedAt, to: end }, scenario.watches);
+        for (const f of against.slice(reported)) log(`finding opened: ${f.severity} ${f.kind} ${f.service ?? "(host)"}: ${f.summary}`);
+        reported = against.length;
+        await sleep(POLL_MS);
+      }
+      result.falsePositives = controlFalsePositives([...seen.values()], { from: startedAt, to: end }, scenario.watches).map(brief);
+      result.right = result.falsePositives.length === 0 && engine;
+      log(result.falsePositives.length === 0 ? "no finding of severity warning or above" : `${result.falsePositives.length} finding(s) against it`);
+    } else {
+      result.faultAt = Date.now();
+      await scenario.fault(ctx);
+      log("fault injected");
+      const deadline = result.faultAt + (scenario.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      let lastTop: string | undefined;
+      while (Date.now() < deadline) {
+        const findings = await poll();
+        if (!engine) {
+          if (await signalsSeen(lab, scenario, startedAt)) break;
+          await sleep(2_000);
+          continue;
+        }
+        const top = topOf(findings, startedAt);
+        if (top) {
+          result.top = brief(top);
+          const text = `${top.rootCause.service ?? "(host)"} ${top.rootCause.kind} (${top.severity}, confidence ${top.confidence.toFixed(2)})`;
+          if (text !== lastTop) log(`top-1 now ${text}`);
+          lastTop = text;
+        }
+        if (isExpected(scenario.expect, top)) {
+          result.right = true;
+          result.secondsToFinding = (Date.now() - result.faultAt) / 1000;
+          log(`found after ${result.secondsToFinding.toFixed(1)} s`);
+          break;
+        }
+        await sleep(POLL_MS);
+      }
+      if (engine && !result.right) log(`not found within ${Math.round((deadline - result.faultAt) / 1000)} s`);
+    }
+    result.signals = await checkSignals(lab, scenario, startedAt);
+    for (const s of result.signals) log(`store ${s.seen ? "✓" : "✗"} ${s.signal}: ${s.detail}`);
+  } catch (error) {
+    result.error = error instanceof Error ? error.message : String(error);
+    log(`error: ${result.error}`);
+  } finally {
+    await lab.stopAll();
+    try {
+      await scenario.teardown?.(ctx);
+    } catch (error) {
+      log(`teardown failed: ${(error as Error).message}`);
+    }
+  }
+  result.findings = [...seen.values()].map(brief);
+  result.endedAt = Date.now();
+  for (const name of servicesOf(scenario, ctx)) options.retired.add(name);
+  return result;
+}
+
+/** The services a scenario ran: those it started, its jobs and workers (named in its signals), those a control watches. */
+function servicesOf(scenario: Scenario, ctx: ScenarioContext): string[] {
+  const names = new Set(ctx.services.keys());
+  if (isControl(scenario)) for (const s of scenario.watches.services) names.add(s);
+  for (const signal of scenario.signals ?? []) if ("service" in signal) names.add(signal.service);
+  return [...names];
+}
+
+async function signalsSeen(lab: ScenarioLab, scenario: Scenario, since: number): Promise<boolean> {
+  const checked = await checkSignals(lab, scenario, since);
+  return checked.length > 0 && checked.every((s) => s.seen);
+}
+
+export function describeSignal(signal: Signal): string {
+  if ("event" in signal) return `${signal.event} of ${signal.service}${signal.source ? ` (${signal.source})` : ""}${(signal.atLeast ?? 1) > 1 ? ` ×${signal.atLeast}+` : ""}`;
+  if ("metric" in signal) return `${signal.metric} of ${signal.service} ${signal.test} ${signal.value}`;
+  return `disk of ${signal.disk} above ${Math.round(signal.usedAbove * 100)} % used`;
+}
+
+/** Each declared signal, looked up in the store through the API (or, for a disk, on the host). */
+export async function checkSignals(lab: ScenarioLab, scenario: Scenario, since: number): Promise<ScenarioResult["signals"]> {
+  const out: ScenarioResult["signals"] = [];
+  for (const signal of scenario.signals ?? []) {
+    const name = describeSignal(signal);
+    try {
+      if ("event" in signal) {
+        const { events } = await lab.api.get(`/v1/events?since=${since}&kind=${encodeURIComponent(signal.event)}&limit=1000`, eventsResponseSchema);
+        const matching = events.filter(
+          (e) => (e.subject.name === signal.service || e.attributes.service === signal.service) && (!signal.source || e.source === signal.source),
+        );
+        out.push({ signal: name, seen: matching.length >= (signal.atLeast ?? 1), detail: `${matching.length} event(s)` });
+      } else if ("metric" in signal) {
+        const answer = await lab.api.get(
+          `/v1/services/${encodeURIComponent(signal.service)}/metrics?metric=${encodeURIComponent(signal.metric)}&since=${since}&resolution=raw`,
+          metricsResponseSchema,
+        );
+        const points = answer.series.flatMap((s) => s.points).sort((a, b) => a.t - b.t);
+        const first = points[0]?.avg ?? Number.NaN;
+        const last = points.at(-1)?.avg ?? Number.NaN;
+        const max = Math.max(...points.map((p) => p.max));
+        const seen = signal.test === "grows" ? last - first > signal.value : max > signal.value;
+        out.push({ signal: name, seen, detail: `${points.length} sample(s), first ${fmt(first)}, last ${fmt(last)}, max ${fmt(max)}` });
+      } else {
+        const mount = lab.hosts[signal.disk].data;
+        if (!mount) throw new Error(`${signal.disk} has no data volume`);
+        const fs = statfsSync(mount);
+        const used = 1 - fs.bavail / fs.blocks;
+        out.push({ signal: name, seen: used > signal.usedAbove, detail: `${Math.round(used * 1000) / 10} % used (statfs)` });
+      }
+    } catch (error) {
+      out.push({ signal: name, seen: false, detail: `could not check: ${(error as Error).message}` });
+    }
+  }
+  return out;
+}
+
+const fmt = (n: number) => (Number.isFinite(n) ? (Math.abs(n) >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : String(Math.round(n * 100) / 100)) : "-");
