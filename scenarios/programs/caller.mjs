@@ -49,4 +49,4 @@ setInterval(async () => {
   }
 }, 1_000);
 
-createHttpServer((req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");
+createHttpServer((_req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");

@@ -5,7 +5,7 @@ import { Worker } from "node:worker_threads";
 
 const RELEASE = /* release */ {};
 const { port = 8080, threads = 2 } = RELEASE;
-createServer((req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");
+createServer((_req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");
 
 const reindex = `
   let level = 0;

@@ -5,7 +5,7 @@ import { createServer } from "node:http";
 
 const RELEASE = /* release */ {};
 const { port = 8080, chunkBytes = 2 * 1024 * 1024 } = RELEASE;
-createServer((req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");
+createServer((_req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");
 
 const statements = [];
 process.on("SIGUSR2", () => {

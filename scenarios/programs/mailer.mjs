@@ -2,14 +2,14 @@
 // exiting normally (to bound its memory), replaced at once by the master. Workers retire at a
 // modest rate, one every `lifetimeMs / size` on average.
 import { fork } from "node:child_process";
-import { dirname, join } from "node:path";
 import { createServer } from "node:http";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const RELEASE = /* release */ {};
 const { port = 8080, size = 4, lifetimeMs = 30_000 } = RELEASE;
 const workerFile = join(dirname(fileURLToPath(import.meta.url)), "sender.mjs");
-createServer((req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");
+createServer((_req, res) => res.writeHead(200).end("ok\n")).listen(port, "0.0.0.0");
 
 const start = (delay) => {
   // Spread the lifetimes so that workers do not all retire together.

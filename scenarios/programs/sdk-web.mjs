@@ -8,8 +8,8 @@ const RELEASE = /* release */ {};
 const { service = "shop", version = "1.0.0", port = 8080, sdkPort = 50151, failAtStartupAfterMs, flapEveryMs = 6_000 } = RELEASE;
 
 let paymentsUp = true;
-let flapping;
-const http = createServer((req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ version })));
+let _flapping;
+const http = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ version })));
 http.listen(port, "0.0.0.0");
 
 const coral = await startCoralSdk({
@@ -19,7 +19,8 @@ const coral = await startCoralSdk({
   config: { port, database: { url: "postgres://app:hunter2@10.0.0.5:5432/app", pool: 5 } },
   checks: {
     database: () => ({ ok: true, message: "connected" }),
-    payments: () => (paymentsUp ? { ok: true, message: "provider answered in 40 ms" } : { ok: false, message: "provider timed out after 2 s" }),
+    payments: () =>
+      paymentsUp ? { ok: true, message: "provider answered in 40 ms" } : { ok: false, message: "provider timed out after 2 s" },
   },
   checkIntervalMs: 1_000,
   handleSignals: false,
@@ -33,7 +34,7 @@ process.once("SIGTERM", async () => {
   process.exit(0);
 });
 process.on("SIGUSR2", () => {
-  flapping ??= setInterval(() => {
+  _flapping ??= setInterval(() => {
     paymentsUp = !paymentsUp;
   }, flapEveryMs);
 });

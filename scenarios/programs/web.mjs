@@ -6,7 +6,7 @@ const RELEASE = /* release */ {};
 const { version = "1.0.0", port = 8080, failAtStartupAfterMs } = RELEASE;
 
 let served = 0;
-const server = createServer((req, res) => {
+const server = createServer((_req, res) => {
   served++;
   res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ version, served }));
 });

@@ -1,5 +1,5 @@
 /**
- * `npm run scenarios [-- --only NAME[,NAME]] [--list] [--out FILE]`: starts the lab, runs the
+ * `npm run scenarios [-- --only NAME[,NAME]] [--list] [--out FILE] [--warmup S]`: starts the lab, runs the
  * scenarios one after another on it, prints the table and the totals, writes the results as
  * JSON, and exits 1 when a target is missed or a scenario errored (2 on a usage error).
  */
@@ -17,7 +17,9 @@ import { formatTable, formatTotals, HEADER, resultRows } from "./table.js";
 const BETWEEN_MS = 3_000;
 
 function usage(message: string): never {
-  process.stderr.write(`scenarios: ${message}\nusage: npm run scenarios [-- --only NAME[,NAME...]] [--list] [--out FILE]\n`);
+  process.stderr.write(
+    `scenarios: ${message}\nusage: npm run scenarios [-- --only NAME[,NAME...]] [--list] [--out FILE] [--warmup SECONDS]\n`,
+  );
   process.exit(2);
 }
 
@@ -29,13 +31,19 @@ async function main(): Promise<number> {
     usage((error as Error).message);
   }
   if (args.values.list) {
-    for (const s of SCENARIOS) process.stdout.write(`${s.name.padEnd(22)} ${isControl(s) ? "control" : s.via.padEnd(7)}  ${s.description}\n`);
+    for (const s of SCENARIOS)
+      process.stdout.write(`${s.name.padEnd(22)} ${isControl(s) ? "control" : s.via.padEnd(7)}  ${s.description}\n`);
     return 0;
   }
   const only = args.values.only?.split(",").filter(Boolean);
   const unknown = only?.filter((name) => !SCENARIOS.some((s) => s.name === name)) ?? [];
   if (unknown.length > 0) usage(`no scenario named ${unknown.join(", ")} (--list shows them)`);
-  const chosen = only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
+  const warmup = args.values.warmup === undefined ? undefined : Number(args.values.warmup);
+  if (warmup !== undefined && !(Number.isFinite(warmup) && warmup >= 0)) usage("--warmup is a number of seconds");
+  // --warmup shortens every warm-up, for trying the lab itself: baselines need the full ones.
+  const chosen = (only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS).map((s) =>
+    warmup === undefined ? s : { ...s, warmupMs: Math.min(s.warmupMs, warmup * 1000) },
+  );
   const out = resolve(args.values.out ?? "scenarios-result.json");
 
   const missing = ScenarioLab.missing();
@@ -78,7 +86,7 @@ async function main(): Promise<number> {
 
 function parse() {
   return parseArgs({
-    options: { only: { type: "string" }, list: { type: "boolean" }, out: { type: "string" } },
+    options: { only: { type: "string" }, list: { type: "boolean" }, out: { type: "string" }, warmup: { type: "string" } },
     allowPositionals: false,
   });
 }

@@ -13,7 +13,18 @@
  * and by the synchronous cleanup on process exit (Ctrl-C, a crash).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, realpathSync, renameSync, rmdirSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { LabCoordinator } from "@coral-mesh/coordinator/testing";
@@ -177,7 +188,8 @@ export class ScenarioLab {
   static missing(): string | null {
     const missing = missingForNatLab();
     if (missing) return missing;
-    if (!existsSync(join(MEMORY_CGROUPS, "memory.limit_in_bytes"))) return `needs the memory cgroup controller at ${MEMORY_CGROUPS} (cgroup v1)`;
+    if (!existsSync(join(MEMORY_CGROUPS, "memory.limit_in_bytes")))
+      return `needs the memory cgroup controller at ${MEMORY_CGROUPS} (cgroup v1)`;
     return null;
   }
 
@@ -197,7 +209,11 @@ export class ScenarioLab {
     const { mesh } = this;
     const hub = mesh.nat.addSite("hub", "none");
     // host-a is on the internet (a data centre), host-b and host-c behind NAT routers of their own.
-    const sites = [mesh.nat.addSite("dc", "none"), mesh.nat.addSite("office", "port-restricted"), mesh.nat.addSite("cloud", "port-restricted")];
+    const sites = [
+      mesh.nat.addSite("dc", "none"),
+      mesh.nat.addSite("office", "port-restricted"),
+      mesh.nat.addSite("cloud", "port-restricted"),
+    ];
     this.coordinator = labCoordinator(mesh, hub, "hub");
     await this.coordinator.start();
     this.watch.start(this.coordinator);
@@ -241,7 +257,11 @@ export class ScenarioLab {
           },
         }),
       );
-      const agent = new LabAgent(mesh, labHost, name, [`--plugins=${join(PLUGINS, "passive.mjs")},${join(PLUGINS, "sdk.mjs")}`, "--config", config]);
+      const agent = new LabAgent(mesh, labHost, name, [
+        `--plugins=${join(PLUGINS, "passive.mjs")},${join(PLUGINS, "sdk.mjs")}`,
+        "--config",
+        config,
+      ]);
       this.hosts[name] = { name, ns: labHost.ns, address: labHost.address, dir, node, srv, data, agent };
       agent.start(invite);
       try {
@@ -297,7 +317,9 @@ export class ScenarioLab {
   async stopAll(): Promise<void> {
     const children = [...this.children];
     for (const child of children) killGroup(child);
-    await Promise.all(children.map((child) => (child.exitCode === null && child.signalCode === null ? new Promise((r) => child.once("exit", r)) : null)));
+    await Promise.all(
+      children.map((child) => (child.exitCode === null && child.signalCode === null ? new Promise((r) => child.once("exit", r)) : null)),
+    );
     await this.removeCgroups();
   }
 

@@ -91,7 +91,11 @@ export async function runScenario(
       }
       result.falsePositives = controlFalsePositives([...seen.values()], { from: startedAt, to: end }, scenario.watches).map(brief);
       result.right = result.falsePositives.length === 0 && engine;
-      log(result.falsePositives.length === 0 ? "no finding of severity warning or above" : `${result.falsePositives.length} finding(s) against it`);
+      log(
+        result.falsePositives.length === 0
+          ? "no finding of severity warning or above"
+          : `${result.falsePositives.length} finding(s) against it`,
+      );
     } else {
       result.faultAt = Date.now();
       await scenario.fault(ctx);
@@ -155,7 +159,8 @@ async function signalsSeen(lab: ScenarioLab, scenario: Scenario, since: number):
 }
 
 export function describeSignal(signal: Signal): string {
-  if ("event" in signal) return `${signal.event} of ${signal.service}${signal.source ? ` (${signal.source})` : ""}${(signal.atLeast ?? 1) > 1 ? ` ×${signal.atLeast}+` : ""}`;
+  if ("event" in signal)
+    return `${signal.event} of ${signal.service}${signal.source ? ` (${signal.source})` : ""}${(signal.atLeast ?? 1) > 1 ? ` ×${signal.atLeast}+` : ""}`;
   if ("metric" in signal) return `${signal.metric} of ${signal.service} ${signal.test} ${signal.value}`;
   return `disk of ${signal.disk} above ${Math.round(signal.usedAbove * 100)} % used`;
 }
@@ -167,9 +172,14 @@ export async function checkSignals(lab: ScenarioLab, scenario: Scenario, since: 
     const name = describeSignal(signal);
     try {
       if ("event" in signal) {
-        const { events } = await lab.api.get(`/v1/events?since=${since}&kind=${encodeURIComponent(signal.event)}&limit=1000`, eventsResponseSchema);
+        const { events } = await lab.api.get(
+          `/v1/events?since=${since}&kind=${encodeURIComponent(signal.event)}&limit=1000`,
+          eventsResponseSchema,
+        );
         const matching = events.filter(
-          (e) => (e.subject.name === signal.service || e.attributes.service === signal.service) && (!signal.source || e.source === signal.source),
+          (e) =>
+            (e.subject.name === signal.service || e.attributes.service === signal.service) &&
+            (!signal.source || e.source === signal.source),
         );
         out.push({ signal: name, seen: matching.length >= (signal.atLeast ?? 1), detail: `${matching.length} event(s)` });
       } else if ("metric" in signal) {
@@ -197,4 +207,5 @@ export async function checkSignals(lab: ScenarioLab, scenario: Scenario, since: 
   return out;
 }
 
-const fmt = (n: number) => (Number.isFinite(n) ? (Math.abs(n) >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : String(Math.round(n * 100) / 100)) : "-");
+const fmt = (n: number) =>
+  Number.isFinite(n) ? (Math.abs(n) >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : String(Math.round(n * 100) / 100)) : "-";

@@ -1,12 +1,17 @@
 /** The table `npm run scenarios` prints, and its totals. */
-import { type ScenarioResult, type Totals, percent } from "./judge.js";
+import { percent, type ScenarioResult, type Totals } from "./judge.js";
 
 const expectedText = (r: ScenarioResult) =>
-  r.control ? "no warning+" : r.expected ? `${r.expected.service ?? "(host)"} ${r.expected.kind}${r.expected.agent && r.expected.service === null ? ` @${r.expected.agent}` : ""}` : "";
+  r.control
+    ? "no warning+"
+    : r.expected
+      ? `${r.expected.service ?? "(host)"} ${r.expected.kind}${r.expected.agent && r.expected.service === null ? ` @${r.expected.agent}` : ""}`
+      : "";
 
 function foundText(r: ScenarioResult): string {
-  if (r.error) return "error";
-  if (r.control) return r.falsePositives.length === 0 ? "none" : r.falsePositives.map((f) => `${f.service ?? "(host)"} ${f.kind}`).join(", ");
+  if (r.error) return r.error.includes("no findings engine") ? "no engine" : "error";
+  if (r.control)
+    return r.falsePositives.length === 0 ? "none" : r.falsePositives.map((f) => `${f.service ?? "(host)"} ${f.kind}`).join(", ");
   if (!r.top) return "none";
   const root = r.top.rootCause;
   return `${root.service ?? "(host)"} ${root.kind}${root.service === null && root.agent ? ` @${root.agent}` : ""}`;

@@ -83,7 +83,12 @@ describe("a control's false positives", () => {
       [
         finding({ id: "job", service: "export", rootCause: { service: "export", agent: "host-c", kind: "crash-loop" }, openedAt: 2_000 }),
         finding({ id: "host", service: null, agent: "host-c", severity: "critical", kind: "host-pressure", openedAt: 3_000 }),
-        finding({ id: "points-at-it", service: "web", rootCause: { service: "reports", agent: "host-c", kind: "dependency-down" }, openedAt: 4_000 }),
+        finding({
+          id: "points-at-it",
+          service: "web",
+          rootCause: { service: "reports", agent: "host-c", kind: "dependency-down" },
+          openedAt: 4_000,
+        }),
       ],
       window,
       watches,
@@ -130,7 +135,9 @@ describe("the totals", () => {
         name: "d",
         control: true,
         expected: null,
-        falsePositives: [{ ...fp, rootCause: { service: "rollup", agent: "host-a", kind: "cpu-saturation" }, confidence: 0.5, summary: "", openedAt: 1 }],
+        falsePositives: [
+          { ...fp, rootCause: { service: "rollup", agent: "host-a", kind: "cpu-saturation" }, confidence: 0.5, summary: "", openedAt: 1 },
+        ],
       }),
     ]);
     expect(t.missed).toEqual([
@@ -177,7 +184,7 @@ describe("the table", () => {
 
 describe("a release", () => {
   it("is baked into the program's RELEASE, so that a new release is a new file", () => {
-    const source = 'const RELEASE = /* release */ {};\nconsole.log(RELEASE.version);\n';
+    const source = "const RELEASE = /* release */ {};\nconsole.log(RELEASE.version);\n";
     expect(renderRelease(source, { version: "2.4.1" })).toBe('const RELEASE = {"version":"2.4.1"};\nconsole.log(RELEASE.version);\n');
     expect(renderRelease("plain();\n", { version: "2" })).toBe("plain();\n");
   });

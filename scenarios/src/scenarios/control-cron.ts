@@ -10,7 +10,15 @@ export default {
   warmupMs: 0,
   windowMs: 130_000,
   async setup({ lab, services }) {
-    services.set("reports", lab.launch("host-c", { program: "scheduler.mjs", as: "reports", release: { everyMs: 30_000, job: "export.mjs" }, with: ["export.mjs"] }));
+    services.set(
+      "reports",
+      lab.launch("host-c", {
+        program: "scheduler.mjs",
+        as: "reports",
+        release: { everyMs: 30_000, job: "export.mjs" },
+        with: ["export.mjs"],
+      }),
+    );
   },
   signals: [{ event: "process.started", service: "export", atLeast: 2 }],
 } satisfies ControlScenario;

@@ -20,7 +20,10 @@ export default {
         supervised: true,
       }),
     );
-    services.set("accounts", lab.launch("host-b", { program: "web.mjs", as: "accounts", release: { version: "1.0.0", port: 8089 }, supervised: true }));
+    services.set(
+      "accounts",
+      lab.launch("host-b", { program: "web.mjs", as: "accounts", release: { version: "1.0.0", port: 8089 }, supervised: true }),
+    );
   },
   async act({ services }) {
     await services.get("search")?.deploy({ service: "search", version: "5.3.0", port: 8088, sdkPort: SDK_PORTS[2] });

@@ -10,7 +10,15 @@ export default {
   warmupMs: 0,
   windowMs: 130_000,
   async setup({ lab, services }) {
-    services.set("mailer", lab.launch("host-b", { program: "mailer.mjs", as: "mailer", release: { port: 8090, size: 4, lifetimeMs: 20_000 }, with: ["sender.mjs"] }));
+    services.set(
+      "mailer",
+      lab.launch("host-b", {
+        program: "mailer.mjs",
+        as: "mailer",
+        release: { port: 8090, size: 4, lifetimeMs: 20_000 },
+        with: ["sender.mjs"],
+      }),
+    );
   },
   signals: [{ event: "process.exited", service: "sender", atLeast: 3 }],
 } satisfies ControlScenario;

@@ -8,7 +8,10 @@ export default {
   expect: { service: "inventory", kind: "cpu-saturation" },
   warmupMs: 45_000,
   async setup({ lab, services }) {
-    services.set("inventory", lab.launch("host-b", { program: "inventory.mjs", as: "inventory", release: { port: 8082, threads: 2 }, supervised: true, nice: 10 }));
+    services.set(
+      "inventory",
+      lab.launch("host-b", { program: "inventory.mjs", as: "inventory", release: { port: 8082, threads: 2 }, supervised: true, nice: 10 }),
+    );
   },
   async fault({ services }) {
     if (!services.get("inventory")?.signal("SIGUSR2")) throw new Error("inventory is not running");

@@ -8,7 +8,10 @@ export default {
   expect: { service: "api", kind: "bad-deploy" },
   warmupMs: 45_000,
   async setup({ lab, services }) {
-    services.set("api", lab.launch("host-a", { program: "web.mjs", as: "api", release: { version: "3.8.0", port: 8080 }, supervised: true }));
+    services.set(
+      "api",
+      lab.launch("host-a", { program: "web.mjs", as: "api", release: { version: "3.8.0", port: 8080 }, supervised: true }),
+    );
   },
   async fault({ services }) {
     await services.get("api")?.deploy({ version: "3.9.0", port: 8080, failAtStartupAfterMs: 2_500 });

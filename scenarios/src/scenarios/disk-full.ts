@@ -11,7 +11,10 @@ export default {
   warmupMs: 45_000,
   async setup({ lab, services }) {
     const dataDir = lab.hosts["host-c"].data;
-    services.set("uploads", lab.launch("host-c", { program: "uploads.mjs", as: "uploads", release: { port: 8087, dataDir }, supervised: true }));
+    services.set(
+      "uploads",
+      lab.launch("host-c", { program: "uploads.mjs", as: "uploads", release: { port: 8087, dataDir }, supervised: true }),
+    );
   },
   async fault({ services }) {
     if (!services.get("uploads")?.signal("SIGUSR2")) throw new Error("uploads is not running");

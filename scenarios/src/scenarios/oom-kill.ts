@@ -10,7 +10,13 @@ export default {
   async setup({ lab, services }) {
     services.set(
       "ledger",
-      lab.launch("host-b", { program: "ledger.mjs", as: "ledger", release: { port: 8086 }, supervised: true, memoryLimitBytes: 160 * 1024 * 1024 }),
+      lab.launch("host-b", {
+        program: "ledger.mjs",
+        as: "ledger",
+        release: { port: 8086 },
+        supervised: true,
+        memoryLimitBytes: 160 * 1024 * 1024,
+      }),
     );
   },
   async fault({ services }) {
