@@ -220,6 +220,12 @@ export class ScenarioLab {
     this.api.start(this.coordinator);
     this.cgroupParent = join(MEMORY_CGROUPS, `coral-scenarios-${mesh.nat.prefix}`);
     mkdirSync(this.cgroupParent);
+    // The agents run under `ip netns exec`, whose /sys has no cgroup mounts: the memory
+    // hierarchy is mounted again where they can read it (passive's `cgroupRoot`).
+    const cgroupRoot = join(mesh.dir, "cgroup");
+    mkdirSync(join(cgroupRoot, "memory"), { recursive: true });
+    exec("mount", ["-t", "cgroup", "-o", "memory", "coral-scenarios", join(cgroupRoot, "memory")]);
+    this.mounts.push(join(cgroupRoot, "memory"));
     const { invite } = await this.coordinator.json<{ invite: string }>("token", "create", "--uses", String(HOST_NAMES.length));
     for (const [i, name] of HOST_NAMES.entries()) {
       const labHost = sites[i]?.hosts[0] as LabHost;
@@ -251,6 +257,7 @@ export class ScenarioLab {
             passive: {
               include: [`^${escapeRegExp(node)}$`],
               serviceAfterMs: SERVICE_AFTER_MS,
+              cgroupRoot,
               ...(data ? { mounts: [data] } : {}),
             },
             sdk: { ports: SDK_PORTS },
@@ -283,15 +290,14 @@ export class ScenarioLab {
     for (const other of spec.with ?? []) copyFileSync(join(PROGRAMS, other), join(dir, other));
     let command = spec.supervised ? ["/bin/sh", join(PROGRAMS, "supervise.sh"), host.node, script] : [host.node, script];
     if (spec.nice !== undefined) command = ["nice", "-n", String(spec.nice), ...command];
+    let cgroup: string | undefined;
     if (spec.memoryLimitBytes !== undefined) {
-      const cgroup = join(this.cgroupParent as string, `${host.name}-${spec.as}`);
+      cgroup = join(this.cgroupParent as string, `${host.name}-${spec.as}`);
       mkdirSync(cgroup);
       this.cgroups.push(cgroup);
       writeFileSync(join(cgroup, "memory.limit_in_bytes"), String(spec.memoryLimitBytes));
-      // The process joins the cgroup before it starts the program, so all it runs is in there.
-      command = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...command];
     }
-    const child = this.spawnInHost(host, command, dir);
+    const child = this.spawnInHost(host, command, dir, cgroup);
     return new RunningService(this, host, spec, script, child);
   }
 
@@ -301,8 +307,14 @@ export class ScenarioLab {
     return this.spawnInHost(host, [process.execPath, join(PROGRAMS, program), ...args], host.dir);
   }
 
-  private spawnInHost(host: ScenarioHost, command: string[], cwd: string): ChildProcess {
-    const child = spawn("ip", ["netns", "exec", host.ns, ...command], { cwd, stdio: "ignore", detached: true });
+  /**
+   * Runs `command` in the host's namespace, in `cgroup` when given. The process joins the cgroup
+   * before `ip netns exec`, which mounts a /sys of the namespace's own, without the cgroup mounts.
+   */
+  private spawnInHost(host: ScenarioHost, command: string[], cwd: string, cgroup?: string): ChildProcess {
+    const inNs = ["ip", "netns", "exec", host.ns, ...command];
+    const [file, ...args] = cgroup ? ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...inNs] : inNs;
+    const child = spawn(file as string, args, { cwd, stdio: "ignore", detached: true });
     this.children.add(child);
     child.once("exit", () => this.children.delete(child));
     return child;

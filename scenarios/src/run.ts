@@ -3,7 +3,9 @@
  * polling `GET /v1/findings` every 500 ms, then what the store showed, then its services stopped.
  */
 import { statfsSync } from "node:fs";
+import { join } from "node:path";
 import { eventsResponseSchema, type Finding, findingsResponseSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
+import Database from "better-sqlite3";
 import { ApiError } from "./api.js";
 import { brief, controlFalsePositives, isExpected, type ScenarioResult, topOf } from "./judge.js";
 import { type ScenarioLab, sleep } from "./lab.js";
@@ -70,6 +72,11 @@ export async function runScenario(
   try {
     log(`started: ${scenario.description}`);
     await scenario.setup(ctx);
+    await sleep(1_000);
+    for (const service of ctx.services.values()) {
+      if (service.child.exitCode !== null || service.child.signalCode !== null)
+        throw new Error(`${service.name} exited as it started (${service.child.exitCode ?? service.child.signalCode})`);
+    }
     log(`warm-up ${Math.round(scenario.warmupMs / 1000)} s`);
     const warmupEnd = Date.now() + scenario.warmupMs;
     while (Date.now() < warmupEnd) {
@@ -198,13 +205,33 @@ export async function checkSignals(lab: ScenarioLab, scenario: Scenario, since: 
         if (!mount) throw new Error(`${signal.disk} has no data volume`);
         const fs = statfsSync(mount);
         const used = 1 - fs.bavail / fs.blocks;
-        out.push({ signal: name, seen: used > signal.usedAbove, detail: `${Math.round(used * 1000) / 10} % used (statfs)` });
+        // Host metrics have no API route: the store's series table says whether the agent reported this disk.
+        const series = storeSeries(lab, signal.disk, "host.disk.used_bytes", since).filter((s) => s.labels.includes(mount));
+        out.push({
+          signal: name,
+          seen: used > signal.usedAbove && series.length > 0,
+          detail: `${Math.round(used * 1000) / 10} % used (statfs); host.disk.used_bytes of ${mount} ${series.length > 0 ? "reported" : "not reported"} by ${signal.disk}`,
+        });
       }
     } catch (error) {
       out.push({ signal: name, seen: false, detail: `could not check: ${(error as Error).message}` });
     }
   }
   return out;
+}
+
+/** Series an agent reported since `since`, from the coordinator's store (read-only). */
+function storeSeries(lab: ScenarioLab, agent: string, metric: string, since: number): Array<{ labels: string }> {
+  const sqlite = new Database(join(lab.coordinator.options.dataDir, "coral.db"), { readonly: true });
+  try {
+    return sqlite
+      .prepare<[string, string, number], { labels: string }>(
+        "SELECT labels FROM metric_series WHERE agent_name = ? AND name = ? AND last_seen_at >= ?",
+      )
+      .all(agent, metric, since);
+  } finally {
+    sqlite.close();
+  }
 }
 
 const fmt = (n: number) =>

@@ -10,7 +10,7 @@ export default {
   async setup({ lab, services }) {
     services.set(
       "inventory",
-      lab.launch("host-b", { program: "inventory.mjs", as: "inventory", release: { port: 8082, threads: 2 }, supervised: true, nice: 10 }),
+      lab.launch("host-b", { program: "inventory.mjs", as: "inventory", release: { port: 8082, threads: 2 }, supervised: true }),
     );
   },
   async fault({ services }) {
