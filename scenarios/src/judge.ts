@@ -95,6 +95,8 @@ export const scenarioResultSchema = z.object({
   right: z.boolean(),
   /** Seconds from the fault to the poll that first saw the expected top-1. */
   secondsToFinding: z.number().nullable(),
+  /** The same by the coordinator's clock: from the fault to the finding's openedAt (negative if it opened before). */
+  openedSecondsAfterFault: z.number().nullable(),
   /** Controls: what opened in the window against it. */
   falsePositives: z.array(findingBriefSchema),
   /** Every finding opened while it ran. */

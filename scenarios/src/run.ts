@@ -41,6 +41,7 @@ export async function runScenario(
     top: null,
     right: false,
     secondsToFinding: null,
+    openedSecondsAfterFault: null,
     falsePositives: [],
     findings: [],
     signals: [],
@@ -123,9 +124,10 @@ export async function runScenario(
           if (text !== lastTop) log(`top-1 now ${text}`);
           lastTop = text;
         }
-        if (isExpected(scenario.expect, top)) {
+        if (top && isExpected(scenario.expect, top)) {
           result.right = true;
           result.secondsToFinding = (Date.now() - result.faultAt) / 1000;
+          result.openedSecondsAfterFault = (top.openedAt - result.faultAt) / 1000;
           log(`found after ${result.secondsToFinding.toFixed(1)} s`);
           break;
         }

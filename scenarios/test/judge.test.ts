@@ -29,6 +29,7 @@ const result = (over: Partial<ScenarioResult> & { name: string }): ScenarioResul
   top: null,
   right: false,
   secondsToFinding: null,
+  openedSecondsAfterFault: null,
   falsePositives: [],
   findings: [],
   signals: [],
