@@ -1,16 +1,16 @@
 import type { FaultScenario } from "../scenario.js";
 
-/** A reindex that never ends pins two threads: the service uses both cores of its host. */
+/** A reindex that never ends, on a pool of four threads: the service takes every core of its two-core host. */
 export default {
   name: "cpu-saturation",
-  description: "inventory on host-b starts a reindex whose loop never ends, on two threads (2 cores)",
+  description: "inventory on host-b starts a reindex whose loop never ends, on four threads (the host has 2 cores)",
   via: "passive",
   expect: { service: "inventory", kind: "cpu-saturation" },
   warmupMs: 45_000,
   async setup({ lab, services }) {
     services.set(
       "inventory",
-      lab.launch("host-b", { program: "inventory.mjs", as: "inventory", release: { port: 8082, threads: 2 }, supervised: true }),
+      lab.launch("host-b", { program: "inventory.mjs", as: "inventory", release: { port: 8082, threads: 4 }, supervised: true }),
     );
   },
   async fault({ services }) {
