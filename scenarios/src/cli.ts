@@ -1,5 +1,5 @@
 /**
- * `npm run scenarios [-- --only NAME[,NAME]] [--list] [--out FILE] [--warmup S]`: starts the lab, runs the
+ * `npm run scenarios [-- --only NAME[,NAME]] [--list] [--out FILE] [--warmup S] [--budget MIN]`: starts the lab, runs the
  * scenarios one after another on it, prints the table and the totals, writes the results as
  * JSON, and exits 1 when a target is missed or a scenario errored (2 on a usage error).
  */
@@ -9,16 +9,19 @@ import { parseArgs } from "node:util";
 import { type ScenarioResult, scenarioResultSchema, totals } from "./judge.js";
 import { ScenarioLab, sleep } from "./lab.js";
 import { runScenario } from "./run.js";
-import { isControl } from "./scenario.js";
+import { DEFAULT_TIMEOUT_MS, isControl, type Scenario } from "./scenario.js";
 import { SCENARIOS } from "./scenarios/index.js";
 import { formatTable, formatTotals, HEADER, resultRows } from "./table.js";
+
+/** What the whole run may take (`--budget MINUTES`): CI allows the suite 30 minutes. */
+const DEFAULT_BUDGET_MINUTES = 29;
 
 /** A pause between scenarios, so that what stopping one caused reaches the store before the next starts. */
 const BETWEEN_MS = 3_000;
 
 function usage(message: string): never {
   process.stderr.write(
-    `scenarios: ${message}\nusage: npm run scenarios [-- --only NAME[,NAME...]] [--list] [--out FILE] [--warmup SECONDS]\n`,
+    `scenarios: ${message}\nusage: npm run scenarios [-- --only NAME[,NAME...]] [--list] [--out FILE] [--warmup SECONDS] [--budget MINUTES]\n`,
   );
   process.exit(2);
 }
@@ -45,6 +48,8 @@ async function main(): Promise<number> {
     warmup === undefined ? s : { ...s, warmupMs: Math.min(s.warmupMs, warmup * 1000) },
   );
   const out = resolve(args.values.out ?? "scenarios-result.json");
+  const budgetMs = Number(args.values.budget ?? DEFAULT_BUDGET_MINUTES) * 60_000;
+  if (!(budgetMs > 0)) usage("--budget is a number of minutes");
 
   const missing = ScenarioLab.missing();
   if (missing) {
@@ -53,22 +58,39 @@ async function main(): Promise<number> {
   }
   const began = Date.now();
   const log = (line: string) => process.stdout.write(`[${clock(began)}] ${line}\n`);
-  log(`starting the lab (a coordinator and ${3} agent hosts) for ${chosen.length} scenario(s)`);
-  const lab = await ScenarioLab.start(log);
+  // Ctrl-C (or a CI timeout's SIGTERM) at any moment: the lab is taken down, whatever it had
+  // started, and the run ends with 130. While the lab is still starting, once it has started.
+  let lab: ScenarioLab | undefined;
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) return;
     interrupted = true;
     log(`${signal}: stopping every process and removing the lab`);
-    void lab.destroy().finally(() => process.exit(130));
+    if (lab) void lab.destroy().finally(() => process.exit(130));
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  log(`starting the lab (a coordinator and 3 agent hosts) for ${chosen.length} scenario(s)`);
+  lab = await ScenarioLab.start(log);
+  if (interrupted) {
+    await lab.destroy();
+    return 130;
+  }
 
   const results: ScenarioResult[] = [];
   const retired = new Set<string>();
   try {
     for (const scenario of chosen) {
+      if (interrupted) break;
+      // CI gives the suite 30 minutes: a scenario that could not finish within them is not started.
+      const needs = scenario.warmupMs + (isControl(scenario) ? scenario.windowMs : (scenario.timeoutMs ?? DEFAULT_TIMEOUT_MS)) + 15_000;
+      if (Date.now() + needs > began + budgetMs) {
+        log(
+          `  ${scenario.name}: not run: it could take ${Math.round(needs / 1000)} s, past the suite's ${budgetMs / 60_000}-minute budget`,
+        );
+        results.push(notRun(scenario, `not run: the suite's ${budgetMs / 60_000}-minute budget ran out`));
+        continue;
+      }
       const result = await runScenario(lab, scenario, { log, retired });
       results.push(scenarioResultSchema.parse(result));
       await sleep(BETWEEN_MS);
@@ -84,9 +106,37 @@ async function main(): Promise<number> {
   return t.missed.length === 0 ? 0 : 1;
 }
 
+function notRun(scenario: Scenario, error: string): ScenarioResult {
+  const now = Date.now();
+  return {
+    name: scenario.name,
+    via: scenario.via,
+    control: isControl(scenario),
+    expected: isControl(scenario) ? null : { ...scenario.expect },
+    top: null,
+    right: false,
+    secondsToFinding: null,
+    openedSecondsAfterFault: null,
+    falsePositives: [],
+    hostFindings: [],
+    findings: [],
+    signals: [],
+    error,
+    startedAt: now,
+    faultAt: null,
+    endedAt: now,
+  };
+}
+
 function parse() {
   return parseArgs({
-    options: { only: { type: "string" }, list: { type: "boolean" }, out: { type: "string" }, warmup: { type: "string" } },
+    options: {
+      only: { type: "string" },
+      list: { type: "boolean" },
+      out: { type: "string" },
+      warmup: { type: "string" },
+      budget: { type: "string" },
+    },
     allowPositionals: false,
   });
 }

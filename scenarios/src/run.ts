@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { eventsResponseSchema, type Finding, findingsResponseSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
 import Database from "better-sqlite3";
 import { ApiError } from "./api.js";
-import { brief, controlFalsePositives, isExpected, type ScenarioResult, topOf } from "./judge.js";
+import { brief, controlFalsePositives, controlHostFindings, isExpected, type ScenarioResult, topOf } from "./judge.js";
 import { type ScenarioLab, sleep } from "./lab.js";
 import { DEFAULT_TIMEOUT_MS, isControl, type Scenario, type ScenarioContext, type Signal } from "./scenario.js";
 
@@ -43,6 +43,7 @@ export async function runScenario(
     secondsToFinding: null,
     openedSecondsAfterFault: null,
     falsePositives: [],
+    hostFindings: [],
     findings: [],
     signals: [],
     error: null,
@@ -98,6 +99,8 @@ export async function runScenario(
         await sleep(POLL_MS);
       }
       result.falsePositives = controlFalsePositives([...seen.values()], { from: startedAt, to: end }, scenario.watches).map(brief);
+      result.hostFindings = controlHostFindings([...seen.values()], { from: startedAt, to: end }, scenario.watches.agents).map(brief);
+      for (const f of result.hostFindings) log(`host finding (not counted): ${f.severity} ${f.kind} @${f.agent}: ${f.summary}`);
       result.right = result.falsePositives.length === 0 && engine;
       log(
         result.falsePositives.length === 0

@@ -55,7 +55,7 @@ export interface FaultScenario extends ScenarioBase {
 
 export interface ControlScenario extends ScenarioBase {
   control: true;
-  /** The services and agents whose findings count against it. */
+  /** The services whose findings count against it, and the hosts whose own findings are reported. */
   watches: { services: string[]; agents: HostName[] };
   /** How long its normal behaviour runs after the warm-up. */
   windowMs: number;

@@ -1,6 +1,6 @@
 import type { Finding } from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
-import { controlFalsePositives, isExpected, rank, type ScenarioResult, topOf, totals } from "../src/judge.js";
+import { controlFalsePositives, controlHostFindings, isExpected, rank, type ScenarioResult, topOf, totals } from "../src/judge.js";
 import { renderRelease } from "../src/lab.js";
 import { formatTable, formatTotals, HEADER, resultRows } from "../src/table.js";
 
@@ -31,6 +31,7 @@ const result = (over: Partial<ScenarioResult> & { name: string }): ScenarioResul
   secondsToFinding: null,
   openedSecondsAfterFault: null,
   falsePositives: [],
+  hostFindings: [],
   findings: [],
   signals: [],
   error: null,
@@ -79,11 +80,19 @@ describe("a control's false positives", () => {
   const window = { from: 1_000, to: 5_000 };
   const watches = { services: ["reports", "export"], agents: ["host-c"] };
 
-  it("are its services' and its hosts' findings of severity warning or above, opened in its window", () => {
+  it("are its services' findings of severity warning or above opened in its window, and those pointing at them", () => {
     const against = controlFalsePositives(
       [
         finding({ id: "job", service: "export", rootCause: { service: "export", agent: "host-c", kind: "crash-loop" }, openedAt: 2_000 }),
-        finding({ id: "host", service: null, agent: "host-c", severity: "critical", kind: "host-pressure", openedAt: 3_000 }),
+        finding({
+          id: "host-cpu",
+          service: null,
+          agent: "host-c",
+          severity: "critical",
+          kind: "host-pressure",
+          rootCause: { service: "export", agent: "host-c", kind: "cpu-saturation" },
+          openedAt: 3_000,
+        }),
         finding({
           id: "points-at-it",
           service: "web",
@@ -94,15 +103,21 @@ describe("a control's false positives", () => {
       window,
       watches,
     );
-    expect(against.map((f) => f.id)).toEqual(["job", "host", "points-at-it"]);
+    expect(against.map((f) => f.id)).toEqual(["job", "host-cpu", "points-at-it"]);
   });
 
-  it("leave out info, other services and hosts, and what opened outside the window", () => {
+  it("leave out info, other services, a host's own findings, and what opened outside the window", () => {
     const against = controlFalsePositives(
       [
         finding({ id: "info", service: "export", severity: "info", openedAt: 2_000 }),
         finding({ id: "other", service: "api", openedAt: 2_000 }),
-        finding({ id: "other-host", service: null, agent: "host-a", openedAt: 2_000 }),
+        finding({
+          id: "host",
+          service: null,
+          agent: "host-c",
+          rootCause: { service: null, agent: "host-c", kind: "host-pressure" },
+          openedAt: 2_000,
+        }),
         finding({ id: "before", service: "export", openedAt: 500 }),
         finding({ id: "after", service: "export", openedAt: 6_000 }),
       ],
@@ -110,6 +125,15 @@ describe("a control's false positives", () => {
       watches,
     );
     expect(against).toEqual([]);
+    const host = finding({
+      id: "h",
+      service: null,
+      agent: "host-c",
+      rootCause: { service: null, agent: "host-c", kind: "host-pressure" },
+      openedAt: 2_000,
+    });
+    expect(controlHostFindings([host], window, ["host-c"]).map((f) => f.id)).toEqual(["h"]);
+    expect(controlHostFindings([host], window, ["host-a"])).toEqual([]);
   });
 });
 

@@ -10,7 +10,8 @@ export default {
   via: "passive",
   expect: { service: "catalog", kind: "memory-leak" },
   warmupMs: 45_000,
-  timeoutMs: 120_000,
+  // The detector needs two minutes of growth (docs/findings.md, memory-leak `minSpanMs`).
+  timeoutMs: 180_000,
   async setup({ lab, services }) {
     services.set(
       "catalog",
