@@ -79,6 +79,7 @@ async function main(): Promise<number> {
 
   const results: ScenarioResult[] = [];
   const retired = new Set<string>();
+  const source = { from: "api" as "api" | "store" };
   try {
     for (const scenario of chosen) {
       if (interrupted) break;
@@ -91,7 +92,7 @@ async function main(): Promise<number> {
         results.push(notRun(scenario, `not run: the suite's ${budgetMs / 60_000}-minute budget ran out`));
         continue;
       }
-      const result = await runScenario(lab, scenario, { log, retired });
+      const result = await runScenario(lab, scenario, { log, retired, source });
       results.push(scenarioResultSchema.parse(result));
       await sleep(BETWEEN_MS);
     }
@@ -101,7 +102,12 @@ async function main(): Promise<number> {
 
   const t = totals(results);
   process.stdout.write(`\n${formatTable(HEADER, resultRows(results))}\n\n${formatTotals(t)}\n`);
-  writeFileSync(out, `${JSON.stringify({ startedAt: began, endedAt: Date.now(), totals: t, scenarios: results }, null, 2)}\n`);
+  if (source.from === "store")
+    process.stdout.write("findings were read from the coordinator's findings table: its API has no GET /v1/findings yet\n");
+  writeFileSync(
+    out,
+    `${JSON.stringify({ startedAt: began, endedAt: Date.now(), findingsFrom: source.from, totals: t, scenarios: results }, null, 2)}\n`,
+  );
   process.stdout.write(`results: ${out} (${clock(began)} in all)\n`);
   return t.missed.length === 0 ? 0 : 1;
 }

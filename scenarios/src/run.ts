@@ -4,10 +4,10 @@
  */
 import { statfsSync } from "node:fs";
 import { join } from "node:path";
-import { eventsResponseSchema, type Finding, findingsResponseSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
+import { eventsResponseSchema, type Finding, findingSchema, findingsResponseSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
 import Database from "better-sqlite3";
 import { ApiError } from "./api.js";
-import { brief, controlFalsePositives, controlHostFindings, isExpected, type ScenarioResult, topOf } from "./judge.js";
+import { brief, controlFalsePositives, controlHostFindings, isExpected, rank, type ScenarioResult, topOf } from "./judge.js";
 import { type ScenarioLab, sleep } from "./lab.js";
 import { DEFAULT_TIMEOUT_MS, isControl, type Scenario, type ScenarioContext, type Signal } from "./scenario.js";
 
@@ -20,14 +20,51 @@ async function allFindings(lab: ScenarioLab): Promise<Finding[]> {
   return (await lab.api.get("/v1/findings?all=true&limit=1000", findingsResponseSchema)).findings;
 }
 
-/** The engine is not there (this coordinator has no findings route): nothing to poll. */
-const noEngine = (error: unknown) => error instanceof ApiError && error.status === 404;
+/** The coordinator has no findings route. */
+const noRoute = (error: unknown) => error instanceof ApiError && error.status === 404;
+
+/**
+ * The findings table as the engine wrote it, ranked by the documented rule: for a coordinator
+ * whose engine writes findings but whose API does not serve them yet. Undefined when there is
+ * no such table (no engine at all).
+ */
+export function storeFindings(lab: ScenarioLab): Finding[] | undefined {
+  const sqlite = new Database(join(lab.coordinator.options.dataDir, "coral.db"), { readonly: true });
+  try {
+    const table = sqlite.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'findings'").get();
+    if (!table) return undefined;
+    const rows = sqlite.prepare<[], Record<string, unknown>>("SELECT * FROM findings").all();
+    const findings = rows.map((r) =>
+      findingSchema.parse({
+        id: r.id,
+        kind: r.kind,
+        severity: r.severity,
+        state: r.state,
+        service: r.service,
+        agent: r.agent_name,
+        rootCause: JSON.parse(String(r.root_cause)),
+        summary: r.summary,
+        confidence: r.confidence,
+        evidence: JSON.parse(String(r.evidence)),
+        recommendation: JSON.parse(String(r.recommendation)),
+        openedAt: r.opened_at,
+        updatedAt: r.updated_at,
+        resolvedAt: r.resolved_at,
+        since: r.since,
+      }),
+    );
+    return rank(findings);
+  } finally {
+    sqlite.close();
+  }
+}
 
 export async function runScenario(
   lab: ScenarioLab,
   scenario: Scenario,
   /** `retired`: services of the scenarios before; this one's are added once it ends. */
-  options: { log: (line: string) => void; retired: Set<string> },
+  /** `source`: where findings are read, shared by the run (`store` once the API said it has no route). */
+  options: { log: (line: string) => void; retired: Set<string>; source: { from: "api" | "store" } },
 ): Promise<ScenarioResult> {
   const log = (line: string) => options.log(`  ${scenario.name}: ${line}`);
   const ctx: ScenarioContext = { lab, log, services: new Map() };
@@ -56,19 +93,29 @@ export async function runScenario(
   let engine = true;
   const poll = async (): Promise<Finding[]> => {
     if (!engine) return [];
-    try {
-      const findings = (await allFindings(lab)).filter(ours);
-      for (const f of findings) if (f.openedAt >= startedAt) seen.set(f.id, f);
-      return findings;
-    } catch (error) {
-      if (noEngine(error)) {
+    let findings: Finding[];
+    if (options.source.from === "api") {
+      try {
+        findings = await allFindings(lab);
+      } catch (error) {
+        if (!noRoute(error)) throw error;
+        options.source.from = "store";
+        log("GET /v1/findings answers 404: reading the engine's findings table instead, ranked by the documented rule");
+        return poll();
+      }
+    } else {
+      const stored = storeFindings(lab);
+      if (!stored) {
         engine = false;
-        result.error = "the coordinator has no findings engine (GET /v1/findings answers 404)";
-        log("the coordinator has no findings engine yet (GET /v1/findings: 404): checking the store's signals only");
+        result.error = "the coordinator has no findings engine (no findings route, no findings table)";
+        log("the coordinator has no findings engine: checking the store's signals only");
         return [];
       }
-      throw error;
+      findings = stored;
     }
+    findings = findings.filter(ours);
+    for (const f of findings) if (f.openedAt >= startedAt) seen.set(f.id, f);
+    return findings;
   };
 
   try {
