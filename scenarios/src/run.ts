@@ -12,6 +12,8 @@ import { type ScenarioLab, sleep } from "./lab.js";
 import { DEFAULT_TIMEOUT_MS, isControl, type Scenario, type ScenarioContext, type Signal } from "./scenario.js";
 
 const POLL_MS = 500;
+/** How long after a fault was found its declared signals may take to show in the store. */
+const SETTLE_MS = 20_000;
 /** A control's findings are watched this much past its window: what its last behaviour caused. */
 const CONTROL_GRACE_MS = 10_000;
 
@@ -184,6 +186,9 @@ export async function runScenario(
         await sleep(POLL_MS);
       }
       if (engine && !result.right) log(`not found within ${Math.round((deadline - result.faultAt) / 1000)} s`);
+      // Found quickly, the fault may not have shown all it does yet (the callers' exits): its signals get a little longer.
+      const settle = Date.now() + SETTLE_MS;
+      while (Date.now() < settle && !(await signalsSeen(lab, scenario, startedAt))) await sleep(2_000);
     }
     result.signals = await checkSignals(lab, scenario, startedAt);
     for (const s of result.signals) log(`store ${s.seen ? "✓" : "✗"} ${s.signal}: ${s.detail}`);
