@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type ScenarioResult, scenarioResultSchema, totals } from "./judge.js";
 import { ScenarioLab, sleep } from "./lab.js";
-import { runScenario } from "./run.js";
+import { contractIssues, runScenario } from "./run.js";
 import { DEFAULT_TIMEOUT_MS, isControl, type Scenario } from "./scenario.js";
 import { SCENARIOS } from "./scenarios/index.js";
 import { formatTable, formatTotals, HEADER, resultRows } from "./table.js";
@@ -102,11 +102,12 @@ async function main(): Promise<number> {
 
   const t = totals(results);
   process.stdout.write(`\n${formatTable(HEADER, resultRows(results))}\n\n${formatTotals(t)}\n`);
+  if (contractIssues.size > 0) process.stdout.write(`${contractIssues.size} finding(s) broke the Finding contract (listed in the JSON)\n`);
   if (source.from === "store")
     process.stdout.write("findings were read from the coordinator's findings table: its API has no GET /v1/findings yet\n");
   writeFileSync(
     out,
-    `${JSON.stringify({ startedAt: began, endedAt: Date.now(), findingsFrom: source.from, totals: t, scenarios: results }, null, 2)}\n`,
+    `${JSON.stringify({ startedAt: began, endedAt: Date.now(), findingsFrom: source.from, contractIssues: [...contractIssues.values()], totals: t, scenarios: results }, null, 2)}\n`,
   );
   process.stdout.write(`results: ${out} (${clock(began)} in all)\n`);
   return t.missed.length === 0 ? 0 : 1;

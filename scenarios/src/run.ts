@@ -4,8 +4,9 @@
  */
 import { statfsSync } from "node:fs";
 import { join } from "node:path";
-import { eventsResponseSchema, type Finding, findingSchema, findingsResponseSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
+import { eventsResponseSchema, type Finding, findingSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
 import Database from "better-sqlite3";
+import { z } from "zod";
 import { ApiError } from "./api.js";
 import { brief, controlFalsePositives, controlHostFindings, isExpected, rank, type ScenarioResult, topOf } from "./judge.js";
 import { type ScenarioLab, sleep } from "./lab.js";
@@ -17,9 +18,34 @@ const SETTLE_MS = 20_000;
 /** A control's findings are watched this much past its window: what its last behaviour caused. */
 const CONTROL_GRACE_MS = 10_000;
 
+/**
+ * What judging reads of a finding: everything but its evidence and recommendation, which are
+ * checked against the contract separately, so that a finding whose evidence breaks the contract
+ * is still judged, and the break is reported (`contractIssues`), not taken for a lab failure.
+ */
+const judgedSchema = findingSchema.extend({ evidence: z.unknown(), recommendation: z.unknown() });
+
+/** Contract breaks seen in this run, one line per finding id. */
+export const contractIssues = new Map<string, string>();
+
+function readFinding(raw: unknown, log: (line: string) => void): Finding | undefined {
+  const full = findingSchema.safeParse(raw);
+  if (full.success) return full.data;
+  const judged = judgedSchema.safeParse(raw);
+  const id = String((raw as { id?: unknown })?.id ?? "?");
+  if (!contractIssues.has(id)) {
+    const issue = full.error.issues[0];
+    const line = `finding ${id} breaks the Finding contract at ${issue?.path.join(".")}: ${issue?.message}`;
+    contractIssues.set(id, line);
+    log(line);
+  }
+  return judged.success ? (judged.data as Finding) : undefined;
+}
+
 /** Every finding the coordinator has (open and resolved), in its order; ApiError when it cannot answer. */
-async function allFindings(lab: ScenarioLab): Promise<Finding[]> {
-  return (await lab.api.get("/v1/findings?all=true&limit=1000", findingsResponseSchema)).findings;
+async function allFindings(lab: ScenarioLab, log: (line: string) => void): Promise<Finding[]> {
+  const { findings } = await lab.api.get("/v1/findings?all=true&limit=1000", z.object({ findings: z.array(z.unknown()) }));
+  return findings.flatMap((raw) => readFinding(raw, log) ?? []);
 }
 
 /** The coordinator has no findings route. */
@@ -30,30 +56,34 @@ const noRoute = (error: unknown) => error instanceof ApiError && error.status ==
  * whose engine writes findings but whose API does not serve them yet. Undefined when there is
  * no such table (no engine at all).
  */
-export function storeFindings(lab: ScenarioLab): Finding[] | undefined {
+export function storeFindings(lab: ScenarioLab, log: (line: string) => void): Finding[] | undefined {
   const sqlite = new Database(join(lab.coordinator.options.dataDir, "coral.db"), { readonly: true });
   try {
     const table = sqlite.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'findings'").get();
     if (!table) return undefined;
     const rows = sqlite.prepare<[], Record<string, unknown>>("SELECT * FROM findings").all();
-    const findings = rows.map((r) =>
-      findingSchema.parse({
-        id: r.id,
-        kind: r.kind,
-        severity: r.severity,
-        state: r.state,
-        service: r.service,
-        agent: r.agent_name,
-        rootCause: JSON.parse(String(r.root_cause)),
-        summary: r.summary,
-        confidence: r.confidence,
-        evidence: JSON.parse(String(r.evidence)),
-        recommendation: JSON.parse(String(r.recommendation)),
-        openedAt: r.opened_at,
-        updatedAt: r.updated_at,
-        resolvedAt: r.resolved_at,
-        since: r.since,
-      }),
+    const findings = rows.flatMap(
+      (r) =>
+        readFinding(
+          {
+            id: r.id,
+            kind: r.kind,
+            severity: r.severity,
+            state: r.state,
+            service: r.service,
+            agent: r.agent_name,
+            rootCause: JSON.parse(String(r.root_cause)),
+            summary: r.summary,
+            confidence: r.confidence,
+            evidence: JSON.parse(String(r.evidence)),
+            recommendation: JSON.parse(String(r.recommendation)),
+            openedAt: r.opened_at,
+            updatedAt: r.updated_at,
+            resolvedAt: r.resolved_at,
+            since: r.since,
+          },
+          log,
+        ) ?? [],
     );
     return rank(findings);
   } finally {
@@ -98,7 +128,7 @@ export async function runScenario(
     let findings: Finding[];
     if (options.source.from === "api") {
       try {
-        findings = await allFindings(lab);
+        findings = await allFindings(lab, log);
       } catch (error) {
         if (!noRoute(error)) throw error;
         options.source.from = "store";
@@ -106,7 +136,7 @@ export async function runScenario(
         return poll();
       }
     } else {
-      const stored = storeFindings(lab);
+      const stored = storeFindings(lab, log);
       if (!stored) {
         engine = false;
         result.error = "the coordinator has no findings engine (no findings route, no findings table)";
