@@ -293,7 +293,8 @@ export async function checkSignals(lab: ScenarioLab, scenario: Scenario, since: 
         const fs = statfsSync(mount);
         const used = 1 - fs.bavail / fs.blocks;
         // Host metrics have no API route: the store's series table says whether the agent reported this disk.
-        const series = storeSeries(lab, signal.disk, "host.disk.used_bytes", since).filter((s) => s.labels.includes(mount));
+        // The mount's path is this run's own; a series' last_seen_at moves only now and then, so any time in the run counts.
+        const series = storeSeries(lab, signal.disk, "host.disk.used_bytes", 0).filter((s) => s.labels.includes(mount));
         out.push({
           signal: name,
           seen: used > signal.usedAbove && series.length > 0,
