@@ -108,7 +108,7 @@ function serviceEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-/** `coral-agent` (built) on a lab host, with the passive collector. */
+/** `coral-agent` (built) on a lab host, with the passive collector unless `args` say otherwise. */
 export class LabAgent {
   child: ChildProcess | undefined;
   log: string[] = [];
@@ -122,6 +122,8 @@ export class LabAgent {
     readonly lab: MeshLab,
     readonly host: LabHost,
     readonly name: string,
+    /** The agent's options besides its data directory, interface, name and invite. */
+    readonly args: readonly string[] = ["--plugins=passive"],
   ) {
     this.dataDir = join(lab.dir, `agent-${name}`);
     // Unique on the machine and at most 15 characters, whatever the agent's name.
@@ -132,7 +134,7 @@ export class LabAgent {
   start(invite?: string): ChildProcess {
     const args = [
       AGENT_BIN,
-      "--plugins=passive",
+      ...this.args,
       "--data-dir",
       this.dataDir,
       "--interface",
