@@ -2,6 +2,7 @@
  * The findings engine on signals fed as the bus brings them, with an injected clock: what it
  * concludes, what it leaves alone, and how findings open, hold and resolve.
  */
+import { findingSchema } from "@coral-mesh/sdk-proto";
 import { describe, expect, it } from "vitest";
 import { Engine, type FindingChange, RESOLVE_AFTER_MS } from "../src/analysis/engine.js";
 import type { InputEvent, InputSample } from "../src/analysis/state.js";
@@ -69,7 +70,10 @@ class Feed {
         },
         this.now,
       );
-    this.changes.push(...this.engine.evaluate(this.now));
+    const changes = this.engine.evaluate(this.now);
+    // Whatever the engine says keeps the API's contract.
+    for (const c of changes) findingSchema.parse(c.finding);
+    this.changes.push(...changes);
     this.now += INTERVAL;
   }
 

@@ -201,7 +201,7 @@ export class Engine {
           openedAt: now,
           updatedAt: now,
           resolvedAt: null,
-          since: Math.min(c.since, now),
+          since: Math.round(Math.min(c.since, now)),
         };
         this.open.set(key, { finding, identity: c.identity, heldAt: now, intervalMs });
         changes.push({ change: "opened", identity: c.identity, finding });
@@ -225,7 +225,7 @@ export class Engine {
         evidence: c.evidence,
         recommendation: c.recommendation,
         updatedAt: now,
-        since: Math.min(before.since, c.since),
+        since: Math.round(Math.min(before.since, c.since)),
       };
       existing.finding = finding;
       changes.push({ change: "updated", identity: existing.identity, finding });

@@ -65,7 +65,8 @@ export class BoundedSeries implements Series {
     const times: number[] = [];
     const values: number[] = [];
     for (let i = 0; i < half; i += 2) {
-      times.push(((this.times[i] as number) + (this.times[i + 1] as number)) / 2);
+      // Times stay whole milliseconds (evidence and the API carry them as integers).
+      times.push(Math.round(((this.times[i] as number) + (this.times[i + 1] as number)) / 2));
       values.push(((this.values[i] as number) + (this.values[i + 1] as number)) / 2);
     }
     this.times = times.concat(this.times.slice(half));

@@ -68,6 +68,10 @@ export interface InputDependency {
   lastSeen: number;
 }
 
+/** `script:node /srv/api/server.js` → `/srv/api/server.js`. */
+const scriptOf = (key: string): string | undefined =>
+  key.startsWith("script:") && key.includes(" ") ? key.slice(key.indexOf(" ") + 1) : undefined;
+
 export const metricKey = (name: string, labels: string): string => (labels === "{}" || labels === "" ? name : `${name}${labels}`);
 
 class Instance implements InstanceState {
@@ -392,8 +396,9 @@ export class State implements AnalysisState {
             time: event.time,
             agent: agentName,
             key: instance.key,
-            from: sdk ? (a.from ?? null) : instance.executable,
-            to: sdk ? (a.to ?? a.version ?? null) : (a.exe ?? instance.executable),
+            // Passively, what was replaced is the file it runs: an interpreter's script, else its executable.
+            from: sdk ? (a.from ?? null) : (scriptOf(instance.key) ?? instance.executable),
+            to: sdk ? (a.to ?? a.version ?? null) : (scriptOf(instance.key) ?? a.exe ?? instance.executable),
             source: sdk ? "sdk" : (input.source ?? "passive"),
           },
         ];

@@ -13,8 +13,8 @@ const hostWindow = (agent: string, metric: string, samples: readonly Sample[], s
     subject: "host",
     metric: brace < 0 ? metric : metric.slice(0, brace),
     ...(brace < 0 ? {} : { labels: JSON.parse(metric.slice(brace)) as Record<string, string> }),
-    since: samples[0]?.time ?? 0,
-    until: samples[samples.length - 1]?.time ?? 0,
+    since: Math.round(samples[0]?.time ?? 0),
+    until: Math.round(samples[samples.length - 1]?.time ?? 0),
     summary: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, Math.round(v * 1000) / 1000])),
   };
 };

@@ -91,7 +91,7 @@ export const badDeploy: InstanceDetector = {
         before.length === 0
           ? `ran clean for ${ago(deploy.time, deploy.time - cleanFor).replace(" ago", "")}`
           : `crashed ${before.length} times in the hour before`;
-      const what = sdk ? `its deploy of ${toVersion}` : `its new executable (${toVersion})`;
+      const what = sdk ? `its deploy of ${toVersion}` : `a new build of ${toVersion}`;
       out.push({
         kind: "bad-deploy",
         identity: `${deploy.agent}\u0000${deploy.key}`,
@@ -128,7 +128,7 @@ export const badDeploy: InstanceDetector = {
             }
           : {
               action: "rollback",
-              step: `roll ${service.name} on ${deploy.agent} back to the file it ran before ${toVersion} was put in place ${ago(now, deploy.time)}`,
+              step: `roll ${service.name} on ${deploy.agent} back to the build of ${toVersion} it ran before ${ago(now, deploy.time)}`,
               target: { ...(deploy.to ? { executable: deploy.to } : {}), agent: deploy.agent },
             },
         since: deploy.time,

@@ -107,8 +107,8 @@ export function window(instance: InstanceState, metric: string, samples: readonl
     subject: instance.key,
     metric: name,
     ...(labels ? { labels } : {}),
-    since: samples[0]?.time ?? 0,
-    until: samples[samples.length - 1]?.time ?? 0,
+    since: Math.round(samples[0]?.time ?? 0),
+    until: Math.round(samples[samples.length - 1]?.time ?? 0),
     summary: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, Math.round(v * 1000) / 1000])),
   };
 }
