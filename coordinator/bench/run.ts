@@ -5,7 +5,7 @@
  *    address (as each agent calls from its own mesh address), against the real agent service
  *    in a separate process (bench/server.ts: the store, the ingest bus, rollups, the health
  *    watch). Each agent is a host with 40 services (bench/hosts.ts) and reports a batch every
- *    interval (126 samples, a few connections to other hosts' services, now and then a
+ *    interval (127 samples, a few connections to other hosts' services, now and then a
  *    restart); its first batch observes its services and their listening sockets. As the real
  *    agent sends a heartbeat only after a silence, a tenth of the agents each interval
  *    heartbeat instead of reporting (a different tenth each time), and that collect's batch
@@ -14,16 +14,22 @@
  *    what the run stored, after the window with the load still running and once it stopped.
  *    A baseline run first: grpc-js with handlers that store nothing.
  *    Targets: heartbeat p99 < 20 ms at < 35 % of one core; both queries < 100 ms (median).
- * 2. Storage (bench/storage.ts): one simulated hour of --storage-agents hosts through the real
+ * 2. Engine: the findings engine beside ingest. The same load twice, the engine off, then on
+ *    (server.ts --analysis: its worker thread fed by the bus), a CPU reading every interval;
+ *    the medians of the coordinator's CPU, of its main thread and of the engine's threads, its
+ *    RSS, and the findings the healthy fleet opened (it should open none). Then, in-process
+ *    (bench/engine.ts), an Engine filled as after hours of this load (full buffers) and a full
+ *    re-evaluation timed, detector by detector. Target: the engine adds < 10 % of one core.
+ * 3. Storage (bench/storage.ts): one simulated hour of --storage-agents hosts through the real
  *    ingest, as fast as it runs, beside the same samples a row each; bytes per raw sample
  *    (target < 10), per rollup series-minute and series-hour, and the steady-state size of
  *    --agents hosts with the default retentions.
- * 3. Adding 1,000 peers to a wireguard-go interface (in a network namespace of its own;
+ * 4. Adding 1,000 peers to a wireguard-go interface (in a network namespace of its own;
  *    needs root): one batched request on its socket against one request per peer. Target: < 2 s.
  *
  * Options: --agents N (1000), --seconds S measured (120: two rollup passes), --interval-ms MS (10000),
  * --rollup-every MS (60000: the server's rollup pass; shorter to see passes in a short run),
- * --storage-agents N (100), --only rpc,storage,wireguard (all).
+ * --storage-agents N (100), --only rpc,engine,storage,wireguard (all).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
