@@ -1,17 +1,20 @@
 /**
  * The benchmark's simulated fleet: each agent a host running 40 services, reporting what the
- * passive collector reports every interval. Per service `service.cpu.cores` (four decimals),
- * `service.memory.rss_bytes` (whole pages, drifting slowly) and `service.processes`; per host
- * six `host.*` metrics: 126 samples a batch. The first batch observes every service (five of
- * them listening on `0.0.0.0:PORT`); every batch carries a few connections to services of
- * other hosts (at the addresses each host registers) or to an external API, and now and then
- * a restart (three events). Deterministic: host i draws from a generator seeded with i.
+ * passive collector reports every interval. Per service `service.cpu.cores` (four decimals,
+ * wandering about a level of its own), `service.memory.rss_bytes` (whole pages, drifting
+ * slowly) and `service.processes`; per host seven `host.*` metrics: 127 samples a batch. The
+ * first batch observes every service (five of them listening on `0.0.0.0:PORT`); every batch
+ * carries a few connections to services of other hosts (at the addresses each host registers)
+ * or to an external API, and now and then a restart of one process of a service (three events,
+ * with the attributes the passive collector gives them). A healthy fleet: nothing in it should
+ * open a finding. Deterministic: host i draws from a generator seeded with i.
  */
 import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 
 export const SERVICES_PER_HOST = 40;
 export const HOST_METRICS = [
   "host.cpu.utilization",
+  "host.cpu.cores",
   "host.memory.available_bytes",
   "host.memory.total_bytes",
   "host.load1",
@@ -61,6 +64,8 @@ interface Dependency {
   from: number;
   address: string;
   port: number;
+  /** The service listening there, when it is one of the fleet's. */
+  to?: string;
 }
 
 export class SimulatedHost {
@@ -69,9 +74,11 @@ export class SimulatedHost {
   private readonly services: Array<{ subject: meshV1.Subject; port: number | undefined; exe: string }> = [];
   private readonly dependencies: Dependency[] = [];
   private readonly cpu: number[] = [];
+  /** Each service's usual CPU, which its samples wander about (a random walk would drift into a spike). */
+  private readonly cpuLevel: number[] = [];
   private readonly rssPages: number[] = [];
   private readonly processes: number[] = [];
-  private readonly host = { busy: 0.2, availablePages: 0, totalPages: 8_388_608, load: [0.5, 0.5, 0.5] };
+  private readonly host = { cores: 8, busy: 0.2, busyLevel: 0.2, availablePages: 0, totalPages: 8_388_608, load: [0.5, 0.5, 0.5] };
   private pid = 1000;
   private sequence = 0;
 
@@ -88,20 +95,32 @@ export class SimulatedHost {
         port: k < LISTENERS ? listenPort(n) : undefined,
         exe: `/opt/svc-${n}/bin/svc-${n}`,
       });
-      this.cpu.push(this.random() * 0.2);
+      this.cpuLevel.push(this.random() * 0.2);
+      this.cpu.push(this.cpuLevel[k] as number);
       this.rssPages.push(2_000 + Math.floor(this.random() * 100_000));
       this.processes.push(1 + Math.floor(this.random() * 4));
     }
     this.host.availablePages = 2_000_000 + Math.floor(this.random() * 2_000_000);
+    this.host.busyLevel = 0.1 + this.random() * 0.4;
+    this.host.busy = this.host.busyLevel;
     for (let d = 0; d < DEPENDENCIES && fleet > 1; d++) {
       const peer = (index + 1 + d * 97) % fleet === index ? (index + 1) % fleet : (index + 1 + d * 97) % fleet;
+      const to = serviceNumber(peer, (index + d) % LISTENERS);
       this.dependencies.push({
         from: LISTENERS + ((d * 5) % (SERVICES_PER_HOST - LISTENERS)),
         address: hostAddress(peer),
-        port: listenPort(serviceNumber(peer, (index + d) % LISTENERS)),
+        port: listenPort(to),
+        to: `svc-${to}`,
       });
     }
     this.dependencies.push({ from: SERVICES_PER_HOST - 1, address: EXTERNAL_APIS[index % EXTERNAL_APIS.length] as string, port: 443 });
+  }
+
+  /** What the resolved graph makes of its connections: its services' calls to other hosts' services, by name. */
+  calls(): Array<{ from: string; to: string }> {
+    return this.dependencies.flatMap((d) =>
+      d.to ? [{ from: (this.services[d.from] as (typeof this.services)[number]).subject.name, to: d.to }] : [],
+    );
   }
 
   register(sentAtUnixMs: number): meshV1.RegisterRequest {
@@ -141,15 +160,17 @@ export class SimulatedHost {
     };
     const hostSubject = { kind: meshV1.SubjectKind.SUBJECT_KIND_HOST, id: "host", name: "" };
     const h = this.host;
-    h.busy = clamp(h.busy + (this.random() - 0.5) * 0.05, 0.01, 0.99);
+    h.busy = clamp(h.busy + (h.busyLevel - h.busy) * 0.1 + (this.random() - 0.5) * 0.05, 0.01, 0.99);
     h.availablePages = clamp(h.availablePages + Math.floor((this.random() - 0.5) * 2_000), 100_000, h.totalPages);
     h.load = h.load.map((l, k) => clamp(l + (this.random() - 0.5) * (0.2 / (k + 1)), 0, 16));
     sample("host.cpu.utilization", round(h.busy, 4), hostSubject);
+    sample("host.cpu.cores", h.cores, hostSubject);
     sample("host.memory.available_bytes", h.availablePages * PAGE, hostSubject);
     sample("host.memory.total_bytes", h.totalPages * PAGE, hostSubject);
-    for (const [k, l] of h.load.entries()) sample(HOST_METRICS[3 + k] as string, round(l, 2), hostSubject);
+    for (const [k, l] of h.load.entries()) sample(HOST_METRICS[4 + k] as string, round(l, 2), hostSubject);
     this.services.forEach((s, k) => {
-      this.cpu[k] = clamp((this.cpu[k] ?? 0) + (this.random() - 0.5) * 0.02, 0, 2);
+      const cpu = this.cpu[k] ?? 0;
+      this.cpu[k] = clamp(cpu + ((this.cpuLevel[k] ?? 0) - cpu) * 0.1 + (this.random() - 0.5) * 0.02, 0, 2);
       this.rssPages[k] = Math.max(100, (this.rssPages[k] ?? 0) + Math.floor((this.random() - 0.5) * 16));
       if (this.random() < 0.01) this.processes[k] = clamp((this.processes[k] ?? 1) + (this.random() < 0.5 ? -1 : 1), 1, 8);
       sample("service.cpu.cores", round(this.cpu[k] ?? 0, 4), s.subject);
@@ -177,10 +198,14 @@ export class SimulatedHost {
     return { sequence, createdAtUnixMs: now, droppedBefore: 0, events, metrics, connections };
   }
 
+  /** One process of a service replaced (as the passive collector sees it): its only one, or one of a pool. */
   private restart(now: number): meshV1.Event[] {
-    const s = this.services[Math.floor(this.random() * this.services.length)] as (typeof this.services)[number];
+    const k = Math.floor(this.random() * this.services.length);
+    const s = this.services[k] as (typeof this.services)[number];
+    const running = this.processes[k] ?? 1;
     const old = this.pid;
     const fresh = ++this.pid;
+    const key = s.subject.id;
     const process = (pid: number) => ({ kind: meshV1.SubjectKind.SUBJECT_KIND_PROCESS, id: `pid:${pid}:${now}`, name: s.subject.name });
     const event = (kind: string, subject: meshV1.Subject, attributes: Record<string, string>, evidence: unknown): meshV1.Event => ({
       kind,
@@ -191,9 +216,19 @@ export class SimulatedHost {
       source: "passive",
     });
     return [
-      event("process.exited", process(old), { pid: String(old), service: s.subject.name }, { lastSeen: now - 10_000, exe: s.exe }),
-      event("process.started", process(fresh), { pid: String(fresh), service: s.subject.name }, { exe: s.exe }),
-      event("process.restarted", s.subject, { oldPid: String(old), newPid: String(fresh) }, { between: [now - 10_000, now] }),
+      event(
+        "process.exited",
+        process(old),
+        { pid: String(old), service: s.subject.name, serviceKey: key, remaining: String(running) },
+        { lastSeen: now - 10_000, exe: s.exe },
+      ),
+      event("process.started", process(fresh), { pid: String(fresh), service: s.subject.name, serviceKey: key }, { exe: s.exe }),
+      event(
+        "process.restarted",
+        s.subject,
+        { oldPid: String(old), newPid: String(fresh), survivors: String(running - 1) },
+        { between: [now - 10_000, now] },
+      ),
     ];
   }
 }

@@ -5,7 +5,7 @@
  *    address (as each agent calls from its own mesh address), against the real agent service
  *    in a separate process (bench/server.ts: the store, the ingest bus, rollups, the health
  *    watch). Each agent is a host with 40 services (bench/hosts.ts) and reports a batch every
- *    interval (126 samples, a few connections to other hosts' services, now and then a
+ *    interval (127 samples, a few connections to other hosts' services, now and then a
  *    restart); its first batch observes its services and their listening sockets. As the real
  *    agent sends a heartbeat only after a silence, a tenth of the agents each interval
  *    heartbeat instead of reporting (a different tenth each time), and that collect's batch
@@ -14,18 +14,24 @@
  *    what the run stored, after the window with the load still running and once it stopped.
  *    A baseline run first: grpc-js with handlers that store nothing.
  *    Targets: heartbeat p99 < 20 ms at < 35 % of one core; both queries < 100 ms (median).
- * 2. Storage (bench/storage.ts): one simulated hour of --storage-agents hosts through the real
+ * 2. Engine: the findings engine beside ingest. The same load twice, the engine off, then on
+ *    (server.ts --analysis: its worker thread fed by the bus), a CPU reading every interval;
+ *    the medians of the coordinator's CPU, of its main thread and of the engine's threads, its
+ *    RSS, and the findings the healthy fleet opened (it should open none). Then, in-process
+ *    (bench/engine.ts), an Engine filled as after hours of this load (full buffers) and a full
+ *    re-evaluation timed, detector by detector. Target: the engine adds < 10 % of one core.
+ * 3. Storage (bench/storage.ts): one simulated hour of --storage-agents hosts through the real
  *    ingest, as fast as it runs, beside the same samples a row each; bytes per raw sample
  *    (target < 10), per rollup series-minute and series-hour, and the steady-state size of
  *    --agents hosts with the default retentions.
- * 3. Adding 1,000 peers to a wireguard-go interface (in a network namespace of its own;
+ * 4. Adding 1,000 peers to a wireguard-go interface (in a network namespace of its own;
  *    needs root): one batched request on its socket against one request per peer. Target: < 2 s.
- * 4. Findings (bench/findings.ts): `coral findings`, `/v1/status` and `/v1/summary` over 10,000
+ * 5. Findings (bench/findings.ts): `coral findings`, `/v1/status` and `/v1/summary` over 10,000
  *    findings rows, through the API on loopback. Target: `coral findings` < 100 ms (median).
  *
  * Options: --agents N (1000), --seconds S measured (120: two rollup passes), --interval-ms MS (10000),
  * --rollup-every MS (60000: the server's rollup pass; shorter to see passes in a short run),
- * --storage-agents N (100), --only rpc,storage,wireguard,findings (all).
+ * --storage-agents N (100), --only rpc,engine,storage,wireguard,findings (all).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -40,6 +46,7 @@ import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { WireGuardInterface } from "@coral-mesh/wireguard";
 import { COORDINATOR_ADDRESS, MESH_PREFIX_LENGTH } from "@coral-mesh/wireguard/path";
 import { missingForLab } from "@coral-mesh/wireguard/testing";
+import { engineBench } from "./engine.js";
 import { findingsBench } from "./findings.js";
 import { meshAddress, PLUGINS, SAMPLES_PER_BATCH, SERVICES_PER_HOST, SimulatedHost } from "./hosts.js";
 import { storageBench } from "./storage.js";
@@ -51,7 +58,7 @@ const { values } = parseArgs({
     "interval-ms": { type: "string", default: "10000" },
     "rollup-every": { type: "string", default: "60000" },
     "storage-agents": { type: "string", default: "100" },
-    only: { type: "string", default: "rpc,storage,wireguard,findings" },
+    only: { type: "string", default: "rpc,engine,storage,wireguard,findings" },
   },
 });
 const AGENTS = Number(values.agents);
@@ -107,10 +114,17 @@ function unary<Req, Res>(session: http2.ClientHttp2Session, method: string, req:
 
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+const medianOf = (ms: number[]) =>
+  percentile(
+    [...ms].sort((a, b) => a - b),
+    50,
+  );
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 
 interface Stats {
   cpuMs: number;
+  threads: { mainMs: number; engineMs: number; engine: number };
+  findings: Array<{ kind: string; severity: string; state: string; n: number }>;
   rssMb: number;
   peakRssMb: number;
   rows: { events: number; frames: number; samples: number; series: number; services: number; edges: number; rollups: number };
@@ -127,11 +141,21 @@ interface Queries {
   topologyRoute: { ms: number[]; bytes: number };
 }
 
+/** One reading of the server's CPU over a collect interval, in % of one core. */
+interface Reading {
+  cpuPct: number;
+  mainPct: number;
+  enginePct: number;
+}
+
 interface RpcResult {
   p50: number;
   p99: number;
   cpuPct: number;
   rssMb: number;
+  peakRssMb: number;
+  readings: Reading[];
+  findings: Stats["findings"];
   queries?: Queries;
   live?: { services: number[]; topology: number[] };
 }
@@ -140,13 +164,25 @@ const table = (rows: string[][]) => {
   for (const row of rows) process.stdout.write(`  ${row.map((c, k) => (k === 0 ? c.padEnd(28) : c.padStart(9))).join(" ")}\n`);
 };
 
-async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
+interface RpcMode {
+  /** grpc-js with handlers that store nothing. */
+  baseline?: boolean;
+  /** The findings engine runs beside ingest. */
+  analysis?: boolean;
+  /** The routes people call, timed after the window (the RPC phase). */
+  queries?: boolean;
+}
+
+async function rpcBench(label: string, mode: RpcMode): Promise<RpcResult> {
+  const baseline = mode.baseline ?? false;
+  const withQueries = !baseline && (mode.queries ?? true);
   const args = [
     join(here, "server.ts"),
     String(AGENTS),
     "--rollup-every",
     String(values["rollup-every"]),
     ...(baseline ? ["--baseline"] : []),
+    ...(mode.analysis ? ["--analysis"] : []),
   ];
   const server = spawn(process.execPath, ["--conditions=coral-source", "--import", "tsx", ...args], {
     stdio: ["pipe", "pipe", "inherit"],
@@ -237,14 +273,28 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
     const before = await ask<Stats>("stats");
     const started = performance.now();
     measuring = true;
-    await sleep(SECONDS * 1000, undefined, { signal: interrupted.signal });
+    // A reading every collect interval: its median stands against a busy machine's moments.
+    const readings: Reading[] = [];
+    let previous = { stats: before, at: started };
+    while (performance.now() - started < SECONDS * 1000 - 1) {
+      await sleep(Math.min(INTERVAL, SECONDS * 1000 - (performance.now() - started)), undefined, { signal: interrupted.signal });
+      const stats = await ask<Stats>("stats");
+      const at = performance.now();
+      const share = (ms: number) => (ms / (at - previous.at)) * 100;
+      readings.push({
+        cpuPct: share(stats.cpuMs - previous.stats.cpuMs),
+        mainPct: share(stats.threads.mainMs - previous.stats.threads.mainMs),
+        enginePct: share(stats.threads.engineMs - previous.stats.threads.engineMs),
+      });
+      previous = { stats, at };
+    }
     measuring = false;
-    const after = await ask<Stats>("stats");
-    const wallMs = performance.now() - started;
+    const after = previous.stats;
+    const wallMs = previous.at - started;
     // Then, the load still running, the routes a person calls: apart from the window above, so that
     // the heartbeats' figures are the load's alone.
     const live = { services: [] as number[], topology: [] as number[] };
-    for (let call = 0; !baseline && call < LIVE_QUERY_CALLS; call++) {
+    for (let call = 0; withQueries && call < LIVE_QUERY_CALLS; call++) {
       await sleep(LIVE_QUERY_EVERY_MS, undefined, { signal: interrupted.signal });
       const q = await ask<{ services: number; topology: number }>("live");
       live.services.push(q.services);
@@ -269,7 +319,7 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
     const cpuPct = ((after.cpuMs - before.cpuMs) / wallMs) * 100;
     const perSecond = (n: number) => fmt(n / (wallMs / 1000), 0);
     const summary = [
-      `  server CPU ${fmt(cpuPct)} % of one core; RSS ${fmt(after.rssMb, 0)} MB (peak ${fmt(after.peakRssMb, 0)} MB)`,
+      `  server CPU ${fmt(cpuPct)} % of one core (median of ${readings.length} readings ${fmt(medianOf(readings.map((r) => r.cpuPct)))} %); RSS ${fmt(after.rssMb, 0)} MB (peak ${fmt(after.peakRssMb, 0)} MB)`,
       `  server event loop delay p99 ${fmt(after.loop.p99Ms, 0)} ms, max ${fmt(after.loop.maxMs, 0)} ms; GC ${fmt(after.gc.ms, 0)} ms in ${after.gc.pauses} pauses, longest ${fmt(after.gc.maxMs, 0)} ms`,
       `  sent ${perSecond(reported.batches)} batches/s, ${perSecond(reported.samples)} samples/s; ${errors} failed calls`,
     ];
@@ -286,8 +336,16 @@ async function rpcBench(label: string, baseline: boolean): Promise<RpcResult> {
     }
     process.stdout.write(`${summary.join("\n")}\n`);
     const heartbeats = latencies.Heartbeat.sort((a, b) => a - b);
-    const result: RpcResult = { p50: percentile(heartbeats, 50), p99: percentile(heartbeats, 99), cpuPct, rssMb: after.rssMb };
-    if (!baseline) {
+    const result: RpcResult = {
+      p50: percentile(heartbeats, 50),
+      p99: percentile(heartbeats, 99),
+      cpuPct,
+      rssMb: after.rssMb,
+      peakRssMb: after.peakRssMb,
+      readings,
+      findings: after.findings,
+    };
+    if (withQueries) {
       const q = await ask<Queries>("queries");
       const row = (name: string, ms: number[], size: string) => {
         const sorted = [...ms].sort((a, b) => a - b);
@@ -375,18 +433,13 @@ async function wireguardBench(): Promise<void> {
   }
 }
 
-const medianOf = (ms: number[]) =>
-  percentile(
-    [...ms].sort((a, b) => a - b),
-    50,
-  );
 try {
   if (PHASES.has("rpc")) {
     process.stdout.write(
       `RPC: ${AGENTS} agents (hosts of ${SERVICES_PER_HOST} services), a report every ${INTERVAL / 1000} s (a tenth heartbeat instead); ${SECONDS} s measured after ${WARMUP_MS / 1000} s warm-up\n`,
     );
-    const base = await rpcBench("baseline: grpc-js with handlers that store nothing", true);
-    const coral = await rpcBench("the coordinator's agent service, storing into SQLite", false);
+    const base = await rpcBench("baseline: grpc-js with handlers that store nothing", { baseline: true });
+    const coral = await rpcBench("the coordinator's agent service, storing into SQLite", {});
     const q = coral.queries;
     const timings = q ? [q.servicesRoute.ms, q.topologyRoute.ms, coral.live?.services ?? [], coral.live?.topology ?? []] : [];
     const slowest = timings.length ? Math.max(...timings.map(medianOf)) : Number.NaN;
@@ -395,6 +448,44 @@ try {
         `  vs baseline: heartbeat p99 ${fmt(coral.p99, 2)} ms vs ${fmt(base.p99, 2)} ms; CPU ${fmt(coral.cpuPct)} % vs ${fmt(base.cpuPct)} % (${fmt(coral.cpuPct / base.cpuPct, 2)}x); RSS ${fmt(coral.rssMb, 0)} vs ${fmt(base.rssMb, 0)} MB`,
         `  target heartbeat p99 < 20 ms at < 35 % of one core: ${coral.p99 < 20 && coral.cpuPct < 35 ? "met" : "NOT met"}`,
         `  target /v1/services and /v1/topology < 100 ms (median, load stopped and under load): ${slowest < 100 ? "met" : "NOT met"} (slowest median ${fmt(slowest, 0)} ms)`,
+        "",
+      ].join("\n"),
+    );
+  }
+  if (PHASES.has("engine")) {
+    process.stdout.write(
+      `Engine: the RPC load of ${AGENTS} agents, the findings engine off then on; ${SECONDS} s measured each, a CPU reading every ${INTERVAL / 1000} s\n`,
+    );
+    const off = await rpcBench("engine off: ingest, bus, rollups, health watch", { queries: false });
+    const on = await rpcBench("engine on: the same, and the findings engine on its worker thread", { analysis: true, queries: false });
+    const cpu = (r: RpcResult, pick: (reading: Reading) => number) => medianOf(r.readings.map(pick));
+    const added = cpu(on, (r) => r.cpuPct) - cpu(off, (r) => r.cpuPct);
+    const engineThread = cpu(on, (r) => r.enginePct);
+    const mainAdded = cpu(on, (r) => r.mainPct) - cpu(off, (r) => r.mainPct);
+    const bySeverity = new Map<string, number>();
+    for (const f of on.findings) bySeverity.set(f.severity, (bySeverity.get(f.severity) ?? 0) + f.n);
+    const opened = on.findings.reduce((n, f) => n + f.n, 0);
+    process.stdout.write(
+      [
+        `  server CPU, % of one core (median of ${off.readings.length} and ${on.readings.length} readings): engine off ${fmt(cpu(off, (r) => r.cpuPct))} %, on ${fmt(cpu(on, (r) => r.cpuPct))} %: the engine adds ${fmt(added)} %`,
+        `    its worker thread ${fmt(engineThread)} % (read from /proc); the main thread ${fmt(cpu(off, (r) => r.mainPct))} % off, ${fmt(cpu(on, (r) => r.mainPct))} % on (${mainAdded >= 0 ? "+" : ""}${fmt(mainAdded)} %: the bus's messages copied to the worker, findings written)`,
+        `  RSS: engine off ${fmt(off.rssMb, 0)} MB (peak ${fmt(off.peakRssMb, 0)} MB), on ${fmt(on.rssMb, 0)} MB (peak ${fmt(on.peakRssMb, 0)} MB)`,
+        `  heartbeat p99: engine off ${fmt(off.p99, 2)} ms, on ${fmt(on.p99, 2)} ms`,
+        `  findings the run opened: ${opened}${opened ? ` (${[...bySeverity].map(([s, n]) => `${n} ${s}`).join(", ")}: ${on.findings.map((f) => `${f.n} ${f.kind} ${f.severity} ${f.state}`).join(", ")})` : ""}`,
+        `  target the engine adds < 10 % of one core: ${added < 10 && engineThread < 10 ? "met" : "NOT met"} (over the first ${SECONDS} s of its series: see the full re-evaluation below for full ones)`,
+        "",
+        `Engine: a full re-evaluation, in-process, ${AGENTS} hosts × ${SERVICES_PER_HOST} services with full buffers`,
+        "",
+      ].join("\n"),
+    );
+    const full = await engineBench({ agents: AGENTS, out: (line) => process.stdout.write(`${line}\n`), signal: interrupted.signal });
+    // CPU time, not wall time: what the worker's thread would spend, however busy the machine.
+    const pass = medianOf(full.evaluateCpuMs);
+    process.stdout.write(
+      [
+        `  the worker evaluates every second the services a batch touched since; with reports spread over the interval, each second's touch all ${full.services} services, so each is a full pass:`,
+        `  so at steady state about ${fmt(pass / 10, 1)} % of one core goes to evaluation (${fmt(pass, 0)} ms a second), and at most ${fmt((full.fillMs / full.simulatedMs) * 100, 2)} % to state updates (the fill's time over the 2 h of samples it held)`,
+        `  target the engine adds < 10 % of one core, at steady state: ${pass / 10 + (full.fillMs / full.simulatedMs) * 100 < 10 ? "met" : "NOT met"}`,
         "",
       ].join("\n"),
     );

@@ -7,9 +7,12 @@
  * store holds, the rollup passes so far, the event loop's delay and GC pauses; "queries" with the time of `/v1/services` and
  * `/v1/topology` (the store's queries alone, and the routes with their JSON) over what the
  * bench stored. With --baseline it serves the same service with handlers that answer at
- * once and store nothing: grpc-js's own cost.
+ * once and store nothing: grpc-js's own cost. With --analysis it runs the findings engine too
+ * (its worker thread fed by the bus, as the coordinator runs it), and "stats" adds the CPU time
+ * of the main thread and of the engine's threads (read from /proc, from outside the engine) and
+ * the findings the run opened.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
@@ -18,6 +21,7 @@ import { parseArgs } from "node:util";
 import { meshV1, shutdownGracefully } from "@coral-mesh/sdk-proto/grpc";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { Hono } from "hono";
+import { Analysis } from "../src/analysis/host.js";
 import { DEPENDENCY_WINDOW_MS, servicesList } from "../src/api/routes/services-list.js";
 import { topologyGet } from "../src/api/routes/topology-get.js";
 import { MeshWatcher } from "../src/mesh/watcher.js";
@@ -33,7 +37,11 @@ import { meshAddress } from "./hosts.js";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { baseline: { type: "boolean", default: false }, "rollup-every": { type: "string", default: "60000" } },
+  options: {
+    baseline: { type: "boolean", default: false },
+    analysis: { type: "boolean", default: false },
+    "rollup-every": { type: "string", default: "60000" },
+  },
 });
 const count = Number(positionals[0] ?? 1000);
 // Ctrl-C reaches the whole process group: the bench stops this process by ending its stdin, and this one cleans up.
@@ -42,7 +50,8 @@ const HEARTBEAT_INTERVAL_MS = 10_000;
 const QUERY_CALLS = 20;
 
 const dir = mkdtempSync(join(tmpdir(), "coral-bench-"));
-const db = openStore(join(dir, "coral.db"));
+const storePath = join(dir, "coral.db");
+const db = openStore(storePath);
 db.transaction((tx) => {
   for (let i = 0; i < count; i++) {
     tx.insert(agents)
@@ -81,6 +90,17 @@ const jobs = values.baseline
       every("health watch", HEARTBEAT_INTERVAL_MS / 2, () => watcher.pass(Date.now()), { log }),
     ];
 
+// The engine's threads are the ones that appear when its worker starts: the worker's own, and
+// its module loader's (tsx). Their CPU time, read from /proc, is the engine's, with no hook in it.
+let engineThreads: string[] = [];
+let analysis: Analysis | undefined;
+if (values.analysis && !values.baseline) {
+  const before = new Set(readdirSync("/proc/self/task"));
+  analysis = new Analysis({ db, bus, storePath, log });
+  await analysis.start();
+  engineThreads = readdirSync("/proc/self/task").filter((tid) => !before.has(tid));
+}
+
 const service = values.baseline
   ? await startBaseline()
   : await startAgentService({ db, host: "127.0.0.1", port: 0, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, bus, observe });
@@ -97,6 +117,20 @@ new PerformanceObserver((list) => {
     gc.maxMs = Math.max(gc.maxMs, entry.duration);
   }
 }).observe({ entryTypes: ["gc"] });
+
+/** CPU time of a thread of this process, in ms (clock ticks of 10 ms); 0 once it is gone. */
+const threadCpuMs = (tid: string) => {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+};
+const findingCounts = db.$client.prepare<[], { kind: string; severity: string; state: string; n: number }>(
+  "SELECT kind, severity, state, count(*) AS n FROM findings GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+);
 
 const rowCounts = db.$client.prepare(
   `SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM metric_frames) AS frames,
@@ -121,6 +155,12 @@ for await (const line of createInterface({ input: process.stdin })) {
         // Since the previous "stats": the bench asks before and after its window.
         loop: { p99Ms: loop.percentile(99) / 1e6, maxMs: loop.max / 1e6 },
         gc: { ...gc },
+        threads: {
+          mainMs: threadCpuMs(String(process.pid)),
+          engineMs: engineThreads.reduce((ms, tid) => ms + threadCpuMs(tid), 0),
+          engine: engineThreads.length,
+        },
+        findings: analysis ? findingCounts.all() : [],
       })}\n`,
     );
     loop.reset();
@@ -128,6 +168,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   } else if (line === "queries") process.stdout.write(`${JSON.stringify(await queries())}\n`);
   else if (line === "live") process.stdout.write(`${JSON.stringify(await liveQueries())}\n`);
 }
+await analysis?.stop();
 await Promise.all(jobs.map((job) => job.stop()));
 await service.close();
 db.$client.close();
