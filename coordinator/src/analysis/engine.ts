@@ -10,13 +10,29 @@
 import { randomBytes } from "node:crypto";
 import type { AnalysisConfig, Finding } from "@coral-mesh/sdk-proto";
 import { detectors as builtIn, correlate } from "./detectors/index.js";
-import { type Conclusion, conclusionKey, type Detector, type DetectorContext, type Thresholds } from "./model.js";
+import {
+  type Conclusion,
+  conclusionKey,
+  type Detector,
+  type DetectorContext,
+  type InstanceDetector,
+  type InstanceState,
+  type ServiceState,
+  type Thresholds,
+} from "./model.js";
 import { type BaselineSource, State } from "./state.js";
 
 /** Every service is looked at again as a whole at least this often, changed or not (a dead one reports nothing). */
 export const FULL_PASS_MS = 5_000;
 /** Every instance is looked at again at least this often, though it reported nothing (its windows move on). */
 export const IDLE_LOOK_MS = 30_000;
+/**
+ * What a pass may spend on the metric detectors, in ms: at a pass a second, at most this share of
+ * a core in thousandths. A small mesh never reaches it (every instance that moved is looked at in
+ * the same pass); at a thousand agents × 40 services each instance's windows are looked at every
+ * half minute or so instead of every report.
+ */
+export const METRIC_BUDGET_MS = 40;
 /** How often what is past its age is dropped from the state. */
 const PRUNE_EVERY_MS = 10_000;
 /** A finding whose conclusion stopped holding resolves after this long, or three collect intervals if longer. */
@@ -36,6 +52,8 @@ export interface EngineOptions {
   config?: AnalysisConfig;
   baselines?: BaselineSource;
   newId?: () => string;
+  /** Time a pass may spend on the metric detectors (METRIC_BUDGET_MS). */
+  metricBudgetMs?: number;
 }
 
 interface Open {
@@ -56,16 +74,25 @@ export class Engine {
   private readonly config: AnalysisConfig;
   private readonly newId: () => string;
   private readonly open = new Map<string, Open>();
-  /** The latest conclusions of each instance (`i:AGENT\0KEY`), service (`s:NAME`) and agent (`a:NAME`). */
+  /**
+   * The latest conclusions of each instance (`i:AGENT\0KEY` from the event detectors, `m:…` from
+   * the metric detectors), service (`s:NAME`) and agent (`a:NAME`).
+   */
   private readonly concluded = new Map<string, Conclusion[]>();
   private readonly lastLooked = new Map<string, number>();
   private prunedAt = Number.NEGATIVE_INFINITY;
+  private readonly shared = new Map<Detector, Thresholds>();
+  private idleScannedAt = Number.NEGATIVE_INFINITY;
+  /** Instances waiting for the metric detectors, in the order they moved (a Set keeps it). */
+  private readonly metricQueue = new Set<string>();
+  private readonly metricBudgetMs: number;
 
   constructor(options: EngineOptions = {}) {
     this.state = new State(options.baselines);
     this.detectors = options.detectors ?? builtIn;
     this.config = options.config ?? {};
     this.newId = options.newId ?? newFindingId;
+    this.metricBudgetMs = options.metricBudgetMs ?? METRIC_BUDGET_MS;
   }
 
   /** Open findings from the store, so a restart updates them instead of opening them again. */
@@ -82,6 +109,15 @@ export class Engine {
 
   /** The thresholds of `detector` for `service`: its defaults, the config's for every service, the config's for this one. */
   thresholds(detector: Detector, service?: string | null): Thresholds {
+    // Most services have no overrides of their own: their thresholds are the detector's, made once.
+    if (!service || !this.config.services?.[service]?.[detector.kind]) {
+      let shared = this.shared.get(detector);
+      if (!shared) {
+        shared = { ...detector.defaults, ...this.config.detectors?.[detector.kind] };
+        this.shared.set(detector, shared);
+      }
+      return shared;
+    }
     return {
       ...detector.defaults,
       ...this.config.detectors?.[detector.kind],
@@ -109,20 +145,42 @@ export class Engine {
       ]),
     );
 
-    // Instances, one at a time: most of the work, and most instances did not move.
+    // Instances, one at a time: most of the work, and most instances did not move. Detectors of
+    // events (crashes, deploys, kills, health) look at every instance that moved, at once; those
+    // of metric windows (saturation, leaks, spikes), which cost more, take the instances in the
+    // order they moved within a time budget a pass, so that a large fleet costs the engine a
+    // bounded share of a core and waits its turn instead (docs/findings.md).
     const seen = new Set<string>();
+    const light = this.detectors.filter((d) => d.scope === "instance" && d.reads !== "metrics");
+    const heavy = this.detectors.filter((d) => d.scope === "instance" && d.reads === "metrics");
+    const idleScan = now - this.idleScannedAt >= FULL_PASS_MS;
+    if (idleScan) this.idleScannedAt = now;
+    const run = (detectors: readonly Detector[], service: ServiceState, instance: InstanceState) => {
+      const found: Conclusion[] = [];
+      for (const detector of detectors) {
+        if (this.thresholds(detector, instance.name).enabled === false) continue;
+        found.push(...(detector as InstanceDetector).detect(contexts.get(detector) as DetectorContext, service, [instance]));
+      }
+      return found;
+    };
     for (const [id, instance] of state.instanceEntries()) {
       seen.add(id);
-      if (!dirty.instances.has(id) && (this.lastLooked.get(`i:${id}`) ?? 0) > now - IDLE_LOOK_MS) continue;
+      const moved = dirty.instances.has(id);
+      if (!moved && !(idleScan && (this.lastLooked.get(`i:${id}`) ?? 0) <= now - IDLE_LOOK_MS)) continue;
       const service = state.services.get(instance.name);
       if (!service) continue;
       this.lastLooked.set(`i:${id}`, now);
-      const found: Conclusion[] = [];
-      for (const detector of this.detectors) {
-        if (detector.scope !== "instance" || this.thresholds(detector, instance.name).enabled === false) continue;
-        found.push(...detector.detect(contexts.get(detector) as DetectorContext, service, [instance]));
-      }
-      this.concluded.set(`i:${id}`, found);
+      this.concluded.set(`i:${id}`, run(light, service, instance));
+      this.metricQueue.add(id);
+    }
+    const until = performance.now() + this.metricBudgetMs;
+    for (const id of this.metricQueue) {
+      if (performance.now() > until) break;
+      this.metricQueue.delete(id);
+      const instance = state.instanceById(id);
+      const service = instance && state.services.get(instance.name);
+      if (!instance || !service) continue;
+      this.concluded.set(`m:${id}`, run(heavy, service, instance));
     }
 
     // Services as a whole: a caller's trouble may be its dependency's, so those are looked at too.
@@ -157,7 +215,12 @@ export class Engine {
     // What is gone from the state takes its conclusions with it.
     for (const key of [...this.concluded.keys()]) {
       const rest = key.slice(2);
-      const gone = key.startsWith("i:") ? !seen.has(rest) : key.startsWith("s:") ? !state.services.has(rest) : !state.agents.has(rest);
+      const gone =
+        key.startsWith("i:") || key.startsWith("m:")
+          ? !seen.has(rest)
+          : key.startsWith("s:")
+            ? !state.services.has(rest)
+            : !state.agents.has(rest);
       if (gone) {
         this.concluded.delete(key);
         this.lastLooked.delete(key);

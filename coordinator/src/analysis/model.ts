@@ -76,7 +76,7 @@ export interface InstanceState {
   /**
    * Metrics about this instance by name, labels folded in as `name{"k":"v"}` when there are any
    * (`service.cpu.cores`, `service.memory.rss_bytes`, `service.memory.limit_bytes`,
-   * `service.processes`, `service.transient_processes`).
+   * and the rest the state keeps: state.ts ANALYSED_METRICS).
    */
   metrics: ReadonlyMap<string, Series>;
   checks: ReadonlyMap<string, CheckState>;
@@ -192,6 +192,11 @@ interface DetectorBase {
   kind: FindingKind;
   /** The thresholds it reads, with their defaults; docs/findings.md documents each. */
   defaults: Thresholds;
+  /**
+   * `metrics`: it reads metric windows, the costly kind, which the engine runs within a time
+   * budget; otherwise (events, health, checks) it runs whenever an instance moves.
+   */
+  reads?: "events" | "metrics";
 }
 
 export interface InstanceDetector extends DetectorBase {

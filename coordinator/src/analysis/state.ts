@@ -72,6 +72,20 @@ export interface InputDependency {
 const scriptOf = (key: string): string | undefined =>
   key.startsWith("script:") && key.includes(" ") ? key.slice(key.indexOf(" ") + 1) : undefined;
 
+/** The metrics the detectors read, by name: the state keeps no others. */
+export const ANALYSED_METRICS: ReadonlySet<string> = new Set([
+  "service.cpu.cores",
+  "service.memory.rss_bytes",
+  "service.memory.limit_bytes",
+  "service.check.passing",
+  "host.cpu.utilization",
+  "host.cpu.cores",
+  "host.memory.available_bytes",
+  "host.memory.total_bytes",
+  "host.disk.used_bytes",
+  "host.disk.available_bytes",
+]);
+
 export const metricKey = (name: string, labels: string): string => (labels === "{}" || labels === "" ? name : `${name}${labels}`);
 
 class Instance implements InstanceState {
@@ -285,6 +299,14 @@ export class State implements AnalysisState {
   }
 
   applySample(agentName: string, sample: InputSample, time: number): void {
+    // Only what a detector reads is kept; an instance's other samples still say it reports.
+    if (!ANALYSED_METRICS.has(sample.name)) {
+      if (sample.subjectKind === "service") {
+        const instance = this.instances.get(`${agentName}\u0000${sample.subjectId}`);
+        if (instance && time > instance.lastSeen) instance.lastSeen = time;
+      }
+      return;
+    }
     const key = metricKey(sample.name, sample.labels);
     if (sample.subjectKind === "service") {
       const instance =

@@ -12,7 +12,7 @@ import type { ReadModel } from "../store/read-model.js";
 import { agents, events, findings, metricRollups, metricSeries, services } from "../store/schema.js";
 import type { Engine } from "./engine.js";
 import { type Baseline, EVENTS_KEEP_MS } from "./model.js";
-import type { InputAgent, InputDependency } from "./state.js";
+import { ANALYSED_METRICS, type InputAgent, type InputDependency } from "./state.js";
 import { mad, median } from "./stats.js";
 
 const MINUTE_MS = 60_000;
@@ -21,20 +21,6 @@ const HOUR_MS = 3_600_000;
 const WARM_METRICS_MS = 30 * MINUTE_MS;
 /** Events read back at start, at most. */
 const WARM_EVENTS = 200_000;
-/** The metrics the detectors read, by name. */
-export const ANALYSED_METRICS = new Set([
-  "service.cpu.cores",
-  "service.memory.rss_bytes",
-  "service.memory.limit_bytes",
-  "service.processes",
-  "service.check.passing",
-  "host.cpu.utilization",
-  "host.cpu.cores",
-  "host.memory.available_bytes",
-  "host.memory.total_bytes",
-  "host.disk.used_bytes",
-  "host.disk.available_bytes",
-]);
 /** The kinds of events the detectors read. */
 const ANALYSED_EVENTS = /^(process|service|port|agent|plugin)\./;
 

@@ -14,18 +14,22 @@ const LIMIT = "service.memory.limit_bytes";
 export const cpuSaturation: InstanceDetector = {
   kind: "cpu-saturation",
   scope: "instance",
-  defaults: { windowMs: 60_000, share: 0.9, hostBusy: 0.9, mainConsumer: 0.5, topConsumer: 0.25, minSamples: 3, restartGapMs: 30_000 },
+  reads: "metrics",
+  defaults: { windowMs: 60_000, share: 0.9, hostBusy: 0.9, mainConsumer: 0.5, topConsumer: 0.2, minSamples: 3, restartGapMs: 30_000 },
   detect({ now, state, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
     for (const instance of instances) {
-      const samples = instance.metrics.get(CPU)?.points(now - (t.windowMs as number));
-      if (!samples || samples.length < (t.minSamples as number)) continue;
-      if ((samples[samples.length - 1] as { time: number }).time - (samples[0] as { time: number }).time < 0.6 * (t.windowMs as number))
-        continue;
+      const series = instance.metrics.get(CPU);
       const host = state.agents.get(instance.agent);
       const cores = host?.host.get("host.cpu.cores")?.last?.value;
-      if (!cores) continue;
+      // Most services use a sliver of their host: nothing to look into.
+      const least = Math.min(t.share as number, t.mainConsumer as number, t.topConsumer as number);
+      if (!series || !cores || (series.last?.value ?? 0) < 0.5 * least * cores) continue;
+      const samples = series.points(now - (t.windowMs as number));
+      if (samples.length < (t.minSamples as number)) continue;
+      if ((samples[samples.length - 1] as { time: number }).time - (samples[0] as { time: number }).time < 0.6 * (t.windowMs as number))
+        continue;
       const used = median(samples.map((s) => s.value));
       const hostUse = host?.host.get("host.cpu.utilization")?.points(now - (t.windowMs as number)) ?? [];
       const hostBusyShare = shareAtLeast(hostUse, t.hostBusy as number);
@@ -77,6 +81,7 @@ export const cpuSaturation: InstanceDetector = {
 export const memoryLeak: InstanceDetector = {
   kind: "memory-leak",
   scope: "instance",
+  reads: "metrics",
   defaults: {
     windowMs: 1_800_000,
     minSpanMs: 120_000,
@@ -97,6 +102,10 @@ export const memoryLeak: InstanceDetector = {
       // of steady use shows once it has grown for `minSpanMs`, not once it outweighs that hour.
       const start = Math.max(now - (t.windowMs as number), lastStart(instance));
       const all = series.points(start);
+      // Flat memory (most of it) never grew enough to look into.
+      let low = Number.POSITIVE_INFINITY;
+      for (const p of all) if (p.value < low) low = p.value;
+      if ((series.last?.value ?? 0) - low < (t.minGrowthBytes as number)) continue;
       let found: { samples: typeof all; line: NonNullable<ReturnType<typeof trend>>; span: number } | undefined;
       for (const back of [t.windowMs as number, 600_000, 300_000, t.minSpanMs as number]) {
         const samples = all.filter((s) => s.time >= Math.max(start, now - back));
@@ -159,9 +168,9 @@ export const memoryLeak: InstanceDetector = {
   },
 };
 
-/** Its own normal, from its samples before the recent window; kept a minute (older samples move slowly). */
+/** Its own normal, from its samples before the recent window; kept five minutes (two hours of older samples move slowly). */
 const ownNormals = new WeakMap<Series, { at: number; base: Baseline | undefined }>();
-const OWN_NORMAL_KEEP_MS = 60_000;
+const OWN_NORMAL_KEEP_MS = 300_000;
 
 function ownNormal(series: Series, recentFrom: number, now: number): Baseline | undefined {
   const cached = ownNormals.get(series);
@@ -186,6 +195,7 @@ const outside = (value: number, base: Baseline, floor: number, t: Thresholds) =>
 export const resourceSpike: InstanceDetector = {
   kind: "resource-spike",
   scope: "instance",
+  reads: "metrics",
   defaults: { recentMs: 60_000, z: 6, ratio: 3, minCores: 0.25, minBytes: 64 * MIB, sustainMs: 600_000, restartGapMs: 30_000 },
   detect({ now, state, thresholds }, service, instances) {
     const t = thresholds(service.name);
