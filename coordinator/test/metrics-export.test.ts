@@ -243,6 +243,21 @@ describe("coral export", () => {
     expect(doc.totals).toEqual({ services: 6, edges: 3, findings: 6, events: doc.events.length });
   });
 
+  it("is written a page at a time, not built whole", async () => {
+    const res = await app.request(`/v1/export?since=${NOW - 86_400_000}`);
+    expect(res.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let chunks = 0;
+    let biggest = 0;
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      chunks++;
+      biggest = Math.max(biggest, r.value.byteLength);
+    }
+    // The head, the findings, three pages of events (2,600 and a few), the end.
+    expect(chunks).toBeGreaterThanOrEqual(6);
+    expect(biggest).toBeLessThan(400_000);
+  });
+
   it("reports progress on stderr while a long export runs", async () => {
     let t = NOW;
     const lines: string[] = [];
