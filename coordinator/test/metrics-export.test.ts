@@ -281,3 +281,21 @@ describe("coral export", () => {
     expect(((await query.json()) as { code: string }).code).toBe("invalid_query");
   });
 });
+
+describe("coral top, not in a terminal", () => {
+  it("prints the view once, as text or JSON, and exits", async () => {
+    let out = "";
+    const code = await runCli(["top", "--api", url], { out: (t) => (out += t), err: () => {} });
+    expect(code).toBe(0);
+    const lines = out.split("\n");
+    // The API's clock is NOW, the samples' too; the seeded findings: 1 critical, 3 warning, 1 info.
+    expect(lines[0]).toBe("6 services, 5 open findings (1 critical, 3 warning, 1 info)");
+    expect(lines.find((l) => l.startsWith("api "))).toMatch(/^api\s+-\s+1\s+1\s+0\.50\s+120\.0 MB\s+1 warning$/);
+    expect(lines.find((l) => l.startsWith("web "))).toMatch(/^web\s+serving\s+1\s+1\s+-\s+-\s+1 warning$/);
+    expect(out).toMatch(/^critical\s+postgres\s+dependency-down\s+/m);
+    let json = "";
+    expect(await runCli(["top", "--json", "--api", url], { out: (t) => (json += t), err: () => {} })).toBe(0);
+    const data = JSON.parse(json) as { services: unknown[]; samples: unknown[]; findings: unknown[] };
+    expect([data.services.length, data.samples.length, data.findings.length]).toEqual([6, 2, 5]);
+  });
+});
