@@ -59,7 +59,13 @@ export class ApiClient {
     }
   }
 
-  private async send(method: "GET" | "POST" | "DELETE", path: string, body: unknown, signal: AbortSignal): Promise<Response> {
+  private async send(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    retried = false,
+  ): Promise<Response> {
     try {
       return await fetch(`${this.url}${path}`, {
         method,
@@ -72,6 +78,8 @@ export class ApiClient {
       });
     } catch (error) {
       const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error instanceof Error ? error.message : String(error));
+      // A kept-alive connection the server closed as the request went out: a GET is safe to send once more, on a new one.
+      if (cause === "ECONNRESET" && method === "GET" && !retried) return this.send(method, path, body, signal, true);
       throw new CoralError(
         "coordinator_unreachable",
         `The coordinator's API at ${this.url} does not answer (${cause}); is \`coral coordinator start\` still running?`,
