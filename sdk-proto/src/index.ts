@@ -2,6 +2,7 @@ export * from "./config.js";
 export * from "./discovery/index.js";
 export * from "./encoding.js";
 export * from "./errors/index.js";
+export * from "./export.js";
 export * from "./findings.js";
 export * from "./invite.js";
 export * from "./join.js";

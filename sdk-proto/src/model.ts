@@ -196,3 +196,30 @@ export const metricsQuerySchema = z.strictObject({
 export const servicesQuerySchema = z.strictObject({
   instances: z.enum(["true", "false"]).optional(),
 });
+
+/** The latest sample of one service instance's metric: `GET /v1/metrics/latest`. */
+export const latestSampleSchema = z.object({
+  service: z.string(),
+  agent: z.string(),
+  /** The instance's key on its agent. */
+  key: z.string(),
+  metric: z.string(),
+  t: time,
+  value: z.number(),
+});
+export type LatestSample = z.infer<typeof latestSampleSchema>;
+
+export const latestMetricsResponseSchema = z.object({
+  /** Samples older than this are left out: the instance has stopped reporting. */
+  since: time,
+  samples: z.array(latestSampleSchema),
+});
+export type LatestMetricsResponse = z.infer<typeof latestMetricsResponseSchema>;
+
+export const latestMetricsQuerySchema = z.strictObject({
+  /** Metric names, comma-separated. Default: `service.cpu.cores,service.memory.rss_bytes`. */
+  metric: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]+(,[A-Za-z0-9_.:-]+){0,15}$/, "metric is up to 16 metric names, comma-separated")
+    .optional(),
+});

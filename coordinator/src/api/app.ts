@@ -20,8 +20,11 @@ import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
 import { checkApiToken } from "./api-token.js";
 import { eventsList } from "./routes/events-list.js";
+import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
 import { metricsGet } from "./routes/metrics-get.js";
+import { metricsLatest } from "./routes/metrics-latest.js";
+import { prometheusMetrics } from "./routes/prometheus-metrics.js";
 import { servicesList } from "./routes/services-list.js";
 import { topologyGet } from "./routes/topology-get.js";
 import { tokenRequestLabels, tokenRequestSchema } from "./token-request.js";
@@ -219,6 +222,9 @@ export function createApiApp(options: ApiOptions): Hono {
   topologyGet(app, options.db, now);
   metricsGet(app, options.db, now);
   findingsRoutes(app, options.db, now);
+  metricsLatest(app, options.db, now);
+  exportGet(app, options.db, options.identity.meshId, now);
+  prometheusMetrics(app, options.db, now, options.heartbeatIntervalMs);
 
   app.notFound(() => {
     throw new CoralError("not_found", "No such API route.");

@@ -39,24 +39,55 @@ export class ApiClient {
   }
 
   async request<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
-    let response: Response;
+    const response = await this.send(method, path, body, AbortSignal.timeout(15_000));
+    return (await this.answer(response)) as T;
+  }
+
+  /**
+   * A GET whose body the caller reads as it arrives (`coral export`): the 15 s limit is on
+   * the answer starting, not on the whole body. An error answer becomes a CoralError.
+   */
+  async open(path: string): Promise<Response> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error("no answer within 15 s")), 15_000);
     try {
-      response = await fetch(`${this.url}${path}`, {
+      const response = await this.send("GET", path, undefined, abort.signal);
+      if (!response.ok) await this.answer(response);
+      return response;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async send(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    retried = false,
+  ): Promise<Response> {
+    try {
+      return await fetch(`${this.url}${path}`, {
         method,
         headers: {
           ...(body === undefined ? {} : { "content-type": "application/json" }),
           ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(15_000),
+        signal,
       });
     } catch (error) {
       const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error instanceof Error ? error.message : String(error));
+      // A kept-alive connection the server closed as the request went out: a GET is safe to send once more, on a new one.
+      if (cause === "ECONNRESET" && method === "GET" && !retried) return this.send(method, path, body, signal, true);
       throw new CoralError(
         "coordinator_unreachable",
         `The coordinator's API at ${this.url} does not answer (${cause}); is \`coral coordinator start\` still running?`,
       );
     }
+  }
+
+  private async answer(response: Response): Promise<unknown> {
     const text = await response.text();
     let json: unknown;
     try {
@@ -69,6 +100,6 @@ export class ApiClient {
       const code: ErrorCode = isErrorCode(error.code) ? error.code : "internal_error";
       throw new CoralError(code, error.message ?? `The API answered ${response.status}.`);
     }
-    return json as T;
+    return json;
   }
 }

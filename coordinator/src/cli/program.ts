@@ -263,6 +263,21 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       exitCode = await summaryShow(o, io);
     });
 
+  apiCommand(program, "export", "services, topology, findings and events as one JSON document, to stdout (progress on stderr)")
+    .option("--since <when>", "events, edges and findings since a span back from now (24h, 7d) or a time", "24h")
+    .action(async (o) => {
+      const { exportDump } = await import("./export-command.js");
+      exitCode = await exportDump(o, io);
+    });
+
+  apiCommand(program, "top", "the services' health, CPU and memory and the open findings, live (q quits, j/k or arrows move, s sorts)")
+    .option("--interval <duration>", "how often to refresh", duration, 2_000)
+    .action(async (o) => {
+      // Loaded here: ink and React are for this command alone.
+      const { top } = await import("./top-command.js");
+      exitCode = await top({ ...o, intervalMs: o.interval as number }, io);
+    });
+
   try {
     await program.parseAsync(argv, { from: "user" });
     return exitCode;

@@ -15,7 +15,7 @@ const SUBJECT_KINDS: Record<number, string> = { 1: "agent", 2: "service", 3: "pr
 const SERVICE = 2;
 const HOUR_MS = 3_600_000;
 /** A series' last-seen time is written at most this often (it ages series out, nothing finer). */
-const SERIES_TOUCH_MS = 10 * 60_000;
+export const SERIES_TOUCH_MS = 10 * 60_000;
 /**
  * A known edge's last-seen time and counts are written at most this often, and whenever its
  * hour changes: an agent reports the same connections every collect, and one write per edge

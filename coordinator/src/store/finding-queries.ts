@@ -308,3 +308,29 @@ function parseObject(text: string): Record<string, unknown> {
 }
 
 const round = (n: number) => Math.round(n * 1000) / 1000;
+
+/**
+ * Findings open now or updated at or after `since`, oldest opened first, a page at a time:
+ * `after` is the last of the previous page. For `coral export`, which must not hold them all.
+ */
+export function findingsPage(
+  db: Store,
+  query: { since: number; after?: { openedAt: number; id: string } | undefined; limit: number },
+): Finding[] {
+  const after = query.after;
+  return db
+    .select()
+    .from(findings)
+    .where(
+      and(
+        or(eq(findings.state, "open"), gte(findings.updatedAt, query.since)),
+        after
+          ? or(sql`${findings.openedAt} > ${after.openedAt}`, and(eq(findings.openedAt, after.openedAt), sql`${findings.id} > ${after.id}`))
+          : undefined,
+      ),
+    )
+    .orderBy(asc(findings.openedAt), asc(findings.id))
+    .limit(query.limit)
+    .all()
+    .map(findingView);
+}

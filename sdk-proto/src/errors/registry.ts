@@ -25,6 +25,7 @@ export const errorRegistry = {
   discovery_bad_response: { status: 502, summary: "Discovery answered with something that is not the Coral discovery API." },
   discovery_unreachable: { status: 503, summary: "Discovery could not be reached (network, DNS or timeout)." },
   duplicate_json_key: { status: 400, summary: "A JSON body has the same key twice in one object." },
+  export_incomplete: { status: 502, summary: "The export ended before its last part: the dump is incomplete." },
   finding_not_found: { status: 404, summary: "No finding has this id (never opened, or removed by retention)." },
   interface_in_use: { status: 409, summary: "A network interface of this name already exists, and is not this one's to take over." },
   internal_error: { status: 500, summary: "An unexpected failure; the request may be retried." },
