@@ -7,3 +7,4 @@ export * from "./invite.js";
 export * from "./join.js";
 export * from "./json.js";
 export * from "./model.js";
+export * from "./stream.js";

@@ -3,7 +3,6 @@
  * loopback by default; on any other address it refuses to start without an API token,
  * and then every request must carry it.
  */
-import { timingSafeEqual } from "node:crypto";
 import { CoralError, describeIssues, type FindingCounts, issueDetails, issueInvite, randomBytes, toHex } from "@coral-mesh/sdk-proto";
 import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
@@ -14,15 +13,18 @@ import { releaseAddress } from "../mesh/allocation.js";
 import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
+import type { Bus } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import { findingCounts } from "../store/finding-queries.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
 import { checkApiToken } from "./api-token.js";
+import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
 import { eventsList } from "./routes/events-list.js";
 import { findingsRoutes } from "./routes/findings.js";
 import { metricsGet } from "./routes/metrics-get.js";
 import { servicesList } from "./routes/services-list.js";
+import { streamRoute } from "./routes/stream.js";
 import { topologyGet } from "./routes/topology-get.js";
 import { tokenRequestLabels, tokenRequestSchema } from "./token-request.js";
 
@@ -46,6 +48,10 @@ export interface ApiOptions {
   observe?: Observe;
   /** Bearer token every request must carry; required when listening beyond loopback. */
   token?: string;
+  /** What the store just learned, for `GET /v1/stream`; without it the route is absent. */
+  bus?: Bus;
+  /** The built dashboard (default: `dashboard/` in this package). */
+  dashboardDir?: string;
   now?: () => number;
 }
 
@@ -94,12 +100,13 @@ export function createApiApp(options: ApiOptions): Hono {
   const now = () => options.now?.() ?? Date.now();
 
   app.use(async (c, next) => {
-    if (options.token) {
-      const presented = Buffer.from(/^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "");
-      const expected = Buffer.from(options.token);
-      if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) {
-        throw new CoralError("api_unauthorized", "This coordinator's API needs its token: pass --api-token, or set CORAL_API_TOKEN.");
-      }
+    const exchanged = tokenExchange(c, options.token);
+    if (exchanged) return exchanged;
+    if (options.token && !authorized(c, options.token)) {
+      throw new CoralError(
+        "api_unauthorized",
+        "This coordinator's API needs its token: pass --api-token, or set CORAL_API_TOKEN (in a browser, open the dashboard once as /?token=TOKEN).",
+      );
     }
     await next();
   });
@@ -219,6 +226,8 @@ export function createApiApp(options: ApiOptions): Hono {
   topologyGet(app, options.db, now);
   metricsGet(app, options.db, now);
   findingsRoutes(app, options.db, now);
+  if (options.bus) streamRoute(app, options.bus);
+  dashboardRoutes(app, options.dashboardDir ?? defaultDashboardDir());
 
   app.notFound(() => {
     throw new CoralError("not_found", "No such API route.");
