@@ -11,16 +11,21 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { dirname, extname, join, normalize, resolve, sep } from "node:path";
+import { dirname, extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CoralError } from "@coral-mesh/sdk-proto";
 import type { Context, Hono } from "hono";
 
 export const DASHBOARD_COOKIE = "coral_dashboard";
 
-/** Where the build puts the dashboard: `dashboard/` beside this package's src/ and dist/. */
+/**
+ * Where the build puts the dashboard: `dashboard/` at this package's root, found upward from
+ * this module (dist/ when bundled, src/api/ when run from source).
+ */
 export function defaultDashboardDir(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "dashboard");
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(dir, "dashboard");
 }
 
 /** The cookie's value: a digest, so a stolen cookie is not the token that also allows writes. */

@@ -155,7 +155,7 @@ function shapeOf(defs: ElementDefinition[]): string {
 export function MapPage({ at, group }: { at: number | undefined; group: boolean }) {
   const container = useRef<HTMLDivElement>(null);
   const cy = useRef<Core | undefined>(undefined);
-  const shape = useRef("");
+  const shape = useRef<string | null>(null);
   const [selected, setSelected] = useState<string>();
   const window_ = at ? { since: at - HOUR, until: at } : {};
 
@@ -178,7 +178,7 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
 
   useEffect(() => {
     if (!container.current) return;
-    const instance = cytoscape({ container: container.current, style: style(), minZoom: 0.1, maxZoom: 3, wheelSensitivity: 0.3 });
+    const instance = cytoscape({ container: container.current, style: style(), minZoom: 0.1, maxZoom: 3 });
     instance.on("tap", "node", (e) => {
       const id = e.target.id() as string;
       if (!id.startsWith("group:")) setSelected(id);
@@ -191,7 +191,7 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
       restyle.disconnect();
       instance.destroy();
       cy.current = undefined;
-      shape.current = "";
+      shape.current = null;
     };
   }, []);
 
