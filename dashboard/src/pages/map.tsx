@@ -5,8 +5,7 @@
  * in place. The list beside the graph is the keyboard's way to every node.
  */
 import type { FindingsResponse, ServiceSummary, ServicesResponse, TopologyResponse } from "@coral-mesh/sdk-proto";
-import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
-import dagre from "cytoscape-dagre";
+import type { ElementDefinition } from "cytoscape";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { AgentView } from "../agents-type.js";
 import { api } from "../api.js";
@@ -14,16 +13,10 @@ import { time } from "../format.js";
 import { useLive } from "../live.js";
 import { href } from "../route.js";
 
-cytoscape.use(dagre);
+type Graph = typeof import("../graph.js");
+type Core = import("cytoscape").Core;
 
 const HOUR = 3_600_000;
-
-declare global {
-  interface Window {
-    /** The map's graph, for tests and the bench (`coralMap.nodes()`). */
-    coralMap?: Core;
-  }
-}
 
 interface MapData {
   services: ServiceSummary[];
@@ -92,70 +85,9 @@ function elements(data: MapData, group: boolean): ElementDefinition[] {
   return [...[...parents].map(([id, label]) => ({ data: { id, label, kind: "group" } })), ...nodes.values(), ...edges];
 }
 
-function css(name: string): string {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
-}
-
-function style(): cytoscape.StylesheetJson {
-  return [
-    {
-      selector: "node",
-      style: {
-        label: "data(label)",
-        "font-size": 11,
-        color: css("--text"),
-        "text-valign": "bottom",
-        "text-margin-y": 3,
-        width: 18,
-        height: 18,
-        "background-color": css("--unknown"),
-        "border-width": 0,
-      },
-    },
-    { selector: 'node[state = "ok"]', style: { "background-color": css("--ok") } },
-    { selector: 'node[state = "down"]', style: { "background-color": css("--bad") } },
-    { selector: 'node[kind = "external"]', style: { shape: "round-rectangle", "background-color": css("--external") } },
-    { selector: 'node[finding = "warning"]', style: { "border-width": 4, "border-color": css("--warn") } },
-    { selector: 'node[finding = "critical"]', style: { "border-width": 4, "border-color": css("--bad") } },
-    {
-      selector: 'node[kind = "group"]',
-      style: {
-        "background-opacity": 0.06,
-        "background-color": css("--text"),
-        "border-width": 1,
-        "border-color": css("--line"),
-        "text-valign": "top",
-        color: css("--muted"),
-        shape: "round-rectangle",
-      },
-    },
-    { selector: "node:selected", style: { "border-width": 3, "border-color": css("--focus") } },
-    {
-      selector: "edge",
-      style: {
-        width: 1.2,
-        "line-color": css("--line"),
-        "target-arrow-color": css("--muted"),
-        "target-arrow-shape": "triangle",
-        "arrow-scale": 0.8,
-        "curve-style": "bezier",
-      },
-    },
-  ];
-}
-
-/** The graph's shape: what needs a new layout when it changes (health and findings do not). */
-function shapeOf(defs: ElementDefinition[]): string {
-  return defs
-    .map((d) => `${d.data.id}<${d.data.parent ?? ""}`)
-    .sort()
-    .join("|");
-}
-
 export function MapPage({ at, group }: { at: number | undefined; group: boolean }) {
   const container = useRef<HTMLDivElement>(null);
   const cy = useRef<Core | undefined>(undefined);
-  const shape = useRef<string | null>(null);
   const [selected, setSelected] = useState<string>();
   const window_ = at ? { since: at - HOUR, until: at } : {};
 
@@ -176,52 +108,25 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
 
   const defs = useMemo(() => (data ? elements(data, group) : undefined), [data, group]);
 
+  // The graph library loads while the data is fetched, not before.
+  const [graph, setGraph] = useState<Graph>();
   useEffect(() => {
-    if (!container.current) return;
-    const instance = cytoscape({ container: container.current, style: style(), minZoom: 0.1, maxZoom: 3 });
-    instance.on("tap", "node", (e) => {
-      const id = e.target.id() as string;
-      if (!id.startsWith("group:")) setSelected(id);
-    });
-    cy.current = instance;
-    window.coralMap = instance;
-    const restyle = new MutationObserver(() => instance.style(style()));
-    restyle.observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
-    return () => {
-      restyle.disconnect();
-      instance.destroy();
-      cy.current = undefined;
-      shape.current = null;
-    };
+    void import("../graph.js").then(setGraph);
   }, []);
 
   useEffect(() => {
-    const instance = cy.current;
-    if (!instance || !defs) return;
-    const next = shapeOf(defs);
-    if (next === shape.current) {
-      // Same graph: only what the nodes show.
-      instance.batch(() => {
-        for (const d of defs) if (d.data.id) instance.getElementById(d.data.id).data(d.data);
-      });
-      instance.container()?.setAttribute("data-updated", String(Date.now()));
-      return;
-    }
-    shape.current = next;
-    instance.batch(() => {
-      instance.elements().remove();
-      instance.add(defs);
-    });
-    const layout = instance.layout({ name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 90, animate: false } as cytoscape.LayoutOptions);
-    layout.one("layoutstop", () => {
-      instance.fit(undefined, 24);
-      requestAnimationFrame(() => {
-        if (!performance.getEntriesByName("coral:map-drawn").length) performance.mark("coral:map-drawn");
-        instance.container()?.setAttribute("data-drawn", String(instance.nodes().length));
-      });
-    });
-    layout.run();
-  }, [defs]);
+    if (!container.current || !graph) return;
+    const instance = graph.createGraph(container.current, setSelected);
+    cy.current = instance;
+    return () => {
+      graph.destroyGraph(instance);
+      cy.current = undefined;
+    };
+  }, [graph]);
+
+  useEffect(() => {
+    if (cy.current && graph && defs) graph.drawGraph(cy.current, defs);
+  }, [defs, graph]);
 
   const services = data?.services ?? [];
   const byId = new Map((defs ?? []).map((d) => [d.data.id, d.data]));
