@@ -4,7 +4,7 @@
  * graph laid out and painted: the `coral:map-drawn` mark); then the time from a health change
  * reported to the coordinator to the node showing it. Prints medians; `--json` prints them as JSON.
  */
-import { launchBrowser, largeMesh, Seeder, startCoordinator } from "../test/harness.js";
+import { largeMesh, launchBrowser, Seeder, startCoordinator } from "../test/harness.js";
 
 const SERVICES = 300;
 const EDGES = 1_000;

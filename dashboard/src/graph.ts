@@ -60,6 +60,11 @@ function style(): cytoscape.StylesheetJson {
         shape: "round-rectangle",
       },
     },
+    // Hundreds of services: plain lines (cytoscape's cheapest), direction shown by the layers (callers left).
+    {
+      selector: "edge.large",
+      style: { "curve-style": "haystack", "haystack-radius": 0, "target-arrow-shape": "none", width: 0.8 },
+    },
     { selector: "node:selected", style: { "border-width": 3, "border-color": css("--focus") } },
     {
       selector: "edge",
@@ -82,7 +87,6 @@ function shapeOf(defs: ElementDefinition[]): string {
     .sort()
     .join("|");
 }
-
 
 export function createGraph(container: HTMLElement, onSelect: (id: string) => void): Core {
   const instance = cytoscape({ container, style: style(), minZoom: 0.05, maxZoom: 3 });
@@ -129,7 +133,15 @@ export function drawGraph(instance: Core, defs: ElementDefinition[]): void {
     );
     instance.batch(() => {
       instance.elements().remove();
-      instance.add(defs.map((d) => (positions.has(d.data.id as string) ? { ...d, position: positions.get(d.data.id as string) } : d)));
+      instance.add(
+        defs.map((d) =>
+          positions.has(d.data.id as string)
+            ? { ...d, position: positions.get(d.data.id as string) }
+            : d.data.source
+              ? { ...d, classes: "large" }
+              : d,
+        ),
+      );
     });
     let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const p of positions.values()) {
@@ -139,7 +151,11 @@ export function drawGraph(instance: Core, defs: ElementDefinition[]): void {
       y1 = Math.max(y1, p.y);
     }
     const margin = 40;
-    const zoom = Math.min(1.2, (instance.width() - 2 * margin) / Math.max(1, x1 - x0), (instance.height() - 2 * margin) / Math.max(1, y1 - y0));
+    const zoom = Math.min(
+      1.2,
+      (instance.width() - 2 * margin) / Math.max(1, x1 - x0),
+      (instance.height() - 2 * margin) / Math.max(1, y1 - y0),
+    );
     instance.viewport({
       zoom,
       pan: { x: instance.width() / 2 - ((x0 + x1) / 2) * zoom, y: instance.height() / 2 - ((y0 + y1) / 2) * zoom },
