@@ -75,10 +75,14 @@ export function layered(
   const layers: string[][] = [];
   for (const id of ids) {
     const r = rank.get(id) ?? 0;
-    (layers[r] ??= []).push(id);
+    const layer = layers[r] ?? [];
+    layer.push(id);
+    layers[r] = layer;
   }
   const position = new Map<string, number>();
-  const place = (layer: string[]) => layer.forEach((id, i) => position.set(id, i));
+  const place = (layer: string[]) => {
+    for (const [i, id] of layer.entries()) position.set(id, i);
+  };
   for (const layer of layers) if (layer) place(layer);
   const group = (id: string) => byId.get(id)?.group ?? "";
   const sweep = (layer: string[], neighbours: Map<string, string[]>) => {
@@ -98,7 +102,7 @@ export function layered(
   layers.forEach((layer, r) => {
     if (!layer) return;
     const top = -((layer.length - 1) * spacing.y) / 2;
-    layer.forEach((id, i) => positions.set(id, { x: r * spacing.x, y: top + i * spacing.y }));
+    for (const [i, id] of layer.entries()) positions.set(id, { x: r * spacing.x, y: top + i * spacing.y });
   });
   return positions;
 }

@@ -175,7 +175,7 @@ describe.skipIf(skipReason !== null)("the dashboard in chromium, on loopback", (
 });
 
 describe.skipIf(skipReason !== null)("the dashboard beyond loopback", () => {
-  const token = "t".repeat(16) + "0123456789abcdef0123";
+  const token = "0123456789abcdef0123456789abcdef0123";
   let coordinator: RunningCoordinator;
   let browser: Awaited<ReturnType<typeof launchBrowser>>;
 
