@@ -96,15 +96,17 @@ describe.skipIf(skipReason !== null)("the dashboard in chromium, on loopback", (
     await page.close();
   });
 
-  it("the timeline pages through the events, older and back to the newest", async () => {
+  it("the timeline pages through one service's events, older and back to the newest", async () => {
     // 120 events on one service: more than two pages of 50.
     await seeder.report("web-1", {
-      events: Array.from({ length: 120 }, (_, i) =>
-        Seeder.event("app.tick", "frontend", { n: String(i) }, Date.now() - 120_000 + i * 1_000),
-      ),
+      events: [
+        ...Array.from({ length: 120 }, (_, i) => Seeder.event("app.tick", "frontend", { n: String(i) }, Date.now() - 120_000 + i * 1_000)),
+        // Another service's: the service filter leaves it out.
+        Seeder.event("app.tick", "catalog", { n: "other" }),
+      ],
     });
     const page = await browser.newPage();
-    await page.goto(`${coordinator.url}/#/timeline?kind=app.tick`);
+    await page.goto(`${coordinator.url}/#/timeline?service=frontend&kind=app.tick`);
     await page.waitForSelector("table[data-rows]");
     const first = await page.$$eval("tr[data-event]", (rows) => rows.map((r) => r.textContent ?? ""));
     expect(first).toHaveLength(50);
@@ -114,6 +116,7 @@ describe.skipIf(skipReason !== null)("the dashboard in chromium, on loopback", (
     await page.click('[data-testid="older"]');
     await page.waitForFunction(() => document.querySelector("tr[data-event]")?.textContent?.includes("n=19"));
     expect(await page.$$eval("tr[data-event]", (rows) => rows.length)).toBe(20);
+    expect(await page.textContent("main")).not.toContain("n=other");
     expect(await page.textContent("main")).toContain("The oldest stored.");
     await page.click('[data-testid="newest"]');
     await page.waitForFunction(() => document.querySelector("tr[data-event]")?.textContent?.includes("n=119"));
