@@ -118,3 +118,17 @@ export function useLive<T>(
   }, deps);
   return { data, error, reload: run };
 }
+
+/**
+ * A gate for frequent, low-stakes messages (every agent's report batches): passes at most one
+ * per `ms`. A change the user is waiting to see (health, a finding) should not go through it.
+ */
+export function every(ms: number, now: () => number = Date.now): () => boolean {
+  let last = Number.NEGATIVE_INFINITY;
+  return () => {
+    const at = now();
+    if (at - last < ms) return false;
+    last = at;
+    return true;
+  };
+}

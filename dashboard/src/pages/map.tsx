@@ -10,7 +10,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { AgentView } from "../agents-type.js";
 import { api } from "../api.js";
 import { time } from "../format.js";
-import { useLive } from "../live.js";
+import { every, useLive } from "../live.js";
 import { href } from "../route.js";
 
 type Graph = typeof import("../graph.js");
@@ -90,6 +90,7 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
   const cy = useRef<Core | undefined>(undefined);
   const [selected, setSelected] = useState<string>();
   const window_ = at ? { since: at - HOUR, until: at } : {};
+  const [edgesGate] = useState(() => every(10_000));
 
   const { data, error } = useLive<MapData>(
     async () => {
@@ -103,7 +104,12 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
     },
     [at],
     // A past hour's graph does not change; health and findings are shown as they are now.
-    (m) => m.type === "service" || m.type === "finding" || m.type === "health" || (m.type === "batch" && m.connections > 0 && !at),
+    // New edges come with report batches, which every agent sends every few seconds: those are gated.
+    (m) =>
+      m.type === "service" ||
+      m.type === "finding" ||
+      m.type === "health" ||
+      (m.type === "batch" && m.connections > 0 && !at && edgesGate()),
   );
 
   const defs = useMemo(() => (data ? elements(data, group) : undefined), [data, group]);

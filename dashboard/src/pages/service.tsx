@@ -4,12 +4,12 @@
  * and what calls it.
  */
 import type { EventsResponse, EventView, FindingsResponse, MetricSeries, MetricsResponse, ServiceResponse } from "@coral-mesh/sdk-proto";
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { api } from "../api.js";
 import { ago, bytes, time } from "../format.js";
-import { useLive } from "../live.js";
+import { every, useLive } from "../live.js";
 import { href } from "../route.js";
 
 const HOUR = 3_600_000;
@@ -139,6 +139,7 @@ interface ServiceData {
 }
 
 export function ServicePage({ name }: { name: string }) {
+  const [samplesGate] = useState(() => every(5_000));
   const { data, error } = useLive<ServiceData>(
     async () => {
       const to = Date.now();
@@ -152,7 +153,9 @@ export function ServicePage({ name }: { name: string }) {
       return { service: service.service, metrics, events: events.events, findings: findings.findings, from, to };
     },
     [name],
-    (m) => (m.type === "service" && m.name === name) || (m.type === "finding" && m.service === name) || m.type === "batch",
+    // Samples come in every agent's batches: those refresh the charts at most every 5 s.
+    (m) =>
+      (m.type === "service" && m.name === name) || (m.type === "finding" && m.service === name) || (m.type === "batch" && samplesGate()),
   );
   if (error) return <p class="error">{error.message}</p>;
   if (!data) return <p class="muted">Loading {name}…</p>;
