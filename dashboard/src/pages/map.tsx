@@ -92,24 +92,37 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
   const window_ = at ? { since: at - HOUR, until: at } : {};
   const [edgesGate] = useState(() => every(10_000));
 
-  const { data, error } = useLive<MapData>(
-    async () => {
-      const [services, topology, findings, agents] = await Promise.all([
-        api<ServicesResponse>("/v1/services"),
-        api<TopologyResponse>("/v1/topology", window_),
-        api<FindingsResponse>("/v1/findings"),
-        api<{ agents: AgentView[] }>("/v1/agents"),
-      ]);
-      return { services: services.services, topology, findings: findings.findings, agents: agents.agents };
-    },
+  // Four resources, each fetched again only on the messages that change it, so a health change
+  // waits for the services list alone, not for the topology too.
+  const servicesLive = useLive(
+    () => api<ServicesResponse>("/v1/services"),
+    [],
+    (m) => m.type === "service",
+  );
+  const topology = useLive(
+    () => api<TopologyResponse>("/v1/topology", window_),
     [at],
-    // A past hour's graph does not change; health and findings are shown as they are now.
-    // New edges come with report batches, which every agent sends every few seconds: those are gated.
-    (m) =>
-      m.type === "service" ||
-      m.type === "finding" ||
-      m.type === "health" ||
-      (m.type === "batch" && m.connections > 0 && !at && edgesGate()),
+    // A past hour's graph does not change. New edges come with report batches, which every
+    // agent sends every few seconds: those are gated.
+    (m) => !at && ((m.type === "batch" && m.connections > 0 && edgesGate()) || (m.type === "service" && m.change === "listening")),
+  );
+  const findings = useLive(
+    () => api<FindingsResponse>("/v1/findings"),
+    [],
+    (m) => m.type === "finding",
+  );
+  const agents = useLive(
+    () => api<{ agents: AgentView[] }>("/v1/agents"),
+    [],
+    (m) => m.type === "health",
+  );
+  const error = servicesLive.error ?? topology.error ?? findings.error ?? agents.error;
+  const data = useMemo<MapData | undefined>(
+    () =>
+      servicesLive.data && topology.data && findings.data && agents.data
+        ? { services: servicesLive.data.services, topology: topology.data, findings: findings.data.findings, agents: agents.data.agents }
+        : undefined,
+    [servicesLive.data, topology.data, findings.data, agents.data],
   );
 
   const defs = useMemo(() => (data ? elements(data, group) : undefined), [data, group]);
