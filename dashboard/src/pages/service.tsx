@@ -75,6 +75,8 @@ function Chart({
     const { xs, ys, names } = lines(series, metric);
     const colors = ["#4f9cf7", "#3fb96f", "#f0a830", "#c678dd", "#f05252", "#56b6c2"];
     const overlay: HTMLDivElement[] = [];
+    // Canvas strokes take colours, not CSS variables.
+    const muted = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim() || "#888";
     const plot = new uPlot(
       {
         width: Math.max(300, el.clientWidth - 8),
@@ -82,12 +84,12 @@ function Chart({
         scales: { x: { time: true, range: [from / 1000, to / 1000] } },
         series: [{}, ...names.map((name, i) => ({ label: name, stroke: colors[i % colors.length], width: 1.5, spanGaps: true }))],
         axes: [
-          { stroke: "var(--muted)" as string, grid: { stroke: "rgba(128,128,128,0.15)" } },
+          { stroke: muted, grid: { stroke: "rgba(128,128,128,0.15)" } },
           {
-            stroke: "var(--muted)" as string,
+            stroke: muted,
             grid: { stroke: "rgba(128,128,128,0.15)" },
             values: (_u, vals) => vals.map(format),
-            size: 70,
+            size: 90,
           },
         ],
         hooks: {
