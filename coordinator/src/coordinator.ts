@@ -193,6 +193,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       },
       onTokenCreated: () => joinPoller.hurry(),
       observe,
+      bus,
       ...(settings.apiToken ? { token: settings.apiToken } : {}),
     });
     const api = await serveApi({

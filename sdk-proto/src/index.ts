@@ -8,3 +8,4 @@ export * from "./invite.js";
 export * from "./join.js";
 export * from "./json.js";
 export * from "./model.js";
+export * from "./stream.js";

@@ -176,6 +176,8 @@ export const eventsQuerySchema = z.strictObject({
   before: z.coerce.number().int("before is an event id").min(1).optional(),
   agent: z.string().min(1).max(64).optional(),
   kind: z.string().min(1).max(64).optional(),
+  /** Only events whose subject is named so (a service's events, and its processes'). */
+  service: z.string().min(1).max(256).optional(),
   limit: z.coerce.number().int().min(1).max(1_000).default(500),
 });
 

@@ -3,7 +3,6 @@
  * loopback by default; on any other address it refuses to start without an API token,
  * and then every request must carry it.
  */
-import { timingSafeEqual } from "node:crypto";
 import { CoralError, describeIssues, type FindingCounts, issueDetails, issueInvite, randomBytes, toHex } from "@coral-mesh/sdk-proto";
 import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
@@ -14,11 +13,13 @@ import { releaseAddress } from "../mesh/allocation.js";
 import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
+import type { Bus } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import { findingCounts } from "../store/finding-queries.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
 import { checkApiToken } from "./api-token.js";
+import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
@@ -26,6 +27,7 @@ import { metricsGet } from "./routes/metrics-get.js";
 import { metricsLatest } from "./routes/metrics-latest.js";
 import { prometheusMetrics } from "./routes/prometheus-metrics.js";
 import { servicesList } from "./routes/services-list.js";
+import { streamRoute } from "./routes/stream.js";
 import { topologyGet } from "./routes/topology-get.js";
 import { tokenRequestLabels, tokenRequestSchema } from "./token-request.js";
 
@@ -49,6 +51,10 @@ export interface ApiOptions {
   observe?: Observe;
   /** Bearer token every request must carry; required when listening beyond loopback. */
   token?: string;
+  /** What the store just learned, for `GET /v1/stream`; without it the route is absent. */
+  bus?: Bus;
+  /** The built dashboard (default: `dashboard/` in this package). */
+  dashboardDir?: string;
   now?: () => number;
 }
 
@@ -97,12 +103,13 @@ export function createApiApp(options: ApiOptions): Hono {
   const now = () => options.now?.() ?? Date.now();
 
   app.use(async (c, next) => {
-    if (options.token) {
-      const presented = Buffer.from(/^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "");
-      const expected = Buffer.from(options.token);
-      if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) {
-        throw new CoralError("api_unauthorized", "This coordinator's API needs its token: pass --api-token, or set CORAL_API_TOKEN.");
-      }
+    const exchanged = tokenExchange(c, options.token);
+    if (exchanged) return exchanged;
+    if (options.token && !authorized(c, options.token)) {
+      throw new CoralError(
+        "api_unauthorized",
+        "This coordinator's API needs its token: pass --api-token, or set CORAL_API_TOKEN (in a browser, open the dashboard once as /?token=TOKEN).",
+      );
     }
     await next();
   });
@@ -225,6 +232,8 @@ export function createApiApp(options: ApiOptions): Hono {
   metricsLatest(app, options.db, now);
   exportGet(app, options.db, options.identity.meshId, now);
   prometheusMetrics(app, options.db, now, options.heartbeatIntervalMs);
+  if (options.bus) streamRoute(app, options.bus);
+  dashboardRoutes(app, options.dashboardDir ?? defaultDashboardDir());
 
   app.notFound(() => {
     throw new CoralError("not_found", "No such API route.");

@@ -331,12 +331,20 @@ const round = (n: number) => Number(n.toPrecision(12));
 /** Events, newest stored first, a page at a time: `before` is the previous page's `next`. */
 export function listEvents(
   db: Store,
-  query: { since: number; before?: number | undefined; agent?: string | undefined; kind?: string | undefined; limit: number },
+  query: {
+    since: number;
+    before?: number | undefined;
+    agent?: string | undefined;
+    kind?: string | undefined;
+    service?: string | undefined;
+    limit: number;
+  },
 ): EventsResponse {
   const conditions = [gte(events.time, query.since)];
   if (query.before !== undefined) conditions.push(lt(events.id, query.before));
   if (query.agent) conditions.push(eq(events.agentName, query.agent));
   if (query.kind) conditions.push(eq(events.kind, query.kind));
+  if (query.service) conditions.push(eq(events.subjectName, query.service));
   const rows = db
     .select()
     .from(events)

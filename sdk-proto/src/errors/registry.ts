@@ -22,6 +22,7 @@ export const errorRegistry = {
   config_invalid: { status: 400, summary: "A config file or a command-line option has an invalid value." },
   coordinator_running: { status: 409, summary: "A coordinator is already running with this data directory." },
   coordinator_unreachable: { status: 503, summary: "The CLI cannot find or reach the coordinator's API." },
+  dashboard_not_built: { status: 503, summary: "This coordinator was built without its dashboard; the API still works." },
   discovery_bad_response: { status: 502, summary: "Discovery answered with something that is not the Coral discovery API." },
   discovery_unreachable: { status: 503, summary: "Discovery could not be reached (network, DNS or timeout)." },
   duplicate_json_key: { status: 400, summary: "A JSON body has the same key twice in one object." },

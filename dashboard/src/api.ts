@@ -1,0 +1,28 @@
+/**
+ * The coordinator's API as the page reads it: same origin, so the dashboard's cookie (or
+ * loopback) authorizes it. Types come from @coral-mesh/sdk-proto, imported as types only, so
+ * none of its Node code reaches the bundle.
+ */
+import type { ErrorBody } from "@coral-mesh/sdk-proto";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function api<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== "") params.set(key, String(value));
+  const url = params.size > 0 ? `${path}?${params}` : path;
+  const response = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+  if (!response.ok) {
+    const body = (await response.json().catch(() => null)) as Partial<ErrorBody> | null;
+    throw new ApiError(response.status, body?.code ?? "http_error", body?.message ?? `${response.status} ${response.statusText}`);
+  }
+  return (await response.json()) as T;
+}
