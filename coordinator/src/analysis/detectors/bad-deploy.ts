@@ -14,7 +14,7 @@ export const badDeploy: InstanceDetector = {
     auditMs: 900_000,
     minCrashes: 2,
     lookbackMs: 3_600_000,
-    restartGapMs: 30_000,
+    restartGapMs: 15_000,
     ongoingMs: 300_000,
     healthForMs: 10_000,
     memorySpanMs: 120_000,

@@ -9,7 +9,7 @@ import { confidence, crashes, evidence, sdkInstance, where } from "./signals.js"
 export const crashLoop: InstanceDetector = {
   kind: "crash-loop",
   scope: "instance",
-  defaults: { windowMs: 300_000, minCrashes: 3, criticalCrashes: 6, restartGapMs: 30_000 },
+  defaults: { windowMs: 300_000, minCrashes: 3, criticalCrashes: 6, restartGapMs: 15_000 },
   detect({ now, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const windowMs = t.windowMs as number;

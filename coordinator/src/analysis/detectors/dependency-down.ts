@@ -16,7 +16,7 @@ interface Down {
 export const dependencyDown: ServiceDetector = {
   kind: "dependency-down",
   scope: "service",
-  defaults: { restartGapMs: 30_000, callerWindowMs: 300_000 },
+  defaults: { restartGapMs: 15_000, callerWindowMs: 300_000 },
   detect({ now, state, thresholds }, service) {
     const callers = state.dependents.get(service.name);
     if (!callers || callers.size === 0 || service.instances.size === 0) return [];

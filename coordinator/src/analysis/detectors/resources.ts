@@ -15,7 +15,7 @@ export const cpuSaturation: InstanceDetector = {
   kind: "cpu-saturation",
   scope: "instance",
   reads: "metrics",
-  defaults: { windowMs: 60_000, share: 0.9, hostBusy: 0.9, mainConsumer: 0.5, topConsumer: 0.2, minSamples: 3, restartGapMs: 30_000 },
+  defaults: { windowMs: 60_000, share: 0.9, hostBusy: 0.9, mainConsumer: 0.5, topConsumer: 0.2, minSamples: 3, restartGapMs: 15_000 },
   detect({ now, state, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
@@ -196,7 +196,7 @@ export const resourceSpike: InstanceDetector = {
   kind: "resource-spike",
   scope: "instance",
   reads: "metrics",
-  defaults: { recentMs: 60_000, z: 6, ratio: 3, minCores: 0.25, minBytes: 64 * MIB, sustainMs: 600_000, restartGapMs: 30_000 },
+  defaults: { recentMs: 60_000, z: 6, ratio: 3, minCores: 0.25, minBytes: 64 * MIB, sustainMs: 600_000, restartGapMs: 15_000 },
   detect({ now, state, thresholds }, service, instances) {
     const t = thresholds(service.name);
     const out: Conclusion[] = [];
