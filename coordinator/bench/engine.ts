@@ -42,6 +42,33 @@ export interface EngineBenchResult {
   services: number;
 }
 
+/** A simulated batch as the bus hands it to the engine. */
+function inputs(
+  agent: string,
+  batch: ReturnType<SimulatedHost["collect"]>,
+  nextId: () => number,
+): { events: InputEvent[]; samples: InputSample[] } {
+  return {
+    events: batch.events.map((e) => ({
+      id: nextId(),
+      agent,
+      kind: e.kind,
+      time: e.timeUnixMs,
+      subject: { kind: SUBJECT_KINDS[e.subject?.kind ?? 0] ?? "unknown", id: e.subject?.id ?? "", name: e.subject?.name || null },
+      attributes: e.attributes,
+      source: e.source,
+    })),
+    samples: batch.metrics.map((m) => ({
+      subjectKind: SUBJECT_KINDS[m.subject?.kind ?? 0] ?? "unknown",
+      subjectId: m.subject?.id ?? "",
+      name: m.name,
+      labels: "{}",
+      time: m.timeUnixMs,
+      value: m.value,
+    })),
+  };
+}
+
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
 
@@ -85,25 +112,8 @@ export async function engineBench(options: EngineBenchOptions): Promise<EngineBe
     const keepSamples = time > NOW - SERIES_KEEP_MS;
     for (const host of hosts) {
       const batch = host.collect(time);
-      const input: InputEvent[] = batch.events.map((e) => ({
-        id: ++eventId,
-        agent: host.name,
-        kind: e.kind,
-        time: e.timeUnixMs,
-        subject: { kind: SUBJECT_KINDS[e.subject?.kind ?? 0] ?? "unknown", id: e.subject?.id ?? "", name: e.subject?.name || null },
-        attributes: e.attributes,
-        source: e.source,
-      }));
-      const metrics: InputSample[] = keepSamples
-        ? batch.metrics.map((m) => ({
-            subjectKind: SUBJECT_KINDS[m.subject?.kind ?? 0] ?? "unknown",
-            subjectId: m.subject?.id ?? "",
-            name: m.name,
-            labels: "{}",
-            time: m.timeUnixMs,
-            value: m.value,
-          }))
-        : [];
+      const { events: input, samples: all } = inputs(host.name, batch, () => ++eventId);
+      const metrics: InputSample[] = keepSamples ? all : [];
       const t0 = performance.now();
       state.applyBatch(host.name, time, input, metrics);
       fillMs += performance.now() - t0;
@@ -194,26 +204,7 @@ export async function engineBench(options: EngineBenchOptions): Promise<EngineBe
     for (let i = second % 10; i < hosts.length; i += 10) {
       const host = hosts[i] as SimulatedHost;
       const batch = host.collect(time);
-      batches.push({
-        agent: host.name,
-        events: batch.events.map((e) => ({
-          id: ++eventId,
-          agent: host.name,
-          kind: e.kind,
-          time: e.timeUnixMs,
-          subject: { kind: SUBJECT_KINDS[e.subject?.kind ?? 0] ?? "unknown", id: e.subject?.id ?? "", name: e.subject?.name || null },
-          attributes: e.attributes,
-          source: e.source,
-        })),
-        samples: batch.metrics.map((m) => ({
-          subjectKind: SUBJECT_KINDS[m.subject?.kind ?? 0] ?? "unknown",
-          subjectId: m.subject?.id ?? "",
-          name: m.name,
-          labels: "{}",
-          time: m.timeUnixMs,
-          value: m.value,
-        })),
-      });
+      batches.push({ agent: host.name, ...inputs(host.name, batch, () => ++eventId) });
     }
     const cpu0 = process.cpuUsage();
     for (const b of batches) state.applyBatch(b.agent, time, b.events, b.samples);

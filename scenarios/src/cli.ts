@@ -8,8 +8,8 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type ScenarioResult, scenarioResultSchema, totals } from "./judge.js";
 import { ScenarioLab, sleep } from "./lab.js";
-import { contractIssues, runScenario } from "./run.js";
-import { DEFAULT_TIMEOUT_MS, isControl, type Scenario } from "./scenario.js";
+import { blankResult, contractIssues, runScenario } from "./run.js";
+import { DEFAULT_TIMEOUT_MS, isControl } from "./scenario.js";
 import { SCENARIOS } from "./scenarios/index.js";
 import { formatTable, formatTotals, HEADER, resultRows } from "./table.js";
 
@@ -89,7 +89,7 @@ async function main(): Promise<number> {
         log(
           `  ${scenario.name}: not run: it could take ${Math.round(needs / 1000)} s, past the suite's ${budgetMs / 60_000}-minute budget`,
         );
-        results.push(notRun(scenario, `not run: the suite's ${budgetMs / 60_000}-minute budget ran out`));
+        results.push(blankResult(scenario, Date.now(), `not run: the suite's ${budgetMs / 60_000}-minute budget ran out`));
         continue;
       }
       const result = await runScenario(lab, scenario, { log, retired, source });
@@ -111,28 +111,6 @@ async function main(): Promise<number> {
   );
   process.stdout.write(`results: ${out} (${clock(began)} in all)\n`);
   return t.missed.length === 0 ? 0 : 1;
-}
-
-function notRun(scenario: Scenario, error: string): ScenarioResult {
-  const now = Date.now();
-  return {
-    name: scenario.name,
-    via: scenario.via,
-    control: isControl(scenario),
-    expected: isControl(scenario) ? null : { ...scenario.expect },
-    top: null,
-    right: false,
-    secondsToFinding: null,
-    openedSecondsAfterFault: null,
-    falsePositives: [],
-    hostFindings: [],
-    findings: [],
-    signals: [],
-    error,
-    startedAt: now,
-    faultAt: null,
-    endedAt: now,
-  };
 }
 
 function parse() {

@@ -91,18 +91,9 @@ export function storeFindings(lab: ScenarioLab, log: (line: string) => void): Fi
   }
 }
 
-export async function runScenario(
-  lab: ScenarioLab,
-  scenario: Scenario,
-  /** `retired`: services of the scenarios before; this one's are added once it ends. */
-  /** `source`: where findings are read, shared by the run (`store` once the API said it has no route). */
-  options: { log: (line: string) => void; retired: Set<string>; source: { from: "api" | "store" } },
-): Promise<ScenarioResult> {
-  const log = (line: string) => options.log(`  ${scenario.name}: ${line}`);
-  const ctx: ScenarioContext = { lab, log, services: new Map() };
-  const startedAt = Date.now();
-  const seen = new Map<string, Finding>();
-  const result: ScenarioResult = {
+/** A scenario's result before anything is known of it (or when it could not run: `error`). */
+export function blankResult(scenario: Scenario, startedAt: number, error: string | null): ScenarioResult {
+  return {
     name: scenario.name,
     via: scenario.via,
     control: isControl(scenario),
@@ -115,11 +106,26 @@ export async function runScenario(
     hostFindings: [],
     findings: [],
     signals: [],
-    error: null,
+    error,
     startedAt,
     faultAt: null,
     endedAt: startedAt,
   };
+}
+
+export async function runScenario(
+  lab: ScenarioLab,
+  scenario: Scenario,
+  /** `retired`: services of the scenarios before; this one's are added once it ends. */
+  /** `source`: where findings are read, shared by the run (`store` once the API said it has no route). */
+  options: { log: (line: string) => void; retired: Set<string>; source: { from: "api" | "store" } },
+): Promise<ScenarioResult> {
+  const log = (line: string) => options.log(`  ${scenario.name}: ${line}`);
+  const ctx: ScenarioContext = { lab, log, services: new Map() };
+  const startedAt = Date.now();
+  const seen = new Map<string, Finding>();
+  const result = blankResult(scenario, startedAt, null);
+
   // Findings about services of earlier scenarios (stopped, or still resolving) are not this one's.
   const ours = (f: Finding) => !options.retired.has(f.service ?? "") && !options.retired.has(f.rootCause.service ?? "");
   let engine = true;

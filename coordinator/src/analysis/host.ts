@@ -6,7 +6,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { AnalysisConfig } from "@coral-mesh/sdk-proto";
-import type { Bus, StoredEvent } from "../store/bus.js";
+import type { Bus } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import type { FindingChange } from "./engine.js";
 import type { FromWorker, ToWorker, WorkerOptions } from "./worker.js";
@@ -75,9 +75,9 @@ export class Analysis {
     const { bus } = this.options;
     this.unfollow.push(
       bus.on("batches.stored", (m) =>
-        this.post({ type: "batch", agent: m.agent, receivedAt: m.receivedAt, events: m.events.map(input), samples: m.metrics }),
+        this.post({ type: "batch", agent: m.agent, receivedAt: m.receivedAt, events: m.events, samples: m.metrics }),
       ),
-      bus.on("event.recorded", (event) => this.post({ type: "event", event: input(event) })),
+      bus.on("event.recorded", (event) => this.post({ type: "event", event })),
     );
     this.spawn();
     return this.ready;
@@ -150,13 +150,3 @@ export class Analysis {
     }
   }
 }
-
-const input = (e: StoredEvent) => ({
-  id: e.id,
-  agent: e.agent,
-  kind: e.kind,
-  time: e.time,
-  subject: e.subject,
-  attributes: e.attributes,
-  source: e.source,
-});

@@ -3,7 +3,7 @@
  * (model.ts), updated incrementally from the ingest bus. Times are put on the coordinator's
  * clock as they come in (the agent's time minus its estimated offset).
  */
-import type { StoredSample } from "../store/bus.js";
+import type { StoredEvent, StoredSample } from "../store/bus.js";
 import { splitSocket } from "../store/resolve.js";
 import {
   type AgentState,
@@ -24,16 +24,8 @@ const EVENTS_CAPACITY = 256;
 export const DEPENDENCY_KEEP_MS = 3_600_000;
 export const DEFAULT_COLLECT_INTERVAL_MS = 10_000;
 
-/** An event as it reaches the analysis: the store's, on the agent's clock. */
-export interface InputEvent {
-  id: number;
-  agent: string | null;
-  kind: string;
-  time: number;
-  subject: { kind: string; id: string; name: string | null };
-  attributes: Record<string, string>;
-  source: string | null;
-}
+/** An event as it reaches the analysis: the bus's (the store's), on the agent's clock. */
+export type InputEvent = StoredEvent;
 
 /** A metric sample as it reaches the analysis (the bus's); `labels` is canonical JSON ("{}" for none). */
 export type InputSample = StoredSample;
