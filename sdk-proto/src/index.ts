@@ -1,3 +1,4 @@
+export * from "./ask.js";
 export * from "./config.js";
 export * from "./discovery/index.js";
 export * from "./encoding.js";
