@@ -31,7 +31,7 @@
  *
  * Options: --agents N (1000), --seconds S measured (120: two rollup passes), --interval-ms MS (10000),
  * --rollup-every MS (60000: the server's rollup pass; shorter to see passes in a short run),
- * --storage-agents N (100), --only rpc,engine,storage,wireguard,findings (all).
+ * --storage-agents N (100), --only rpc,engine,evaluation,storage,wireguard,findings (all; engine includes evaluation).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -474,10 +474,12 @@ try {
         `  findings the run opened: ${opened}${opened ? ` (${[...bySeverity].map(([s, n]) => `${n} ${s}`).join(", ")}: ${on.findings.map((f) => `${f.n} ${f.kind} ${f.severity} ${f.state}`).join(", ")})` : ""}`,
         `  target the engine adds < 10 % of one core: ${added < 10 && engineThread < 10 ? "met" : "NOT met"} (over the first ${SECONDS} s of its series: see the full re-evaluation below for full ones)`,
         "",
-        `Engine: a full re-evaluation, in-process, ${AGENTS} hosts × ${SERVICES_PER_HOST} services with full buffers`,
-        "",
       ].join("\n"),
     );
+  }
+  // The engine with full buffers, in-process; `--only evaluation` runs it without the RPC load before it.
+  if (PHASES.has("engine") || PHASES.has("evaluation")) {
+    process.stdout.write(`Engine: a full re-evaluation, in-process, ${AGENTS} hosts × ${SERVICES_PER_HOST} services with full buffers\n\n`);
     const full = await engineBench({ agents: AGENTS, out: (line) => process.stdout.write(`${line}\n`), signal: interrupted.signal });
     // CPU time, not wall time: what the worker's thread would spend, however busy the machine.
     const pass = medianOf(full.evaluateCpuMs);

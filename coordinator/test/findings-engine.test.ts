@@ -356,6 +356,31 @@ describe("the findings engine", () => {
     expect(again[1]?.finding.id).not.toBe(opened[0]?.finding.id);
   });
 
+  it("looks again at an instance that went silent, and forgets what a removed agent's instances concluded", () => {
+    const f = new Feed(["a", "b"]);
+    const loop = (feed: Feed, i: number, agent: string, key: string) => {
+      alive(feed, agent, key);
+      if (i % 2 === 1) crash(feed, agent, key, "api", 1000 + i * 2);
+    };
+    f.run(12, (feed, i) => {
+      loop(feed, i, "a", "exe:/srv/api-a");
+      loop(feed, i, "b", "exe:/srv/api-b");
+    });
+    const opened = f.changes.filter((c) => c.change === "opened" && c.finding.kind === "crash-loop");
+    expect(opened.map((c) => c.finding.agent).sort()).toEqual(["a", "b"]);
+
+    // a's instance reports nothing more: only the idle look moves its window past the crashes.
+    // b is removed from the mesh: its instance, and what it concluded, go at once.
+    f.engine.state.forgetAgent("b");
+    f.run(Math.ceil((300_000 + RESOLVE_AFTER_MS + 30_000) / INTERVAL) + 2);
+    const resolved = f.changes.filter((c) => c.change === "resolved" && c.finding.kind === "crash-loop");
+    expect(resolved.map((c) => c.finding.agent).sort()).toEqual(["a", "b"]);
+    const resolvedAt = (agent: string) => resolved.find((c) => c.finding.agent === agent)?.finding.resolvedAt ?? 0;
+    // b's went as soon as it could resolve; a's waited for its crashes to leave the window.
+    expect(resolvedAt("b")).toBeLessThan(resolvedAt("a"));
+    expect(f.open().filter((x) => x.kind === "crash-loop")).toEqual([]);
+  });
+
   it("reads disk, OOM kills, flapping checks and offline agents, each with its reason", () => {
     const f = new Feed(["a", "b"]);
     const app = "script:node /srv/app.js";

@@ -76,10 +76,18 @@ export class Engine {
   private readonly open = new Map<string, Open>();
   /**
    * The latest conclusions of each instance (`i:AGENT\0KEY` from the event detectors, `m:…` from
-   * the metric detectors), service (`s:NAME`) and agent (`a:NAME`).
+   * the metric detectors), service (`s:NAME`) and agent (`a:NAME`); only those that concluded
+   * something, so that a pass's sweep and correlation cost what is wrong, not the fleet's size.
    */
   private readonly concluded = new Map<string, Conclusion[]>();
+  /** When each service (`s:NAME`) was last looked at. */
   private readonly lastLooked = new Map<string, number>();
+  /**
+   * When each instance was last looked at, oldest first: a look moves it to the end, so the idle
+   * look takes from the front what is due and stops at the first that is not, instead of
+   * walking the whole fleet each pass.
+   */
+  private readonly instanceLooks = new Map<string, number>();
   private prunedAt = Number.NEGATIVE_INFINITY;
   private readonly shared = new Map<Detector, Thresholds>();
   private idleScannedAt = Number.NEGATIVE_INFINITY;
@@ -150,7 +158,6 @@ export class Engine {
     // of metric windows (saturation, leaks, spikes), which cost more, take the instances in the
     // order they moved within a time budget a pass, so that a large fleet costs the engine a
     // bounded share of a core and waits its turn instead (docs/findings.md).
-    const seen = new Set<string>();
     const light = this.detectors.filter((d) => d.scope === "instance" && d.reads !== "metrics");
     const heavy = this.detectors.filter((d) => d.scope === "instance" && d.reads === "metrics");
     const idleScan = now - this.idleScannedAt >= FULL_PASS_MS;
@@ -163,14 +170,20 @@ export class Engine {
       }
       return found;
     };
-    for (const [id, instance] of state.instanceEntries()) {
-      seen.add(id);
-      const moved = dirty.instances.has(id);
-      if (!moved && !(idleScan && (this.lastLooked.get(`i:${id}`) ?? 0) <= now - IDLE_LOOK_MS)) continue;
-      const service = state.services.get(instance.name);
-      if (!service) continue;
-      this.lastLooked.set(`i:${id}`, now);
-      this.concluded.set(`i:${id}`, run(light, service, instance));
+    const look = dirty.instances;
+    if (idleScan) {
+      for (const [id, at] of this.instanceLooks) {
+        if (at > now - IDLE_LOOK_MS) break;
+        look.add(id);
+      }
+    }
+    for (const id of look) {
+      const instance = state.instanceById(id);
+      const service = instance && state.services.get(instance.name);
+      this.instanceLooks.delete(id);
+      if (!instance || !service) continue;
+      this.instanceLooks.set(id, now);
+      this.conclude(`i:${id}`, run(light, service, instance));
       this.metricQueue.add(id);
     }
     const until = performance.now() + this.metricBudgetMs;
@@ -180,17 +193,17 @@ export class Engine {
       const instance = state.instanceById(id);
       const service = instance && state.services.get(instance.name);
       if (!instance || !service) continue;
-      this.concluded.set(`m:${id}`, run(heavy, service, instance));
+      this.conclude(`m:${id}`, run(heavy, service, instance));
     }
 
     // Services as a whole: a caller's trouble may be its dependency's, so those are looked at too.
-    const look = new Set<string>();
+    const lookServices = new Set<string>();
     for (const name of dirty.services) {
-      look.add(name);
-      for (const to of state.dependencies.get(name) ?? []) look.add(to);
+      lookServices.add(name);
+      for (const to of state.dependencies.get(name) ?? []) lookServices.add(to);
     }
-    for (const name of state.services.keys()) if ((this.lastLooked.get(`s:${name}`) ?? 0) <= now - FULL_PASS_MS) look.add(name);
-    for (const name of look) {
+    for (const name of state.services.keys()) if ((this.lastLooked.get(`s:${name}`) ?? 0) <= now - FULL_PASS_MS) lookServices.add(name);
+    for (const name of lookServices) {
       const service = state.services.get(name);
       if (!service) continue;
       this.lastLooked.set(`s:${name}`, now);
@@ -199,7 +212,7 @@ export class Engine {
         if (detector.scope !== "service" || this.thresholds(detector, name).enabled === false) continue;
         found.push(...detector.detect(contexts.get(detector) as DetectorContext, service));
       }
-      this.concluded.set(`s:${name}`, found);
+      this.conclude(`s:${name}`, found);
     }
 
     // Agents are few beside instances, and offline ones report nothing: all of them, every time.
@@ -209,25 +222,28 @@ export class Engine {
         if (detector.scope !== "agent" || this.thresholds(detector).enabled === false) continue;
         found.push(...detector.detect(contexts.get(detector) as DetectorContext, agent));
       }
-      this.concluded.set(`a:${agent.name}`, found);
+      this.conclude(`a:${agent.name}`, found);
     }
 
     // What is gone from the state takes its conclusions with it.
-    for (const key of [...this.concluded.keys()]) {
+    for (const key of this.concluded.keys()) {
       const rest = key.slice(2);
       const gone =
         key.startsWith("i:") || key.startsWith("m:")
-          ? !seen.has(rest)
+          ? !state.instanceById(rest)
           : key.startsWith("s:")
             ? !state.services.has(rest)
             : !state.agents.has(rest);
-      if (gone) {
-        this.concluded.delete(key);
-        this.lastLooked.delete(key);
-      }
+      if (gone) this.concluded.delete(key);
     }
+    for (const key of this.lastLooked.keys()) if (!state.services.has(key.slice(2))) this.lastLooked.delete(key);
 
     return this.reconcile(correlate([...this.concluded.values()].flat(), state), now);
+  }
+
+  private conclude(key: string, found: Conclusion[]): void {
+    if (found.length > 0) this.concluded.set(key, found);
+    else this.concluded.delete(key);
   }
 
   /** Conclusions into findings: open the new, update the moved, resolve the cleared. */

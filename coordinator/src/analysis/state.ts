@@ -92,6 +92,8 @@ class Instance implements InstanceState {
   readonly metrics = new Map<string, BoundedSeries>();
   readonly checks = new Map<string, CheckState & { changes: number[] }>();
   events: SignalEvent[] = [];
+  /** `agent\0key`: how the engine names it. */
+  readonly id: string;
 
   constructor(
     readonly agent: string,
@@ -99,6 +101,7 @@ class Instance implements InstanceState {
     public name: string,
     at: number,
   ) {
+    this.id = `${agent}\u0000${key}`;
     this.firstSeen = at;
     this.lastSeen = at;
   }
@@ -139,6 +142,8 @@ export class State implements AnalysisState {
   readonly dependencies = new Map<string, Set<string>>();
   readonly dependents = new Map<string, Set<string>>();
   private readonly instances = new Map<string, Instance>();
+  /** The same instances by agent and key: a sample finds its own without building a string. */
+  private readonly byAgent = new Map<string, Map<string, Instance>>();
   private readonly dependencySeen = new Map<string, number>();
   /** Exit statuses the ebpf collector saw, by agent and pid, for the passive exit that follows. */
   private readonly exitCodes = new Map<string, Map<string, number>>();
@@ -196,30 +201,43 @@ export class State implements AnalysisState {
    * SDK's name wins over a passive one, never the other way.
    */
   private instance(agent: string, key: string, name: string | null, at: number, fromSdk = false): Instance {
-    const id = `${agent}\u0000${key}`;
-    let instance = this.instances.get(id);
+    let instance = this.byAgent.get(agent)?.get(key);
     if (!instance) {
       instance = new Instance(agent, key, name || key, at);
-      this.instances.set(id, instance);
-      this.service(instance.name).instances.set(id, instance);
+      this.instances.set(instance.id, instance);
+      let onAgent = this.byAgent.get(agent);
+      if (!onAgent) {
+        onAgent = new Map();
+        this.byAgent.set(agent, onAgent);
+      }
+      onAgent.set(key, instance);
+      this.service(instance.name).instances.set(instance.id, instance);
     } else if (name && name !== instance.name && (fromSdk || instance.source !== "sdk")) {
-      const old = this.services.get(instance.name);
-      old?.instances.delete(id);
-      if (old && old.instances.size === 0) this.services.delete(old.name);
+      this.leaveService(instance);
       instance.name = name;
-      this.service(name).instances.set(id, instance);
+      this.service(name).instances.set(instance.id, instance);
     }
     this.dirty.add(instance.name);
-    this.dirtyInstances.add(id);
+    this.dirtyInstances.add(instance.id);
     return instance;
   }
-  /** Every instance, by `agent\0key`. */
-  instanceEntries(): IterableIterator<[string, InstanceState]> {
-    return this.instances.entries();
+
+  private leaveService(instance: Instance): void {
+    const service = this.services.get(instance.name);
+    service?.instances.delete(instance.id);
+    if (service && service.instances.size === 0) this.services.delete(service.name);
+  }
+
+  private forget(instance: Instance): void {
+    this.instances.delete(instance.id);
+    const onAgent = this.byAgent.get(instance.agent);
+    onAgent?.delete(instance.key);
+    if (onAgent?.size === 0) this.byAgent.delete(instance.agent);
+    this.leaveService(instance);
   }
 
   instancesOn(agent: string): InstanceState[] {
-    return [...this.instances.values()].filter((i) => i.agent === agent);
+    return [...(this.byAgent.get(agent)?.values() ?? [])];
   }
 
   instanceById(id: string): InstanceState | undefined {
@@ -228,7 +246,7 @@ export class State implements AnalysisState {
 
   /** The instance a process event is about: by the service key it carries, else by name on its agent. */
   private instanceOfProcess(agent: string, attributes: Record<string, string>, name: string | null): Instance | undefined {
-    if (attributes.serviceKey) return this.instances.get(`${agent}\u0000${attributes.serviceKey}`);
+    if (attributes.serviceKey) return this.byAgent.get(agent)?.get(attributes.serviceKey);
     const service = this.services.get(attributes.service || name || "");
     if (!service) return undefined;
     for (const instance of service.instances.values()) if (instance.agent === agent) return instance;
@@ -270,13 +288,7 @@ export class State implements AnalysisState {
   /** An agent is gone from the mesh (removed): everything about it goes. */
   forgetAgent(name: string): void {
     this.agents.delete(name);
-    for (const [id, instance] of this.instances) {
-      if (instance.agent !== name) continue;
-      this.instances.delete(id);
-      const service = this.services.get(instance.name);
-      service?.instances.delete(id);
-      if (service && service.instances.size === 0) this.services.delete(service.name);
-    }
+    for (const instance of [...(this.byAgent.get(name)?.values() ?? [])]) this.forget(instance);
   }
 
   /** A batch stored for `agent`: its events and samples, and when it arrived. */
@@ -294,15 +306,14 @@ export class State implements AnalysisState {
     // Only what a detector reads is kept; an instance's other samples still say it reports.
     if (!ANALYSED_METRICS.has(sample.name)) {
       if (sample.subjectKind === "service") {
-        const instance = this.instances.get(`${agentName}\u0000${sample.subjectId}`);
+        const instance = this.byAgent.get(agentName)?.get(sample.subjectId);
         if (instance && time > instance.lastSeen) instance.lastSeen = time;
       }
       return;
     }
     const key = metricKey(sample.name, sample.labels);
     if (sample.subjectKind === "service") {
-      const instance =
-        this.instances.get(`${agentName}\u0000${sample.subjectId}`) ?? this.instance(agentName, sample.subjectId, null, time);
+      const instance = this.byAgent.get(agentName)?.get(sample.subjectId) ?? this.instance(agentName, sample.subjectId, null, time);
       instance.lastSeen = Math.max(instance.lastSeen, time);
       let series = instance.metrics.get(key);
       if (!series) {
@@ -311,7 +322,7 @@ export class State implements AnalysisState {
       }
       series.add(time, sample.value);
       this.dirty.add(instance.name);
-      this.dirtyInstances.add(`${agentName}\u0000${sample.subjectId}`);
+      this.dirtyInstances.add(instance.id);
       // A check's state before any change was reported is its first sample.
       if (sample.name === "service.check.passing") {
         const name = JSON.parse(sample.labels).check as string | undefined;
@@ -369,7 +380,7 @@ export class State implements AnalysisState {
     instance.lastSeen = Math.max(instance.lastSeen, event.time);
     instance.events = trimEvents([...instance.events, event], event.time);
     this.dirty.add(instance.name);
-    this.dirtyInstances.add(`${agentName}\u0000${instance.key}`);
+    this.dirtyInstances.add(instance.id);
     switch (input.kind) {
       case "service.observed": {
         if (a.source === "sdk") instance.source = "sdk";
@@ -462,12 +473,9 @@ export class State implements AnalysisState {
 
   /** Drops what is past its age everywhere, for services no longer reporting. */
   prune(now: number): void {
-    for (const [id, instance] of this.instances) {
+    for (const instance of this.instances.values()) {
       if (instance.lastSeen < now - EVENTS_KEEP_MS) {
-        this.instances.delete(id);
-        const service = this.services.get(instance.name);
-        service?.instances.delete(id);
-        if (service && service.instances.size === 0) this.services.delete(service.name);
+        this.forget(instance);
         continue;
       }
       instance.events = trimEvents(instance.events, now);
