@@ -127,7 +127,6 @@ interface Stats {
   findings: Array<{ kind: string; severity: string; state: string; n: number }>;
   rssMb: number;
   peakRssMb: number;
-  rows: { events: number; frames: number; samples: number; series: number; services: number; edges: number; rollups: number };
   passes: Array<{ at: number; ms: number; minutes: number; hours: number }>;
   announced: { batches: number; services: number };
   loop: { p99Ms: number; maxMs: number };
@@ -271,6 +270,7 @@ async function rpcBench(label: string, mode: RpcMode): Promise<RpcResult> {
 
     await sleep(WARMUP_MS, undefined, { signal: interrupted.signal });
     const before = await ask<Stats>("stats");
+    await ask("mark");
     const started = performance.now();
     measuring = true;
     // A reading every collect interval: its median stands against a busy machine's moments.
@@ -324,7 +324,15 @@ async function rpcBench(label: string, mode: RpcMode): Promise<RpcResult> {
       `  sent ${perSecond(reported.batches)} batches/s, ${perSecond(reported.samples)} samples/s; ${errors} failed calls`,
     ];
     if (!baseline) {
-      const r = after.rows;
+      const r = await ask<{
+        events: number;
+        frames: number;
+        samples: number;
+        series: number;
+        services: number;
+        edges: number;
+        rollups: number;
+      }>("rows");
       const passes = after.passes.slice(before.passes.length);
       const passMs = passes.map((p) => p.ms).sort((a, b) => a - b);
       summary.push(

@@ -140,7 +140,15 @@ const rowCounts = db.$client.prepare(
 );
 
 for await (const line of createInterface({ input: process.stdin })) {
-  if (line === "stats") {
+  // The window's start: the event loop's delay and GC pauses are counted from here.
+  if (line === "mark") {
+    loop.reset();
+    Object.assign(gc, { pauses: 0, ms: 0, maxMs: 0 });
+    process.stdout.write("{}\n");
+  } else if (line === "rows") {
+    // Apart from "stats": counting the tables holds the event loop, so it is asked after the window, never within.
+    process.stdout.write(`${JSON.stringify(rowCounts.get())}\n`);
+  } else if (line === "stats") {
     const cpu = process.cpuUsage();
     const status = readFileSync("/proc/self/status", "utf8");
     const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
@@ -149,7 +157,6 @@ for await (const line of createInterface({ input: process.stdin })) {
         cpuMs: (cpu.user + cpu.system) / 1000,
         rssMb: kb("VmRSS") / 1024,
         peakRssMb: kb("VmHWM") / 1024,
-        rows: rowCounts.get(),
         passes,
         announced,
         // Since the previous "stats": the bench asks before and after its window.
@@ -163,8 +170,6 @@ for await (const line of createInterface({ input: process.stdin })) {
         findings: analysis ? findingCounts.all() : [],
       })}\n`,
     );
-    loop.reset();
-    Object.assign(gc, { pauses: 0, ms: 0, maxMs: 0 });
   } else if (line === "queries") process.stdout.write(`${JSON.stringify(await queries())}\n`);
   else if (line === "live") process.stdout.write(`${JSON.stringify(await liveQueries())}\n`);
 }
@@ -172,7 +177,9 @@ await analysis?.stop();
 await Promise.all(jobs.map((job) => job.stop()));
 await service.close();
 db.$client.close();
-rmSync(dir, { recursive: true, force: true });
+// CORAL_BENCH_KEEP=1 keeps the store, to profile queries over it afterwards.
+if (process.env.CORAL_BENCH_KEEP) log(`the store is kept at ${storePath}`);
+else rmSync(dir, { recursive: true, force: true });
 
 /** One call of each route while the load runs: what a person running `coral services` then waits. */
 async function liveQueries() {
