@@ -4,11 +4,13 @@
  * the bus. The browser itself is in dashboard/test.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createApiApp } from "../src/api/app.js";
 import { cookieValue, DASHBOARD_COOKIE } from "../src/api/dashboard.js";
+import { serveApi } from "../src/api/serve.js";
 import { loadOrCreateIdentity } from "../src/identity.js";
 import { Bus } from "../src/store/bus.js";
 import { openStore } from "../src/store/db.js";
@@ -44,7 +46,7 @@ async function setup(options: { token?: string; built?: boolean } = {}) {
     dashboardDir,
     ...(options.token ? { token: options.token } : {}),
   });
-  return { app, bus };
+  return { app, bus, dir };
 }
 
 describe("the dashboard's files", () => {
@@ -104,6 +106,49 @@ describe("the token in a browser", () => {
     expect(write.status).toBe(401);
     expect((await app.request("/v1/status", { headers: { cookie: `${DASHBOARD_COOKIE}=${TOKEN}` } })).status).toBe(401);
     expect((await app.request("/v1/status", { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
+  });
+});
+
+/** A GET over a real socket to `url`, with the Host header a browser would send for `host`. */
+function getWithHost(url: string, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers: { host } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("the Host a request names (DNS rebinding)", () => {
+  it("without a token, answers loopback's names and refuses any other, over a real socket", async () => {
+    const { app, dir } = await setup();
+    const served = await serveApi({ fetch: app.fetch, host: "127.0.0.1", port: 0, token: undefined, dataDir: dir, meshId: "m" });
+    try {
+      const port = new URL(served.url).port;
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `coral.localhost:${port}`, `[::1]:${port}`, `127.1.2.3:${port}`])
+        expect((await getWithHost(`${served.url}/v1/status`, host)).status, host).toBe(200);
+      for (const host of [`rebind.example:${port}`, `192.0.2.10:${port}`, `localhost.example:${port}`, `127.0.0.1.example:${port}`]) {
+        const refused = await getWithHost(`${served.url}/`, host);
+        expect(refused.status, host).toBe(403);
+        const body = JSON.parse(refused.body) as { code: string; message: string };
+        expect(body.code).toBe("host_not_allowed");
+        expect(body.message).toContain("--api-token");
+      }
+    } finally {
+      await served.close();
+    }
+  });
+
+  it("with a token, lets any name through that carries it", async () => {
+    const { app } = await setup({ token: TOKEN });
+    const answer = await app.request("http://coral.example:7070/v1/status", { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(answer.status).toBe(200);
   });
 });
 

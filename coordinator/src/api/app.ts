@@ -20,6 +20,7 @@ import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
+import { checkRequestHost } from "./host-guard.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
@@ -103,6 +104,7 @@ export function createApiApp(options: ApiOptions): Hono {
   const now = () => options.now?.() ?? Date.now();
 
   app.use(async (c, next) => {
+    if (!options.token) checkRequestHost(c.req.url);
     const exchanged = tokenExchange(c, options.token);
     if (exchanged) return exchanged;
     if (options.token && !authorized(c, options.token)) {

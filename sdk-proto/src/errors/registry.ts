@@ -28,6 +28,7 @@ export const errorRegistry = {
   duplicate_json_key: { status: 400, summary: "A JSON body has the same key twice in one object." },
   export_incomplete: { status: 502, summary: "The export ended before its last part: the dump is incomplete." },
   finding_not_found: { status: 404, summary: "No finding has this id (never opened, or removed by retention)." },
+  host_not_allowed: { status: 403, summary: "The token-less API answers only requests addressed to loopback." },
   interface_in_use: { status: 409, summary: "A network interface of this name already exists, and is not this one's to take over." },
   internal_error: { status: 500, summary: "An unexpected failure; the request may be retried." },
   invalid_body: { status: 400, summary: "The JSON body does not match the schema of this route." },
