@@ -301,6 +301,41 @@ describe("services", () => {
     expect(full.map((s) => s.instances?.length)).toEqual([1, 1, 1, 1]);
   });
 
+  it("say when the last process of one has exited, and when one runs again, on the bus too", async () => {
+    const m = await model();
+    twoHosts(m);
+    const changes: BusMessages["service.changed"][] = [];
+    m.bus.on("service.changed", (c) => changes.push(c));
+    const key = "exe:/usr/lib/postgresql/15/bin/postgres";
+    const processEvent = (kind: string, attributes: Record<string, string>, time: number): meshV1.Event => ({
+      kind,
+      timeUnixMs: time,
+      subject: { kind: meshV1.SubjectKind.SUBJECT_KIND_PROCESS, id: `pid:${attributes.pid}`, name: "postgres" },
+      attributes: { service: "postgres", serviceKey: key, ...attributes },
+      evidenceJson: "{}",
+      source: "passive",
+    });
+    const postgres = async () => (await m.get<ServicesResponse>("/v1/services?instances=true")).services.find((s) => s.name === "postgres");
+    expect(await postgres()).toMatchObject({ instanceCount: 1, runningCount: 1, instances: [{ stoppedAt: null }] });
+
+    // One of two processes exits: it still runs.
+    m.ingest("db-1", [batch(2, { events: [processEvent("process.exited", { pid: "7", remaining: "1" }, T0 + 1_000)] })], T0 + 1_000);
+    expect(await postgres()).toMatchObject({ runningCount: 1 });
+    expect(changes).toEqual([]);
+
+    // The last one is killed.
+    m.ingest("db-1", [batch(3, { events: [processEvent("process.exited", { pid: "8", remaining: "0" }, T0 + 2_000)] })], T0 + 2_000);
+    expect(await postgres()).toMatchObject({ instanceCount: 1, runningCount: 0, instances: [{ stoppedAt: T0 + 2_000 }] });
+    expect(changes).toEqual([{ agent: "db-1", key, name: "postgres", change: "running" }]);
+
+    // A start reported late, from before the exit, does not bring it back; one after it does.
+    m.ingest("db-1", [batch(4, { events: [processEvent("process.started", { pid: "6" }, T0 + 500)] })], T0 + 3_000);
+    expect(await postgres()).toMatchObject({ runningCount: 0 });
+    m.ingest("db-1", [batch(5, { events: [processEvent("process.started", { pid: "9" }, T0 + 4_000)] })], T0 + 4_000);
+    expect(await postgres()).toMatchObject({ runningCount: 1, instances: [{ stoppedAt: null }] });
+    expect(changes.map((c) => c.change)).toEqual(["running", "running"]);
+  });
+
   it("answer an unknown service and a bad query with their codes", async () => {
     const m = await model();
     twoHosts(m);

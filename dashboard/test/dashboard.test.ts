@@ -6,6 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { browserSkipReason, launchBrowser, type RunningCoordinator, Seeder, smallMesh, startCoordinator } from "./harness.js";
@@ -61,7 +62,7 @@ describe.skipIf(skipReason !== null)("the dashboard in chromium, on loopback", (
     expect(((await missing.json()) as { code: string }).code).toBe("not_found");
   });
 
-  it("the map shows every service and every edge, and a health change turns its node red within a second, without a reload", async () => {
+  it("the map shows every service and every edge, and a health change or a killed process turns its node red within a second, without a reload", async () => {
     const page = await browser.newPage();
     const loads: string[] = [];
     page.on("load", () => loads.push(page.url()));
@@ -88,6 +89,26 @@ describe.skipIf(skipReason !== null)("the dashboard in chromium, on loopback", (
     const bad = await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--bad").trim());
     expect(colour).toBe(hexToRgb(bad));
     await page.screenshot({ path: join(screenshots, "map-red.png") });
+
+    // catalog's only process is killed: the passive collector reports its exit with none remaining.
+    const killed = Date.now();
+    await seeder.report("api-1", {
+      events: [
+        {
+          ...Seeder.event("process.exited", "catalog", { pid: "4242", service: "catalog", serviceKey: "catalog", remaining: "0" }),
+          subject: { kind: meshV1.SubjectKind.SUBJECT_KIND_PROCESS, id: "pid:4242", name: "catalog" },
+          source: "passive",
+        },
+      ],
+    });
+    await page.waitForFunction(() => window.coralMap?.getElementById("service:catalog").data("state") === "down", undefined, {
+      polling: "raf",
+      timeout: 10_000,
+    });
+    const tookKilled = Date.now() - killed;
+    console.log(`process exit ingested → node red: ${tookKilled} ms`);
+    expect(tookKilled).toBeLessThan(1_000);
+    expect(loads).toHaveLength(1);
 
     // The keyboard reaches every service from the list beside the graph.
     await page.focus('[data-service="catalog"] a');
@@ -172,7 +193,11 @@ describe.skipIf(skipReason !== null)("the dashboard in chromium, on loopback", (
     // Dark and light: the theme switch changes the page's colours.
     const dark = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     await page.click('button[aria-label="Switch theme"]');
-    expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).not.toBe(dark);
+    // The page restyles on its next render, not within the click: wait for it (a fixed theme fails here after 10 s).
+    await page.waitForFunction((before) => getComputedStyle(document.body).backgroundColor !== before, dark, {
+      polling: "raf",
+      timeout: 10_000,
+    });
     await page.close();
   });
 });

@@ -26,6 +26,8 @@ export const serviceInstanceSchema = z.object({
   executable: z.string().nullable(),
   firstSeen: time,
   lastSeen: time,
+  /** When its last process exited, as the passive collector saw it; null while one runs (or where only the SDK reports). */
+  stoppedAt: time.nullable(),
 });
 export type ServiceInstance = z.infer<typeof serviceInstanceSchema>;
 
@@ -50,6 +52,8 @@ export const serviceSummarySchema = z.object({
   name: z.string(),
   /** How many processes or units run it, on how many agents, and which (sorted). */
   instanceCount: z.number().int(),
+  /** Of those, how many have not stopped: 0 when every instance's last process exited. */
+  runningCount: z.number().int(),
   agents: z.array(z.string()),
   versions: z.array(z.string()),
   /** The ports its instances listen on, sorted. */

@@ -24,7 +24,12 @@ export const streamMessageSchema = z.discriminatedUnion("type", [
   /** An agent's health changed. */
   z.object({ type: z.literal("health"), agent: z.string(), from: z.string().nullable(), to: z.string() }),
   /** A service instance appeared, or its version, health or listening sockets changed. */
-  z.object({ type: z.literal("service"), agent: z.string(), name: z.string(), change: z.enum(["observed", "health", "listening"]) }),
+  z.object({
+    type: z.literal("service"),
+    agent: z.string(),
+    name: z.string(),
+    change: z.enum(["observed", "health", "listening", "running"]),
+  }),
   /** A finding was opened, updated or resolved. */
   z.object({
     type: z.literal("finding"),

@@ -49,7 +49,7 @@ export async function servicesList(options: ApiTarget & Json & { instances?: boo
       ["service", "instances", "agents", "versions", "source", "health", "listens", "depends on", "used by", "last seen"],
       services.map((s) => [
         s.name,
-        String(s.instanceCount),
+        s.runningCount === s.instanceCount ? String(s.instanceCount) : `${s.runningCount} of ${s.instanceCount} running`,
         s.agents.length <= AGENT_NAMES_SHOWN ? list(s.agents) : `${s.agents.length} agents`,
         list(s.versions),
         s.source,
@@ -92,7 +92,7 @@ export async function serviceShow(name: string, options: ApiTarget & Json, io: I
           i.key,
           i.version ?? "-",
           i.source,
-          i.health ?? "-",
+          i.stoppedAt === null ? (i.health ?? "-") : `stopped ${ago(i.stoppedAt, now)}`,
           list(i.listening),
           ago(i.firstSeen, now),
           ago(i.lastSeen, now),

@@ -5,7 +5,7 @@
  */
 import type { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { sql } from "drizzle-orm";
-import type { Bus, StoredEvent, StoredSample } from "../store/bus.js";
+import type { Bus, ServiceChange, StoredEvent, StoredSample } from "../store/bus.js";
 import type { Store } from "../store/db.js";
 import { labelsKey, packSamples } from "../store/frames.js";
 import { batches, events, metricFrames, metricSeries, services, topologyEdgeHours, topologyEdges } from "../store/schema.js";
@@ -44,6 +44,20 @@ const p = sql.placeholder;
 
 /** `listening` as service.observed carries it: "0.0.0.0:5432,[::]:5432". */
 const splitList = (text: string | undefined) => (text ? text.split(",").filter(Boolean) : undefined);
+
+/**
+ * What an event says of whether a process of a service runs: its last process exited (the
+ * passive collector counts those `remaining`), or one started, restarted or was seen.
+ */
+function runningChange(event: meshV1.Event): { key: string; stopped: boolean } | undefined {
+  const serviceKey = event.attributes.serviceKey;
+  if (event.kind === "process.exited")
+    return serviceKey && event.attributes.remaining === "0" ? { key: serviceKey, stopped: true } : undefined;
+  if (event.kind === "process.started") return serviceKey ? { key: serviceKey, stopped: false } : undefined;
+  if ((event.kind === "process.restarted" || event.kind === "service.observed") && event.subject)
+    return { key: event.subject.id, stopped: false };
+  return undefined;
+}
 
 /**
  * Prepares the statements once (Report is the hottest path of a busy coordinator) and
@@ -116,6 +130,17 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     .update(services)
     .set({ listening: sql`${p("listening")}`, lastSeenAt: sql`max(${services.lastSeenAt}, ${p("time")})`, updatedAt: sql`${p("at")}` })
     .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")}`)
+    .prepare();
+  // Whether a process of it runs: the passive collector says when the last one exits, and any start or sighting ends that.
+  const serviceStopped = db
+    .update(services)
+    .set({ stoppedAt: sql`${p("time")}`, updatedAt: sql`${p("at")}` })
+    .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")} AND ${services.stoppedAt} IS NULL`)
+    .prepare();
+  const serviceRunning = db
+    .update(services)
+    .set({ stoppedAt: null, updatedAt: sql`${p("at")}` })
+    .where(sql`${services.agentName} = ${p("agent")} AND ${services.key} = ${p("key")} AND ${services.stoppedAt} <= ${p("time")}`)
     .prepare();
   const seriesId = db
     .select({ id: metricSeries.id })
@@ -241,7 +266,7 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
     return id;
   };
 
-  type Changed = { key: string; name: string; change: "observed" | "health" | "listening" };
+  type Changed = { key: string; name: string; change: ServiceChange };
 
   /** A batch's events, and what they say of the service inventory. */
   const storeEvents = (agent: string, batch: meshV1.Batch, now: number, stamp: number, stored: StoredEvent[], changed: Changed[]) => {
@@ -273,6 +298,17 @@ export function prepareIngest(db: Store, bus?: Bus): Ingest {
       });
       if (!subject) return;
       const where = { agent, key: subject.id, time: event.timeUnixMs, at: stamp };
+      const running = runningChange(event);
+      if (running) {
+        const key = { agent, key: running.key, time: event.timeUnixMs, at: stamp };
+        const moved = running.stopped ? serviceStopped.run(key) : serviceRunning.run(key);
+        if (moved.changes > 0)
+          changed.push({
+            key: running.key,
+            name: event.attributes.service || subject.name || running.key,
+            change: "running",
+          });
+      }
       if (event.kind === "service.observed") {
         observeService.run({
           ...where,

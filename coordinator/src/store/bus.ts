@@ -26,6 +26,9 @@ export interface StoredSample {
   value: number;
 }
 
+/** What moved of a service instance: seen anew, its health, its sockets, or whether a process of it runs. */
+export type ServiceChange = "observed" | "health" | "listening" | "running";
+
 export interface BusMessages {
   /** Report batches stored (retries that stored nothing are not announced). */
   "batches.stored": {
@@ -43,7 +46,7 @@ export interface BusMessages {
   /** An agent's evaluated health changed. */
   "health.changed": { agent: string; from: string | null; to: string; at: number };
   /** A service instance appeared, or its version, health or listening sockets changed. */
-  "service.changed": { agent: string; key: string; name: string; change: "observed" | "health" | "listening" };
+  "service.changed": { agent: string; key: string; name: string; change: ServiceChange };
   /** A finding was opened, updated or resolved, after the findings table was written. */
   "finding.changed": { change: "opened" | "updated" | "resolved"; finding: Finding };
 }

@@ -36,6 +36,7 @@ function instanceView(row: InstanceRow): ServiceInstance {
     executable: row.executable,
     firstSeen: row.firstSeenAt,
     lastSeen: row.lastSeenAt,
+    stoppedAt: row.stoppedAt,
   };
 }
 
@@ -198,6 +199,7 @@ export function listServices(
       const versions = new Set<string>();
       const ports = new Set<number>();
       let sdk = 0;
+      let running = 0;
       let reporting = 0;
       let failing = 0;
       let firstSeen = Number.POSITIVE_INFINITY;
@@ -213,12 +215,14 @@ export function listServices(
           if (i.health !== null) reporting++;
           if (i.health !== null && i.health !== "serving") failing++;
         }
+        if (i.stoppedAt === null) running++;
         if (i.firstSeenAt < firstSeen) firstSeen = i.firstSeenAt;
         if (i.lastSeenAt > lastSeen) lastSeen = i.lastSeenAt;
       }
       return {
         name,
         instanceCount: rows.length,
+        runningCount: running,
         agents: [...inv.agentsOf(name)],
         versions: [...versions].sort(),
         ports: [...ports].sort((a, b) => a - b),

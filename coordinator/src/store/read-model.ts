@@ -28,6 +28,7 @@ const instanceColumns = {
   executable: services.executable,
   firstSeenAt: services.firstSeenAt,
   lastSeenAt: services.lastSeenAt,
+  stoppedAt: services.stoppedAt,
   updatedAt: services.updatedAt,
 };
 

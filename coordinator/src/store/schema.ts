@@ -73,6 +73,8 @@ export const services = sqliteTable(
     executable: text("executable"),
     firstSeenAt: integer("first_seen_at").notNull(),
     lastSeenAt: integer("last_seen_at").notNull(),
+    /** When its last process exited (the passive collector's `process.exited` with none remaining); null while one runs. */
+    stoppedAt: integer("stopped_at"),
     /** When the coordinator last wrote the row (its clock): readers refresh what changed since they last looked. */
     updatedAt: integer("updated_at").notNull().default(0),
   },

@@ -31,6 +31,8 @@ export type NodeState = "ok" | "down" | "unknown" | "external";
 function nodeState(service: ServiceSummary | undefined, agents: Map<string, AgentView>): NodeState {
   if (!service) return "external";
   if (service.health === "not_serving") return "down";
+  // Every instance's last process exited (killed, crashed, stopped): nothing serves its callers.
+  if (service.instanceCount > 0 && service.runningCount === 0) return "down";
   const statuses = service.agents.map((a) => agents.get(a)?.status);
   if (statuses.length > 0 && statuses.every((s) => s === "offline" || s === "unhealthy")) return "down";
   return service.health === "serving" ? "ok" : "unknown";
