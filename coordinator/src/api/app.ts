@@ -20,7 +20,7 @@ import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
-import { checkRequestHost } from "./host-guard.js";
+import { checkRequestHost, isLoopbackHost } from "./host-guard.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
@@ -249,12 +249,10 @@ export function createApiApp(options: ApiOptions): Hono {
   return app;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
 /** The rule for where the API may listen: beyond loopback only with a token. */
 export function checkApiExposure(host: string, token: string | undefined): void {
   checkApiToken(token);
-  if (!LOOPBACK.test(host) && !token) {
+  if (!isLoopbackHost(host) && !token) {
     throw new CoralError(
       "api_token_required",
       `The API would listen on ${host}, beyond this machine, without a token: set --api-token (32+ characters) or listen on 127.0.0.1.`,

@@ -7,9 +7,10 @@
  */
 import { CoralError } from "@coral-mesh/sdk-proto";
 
-/** localhost and its subdomains (RFC 6761: never resolved beyond the machine), 127.0.0.0/8 and ::1. */
-const LOOPBACK_HOST = /^(localhost|[a-z0-9-]+(\.[a-z0-9-]+)*\.localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\])\.?$/i;
+/** localhost and its subdomains (RFC 6761: never resolved beyond the machine), 127.0.0.0/8 and ::1 (bare, or bracketed as in a URL). */
+const LOOPBACK_HOST = /^(localhost|[a-z0-9-]+(\.[a-z0-9-]+)*\.localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|\[::1\])\.?$/i;
 
+/** Whether a host name or address is this machine's alone: where the API listens, and what a request names. */
 export function isLoopbackHost(hostname: string): boolean {
   return LOOPBACK_HOST.test(hostname);
 }
