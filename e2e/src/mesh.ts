@@ -209,7 +209,12 @@ export class HealthWatch {
       for (;;) {
         try {
           const response = await fetch(api.url + "/v1/agents", { headers: api.token ? { authorization: "Bearer " + api.token } : {} });
-          for (const a of (await response.json()).agents) {
+          const agents = (await response.json()).agents;
+          // An agent gone from the list (removed) is forgotten, so that when it enrolls again
+          // its state is reported afresh even if it is the same as before its removal.
+          const present = new Set(agents.map((a) => a.name));
+          for (const name of last.keys()) if (!present.has(name)) last.delete(name);
+          for (const a of agents) {
             const key = a.status + " " + a.path;
             if (last.get(a.name) !== key) {
               last.set(a.name, key);
