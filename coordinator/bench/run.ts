@@ -508,12 +508,14 @@ try {
     process.stdout.write(`Engine: a full re-evaluation, in-process, ${AGENTS} hosts × ${SERVICES_PER_HOST} services with full buffers\n\n`);
     const full = await engineBench({ agents: AGENTS, out: (line) => process.stdout.write(`${line}\n`), signal: interrupted.signal });
     // CPU time, not wall time: what the worker's thread would spend, however busy the machine.
-    const pass = medianOf(full.evaluateCpuMs);
+    // Judged by the steady state measured above (a tenth of the fleet reporting each second, then a
+    // pass over what moved), not by a full pass each second: the engine looks only at what moves.
+    const steady = medianOf(full.steadyCpuMs) / 10;
+    const fill = (full.fillMs / full.simulatedMs) * 100;
     process.stdout.write(
       [
-        `  the worker evaluates every second the services a batch touched since; with reports spread over the interval, each second's touch all ${full.services} services, so each is a full pass:`,
-        `  so at steady state about ${fmt(pass / 10, 1)} % of one core goes to evaluation (${fmt(pass, 0)} ms a second), and at most ${fmt((full.fillMs / full.simulatedMs) * 100, 2)} % to state updates (the fill's time over the 2 h of samples it held)`,
-        `  target the engine adds < 10 % of one core, at steady state: ${pass / 10 + (full.fillMs / full.simulatedMs) * 100 < 10 ? "met" : "NOT met"}`,
+        `  at steady state ${fmt(steady, 1)} % of one core goes to evaluation and at most ${fmt(fill, 2)} % to state updates (the fill's time over the 2 h of samples it held)`,
+        `  target the engine adds < 10 % of one core, at steady state: ${steady + fill < 10 ? "met" : "NOT met"}`,
         "",
       ].join("\n"),
     );
