@@ -15,11 +15,26 @@ export class ApiError extends Error {
   }
 }
 
+const request = (url: string) => fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+
+/** Answers asked for before the first render, each taken once by `api`. */
+const prefetched = new Map<string, Promise<Response>>();
+
+/**
+ * Asks for what the first page shows before it renders: its effects, which would ask, run only
+ * after the first paint, and the fetches need not wait for that.
+ */
+export function prefetch(urls: readonly string[]): void {
+  for (const url of urls) prefetched.set(url, request(url));
+}
+
 export async function api<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== "") params.set(key, String(value));
   const url = params.size > 0 ? `${path}?${params}` : path;
-  const response = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+  const early = prefetched.get(url);
+  prefetched.delete(url);
+  const response = await (early ?? request(url));
   if (!response.ok) {
     const body = (await response.json().catch(() => null)) as Partial<ErrorBody> | null;
     throw new ApiError(response.status, body?.code ?? "http_error", body?.message ?? `${response.status} ${response.statusText}`);

@@ -3,10 +3,10 @@ import { useEffect, useState } from "preact/hooks";
 import { useConnected } from "./live.js";
 import { AgentsPage } from "./pages/agents.js";
 import { FindingsPage } from "./pages/findings.js";
-import { MapPage } from "./pages/map.js";
+import { MapPage, prefetchMap } from "./pages/map.js";
 import { ServicePage } from "./pages/service.js";
 import { TimelinePage } from "./pages/timeline.js";
-import { href, type Route, useRoute } from "./route.js";
+import { href, parseRoute, type Route, useRoute } from "./route.js";
 import "./style.css";
 
 type Theme = "dark" | "light";
@@ -66,5 +66,7 @@ function App() {
   );
 }
 
+const first = parseRoute(location.hash);
+if (first.page === "map" && first.at === undefined) prefetchMap();
 const root = document.getElementById("app");
 if (root) render(<App />, root);

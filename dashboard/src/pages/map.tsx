@@ -8,7 +8,7 @@ import type { FindingsResponse, ServiceSummary, ServicesResponse, TopologyRespon
 import type { ElementDefinition } from "cytoscape";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { AgentView } from "../agents-type.js";
-import { api } from "../api.js";
+import { api, prefetch } from "../api.js";
 import { time } from "../format.js";
 import { every, useLive } from "../live.js";
 import { href } from "../route.js";
@@ -87,6 +87,14 @@ function elements(data: MapData, group: boolean): ElementDefinition[] {
   return [...[...parents].map(([id, label]) => ({ data: { id, label, kind: "group" } })), ...nodes.values(), ...edges];
 }
 
+const [SERVICES, TOPOLOGY, FINDINGS, AGENTS] = ["/v1/services", "/v1/topology", "/v1/findings", "/v1/agents"] as const;
+
+/** The live map's data and its graph library, asked for before the page first renders. */
+export function prefetchMap(): void {
+  prefetch([SERVICES, TOPOLOGY, FINDINGS, AGENTS]);
+  void import("../graph.js");
+}
+
 export function MapPage({ at, group }: { at: number | undefined; group: boolean }) {
   const container = useRef<HTMLDivElement>(null);
   const cy = useRef<Core | undefined>(undefined);
@@ -97,24 +105,24 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
   // Four resources, each fetched again only on the messages that change it, so a health change
   // waits for the services list alone, not for the topology too.
   const servicesLive = useLive(
-    () => api<ServicesResponse>("/v1/services"),
+    () => api<ServicesResponse>(SERVICES),
     [],
     (m) => m.type === "service",
   );
   const topology = useLive(
-    () => api<TopologyResponse>("/v1/topology", window_),
+    () => api<TopologyResponse>(TOPOLOGY, window_),
     [at],
     // A past hour's graph does not change. New edges come with report batches, which every
     // agent sends every few seconds: those are gated.
     (m) => !at && ((m.type === "batch" && m.connections > 0 && edgesGate()) || (m.type === "service" && m.change === "listening")),
   );
   const findings = useLive(
-    () => api<FindingsResponse>("/v1/findings"),
+    () => api<FindingsResponse>(FINDINGS),
     [],
     (m) => m.type === "finding",
   );
   const agents = useLive(
-    () => api<{ agents: AgentView[] }>("/v1/agents"),
+    () => api<{ agents: AgentView[] }>(AGENTS),
     [],
     (m) => m.type === "health",
   );
