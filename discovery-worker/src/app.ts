@@ -12,6 +12,7 @@ import { putCoordinator } from "./routes/coordinator-put.js";
 import { getHealth } from "./routes/health-get.js";
 import { createJoin } from "./routes/joins-create.js";
 import { listJoins } from "./routes/joins-list.js";
+import { connectRelay } from "./routes/relay-connect.js";
 
 type Handler = (c: Context<AppEnv>) => Response | Promise<Response>;
 
@@ -21,6 +22,7 @@ const routes: Record<string, Partial<Record<"GET" | "PUT" | "POST", Handler>>> =
   "/v1/meshes/:meshId/coordinator": { GET: getCoordinator, PUT: putCoordinator },
   "/v1/meshes/:meshId/joins": { GET: listJoins, POST: createJoin },
   "/v1/meshes/:meshId/joins/:joinId/answer": { GET: getAnswer, PUT: putAnswer },
+  "/v1/meshes/:meshId/relay": { GET: connectRelay },
   "/v1/admin/stats": { GET: getAdminStats },
 };
 

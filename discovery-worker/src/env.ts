@@ -1,4 +1,5 @@
 import type { CoralError } from "@coral-mesh/sdk-proto";
+import type { RelayRoom } from "./relay/room.js";
 
 /** Bindings from wrangler.toml, plus secrets set with `wrangler secret put`. */
 export interface Env {
@@ -7,6 +8,8 @@ export interface Env {
   RL_CLIENT: RateLimit;
   /** Requests per mesh id. */
   RL_MESH: RateLimit;
+  /** One relay room per mesh (src/relay/room.ts). */
+  RELAY: DurableObjectNamespace<RelayRoom>;
   /** Bearer token for `GET /v1/admin/stats`; the admin API is off without it. */
   ADMIN_TOKEN?: string;
   /** "1" adds a `coral-d1-rows-written` header to responses (benchmarks use it). */

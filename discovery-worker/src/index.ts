@@ -3,6 +3,8 @@ import { deleteExpired, openDb } from "./db/store.js";
 import type { Env } from "./env.js";
 import { refusalCounter } from "./refusals.js";
 
+export { RelayRoom } from "./relay/room.js";
+
 const app = createApp();
 
 export default {
