@@ -9,4 +9,5 @@ export { handshakeEpoch, type Nudger, nudge, shookHandsSince, udpNudger, waitFor
 export { type PathFacts, type PathKind, pathKind, RELAY_NEEDED_AFTER_MS } from "./kind.js";
 export { COORDINATOR_ADDRESS, DEFAULT_INTERFACE, isMeshAddress, KEEPALIVE_SECONDS, MESH_PREFIX, MESH_PREFIX_LENGTH } from "./mesh.js";
 export { type AgentPeer, punch, revive } from "./punch.js";
+export { AgentRelay, HubRelay, type RelayCounters, type RelayDial, type RelayOptions, type RelayState } from "./relay.js";
 export { NoTunnel, peerOf, type Tunnel } from "./tunnel.js";

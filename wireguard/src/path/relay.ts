@@ -1,0 +1,326 @@
+/**
+ * The relay's two ends (docs/discovery.md, "Relay"): WireGuard's datagrams carried over a
+ * WebSocket to the mesh's relay room in its discovery Worker. WireGuard itself is not touched:
+ * each end gives it a local UDP socket to talk to, so kernel WireGuard and wireguard-go work
+ * alike, and it stays end to end (the room sees ciphertext only).
+ *
+ * - The agent's end, `AgentRelay`: one socket on 127.0.0.1 that the agent's hub peer points at;
+ *   what WireGuard sends there goes up the WebSocket, what comes down goes to WireGuard's port.
+ * - The hub's end, `HubRelay`: one WebSocket for all relayed agents, and a socket on 127.0.0.1
+ *   per agent, made when its first datagram arrives. WireGuard learns each agent's endpoint (the
+ *   socket) from that datagram, as it learns any roaming peer's, so the hub sets nothing.
+ *
+ * Both reconnect by themselves, with backoff, until closed, and keep the WebSocket alive with a
+ * text `ping` the room's runtime answers without waking the room.
+ */
+import { createSocket, type Socket } from "node:dgram";
+import { WebSocket } from "ws";
+
+/** How the WebSocket is opened: the room's URL and the headers that let this end in. */
+export interface RelayDial {
+  /** `https://…/v1/meshes/<meshId>/relay` (http and https become ws and wss). */
+  url: string;
+  /** Made afresh for each connection: a hub's signature is good once. */
+  headers: () => Promise<Record<string, string>>;
+}
+
+export interface RelayOptions extends RelayDial {
+  /** The UDP port of the local WireGuard interface. */
+  wireguardPort: number;
+  log?: (line: string) => void;
+  /** For tests: ms between a close and the next try, by attempt (default 0.5 s doubling to 30 s). */
+  backoffMs?: (attempt: number) => number;
+  /** ms between keepalive pings; the socket is dropped and dialled again when no pong comes within as long again. */
+  keepaliveMs?: number;
+}
+
+export type RelayState = "connecting" | "open" | "closed";
+
+/** Counters of one end, for status and the bench. */
+export interface RelayCounters {
+  datagramsUp: number;
+  datagramsDown: number;
+  bytesUp: number;
+  bytesDown: number;
+  connects: number;
+}
+
+const defaultBackoff = (attempt: number) => Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+const CLOSE_CODES: Record<number, string> = { 4000: "replaced by a newer connection", 4001: "a frame the room refused" };
+
+/** A WebSocket to the room that dials again whenever it drops, until closed. */
+class RelaySocket {
+  state: RelayState = "connecting";
+  readonly counters: RelayCounters = { datagramsUp: 0, datagramsDown: 0, bytesUp: 0, bytesDown: 0, connects: 0 };
+  private ws: WebSocket | undefined;
+  private attempt = 0;
+  private retry: NodeJS.Timeout | undefined;
+  private keepalive: NodeJS.Timeout | undefined;
+  private opened: Array<() => void> = [];
+  private readonly log: (line: string) => void;
+
+  constructor(
+    private readonly options: RelayOptions,
+    private readonly onMessage: (data: Buffer) => void,
+  ) {
+    this.log = options.log ?? (() => {});
+    void this.dial();
+  }
+
+  /** Resolves once the WebSocket is open (at once if it is). */
+  ready(signal?: AbortSignal): Promise<void> {
+    if (this.state === "open") return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.opened.push(resolve);
+      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+  }
+
+  send(data: Uint8Array): void {
+    if (this.state !== "open" || !this.ws) return; // WireGuard retransmits what is lost
+    this.ws.send(data);
+  }
+
+  close(): void {
+    this.state = "closed";
+    clearTimeout(this.retry);
+    clearInterval(this.keepalive);
+    this.ws?.close(1000);
+    this.ws?.removeAllListeners();
+    this.ws?.on("error", () => {});
+    for (const resolve of this.opened.splice(0)) resolve();
+  }
+
+  private async dial(): Promise<void> {
+    if (this.state === "closed") return;
+    let headers: Record<string, string>;
+    try {
+      headers = await this.options.headers();
+    } catch (error) {
+      this.log(`relay: cannot make the connection's credentials: ${(error as Error).message}`);
+      this.again();
+      return;
+    }
+    if ((this.state as RelayState) === "closed") return; // closed while the headers were made
+    const url = this.options.url.replace(/^http/, "ws");
+    const ws = new WebSocket(url, { headers, handshakeTimeout: 10_000 });
+    this.ws = ws;
+    ws.binaryType = "nodebuffer";
+    ws.on("open", () => {
+      this.state = "open";
+      this.attempt = 0;
+      this.counters.connects++;
+      for (const resolve of this.opened.splice(0)) resolve();
+      this.startKeepalive(ws);
+    });
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) this.onMessage(data as Buffer);
+      else if (String(data) === "pong") (ws as WebSocket & { alive?: boolean }).alive = true;
+    });
+    ws.on("unexpected-response", (_request, response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      response.on("end", () => {
+        const code = /"code":"([a-z_]+)"/.exec(body)?.[1];
+        const message = /"message":"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
+        this.log(`relay: refused (${response.statusCode}${code ? ` ${code}` : ""})${message ? `: ${message}` : ""}`);
+        ws.terminate();
+      });
+    });
+    ws.on("error", (error) => {
+      if (this.state !== "closed") this.log(`relay: ${error.message}`);
+    });
+    ws.on("close", (code) => {
+      clearInterval(this.keepalive);
+      if (this.state === "closed" || this.ws !== ws) return;
+      this.state = "connecting";
+      if (CLOSE_CODES[code]) this.log(`relay: the room closed the connection: ${CLOSE_CODES[code]}`);
+      this.again();
+    });
+  }
+
+  private again(): void {
+    if (this.state === "closed") return;
+    const wait = (this.options.backoffMs ?? defaultBackoff)(this.attempt++);
+    this.retry = setTimeout(() => void this.dial(), wait);
+    this.retry.unref?.();
+  }
+
+  private startKeepalive(ws: WebSocket & { alive?: boolean }): void {
+    const every = this.options.keepaliveMs ?? 25_000;
+    ws.alive = true;
+    this.keepalive = setInterval(() => {
+      if (!ws.alive) {
+        this.log(`relay: no answer to a keepalive in ${every} ms; dialling again`);
+        ws.terminate();
+        return;
+      }
+      ws.alive = false;
+      ws.send("ping");
+    }, every);
+    this.keepalive.unref?.();
+  }
+}
+
+function bindLoopback(): Promise<Socket> {
+  const socket = createSocket("udp4");
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(0, "127.0.0.1", () => {
+      socket.off("error", reject);
+      resolve(socket);
+    });
+  });
+}
+
+/** The agent's end: point the hub peer's endpoint at `endpoint` and WireGuard goes through the relay. */
+export class AgentRelay {
+  private constructor(
+    private readonly udp: Socket,
+    private readonly socket: RelaySocket,
+  ) {}
+
+  static async open(options: RelayOptions): Promise<AgentRelay> {
+    const udp = await bindLoopback();
+    const link = new RelaySocket(options, (datagram) => {
+      link.counters.datagramsDown++;
+      link.counters.bytesDown += datagram.length;
+      udp.send(datagram, options.wireguardPort, "127.0.0.1");
+    });
+    udp.on("message", (datagram, from) => {
+      // Only the local WireGuard's datagrams go up.
+      if (from.port !== options.wireguardPort) return;
+      link.counters.datagramsUp++;
+      link.counters.bytesUp += datagram.length;
+      link.send(datagram);
+    });
+    return new AgentRelay(udp, link);
+  }
+
+  /** `127.0.0.1:port`, the endpoint to give the hub peer. */
+  get endpoint(): string {
+    return `127.0.0.1:${this.udp.address().port}`;
+  }
+
+  get state(): RelayState {
+    return this.socket.state;
+  }
+
+  get counters(): Readonly<RelayCounters> {
+    return this.socket.counters;
+  }
+
+  ready(signal?: AbortSignal): Promise<void> {
+    return this.socket.ready(signal);
+  }
+
+  close(): void {
+    this.socket.close();
+    this.udp.close();
+  }
+}
+
+/** One relayed agent at the hub: its local socket, and when it was last heard. */
+interface HubPeerSocket {
+  udp: Socket;
+  lastSeen: number;
+}
+
+/** The hub's end: every relayed agent's datagrams, each given to WireGuard from a socket of its own. */
+export class HubRelay {
+  private readonly peers = new Map<string, HubPeerSocket>();
+  private readonly socket: RelaySocket;
+  private readonly sweep: NodeJS.Timeout;
+
+  private constructor(
+    private readonly options: RelayOptions & { idleMs?: number; now?: () => number },
+    private readonly onPeer: (key: string, endpoint: string) => void,
+  ) {
+    this.socket = new RelaySocket(options, (frame) => void this.fromRoom(frame));
+    const idle = options.idleMs ?? 10 * 60_000;
+    this.sweep = setInterval(() => this.forgetIdle(idle), Math.min(idle, 60_000));
+    this.sweep.unref?.();
+  }
+
+  /**
+   * `onPeer` hears of each agent the first time its datagrams arrive, with the local endpoint
+   * WireGuard will see it at (for saying which agents are relayed).
+   */
+  static open(
+    options: RelayOptions & { idleMs?: number; now?: () => number },
+    onPeer: (key: string, endpoint: string) => void = () => {},
+  ): HubRelay {
+    return new HubRelay(options, onPeer);
+  }
+
+  get state(): RelayState {
+    return this.socket.state;
+  }
+
+  get counters(): Readonly<RelayCounters> {
+    return this.socket.counters;
+  }
+
+  /** The local endpoint of each relayed agent, by WireGuard key. */
+  endpoints(): Map<string, string> {
+    return new Map([...this.peers].map(([key, peer]) => [key, `127.0.0.1:${peer.udp.address().port}`]));
+  }
+
+  ready(signal?: AbortSignal): Promise<void> {
+    return this.socket.ready(signal);
+  }
+
+  close(): void {
+    clearInterval(this.sweep);
+    this.socket.close();
+    for (const peer of this.peers.values()) peer.udp.close();
+    this.peers.clear();
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  private async fromRoom(frame: Buffer): Promise<void> {
+    if (frame.length <= 32) return;
+    const key = frame.subarray(0, 32).toString("base64");
+    const datagram = frame.subarray(32);
+    this.socket.counters.datagramsDown++;
+    this.socket.counters.bytesDown += datagram.length;
+    let peer = this.peers.get(key);
+    if (!peer) {
+      const udp = await bindLoopback();
+      const raced = this.peers.get(key);
+      if (raced) {
+        udp.close();
+        peer = raced;
+      } else {
+        peer = { udp, lastSeen: this.now() };
+        this.peers.set(key, peer);
+        const header = Buffer.from(key, "base64");
+        udp.on("message", (reply, from) => {
+          if (from.port !== this.options.wireguardPort) return;
+          const entry = this.peers.get(key);
+          if (entry) entry.lastSeen = this.now();
+          this.socket.counters.datagramsUp++;
+          this.socket.counters.bytesUp += reply.length;
+          this.socket.send(Buffer.concat([header, reply]));
+        });
+        this.onPeer(key, `127.0.0.1:${udp.address().port}`);
+      }
+    }
+    peer.lastSeen = this.now();
+    peer.udp.send(datagram, this.options.wireguardPort, "127.0.0.1");
+  }
+
+  private forgetIdle(idleMs: number): void {
+    const now = this.now();
+    for (const [key, peer] of this.peers) {
+      if (now - peer.lastSeen < idleMs) continue;
+      peer.udp.close();
+      this.peers.delete(key);
+    }
+  }
+}
