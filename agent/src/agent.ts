@@ -24,6 +24,7 @@ import { loadOrCreateKeys, type MeshState, saveMeshState } from "./join.js";
 import { explainNoPath } from "./no-path.js";
 import { PluginHosts } from "./plugin-hosts.js";
 import type { LoadedPlugin } from "./plugins.js";
+import { relayTicketDue } from "./relay-ticket.js";
 import { Session } from "./session.js";
 import { Spoke } from "./spoke.js";
 import { Spool, type SpoolLimits } from "./spool.js";
@@ -155,6 +156,12 @@ export class Agent {
       moveTo: (endpoints) => spoke.moveTo(endpoints),
       onBack: () => void delivery.send(), // what was spooled meanwhile, without waiting for the retry timer
       onRemoved: (error) => void agent?.end(error),
+      onRelayTicket: (ticket) => {
+        if (mesh.relayTicket === ticket) return;
+        mesh.relayTicket = ticket;
+        saveMeshState(options.dataDir, mesh);
+      },
+      relayTicketDue: () => relayTicketDue(mesh, Date.now()),
     });
     const parts: Parts = { clock, client, spool, spoke, session, plugins, batcher, delivery };
     agent = new Agent(options, mesh, parts);

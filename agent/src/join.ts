@@ -44,6 +44,8 @@ export const meshStateSchema = z.strictObject({
   tokenId: z.string().optional(),
   /** When the agent first registered with the coordinator: from then on, NATs are not why it cannot. */
   reachedAt: z.number().optional(),
+  /** The newest relay ticket the coordinator gave (as its header carries it); the join answer's before that. */
+  relayTicket: z.string().optional(),
 });
 export type MeshState = z.infer<typeof meshStateSchema>;
 

@@ -34,7 +34,7 @@ const FIRST_REGISTER_MIN_MS = 750;
 /** The calls a session makes on the coordinator. */
 export interface SessionRpc {
   register(request: meshV1.RegisterRequest, timeoutMs: number): Promise<meshV1.RegisterResponse>;
-  heartbeat(request: meshV1.HeartbeatRequest, timeoutMs: number): Promise<unknown>;
+  heartbeat(request: meshV1.HeartbeatRequest, timeoutMs: number): Promise<Pick<meshV1.HeartbeatResponse, "relayTicket">>;
   /** Replaces a channel that may be stuck (see CoordinatorClient.renew). */
   renew(): void;
 }
@@ -64,7 +64,14 @@ export interface SessionOptions {
   onBack: () => void;
   /** The coordinator removed this agent (see removal()): the session ends, and nothing is retried. */
   onRemoved: (error: Error) => void;
+  /** A relay ticket came with an answer (see RegisterResponse.relay_ticket). */
+  onRelayTicket?: (ticket: string) => void;
+  /** The relay ticket held runs out soon: a heartbeat goes even between reports, to be given a new one. */
+  relayTicketDue?: () => boolean;
 }
+
+/** A heartbeat asks for a relay ticket that is due at most this often. */
+const TICKET_ASK_EVERY_MS = 3_600_000;
 
 export class Session {
   /** The next heartbeat, due after a silence (see HEARTBEAT_AFTER_SILENCE); armed again at every contact. */
@@ -72,6 +79,8 @@ export class Session {
   private heartbeatFailures = 0;
   /** When the coordinator last answered a heartbeat or a report (0: not yet registered). */
   private lastContact = 0;
+  /** When a heartbeat last went to ask for a relay ticket. */
+  private ticketAskedAt = Number.NEGATIVE_INFINITY;
   /** The plugin states the coordinator last heard. */
   private reportedPlugins = "";
   private stopped = false;
@@ -107,6 +116,7 @@ export class Session {
           timeoutMs,
         );
         this.reportedPlugins = JSON.stringify(plugins);
+        if (response.relayTicket) this.options.onRelayTicket?.(response.relayTicket);
         if (!this.options.heartbeatIntervalFixed) this.intervalMs = response.heartbeatIntervalMs || this.intervalMs;
         this.contact();
         return response;
@@ -137,8 +147,14 @@ export class Session {
 
   /** The coordinator answered: the next heartbeat is due only after a silence. */
   contact(): void {
-    this.lastContact = this.options.clock.now();
+    const now = this.options.clock.now();
+    this.lastContact = now;
     this.armHeartbeat(this.intervalMs * HEARTBEAT_AFTER_SILENCE);
+    // An agent that reports at every collect sends no heartbeat: one goes when the ticket is due.
+    if (this.options.relayTicketDue?.() && now - this.ticketAskedAt >= TICKET_ASK_EVERY_MS) {
+      this.ticketAskedAt = now;
+      void this.heartbeat(true);
+    }
   }
 
   /** A plugin's state changed: once registered, the coordinator hears of it at once. */
@@ -151,14 +167,15 @@ export class Session {
    * coordinator counts each report as a heartbeat, so an agent that reports every collect
    * sends none), and at once when a plugin's state changed. Skipped when neither holds.
    */
-  async heartbeat(): Promise<void> {
+  async heartbeat(forTicket = false): Promise<void> {
     const { rpc, clock, log } = this.options;
     const plugins = this.options.pluginStates();
     const key = JSON.stringify(plugins);
-    if (key === this.reportedPlugins && clock.now() - this.lastContact < this.intervalMs) return;
+    if (!forTicket && key === this.reportedPlugins && clock.now() - this.lastContact < this.intervalMs) return;
     clock.clearTimeout(this.heartbeatTimer);
     try {
-      await rpc.heartbeat({ sentAtUnixMs: clock.now(), plugins, runId: this.options.runId }, CALL_TIMEOUT_MS);
+      const answer = await rpc.heartbeat({ sentAtUnixMs: clock.now(), plugins, runId: this.options.runId }, CALL_TIMEOUT_MS);
+      if (answer.relayTicket) this.options.onRelayTicket?.(answer.relayTicket);
       this.contact();
       this.reportedPlugins = key;
       if (this.heartbeatFailures > 0) {

@@ -20,7 +20,7 @@ afterEach(() => {
 function harness(overrides: Partial<SessionOptions> = {}) {
   const at = () => Date.now() - T0;
   const record = { heartbeats: [] as number[], lookups: [] as number[], log: [] as string[] };
-  const control = { failHeartbeats: false, failRegisters: 0 };
+  const control = { failHeartbeats: false, failRegisters: 0, registerTicket: "", heartbeatTicket: "" };
   let states: meshV1.PluginState[] = [{ name: "passive", version: "1", status: 2, lastError: "", sinceUnixMs: T0 }];
   const rpc = {
     register: vi.fn(async () => {
@@ -28,12 +28,12 @@ function harness(overrides: Partial<SessionOptions> = {}) {
         control.failRegisters--;
         throw Object.assign(new Error("unavailable"), { details: "no connection" });
       }
-      return { heartbeatIntervalMs: INTERVAL, lastAckedSequence: 0 } as meshV1.RegisterResponse;
+      return { heartbeatIntervalMs: INTERVAL, lastAckedSequence: 0, relayTicket: control.registerTicket } as meshV1.RegisterResponse;
     }),
     heartbeat: vi.fn(async () => {
       record.heartbeats.push(at());
       if (control.failHeartbeats) throw new Error("deadline exceeded");
-      return {};
+      return { relayTicket: control.heartbeatTicket };
     }),
     renew: vi.fn(),
   };
@@ -68,6 +68,37 @@ function harness(overrides: Partial<SessionOptions> = {}) {
     },
   };
 }
+
+describe("relay tickets", () => {
+  it("are taken from register's and heartbeats' answers, and a due one is asked for between reports, at most hourly", async () => {
+    const tickets: string[] = [];
+    let due = false;
+    const { session, record, control } = harness({ onRelayTicket: (t) => tickets.push(t), relayTicketDue: () => due });
+    control.registerTicket = "ticket-1";
+    await session.register(undefined);
+    expect(tickets).toEqual(["ticket-1"]);
+
+    // Reports keep coming (contact), so no heartbeat is due for silence; a due ticket sends one.
+    due = true;
+    control.heartbeatTicket = "ticket-2";
+    await vi.advanceTimersByTimeAsync(1_000);
+    session.contact();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(record.heartbeats).toEqual([1_000]);
+    expect(tickets).toEqual(["ticket-1", "ticket-2"]);
+
+    // Still due (the coordinator gave none): asked again only an hour later, however many reports
+    // come meanwhile (one every 10 s, so no heartbeat is due for silence).
+    control.heartbeatTicket = "";
+    for (let t = 10_000; t <= 3_600_000; t += 10_000) {
+      await vi.advanceTimersByTimeAsync(10_000);
+      session.contact();
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(record.heartbeats).toEqual([1_000, 3_601_000]);
+    expect(tickets).toEqual(["ticket-1", "ticket-2"]);
+  });
+});
 
 describe("heartbeats", () => {
   it("go only after 1.25 intervals of silence, re-armed at each contact", async () => {

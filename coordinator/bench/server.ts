@@ -232,8 +232,9 @@ async function queries() {
 async function startBaseline(): Promise<{ port: number; close(): Promise<void> }> {
   const server = new Server();
   server.addService(meshV1.AgentServiceService, {
-    register: (_call, callback) => callback(null, { serverTimeUnixMs: Date.now(), heartbeatIntervalMs: 10_000, lastAckedSequence: 0 }),
-    heartbeat: (_call, callback) => callback(null, { serverTimeUnixMs: Date.now() }),
+    register: (_call, callback) =>
+      callback(null, { serverTimeUnixMs: Date.now(), heartbeatIntervalMs: 10_000, lastAckedSequence: 0, relayTicket: "" }),
+    heartbeat: (_call, callback) => callback(null, { serverTimeUnixMs: Date.now(), relayTicket: "" }),
     report: (call, callback) => callback(null, { ackedSequences: call.request.batches.map((b) => b.sequence) }),
     reportStream: (call) => {
       call.on("data", (request: meshV1.ReportStreamRequest) => call.write({ ackedSequences: request.batches.map((b) => b.sequence) }));

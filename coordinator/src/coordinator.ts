@@ -23,6 +23,7 @@ import { Enrollment } from "./mesh/enrollment.js";
 import { bringUpHub, restorePeers, welcomer } from "./mesh/hub.js";
 import { JoinPoller } from "./mesh/join-poller.js";
 import { DiscoveryRegistrar } from "./mesh/registrar.js";
+import { RelayTickets } from "./mesh/relay-tickets.js";
 import { removedMarks } from "./mesh/removals.js";
 import { REVIVE_EVERY_MS, Reviver } from "./mesh/reviver.js";
 import { MeshWatcher } from "./mesh/watcher.js";
@@ -133,6 +134,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       port: settings.grpcPort,
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       trustClaimedName: loopback,
+      // Agents on loopback have no path to find.
+      ...(loopback ? {} : { relayTickets: new RelayTickets(identity.signing) }),
     });
     cleanups.push(() => agentService.close());
     log(`agent service (gRPC) on ${serviceHost}:${agentService.port}, ${loopback ? "this machine only" : "the mesh only"}`);

@@ -1,10 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { generateSigningKeyPair, meshIdFor, type SigningKeyPair, verifyRelayTicket } from "@coral-mesh/sdk-proto";
 import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { credentials, status as GrpcStatus, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentHealth } from "../src/mesh/health.js";
+import { RelayTickets } from "../src/mesh/relay-tickets.js";
 import { peerAddress, startAgentService } from "../src/rpc/agent-service.js";
 import { type Ingest, prepareIngest } from "../src/rpc/ingest.js";
 import { openStore, type Store } from "../src/store/db.js";
@@ -17,14 +19,25 @@ describe("the agent service over real gRPC", () => {
   let service: { port: number; close(): Promise<void> };
   let client: meshV1.AgentServiceClient;
   let ingest: Ingest;
+  let signing: SigningKeyPair;
+  const WEB_KEY = Buffer.alloc(32, 7).toString("base64");
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "coral-rpc-"));
     db = openStore(join(dir, "coral.db"));
     // On loopback every call comes from 127.0.0.1: here that is web-1's mesh address.
-    db.insert(agents).values({ name: "web-1", wireguardKey: "k1", meshIp: "127.0.0.1", enrolledAt: 1 }).run();
+    db.insert(agents).values({ name: "web-1", wireguardKey: WEB_KEY, meshIp: "127.0.0.1", enrolledAt: 1 }).run();
     ingest = prepareIngest(db);
-    service = await startAgentService({ db, heartbeatIntervalMs: 10_000, host: "127.0.0.1", port: 0, observe: observer(db), ingest });
+    signing = await generateSigningKeyPair();
+    service = await startAgentService({
+      db,
+      heartbeatIntervalMs: 10_000,
+      host: "127.0.0.1",
+      port: 0,
+      observe: observer(db),
+      ingest,
+      relayTickets: new RelayTickets(signing),
+    });
     client = new meshV1.AgentServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
   });
   afterAll(async () => {
@@ -89,6 +102,29 @@ describe("the agent service over real gRPC", () => {
       addresses: [],
     });
     expect(response).toMatchObject({ heartbeatIntervalMs: 10_000, lastAckedSequence: 0 });
+  });
+
+  it("gives the agent a relay ticket for its own key at register, and none again in a heartbeat the same day", async () => {
+    const registered = await call<meshV1.RegisterRequest, meshV1.RegisterResponse>(client.register, {
+      agentName: "web-1",
+      agentVersion: "0.1.0",
+      hostname: "web-1.lab",
+      os: "linux",
+      arch: "x64",
+      plugins: [],
+      runId: "",
+      sentAtUnixMs: 0,
+      addresses: [],
+    });
+    const check = await verifyRelayTicket(registered.relayTicket, await meshIdFor(signing.publicKey), Date.now());
+    expect(check).toMatchObject({ ok: true, ticket: { peer: WEB_KEY } });
+    if (check.ok) expect(check.ticket.expiresAt - Date.now()).toBeGreaterThan(5 * 86_400_000);
+    const beat = await call<meshV1.HeartbeatRequest, meshV1.HeartbeatResponse>(client.heartbeat, {
+      sentAtUnixMs: Date.now(),
+      plugins: [],
+      runId: "",
+    });
+    expect(beat.relayTicket).toBe("");
   });
 
   it("stores each batch once however often it is sent, and acknowledges retries too", async () => {

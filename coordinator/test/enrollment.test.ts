@@ -5,13 +5,17 @@ import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-
 import {
   DiscoveryClient,
   decodeInvite,
+  encodeRelayTicket,
   inviteTicket,
   issueInvite,
   joinAnswerPayloadSchema,
+  meshIdFor,
+  type RelayTicket,
   seal,
   signTicket,
   toBase64Url,
   unseal,
+  verifyRelayTicket,
 } from "@coral-mesh/sdk-proto";
 import { generateKeyPair, WireGuardInterface } from "@coral-mesh/wireguard";
 import { KEEPALIVE_SECONDS } from "@coral-mesh/wireguard/path";
@@ -123,6 +127,13 @@ describe.skipIf(skip)("enrollment: an agent joins through the discovery Worker a
       grpcPort: 7443,
     });
     if (!answer.ok) return;
+    // A relay ticket for the agent's own key, signed by the mesh key: usable before it ever reaches the hub.
+    const relay = await verifyRelayTicket(
+      encodeRelayTicket(answer.relayTicket as RelayTicket),
+      await meshIdFor(identity.signing.publicKey),
+      Date.now(),
+    );
+    expect(relay).toMatchObject({ ok: true, ticket: { peer: keys.publicKey } });
     expect((await hub.status()).peers).toEqual([expect.objectContaining({ publicKey: keys.publicKey, allowedIps: ["100.64.0.2/32"] })]);
 
     spoke = await WireGuardInterface.up({

@@ -6,6 +6,7 @@
  */
 import nacl from "tweetnacl";
 import * as z from "zod";
+import { relayTicketSchema } from "./discovery/relay.js";
 import { fromBase64, randomBytes, toBase64Url, utf8 } from "./encoding.js";
 import { CoralError } from "./errors/index.js";
 import { duplicateJsonKey } from "./json.js";
@@ -44,6 +45,11 @@ export const joinAcceptedSchema = z.strictObject({
   observedAddress: z.string().nullable(),
   grpcPort: z.number().int().min(1).max(65535),
   heartbeatIntervalMs: z.number().int().positive(),
+  /**
+   * Lets the agent use the mesh's relay at discovery when no direct path comes up, before it
+   * has ever reached the coordinator; renewed over the mesh when it registers.
+   */
+  relayTicket: relayTicketSchema.optional(),
 });
 export const joinRefusedSchema = z.strictObject({
   v: z.literal(1),

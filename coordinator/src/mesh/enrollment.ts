@@ -15,6 +15,7 @@ import {
   joinAnswerPayloadSchema,
   joinPayloadSchema,
   type PendingJoin,
+  type RelayTicket,
   seal,
   unseal,
 } from "@coral-mesh/sdk-proto";
@@ -24,6 +25,7 @@ import type { Store } from "../store/db.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog, joinAnswers } from "../store/schema.js";
 import { allocateAddress, COORDINATOR_ADDRESS, MESH_PREFIX } from "./allocation.js";
+import { issueRelayTicket } from "./relay-tickets.js";
 import { redeemToken } from "./tokens.js";
 
 export interface EnrollmentOptions {
@@ -70,7 +72,9 @@ export class Enrollment {
     const { identity, discovery, db } = this.options;
     const stored = db.select().from(joinAnswers).where(eq(joinAnswers.joinId, join.joinId)).get();
     // Handled before a restart but not answered yet: the same answer again, no second token use.
-    const answer = stored ? joinAnswerPayloadSchema.parse(JSON.parse(stored.answer)) : this.decide(join);
+    const answer = stored
+      ? joinAnswerPayloadSchema.parse(JSON.parse(stored.answer))
+      : this.decide(join, await issueRelayTicket(identity.signing, join.wireguardKey, this.options.now?.() ?? Date.now()));
     if (answer.ok) {
       const endpoint = db
         .select({ endpoint: agents.endpoint })
@@ -93,7 +97,7 @@ export class Enrollment {
    * Accepts or refuses a join. Everything it stores (token use, address, agent, audit and
    * the answer itself) is one transaction, so a crash leaves all of it or none.
    */
-  private decide(join: PendingJoin): JoinAnswerPayload {
+  private decide(join: PendingJoin, relayTicket: RelayTicket): JoinAnswerPayload {
     const { identity, db } = this.options;
     const now = this.options.now?.() ?? Date.now();
     let payload: JoinPayload | undefined;
@@ -114,6 +118,7 @@ export class Enrollment {
           observedAddress: join.observedAddress,
           grpcPort: this.options.grpcPort,
           heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+          relayTicket,
         };
         tx.insert(joinAnswers)
           .values({

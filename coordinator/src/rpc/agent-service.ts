@@ -16,6 +16,7 @@ import {
   ServerCredentials,
   type ServerDuplexStream,
 } from "@grpc/grpc-js";
+import type { RelayTickets } from "../mesh/relay-tickets.js";
 import { removalOf, removedMessage } from "../mesh/removals.js";
 import { type Caller, prepareAgentQueries } from "../store/agent-queries.js";
 import type { Bus } from "../store/bus.js";
@@ -39,6 +40,14 @@ export interface AgentServiceOptions {
   observe?: Observe;
   /** Where reports go; its owner flushes what it holds back. Made here when absent. */
   ingest?: Ingest;
+  /** Issues relay tickets in register and heartbeat answers; none without (no discovery, no relay). */
+  relayTickets?: RelayTickets;
+}
+
+/** Answers once the ticket is signed (a tenth of a millisecond); without one, or if signing failed, with none. */
+function withRelayTicket(ticket: Promise<string> | undefined, answer: (relayTicket: string) => void): void {
+  if (!ticket) answer("");
+  else ticket.then(answer, () => answer(""));
 }
 
 /** A call or a stream refused, with what to do about it (and its Coral code, in `coral-error-code`). */
@@ -192,11 +201,12 @@ export function agentService(
         version: r.agentVersion || agent.version,
         plugins,
       });
-      callback(null, {
+      const answer = {
         serverTimeUnixMs: at,
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         lastAckedSequence: q.lastSequence(agent.name),
-      });
+      };
+      withRelayTicket(options.relayTickets?.issue(agent.wireguardKey, at), (relayTicket) => callback(null, { ...answer, relayTicket }));
     }) satisfies handleUnaryCall<meshV1.RegisterRequest, meshV1.RegisterResponse>,
 
     heartbeat: ((call, callback) => {
@@ -220,7 +230,9 @@ export function agentService(
         q.beat(agent.name, at, plugins);
         notePlugins(agent.name, agent.plugins, plugins, at);
       }
-      callback(null, { serverTimeUnixMs: at });
+      withRelayTicket(options.relayTickets?.renew(agent.wireguardKey, at), (relayTicket) =>
+        callback(null, { serverTimeUnixMs: at, relayTicket }),
+      );
     }) satisfies handleUnaryCall<meshV1.HeartbeatRequest, meshV1.HeartbeatResponse>,
 
     report: ((call, callback) => {

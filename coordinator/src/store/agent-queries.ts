@@ -16,6 +16,7 @@ export interface Caller {
   arch: string | null;
   version: string | null;
   plugins: string;
+  wireguardKey: string;
 }
 
 export function prepareAgentQueries(db: Store) {
@@ -26,6 +27,7 @@ export function prepareAgentQueries(db: Store) {
     arch: agents.arch,
     version: agents.version,
     plugins: agents.plugins,
+    wireguardKey: agents.wireguardKey,
   };
   const byIp = db
     .select(caller)
@@ -79,7 +81,7 @@ export function prepareAgentQueries(db: Store) {
   return {
     byIp: (ip: string): Caller | undefined => byIp.get({ ip }),
     byName: (name: string): Caller | undefined => byName.get({ name }),
-    registered: (name: string, at: number, facts: Omit<Caller, "name">) => registered.run({ name, at, ...facts }),
+    registered: (name: string, at: number, facts: Omit<Caller, "name" | "wireguardKey">) => registered.run({ name, at, ...facts }),
     lastSequence: (name: string): number => lastSequence.get({ name })?.sequence ?? 0,
     beat: (name: string, at: number, plugins?: string) =>
       plugins === undefined ? beat.run({ name, at }) : beatWithPlugins.run({ name, at, plugins }),

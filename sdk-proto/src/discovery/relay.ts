@@ -74,20 +74,23 @@ export function encodeRelayTicket(ticket: RelayTicket): string {
   return toBase64Url(utf8.encode(JSON.stringify(ticket)));
 }
 
+/** Reads a ticket header without checking its signature (an agent reading its own ticket's expiry). */
+export function decodeRelayTicket(header: string): RelayTicket | undefined {
+  const bytes = fromBase64Url(header);
+  try {
+    const parsed = relayTicketSchema.safeParse(bytes ? JSON.parse(new TextDecoder().decode(bytes)) : undefined);
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export type RelayTicketCheck = { ok: true; ticket: RelayTicket } | { ok: false; reason: string; expired?: boolean };
 
 /** Reads a ticket header and checks it was signed for `meshId` by the key the mesh id commits to, and is in date. */
 export async function verifyRelayTicket(header: string, meshId: string, now: number): Promise<RelayTicketCheck> {
-  const bytes = fromBase64Url(header);
-  let json: unknown;
-  try {
-    json = bytes ? JSON.parse(new TextDecoder().decode(bytes)) : undefined;
-  } catch {
-    json = undefined;
-  }
-  const parsed = relayTicketSchema.safeParse(json);
-  if (!parsed.success) return { ok: false, reason: "it is not a relay ticket (base64url of its JSON)" };
-  const ticket = parsed.data;
+  const ticket = decodeRelayTicket(header);
+  if (!ticket) return { ok: false, reason: "it is not a relay ticket (base64url of its JSON)" };
   const key = fromBase64Url(ticket.signingKey) as Uint8Array;
   const weak = weakSigningKeyReason(key);
   if (weak) return { ok: false, reason: `its key is refused: ${weak}` };

@@ -165,6 +165,11 @@ export interface RegisterResponse {
   heartbeatIntervalMs: number;
   /** The highest sequence number the coordinator has stored for this agent. */
   lastAckedSequence: number;
+  /**
+   * A fresh relay ticket for this agent (sdk-proto's relay.ts, as its header carries it), so
+   * that it can use the mesh's relay at discovery when no direct path comes up.
+   */
+  relayTicket: string;
 }
 
 export interface HeartbeatRequest {
@@ -181,6 +186,8 @@ export interface HeartbeatRequest {
 
 export interface HeartbeatResponse {
   serverTimeUnixMs: number;
+  /** A renewed relay ticket, about once a day; empty otherwise (keep the one from the register). */
+  relayTicket: string;
 }
 
 export interface PluginState {
@@ -507,7 +514,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
 };
 
 function createBaseRegisterResponse(): RegisterResponse {
-  return { serverTimeUnixMs: 0, heartbeatIntervalMs: 0, lastAckedSequence: 0 };
+  return { serverTimeUnixMs: 0, heartbeatIntervalMs: 0, lastAckedSequence: 0, relayTicket: "" };
 }
 
 export const RegisterResponse: MessageFns<RegisterResponse> = {
@@ -520,6 +527,9 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     }
     if (message.lastAckedSequence !== 0) {
       writer.uint32(24).uint64(message.lastAckedSequence);
+    }
+    if (message.relayTicket !== "") {
+      writer.uint32(34).string(message.relayTicket);
     }
     return writer;
   },
@@ -561,6 +571,14 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
             message.lastAckedSequence = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.relayTicket = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -590,6 +608,11 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
         : isSet(object.last_acked_sequence)
         ? globalThis.Number(object.last_acked_sequence)
         : 0,
+      relayTicket: isSet(object.relayTicket)
+        ? globalThis.String(object.relayTicket)
+        : isSet(object.relay_ticket)
+        ? globalThis.String(object.relay_ticket)
+        : "",
     };
   },
 
@@ -604,6 +627,9 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     if (message.lastAckedSequence !== 0) {
       obj.lastAckedSequence = Math.round(message.lastAckedSequence);
     }
+    if (message.relayTicket !== "") {
+      obj.relayTicket = message.relayTicket;
+    }
     return obj;
   },
 
@@ -615,6 +641,7 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     message.serverTimeUnixMs = object.serverTimeUnixMs ?? 0;
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
     message.lastAckedSequence = object.lastAckedSequence ?? 0;
+    message.relayTicket = object.relayTicket ?? "";
     return message;
   },
 };
@@ -729,13 +756,16 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { serverTimeUnixMs: 0 };
+  return { serverTimeUnixMs: 0, relayTicket: "" };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.serverTimeUnixMs !== 0) {
       writer.uint32(8).int64(message.serverTimeUnixMs);
+    }
+    if (message.relayTicket !== "") {
+      writer.uint32(18).string(message.relayTicket);
     }
     return writer;
   },
@@ -761,6 +791,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.serverTimeUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.relayTicket = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -780,6 +818,11 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
         : isSet(object.server_time_unix_ms)
         ? globalThis.Number(object.server_time_unix_ms)
         : 0,
+      relayTicket: isSet(object.relayTicket)
+        ? globalThis.String(object.relayTicket)
+        : isSet(object.relay_ticket)
+        ? globalThis.String(object.relay_ticket)
+        : "",
     };
   },
 
@@ -787,6 +830,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     const obj: any = {};
     if (message.serverTimeUnixMs !== 0) {
       obj.serverTimeUnixMs = Math.round(message.serverTimeUnixMs);
+    }
+    if (message.relayTicket !== "") {
+      obj.relayTicket = message.relayTicket;
     }
     return obj;
   },
@@ -797,6 +843,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   fromPartial(object: DeepPartial<HeartbeatResponse>): HeartbeatResponse {
     const message = createBaseHeartbeatResponse();
     message.serverTimeUnixMs = object.serverTimeUnixMs ?? 0;
+    message.relayTicket = object.relayTicket ?? "";
     return message;
   },
 };
