@@ -4,13 +4,11 @@
  * and then every request must carry it.
  */
 import { CoralError, describeIssues, type FindingCounts, issueDetails, issueInvite, randomBytes, toHex } from "@coral-mesh/sdk-proto";
-import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
-import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
 import type { Bus } from "../store/bus.js";
@@ -18,6 +16,7 @@ import type { Store } from "../store/db.js";
 import { findingCounts } from "../store/finding-queries.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
+import { type AgentView, agentLister } from "./agent-views.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
 import { checkRequestHost, isLoopbackHost } from "./host-guard.js";
@@ -59,19 +58,7 @@ export interface ApiOptions {
   now?: () => number;
 }
 
-/** One agent as the API shows it (`coral status`, `coral agents`). */
-export interface AgentView {
-  name: string;
-  meshIp: string;
-  status: AgentHealth;
-  lastSeen: number | null;
-  /** How the hub reaches it: see pathKind in @coral-mesh/wireguard/path. */
-  path: PathKind;
-  endpoint: string | null;
-  version: string | null;
-  hostname: string | null;
-  plugins: Array<{ name: string; state: string; lastError: string | null }>;
-}
+export type { AgentView };
 
 export interface StatusView {
   mesh: { id: string; address: string; listenPort: number };
@@ -116,36 +103,13 @@ export function createApiApp(options: ApiOptions): Hono {
     await next();
   });
 
-  const listAgents = async (): Promise<AgentView[]> => {
-    const peers = await options.peers();
-    const at = now();
-    return options.db
-      .select()
-      .from(agents)
-      .orderBy(agents.name)
-      .all()
-      .map((agent): AgentView => {
-        const plugins = JSON.parse(agent.plugins) as Array<PluginHealth & { lastError?: string | null }>;
-        const peer = peers.get(agent.wireguardKey);
-        return {
-          name: agent.name,
-          meshIp: agent.meshIp,
-          status: agentHealth(agent.lastHeartbeatAt, plugins, options.heartbeatIntervalMs, at),
-          lastSeen: agent.lastHeartbeatAt,
-          path: pathKind({
-            loopback: options.loopback ?? false,
-            latestHandshake: peer?.latestHandshake,
-            lastHeartbeatAt: agent.lastHeartbeatAt,
-            enrolledAt: agent.enrolledAt,
-            now: at,
-          }),
-          endpoint: peer?.endpoint ?? null,
-          version: agent.version,
-          hostname: agent.hostname,
-          plugins: plugins.map((p) => ({ name: p.name, state: p.state, lastError: p.lastError ?? null })),
-        };
-      });
-  };
+  const listAgents = agentLister({
+    db: options.db,
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    peers: options.peers,
+    loopback: options.loopback,
+    now,
+  });
 
   app.get("/v1/status", async (c) =>
     c.json<StatusView>({
