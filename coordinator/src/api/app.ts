@@ -7,6 +7,7 @@ import { CoralError, describeIssues, type FindingCounts, issueDetails, issueInvi
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { AskTool } from "../ask/tool.js";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
 import type { RegistrarState } from "../mesh/registrar.js";
@@ -23,6 +24,7 @@ import { checkRequestHost, isLoopbackHost } from "./host-guard.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
+import { mcpRoute } from "./routes/mcp.js";
 import { metricsGet } from "./routes/metrics-get.js";
 import { metricsLatest } from "./routes/metrics-latest.js";
 import { prometheusMetrics } from "./routes/prometheus-metrics.js";
@@ -53,6 +55,8 @@ export interface ApiOptions {
   token?: string;
   /** What the store just learned, for `GET /v1/stream`; without it the route is absent. */
   bus?: Bus;
+  /** The tools over the store; with them, `POST /v1/mcp` serves them over MCP. */
+  askTools?: AskTool[];
   /** The built dashboard (default: `dashboard/` in this package). */
   dashboardDir?: string;
   now?: () => number;
@@ -199,6 +203,7 @@ export function createApiApp(options: ApiOptions): Hono {
   exportGet(app, options.db, options.identity.meshId, now);
   prometheusMetrics(app, options.db, now, options.heartbeatIntervalMs);
   if (options.bus) streamRoute(app, options.bus);
+  if (options.askTools) mcpRoute(app, options.askTools);
   dashboardRoutes(app, options.dashboardDir ?? defaultDashboardDir());
 
   app.notFound(() => {
