@@ -151,6 +151,26 @@ describe("coral mcp", () => {
     }
   }, 60_000);
 
+  it("answers each request with a JSON-RPC error once the coordinator stops, and goes on", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "coral-mcp-stop-"));
+    const served = await serveWith(dir);
+    try {
+      const client = new Client({ name: "coral-test", version: "1.0.0" });
+      await client.connect(
+        new StdioClientTransport({ command: process.execPath, args: [CORAL, "mcp", "--data-dir", dir], stderr: "pipe" }),
+      );
+      clients.push(client);
+      expect((await client.listTools()).tools).toHaveLength(TOOLS.length);
+      await served.close();
+      await expect(client.callTool({ name: "list_findings", arguments: {} })).rejects.toThrow(/does not answer.*coral coordinator start/);
+      await expect(client.listTools()).rejects.toThrow(/does not answer/);
+      await client.close();
+    } finally {
+      await served.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it("says in one line on stderr that no coordinator runs, and exits 1", () => {
     const empty = mkdtempSync(join(tmpdir(), "coral-mcp-none-"));
     try {
