@@ -61,7 +61,7 @@ describe("the tools", () => {
   it("list_services: each service with its health, instances, agents and dependencies", async () => {
     const { content, result } = await call("list_services");
     const services = content.services as Array<Record<string, unknown>>;
-    expect(services.map((s) => s.name)).toEqual(["api", "postgres", "worker"]);
+    expect(services.map((s) => s.name)).toEqual(["api", "postgres", "web", "worker"]);
     expect(services[0]).toMatchObject({
       name: "api",
       running: 1,
@@ -88,6 +88,15 @@ describe("the tools", () => {
     expect(instances[0]).toMatchObject({ agent: "web-1", running: true, executable: "/usr/bin/python3.12" });
     expect(content.openFindings).toEqual([expect.objectContaining({ id: "f-postgres" })]);
     expect(result.citations).toContainEqual({ kind: "finding", id: "f-postgres" });
+    // What the SDK says of a service, and its named checks.
+    const web = (await call("get_service", { name: "web" })).content;
+    expect(web).toMatchObject({
+      source: "sdk",
+      versions: ["1.2.0"],
+      sdk: [{ agent: "web-1", sdk: "node 0.1.0", runtime: "node 20.19.0", version: "1.2.0", build: "b42" }],
+      checks: [{ name: "db", agent: "web-1", passing: false }],
+      checkChanges: [expect.objectContaining({ check: "db", to: "fail" })],
+    });
     const missing = await refusal("get_service", { name: "nope" });
     expect(missing.code).toBe("service_not_found");
     expect(missing.message).toContain("list_services");
