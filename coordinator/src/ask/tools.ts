@@ -358,17 +358,19 @@ export function createAskTools(options: AskToolsOptions): AskTool[] {
           }
           // Breadth first over edges either way: the order the result is cut in, nearest first.
           const distance = new Map([[centre, 0]]);
+          const taken = new Set<(typeof edges)[number]>();
           const order: typeof edges = [];
-          let frontier = [centre];
-          for (let hop = 1; hop <= (input.depth ?? 1) && frontier.length > 0; hop++) {
-            const next: string[] = [];
+          let frontier = new Set([centre]);
+          for (let hop = 1; hop <= (input.depth ?? 1) && frontier.size > 0; hop++) {
+            const next = new Set<string>();
             for (const e of edges) {
-              const a = frontier.includes(e.from) ? e.to : frontier.includes(e.to) ? e.from : undefined;
-              if (a === undefined || order.includes(e)) continue;
+              const other = frontier.has(e.from) ? e.to : frontier.has(e.to) ? e.from : undefined;
+              if (other === undefined || taken.has(e)) continue;
+              taken.add(e);
               order.push(e);
-              if (!distance.has(a)) {
-                distance.set(a, hop);
-                next.push(a);
+              if (!distance.has(other)) {
+                distance.set(other, hop);
+                next.add(other);
               }
             }
             frontier = next;
