@@ -9,12 +9,6 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { buildAskContext } from "./ask/context.js";
-import type { AskContext } from "./ask/tool.js";
-import { openStoreReadOnly } from "./store/db.js";
-
-export type { AskContext } from "./ask/tool.js";
-export { openStore } from "./store/db.js";
 
 const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Node with the TypeScript loader, reading workspace packages from their source. */
@@ -123,18 +117,5 @@ export class LabCoordinator {
     const result = await this.cli(...args, "--json");
     if (result.code !== 0) throw new Error(`coral ${args.join(" ")}: ${result.err}`);
     return JSON.parse(result.out) as T;
-  }
-}
-
-/**
- * The opening context `coral ask` starts from for `question`, built from the store at
- * `storePath` opened read-only (the scenario lab reads it beside the running coordinator).
- */
-export async function askContextOf(storePath: string, question: string, now?: number): Promise<AskContext> {
-  const db = openStoreReadOnly(storePath);
-  try {
-    return await buildAskContext({ db, ...(now === undefined ? {} : { now: () => now }) }, question);
-  } finally {
-    db.$client.close();
   }
 }

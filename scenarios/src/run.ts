@@ -4,7 +4,7 @@
  */
 import { statfsSync } from "node:fs";
 import { join } from "node:path";
-import { askContextOf } from "@coral-mesh/coordinator/testing";
+import { askContextOf } from "@coral-mesh/coordinator/ask-testing";
 import { eventsResponseSchema, type Finding, findingSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
 import Database from "better-sqlite3";
 import { z } from "zod";

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { askContextOf, openStore } from "@coral-mesh/coordinator/testing";
+import { askContextOf, openStore } from "@coral-mesh/coordinator/ask-testing";
 import type { Finding } from "@coral-mesh/sdk-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { askContextHolds, askQuestion } from "../src/judge.js";
