@@ -270,8 +270,10 @@ describe("secrets", () => {
       JSON.stringify(mesh.db.$client.prepare("SELECT * FROM events").all()) +
       JSON.stringify(mesh.db.$client.prepare("SELECT * FROM services").all());
     for (const secret of SECRETS) expect(stored).toContain(secret);
-    const logLine = results.find((r) => r.name === "list_events" && JSON.stringify(r.result.content).includes("could not connect"));
-    expect(JSON.stringify(logLine?.result.content)).toContain("postgres://app:[REDACTED]@198.51.100.20");
+    const logLine = results
+      .flatMap((r) => (r.name === "list_events" ? ((r.result.content as { events: Array<{ id: number }> }).events ?? []) : []))
+      .find((e) => e.id === mesh.logEventId);
+    expect(JSON.stringify(logLine)).toContain("could not connect to postgres://app:[REDACTED]@198.51.100.20");
     expect(JSON.stringify(results.find((r) => r.name === "get_service")?.result.content)).toContain("--password=[REDACTED]");
     for (const { name, result } of results) {
       for (const secret of SECRETS) expect(JSON.stringify(result), name).not.toContain(secret);
