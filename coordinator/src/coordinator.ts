@@ -13,8 +13,10 @@ import { checkInterfaceFree, checkWireGuard } from "@coral-mesh/wireguard";
 import { COORDINATOR_ADDRESS, type Tunnel } from "@coral-mesh/wireguard/path";
 import { Analysis } from "./analysis/host.js";
 import { Notifier } from "./analysis/notify.js";
+import { agentLister } from "./api/agent-views.js";
 import { checkApiExposure, createApiApp } from "./api/app.js";
 import { serveApi } from "./api/serve.js";
+import { createAskTools } from "./ask/tools.js";
 import { ensureDataDir, refuseSecondInstance, STORE_FILE } from "./data-dir.js";
 import { existingWireguardKey, loadOrCreateIdentity } from "./identity.js";
 import { advertisedEndpoints } from "./mesh/advertise.js";
@@ -175,6 +177,14 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     );
 
     let analysis: Analysis | undefined;
+    const peers = async () => {
+      const status = await wireguard.status();
+      return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
+    };
+    const askTools = createAskTools({
+      db,
+      agents: agentLister({ db, heartbeatIntervalMs: settings.heartbeatIntervalMs, peers, loopback, now: Date.now }),
+    });
     const app = createApiApp({
       db,
       identity,
@@ -183,10 +193,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       discoveryState: () => registrar.state,
       loopback,
-      peers: async () => {
-        const status = await wireguard.status();
-        return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
-      },
+      peers,
       removePeer: (key) => wireguard.removePeer(key),
       onAgentRemoved: (agent) => {
         log(`removed agent ${agent.name} (${agent.meshIp}): its peer is gone, its address free, and it is refused until it joins again`);
@@ -197,6 +204,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       onTokenCreated: () => joinPoller.hurry(),
       observe,
       bus,
+      askTools,
       ...(settings.apiToken ? { token: settings.apiToken } : {}),
     });
     const api = await serveApi({

@@ -12,6 +12,8 @@ import { createInterface } from "node:readline";
 import { type LocalDiscovery, startLocalDiscovery } from "@coral-mesh/discovery-worker/local";
 import { decodeInvite, type EventView, encodeInvite, type JoinAnswerPayload } from "@coral-mesh/sdk-proto";
 import { createLab, type Lab, labSkipReason } from "@coral-mesh/wireguard/testing";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentView, StatusView } from "../src/api/app.js";
@@ -195,6 +197,27 @@ describe.skipIf(skip)("coral coordinator start, in a lab", () => {
       plugins: [{ name: "passive", state: "failed" }],
     });
     await peer.must({ op: "heartbeat" });
+  }, 60_000);
+
+  it("serves its tools over MCP: `coral mcp` in its namespace relays to the running coordinator's /v1/mcp", async () => {
+    const client = new Client({ name: "coral-test", version: "1.0.0" });
+    await client.connect(
+      new StdioClientTransport({
+        command: "ip",
+        args: ["netns", "exec", lab.a, ...(coordinator as LabCoordinator).coral, "mcp", "--data-dir", dataDir],
+        cwd: join(import.meta.dirname, ".."),
+        stderr: "pipe",
+      }),
+    );
+    try {
+      const result = await client.callTool({ name: "list_agents", arguments: {} });
+      const content = JSON.parse((result.content as Array<{ text: string }>)[0]?.text ?? "{}") as {
+        agents: Array<{ name: string; path: string }>;
+      };
+      expect(content.agents).toEqual([expect.objectContaining({ name: "web-1", path: "direct" })]);
+    } finally {
+      await client.close();
+    }
   }, 60_000);
 
   it("refuses used-up, revoked, expired and unknown tokens, each with its own code, spending nothing", async () => {

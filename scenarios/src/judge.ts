@@ -79,6 +79,37 @@ export function controlHostFindings(
   );
 }
 
+/** The question a scenario asks of `coral ask`: it names the service at fault (or the host). */
+export function askQuestion(expected: ExpectedRoot): string {
+  return `What is wrong with ${expected.service ?? expected.agent ?? "the mesh"}?`;
+}
+
+/**
+ * Whether the opening context of `coral ask` holds the finding and its evidence: its id among
+ * the context's findings and its block in the text, with its first note (or, without notes, its
+ * evidence events counted) and its recommended step.
+ */
+export function askContextHolds(
+  context: { text: string; findingIds: readonly string[] },
+  finding: Finding,
+): { holds: boolean; detail: string } {
+  if (!context.findingIds.includes(finding.id)) {
+    return { holds: false, detail: `${finding.id} is not among the context's findings (${context.findingIds.join(", ") || "none"})` };
+  }
+  if (!context.text.includes(`[${finding.id}]`)) return { holds: false, detail: `the text has no block for ${finding.id}` };
+  const evidence = finding.evidence as Finding["evidence"] | undefined;
+  const note = evidence?.notes?.[0];
+  const shown = note ?? (evidence?.events?.length ? `${evidence.events.length} events` : undefined);
+  if (shown !== undefined && !context.text.includes(shown)) return { holds: false, detail: `the text lacks its evidence: "${shown}"` };
+  const step = (finding.recommendation as Finding["recommendation"] | undefined)?.step;
+  if (step && !context.text.includes(step)) return { holds: false, detail: `the text lacks its recommendation: "${step}"` };
+  const rank = context.findingIds.indexOf(finding.id) + 1;
+  return {
+    holds: true,
+    detail: `${finding.id} is finding ${rank} of ${context.findingIds.length}, with ${shown ? "its evidence" : "no evidence to show"}`,
+  };
+}
+
 export const findingBriefSchema = z.object({
   id: z.string(),
   kind: z.string(),
@@ -127,6 +158,8 @@ export const scenarioResultSchema = z.object({
   findings: z.array(findingBriefSchema),
   /** What the store showed: each declared signal, and whether it did. */
   signals: z.array(z.object({ signal: z.string(), seen: z.boolean(), detail: z.string() })),
+  /** Fault scenarios: whether `coral ask`'s opening context for a question naming the fault holds the expected finding and its evidence. */
+  askContext: z.object({ holds: z.boolean(), detail: z.string() }).nullable().optional(),
   /** Why it could not be judged (the lab broke, the API failed), if it could not. */
   error: z.string().nullable(),
   startedAt: z.number(),

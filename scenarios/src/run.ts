@@ -4,11 +4,22 @@
  */
 import { statfsSync } from "node:fs";
 import { join } from "node:path";
+import { askContextOf } from "@coral-mesh/coordinator/ask-testing";
 import { eventsResponseSchema, type Finding, findingSchema, metricsResponseSchema } from "@coral-mesh/sdk-proto";
 import Database from "better-sqlite3";
 import { z } from "zod";
 import { ApiError } from "./api.js";
-import { brief, controlFalsePositives, controlHostFindings, isExpected, rank, type ScenarioResult, topOf } from "./judge.js";
+import {
+  askContextHolds,
+  askQuestion,
+  brief,
+  controlFalsePositives,
+  controlHostFindings,
+  isExpected,
+  rank,
+  type ScenarioResult,
+  topOf,
+} from "./judge.js";
 import { type ScenarioLab, sleep } from "./lab.js";
 import { DEFAULT_TIMEOUT_MS, isControl, type Scenario, type ScenarioContext, type Signal } from "./scenario.js";
 
@@ -106,6 +117,7 @@ export function blankResult(scenario: Scenario, startedAt: number, error: string
     hostFindings: [],
     findings: [],
     signals: [],
+    askContext: null,
     error,
     startedAt,
     faultAt: null,
@@ -222,6 +234,16 @@ export async function runScenario(
         await sleep(POLL_MS);
       }
       if (engine && !result.right) log(`not found within ${Math.round((deadline - result.faultAt) / 1000)} s`);
+      const expected = [...seen.values()].find((f) => isExpected(scenario.expect, f));
+      if (engine && expected) {
+        try {
+          const context = await askContextOf(join(lab.coordinator.options.dataDir, "coral.db"), askQuestion(scenario.expect));
+          result.askContext = askContextHolds(context, expected);
+        } catch (error) {
+          result.askContext = { holds: false, detail: `could not build it: ${(error as Error).message}` };
+        }
+        log(`ask context ${result.askContext.holds ? "✓" : "✗"} ${result.askContext.detail}`);
+      }
       // Found quickly, the fault may not have shown all it does yet (the callers' exits): its signals get a little longer.
       const settle = Date.now() + SETTLE_MS;
       while (Date.now() < settle && !(await signalsSeen(lab, scenario, startedAt))) await sleep(2_000);

@@ -26,10 +26,11 @@ export function resultRows(results: readonly ScenarioResult[]): string[][] {
     r.error ? "error" : r.right ? "yes" : "no",
     r.control || !r.top ? "" : r.top.confidence.toFixed(2),
     r.secondsToFinding === null ? "" : `${r.secondsToFinding.toFixed(1)} s`,
+    r.askContext ? (r.askContext.holds ? "yes" : "no") : "",
   ]);
 }
 
-export const HEADER = ["scenario", "via", "expected", "top-1 found", "right", "confidence", "fault → finding"];
+export const HEADER = ["scenario", "via", "expected", "top-1 found", "right", "confidence", "fault → finding", "ask context"];
 
 /** A Markdown table (what docs/findings.md and the closing note take), padded to line up. */
 export function formatTable(header: string[], rows: string[][]): string {

@@ -182,6 +182,7 @@ describe("the table", () => {
         name: "deploy-crash-passive",
         right: true,
         secondsToFinding: 7.25,
+        askContext: { holds: true, detail: "1 is finding 1 of 1, with its evidence" },
         top: {
           id: "1",
           kind: "crash-loop",
@@ -198,8 +199,8 @@ describe("the table", () => {
       result({ name: "control-cron", control: true, expected: null, right: true }),
     ]);
     expect(rows).toEqual([
-      ["deploy-crash-passive", "passive", "api bad-deploy", "api bad-deploy", "yes", "0.62", "7.3 s"],
-      ["control-cron", "passive", "no warning+", "none", "yes", "", ""],
+      ["deploy-crash-passive", "passive", "api bad-deploy", "api bad-deploy", "yes", "0.62", "7.3 s", "yes"],
+      ["control-cron", "passive", "no warning+", "none", "yes", "", "", ""],
     ]);
     const table = formatTable(HEADER, rows).split("\n");
     expect(table).toHaveLength(4);

@@ -4,13 +4,12 @@
  * and then every request must carry it.
  */
 import { CoralError, describeIssues, type FindingCounts, issueDetails, issueInvite, randomBytes, toHex } from "@coral-mesh/sdk-proto";
-import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { AskTool } from "../ask/tool.js";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
-import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
 import type { Bus } from "../store/bus.js";
@@ -18,12 +17,14 @@ import type { Store } from "../store/db.js";
 import { findingCounts } from "../store/finding-queries.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
+import { type AgentView, agentLister } from "./agent-views.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
 import { checkRequestHost, isLoopbackHost } from "./host-guard.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
+import { mcpRoute } from "./routes/mcp.js";
 import { metricsGet } from "./routes/metrics-get.js";
 import { metricsLatest } from "./routes/metrics-latest.js";
 import { prometheusMetrics } from "./routes/prometheus-metrics.js";
@@ -54,24 +55,14 @@ export interface ApiOptions {
   token?: string;
   /** What the store just learned, for `GET /v1/stream`; without it the route is absent. */
   bus?: Bus;
+  /** The tools over the store; with them, `POST /v1/mcp` serves them over MCP. */
+  askTools?: AskTool[];
   /** The built dashboard (default: `dashboard/` in this package). */
   dashboardDir?: string;
   now?: () => number;
 }
 
-/** One agent as the API shows it (`coral status`, `coral agents`). */
-export interface AgentView {
-  name: string;
-  meshIp: string;
-  status: AgentHealth;
-  lastSeen: number | null;
-  /** How the hub reaches it: see pathKind in @coral-mesh/wireguard/path. */
-  path: PathKind;
-  endpoint: string | null;
-  version: string | null;
-  hostname: string | null;
-  plugins: Array<{ name: string; state: string; lastError: string | null }>;
-}
+export type { AgentView };
 
 export interface StatusView {
   mesh: { id: string; address: string; listenPort: number };
@@ -116,36 +107,13 @@ export function createApiApp(options: ApiOptions): Hono {
     await next();
   });
 
-  const listAgents = async (): Promise<AgentView[]> => {
-    const peers = await options.peers();
-    const at = now();
-    return options.db
-      .select()
-      .from(agents)
-      .orderBy(agents.name)
-      .all()
-      .map((agent): AgentView => {
-        const plugins = JSON.parse(agent.plugins) as Array<PluginHealth & { lastError?: string | null }>;
-        const peer = peers.get(agent.wireguardKey);
-        return {
-          name: agent.name,
-          meshIp: agent.meshIp,
-          status: agentHealth(agent.lastHeartbeatAt, plugins, options.heartbeatIntervalMs, at),
-          lastSeen: agent.lastHeartbeatAt,
-          path: pathKind({
-            loopback: options.loopback ?? false,
-            latestHandshake: peer?.latestHandshake,
-            lastHeartbeatAt: agent.lastHeartbeatAt,
-            enrolledAt: agent.enrolledAt,
-            now: at,
-          }),
-          endpoint: peer?.endpoint ?? null,
-          version: agent.version,
-          hostname: agent.hostname,
-          plugins: plugins.map((p) => ({ name: p.name, state: p.state, lastError: p.lastError ?? null })),
-        };
-      });
-  };
+  const listAgents = agentLister({
+    db: options.db,
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    peers: options.peers,
+    loopback: options.loopback,
+    now,
+  });
 
   app.get("/v1/status", async (c) =>
     c.json<StatusView>({
@@ -235,6 +203,7 @@ export function createApiApp(options: ApiOptions): Hono {
   exportGet(app, options.db, options.identity.meshId, now);
   prometheusMetrics(app, options.db, now, options.heartbeatIntervalMs);
   if (options.bus) streamRoute(app, options.bus);
+  if (options.askTools) mcpRoute(app, options.askTools);
   dashboardRoutes(app, options.dashboardDir ?? defaultDashboardDir());
 
   app.notFound(() => {

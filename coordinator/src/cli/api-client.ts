@@ -38,6 +38,11 @@ export class ApiClient {
     return new ApiClient(file.url, token ?? file.token);
   }
 
+  /** The headers every request carries: the token, when there is one. */
+  authHeaders(): Record<string, string> {
+    return this.token ? { authorization: `Bearer ${this.token}` } : {};
+  }
+
   async request<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
     const response = await this.send(method, path, body, AbortSignal.timeout(15_000));
     return (await this.answer(response)) as T;
@@ -71,7 +76,7 @@ export class ApiClient {
         method,
         headers: {
           ...(body === undefined ? {} : { "content-type": "application/json" }),
-          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          ...this.authHeaders(),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal,

@@ -263,6 +263,16 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       exitCode = await summaryShow(o, io);
     });
 
+  apiCommand(
+    program,
+    "mcp",
+    "serve Coral's read-only tools to an MCP client (Claude Desktop, Claude Code) on stdio, through the running coordinator",
+  ).action(async (o) => {
+    // Loaded here: the MCP library is for this command alone.
+    const { mcpServe } = await import("./mcp-command.js");
+    exitCode = await mcpServe(o, io);
+  });
+
   apiCommand(program, "export", "services, topology, findings and events as one JSON document, to stdout (progress on stderr)")
     .option("--since <when>", "events, edges and findings since a span back from now (24h, 7d) or a time", "24h")
     .action(async (o) => {

@@ -35,3 +35,10 @@ export function openStore(path: string): Store {
   convertLegacySamples(sqlite);
   return db;
 }
+
+/** Opens the store at `path` to read only, changing nothing (no migration): for a reader beside the running coordinator. */
+export function openStoreReadOnly(path: string): Store {
+  const sqlite = new Database(path, { readonly: true, fileMustExist: true });
+  sqlite.pragma("busy_timeout = 5000");
+  return drizzle(sqlite) as Store;
+}

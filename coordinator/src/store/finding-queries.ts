@@ -24,6 +24,9 @@ import { agents, events, type FindingRow, findings } from "./schema.js";
 export interface FindingsQuery {
   /** With `true`, resolved findings too; else open ones only. */
   all?: boolean | undefined;
+  /** Only findings in this state (over `all`). */
+  state?: "open" | "resolved" | undefined;
+  severity?: Severity | undefined;
   /** The service showing it, or the service its root cause lies in. */
   service?: string | undefined;
   agent?: string | undefined;
@@ -85,8 +88,9 @@ export function listFindings(db: Store, query: FindingsQuery = {}): Finding[] {
   if (query.kind !== undefined) filters.push(eq(findings.kind, query.kind));
   if (query.since !== undefined) filters.push(gte(findings.updatedAt, query.since));
   const out: Finding[] = [];
-  for (const state of query.all ? ["open", "resolved"] : ["open"]) {
-    for (const severity of severities) {
+  const states = query.state ? [query.state] : query.all ? ["open", "resolved"] : ["open"];
+  for (const state of states) {
+    for (const severity of query.severity ? [query.severity] : severities) {
       if (out.length >= limit) return out;
       const rows = db
         .select()

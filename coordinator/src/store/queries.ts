@@ -337,6 +337,8 @@ export function listEvents(
   db: Store,
   query: {
     since: number;
+    /** Only events at or before this time (the observer's clock, as `since`). */
+    until?: number | undefined;
     before?: number | undefined;
     agent?: string | undefined;
     kind?: string | undefined;
@@ -345,6 +347,7 @@ export function listEvents(
   },
 ): EventsResponse {
   const conditions = [gte(events.time, query.since)];
+  if (query.until !== undefined) conditions.push(lte(events.time, query.until));
   if (query.before !== undefined) conditions.push(lt(events.id, query.before));
   if (query.agent) conditions.push(eq(events.agentName, query.agent));
   if (query.kind) conditions.push(eq(events.kind, query.kind));
@@ -357,6 +360,25 @@ export function listEvents(
     .limit(query.limit + 1)
     .all();
   const page = rows.slice(0, query.limit);
+  return { events: eventViews(db, page), next: rows.length > query.limit ? (page.at(-1)?.id ?? null) : null };
+}
+
+/** Events by id (a finding's evidence), newest first; ids not stored are left out. */
+export function eventsByIds(db: Store, ids: readonly number[]): EventView[] {
+  if (ids.length === 0) return [];
+  return eventViews(
+    db,
+    db
+      .select()
+      .from(events)
+      .where(inArray(events.id, [...ids]))
+      .orderBy(desc(events.id))
+      .all(),
+  );
+}
+
+/** Rows as the API shows them, each time also on the coordinator's clock. */
+function eventViews(db: Store, page: Array<typeof events.$inferSelect>): EventView[] {
   const agentNames = [...new Set(page.flatMap((e) => (e.agentName ? [e.agentName] : [])))];
   const offsets = new Map(
     agentNames.length === 0
@@ -368,21 +390,18 @@ export function listEvents(
           .all()
           .map((a) => [a.name, a.offset ?? 0]),
   );
-  return {
-    events: page.map(
-      (e): EventView => ({
-        id: e.id,
-        agent: e.agentName,
-        kind: e.kind,
-        time: e.time,
-        coordinatorTime: e.time - (e.source === "coordinator" ? 0 : (offsets.get(e.agentName ?? "") ?? 0)),
-        receivedAt: e.receivedAt,
-        subject: { kind: e.subjectKind, id: e.subjectId, name: e.subjectName },
-        attributes: JSON.parse(e.attributes) as Record<string, string>,
-        evidence: JSON.parse(e.evidence) as unknown,
-        source: e.source,
-      }),
-    ),
-    next: rows.length > query.limit ? (page.at(-1)?.id ?? null) : null,
-  };
+  return page.map(
+    (e): EventView => ({
+      id: e.id,
+      agent: e.agentName,
+      kind: e.kind,
+      time: e.time,
+      coordinatorTime: e.time - (e.source === "coordinator" ? 0 : (offsets.get(e.agentName ?? "") ?? 0)),
+      receivedAt: e.receivedAt,
+      subject: { kind: e.subjectKind, id: e.subjectId, name: e.subjectName },
+      attributes: JSON.parse(e.attributes) as Record<string, string>,
+      evidence: JSON.parse(e.evidence) as unknown,
+      source: e.source,
+    }),
+  );
 }

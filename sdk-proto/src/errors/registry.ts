@@ -36,6 +36,10 @@ export const errorRegistry = {
   invalid_join_id: { status: 400, summary: "The join id in the path is not well formed." },
   invalid_mesh_id: { status: 400, summary: "The mesh id in the path is not well formed." },
   invalid_query: { status: 400, summary: "A query parameter of the request is invalid." },
+  invalid_tool_input: {
+    status: 400,
+    summary: "A tool over the store was called by a name it does not have, or with input it does not take.",
+  },
   invite_damaged: { status: 400, summary: "The invite's checksum does not match: it was cut or altered in copying." },
   invite_invalid: { status: 400, summary: "The invite decodes but its contents are invalid or inconsistent." },
   invite_malformed: { status: 400, summary: "The text is not a Coral invite at all." },

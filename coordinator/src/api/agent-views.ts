@@ -1,0 +1,66 @@
+/**
+ * Agents as the API shows them (`coral status`, `coral agents`) and as `coral ask` and MCP
+ * read them: health from the last heartbeat, path from the hub's WireGuard peer table.
+ */
+import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
+import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
+import type { Store } from "../store/db.js";
+import { agents } from "../store/schema.js";
+
+/** One agent as the API shows it (`coral status`, `coral agents`). */
+export interface AgentView {
+  name: string;
+  meshIp: string;
+  status: AgentHealth;
+  lastSeen: number | null;
+  /** How the hub reaches it: see pathKind in @coral-mesh/wireguard/path. */
+  path: PathKind;
+  endpoint: string | null;
+  version: string | null;
+  hostname: string | null;
+  plugins: Array<{ name: string; state: string; lastError: string | null }>;
+}
+
+export interface AgentViewOptions {
+  db: Store;
+  heartbeatIntervalMs: number;
+  /** Path and endpoint of each agent, from the hub's WireGuard peer table. */
+  peers: () => Promise<Map<string, { endpoint: string | null; latestHandshake: number | null }>>;
+  /** The coordinator runs without WireGuard: agents reach it over loopback. */
+  loopback?: boolean | undefined;
+  now: () => number;
+}
+
+/** Every agent, by name, as it stands now. */
+export function agentLister(options: AgentViewOptions): () => Promise<AgentView[]> {
+  return async () => {
+    const peers = await options.peers();
+    const at = options.now();
+    return options.db
+      .select()
+      .from(agents)
+      .orderBy(agents.name)
+      .all()
+      .map((agent): AgentView => {
+        const plugins = JSON.parse(agent.plugins) as Array<PluginHealth & { lastError?: string | null }>;
+        const peer = peers.get(agent.wireguardKey);
+        return {
+          name: agent.name,
+          meshIp: agent.meshIp,
+          status: agentHealth(agent.lastHeartbeatAt, plugins, options.heartbeatIntervalMs, at),
+          lastSeen: agent.lastHeartbeatAt,
+          path: pathKind({
+            loopback: options.loopback ?? false,
+            latestHandshake: peer?.latestHandshake,
+            lastHeartbeatAt: agent.lastHeartbeatAt,
+            enrolledAt: agent.enrolledAt,
+            now: at,
+          }),
+          endpoint: peer?.endpoint ?? null,
+          version: agent.version,
+          hostname: agent.hostname,
+          plugins: plugins.map((p) => ({ name: p.name, state: p.state, lastError: p.lastError ?? null })),
+        };
+      });
+  };
+}
