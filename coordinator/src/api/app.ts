@@ -8,6 +8,7 @@ import { type PathKind, pathKind } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { AskService } from "../ask/service.js";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
 import { type AgentHealth, agentHealth, type PluginHealth } from "../mesh/health.js";
@@ -21,6 +22,7 @@ import { agents, auditLog } from "../store/schema.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
 import { checkRequestHost, isLoopbackHost } from "./host-guard.js";
+import { askPost } from "./routes/ask-post.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
@@ -54,6 +56,8 @@ export interface ApiOptions {
   token?: string;
   /** What the store just learned, for `GET /v1/stream`; without it the route is absent. */
   bus?: Bus;
+  /** `coral ask` and the dashboard's questions (`POST /v1/ask`); without it the route is absent. */
+  ask?: AskService;
   /** The built dashboard (default: `dashboard/` in this package). */
   dashboardDir?: string;
   now?: () => number;
@@ -235,6 +239,7 @@ export function createApiApp(options: ApiOptions): Hono {
   exportGet(app, options.db, options.identity.meshId, now);
   prometheusMetrics(app, options.db, now, options.heartbeatIntervalMs);
   if (options.bus) streamRoute(app, options.bus);
+  if (options.ask) askPost(app, options.ask);
   dashboardRoutes(app, options.dashboardDir ?? defaultDashboardDir());
 
   app.notFound(() => {

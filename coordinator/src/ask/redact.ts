@@ -7,7 +7,8 @@ import { REDACTED, redactConfig } from "@coral-mesh/sdk-proto/sdk";
 
 export { REDACTED };
 
-const SECRET_NAME = "[A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[-_]?key|private[-_]?key|credentials?|auth|cookie|session[-_]?key|signing[-_]?key|dsn)[A-Za-z0-9_.-]*";
+const SECRET_NAME =
+  "[A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[-_]?key|private[-_]?key|credentials?|auth|cookie|session[-_]?key|signing[-_]?key|dsn)[A-Za-z0-9_.-]*";
 
 /** Each replaces the secret part of a match, keeping what says what it was. */
 const TEXT_RULES: Array<{ pattern: RegExp; keep: (m: RegExpExecArray) => string }> = [
