@@ -105,9 +105,10 @@ export async function runConversation(
   const before = conversation.messages.length;
   const modelName = deps.provider ? `${deps.provider.provider}:${deps.provider.model}` : "deterministic";
 
-  const finish = (answer: string, model: string, note?: string): AskAnswer => {
+  const finish = (answer: string, model: string, note?: string, leading: readonly string[] = []): AskAnswer => {
     for (const id of context.findingIds) if (!conversation.findingIds.includes(id)) conversation.findingIds.push(id);
-    const ids = [...citations.values()].filter((c) => c.kind === "finding").map((c) => c.id);
+    const cited = [...citations.values()].filter((c) => c.kind === "finding").map((c) => c.id);
+    const ids = [...new Set([...leading, ...cited])];
     const result: AskAnswer = {
       answer,
       citations: [...citations.values()],
@@ -131,7 +132,12 @@ export async function runConversation(
     // The history keeps one question and one answer, whatever turns failed in between.
     conversation.messages.length = before;
     conversation.messages.push({ role: "user", content: question }, { role: "assistant", text: redactText(answer), toolCalls: [] });
-    return finish(answer, usage.inputTokens > 0 ? modelName : "deterministic", note);
+    return finish(
+      answer,
+      usage.inputTokens > 0 ? modelName : "deterministic",
+      note,
+      det.findings.map((f) => f.id),
+    );
   };
 
   if (!deps.provider) return fallback("", deps.noModelNote ?? "No model is configured.");
