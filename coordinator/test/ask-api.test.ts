@@ -3,10 +3,13 @@
  * that goes away) and `coral ask` against that API: the answer streamed to stdout, tool calls
  * on stderr, the citations and the cost line; --json as askAnswerSchema; --continue.
  */
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { type AskStreamMessage, askAnswerSchema, askStreamMessageSchema } from "@coral-mesh/sdk-proto";
 import { serve } from "@hono/node-server";
 import type { Hono } from "hono";
@@ -27,6 +30,7 @@ let db: Store;
 let anthropic: FakeModel;
 let url: string;
 let tokenUrl: string;
+let brokenUrl: string;
 let servers: Array<ReturnType<typeof serve>> = [];
 
 function listen(app: Hono): Promise<string> {
@@ -48,6 +52,14 @@ beforeAll(async () => {
   );
   url = await listen(await modelApi(db, join(dir, "a"), () => NOW, { ask }));
   tokenUrl = await listen(await modelApi(db, join(dir, "b"), () => NOW, { ask, token: TOKEN }));
+  const broken = createAskService(
+    askOptions(db, {
+      buildContext: async () => {
+        throw new Error("the store is gone");
+      },
+    }),
+  );
+  brokenUrl = await listen(await modelApi(db, join(dir, "c"), () => NOW, { ask: broken }));
 });
 
 afterEach(() => {
@@ -128,6 +140,15 @@ describe("POST /v1/ask", () => {
     expect(parseSse(await withToken.text()).at(-1)?.event).toBe("done");
   });
 
+  it("a question that cannot be answered at all ends with an error message, last", async () => {
+    const response = await post(brokenUrl, { question: "q" });
+    expect(response.status).toBe(200);
+    const messages = parseSse(await response.text());
+    expect(messages.map((m) => m.message)).toEqual([
+      { type: "error", code: "internal_error", message: "The coordinator failed unexpectedly; see its log." },
+    ]);
+  });
+
   it("a client that goes away aborts the model's call", async () => {
     anthropic.script({ text: ["Looking", " into it"], stallAfter: 4 });
     const abort = new AbortController();
@@ -198,6 +219,28 @@ describe("coral ask", () => {
     expect(text).toContain("[model_failed]");
     expect(text).toMatch(/answered from the findings alone, no model · \$0\n$/);
   });
+
+  const bin = resolve(dirname(fileURLToPath(import.meta.url)), "../bin/coral.js");
+  it.skipIf(!existsSync(resolve(dirname(bin), "../dist/cli.js")) && !process.env.CORAL_REQUIRE_ALL)(
+    "the real binary: the answer on stdout, progress on stderr, exit 0",
+    async () => {
+      anthropic.script(
+        { tools: [{ name: "list_findings", input: {} }] },
+        { text: ["postgres is down (f2)."], usage: { input: 1_000, output: 10 } },
+      );
+      const { stdout, stderr } = await promisify(execFile)(
+        process.execPath,
+        [bin, "ask", "what is wrong?", "--api", url, "--data-dir", join(dir, "bin")],
+        {
+          env: { ...process.env, CORAL_API_TOKEN: "" },
+        },
+      );
+      expect(stderr).toContain("list_findings {}");
+      expect(stdout).toMatch(/^postgres is down \(f2\)\.\n\nCited: finding f2/);
+      expect(stdout).toMatch(/model anthropic:claude-haiku-5-5 · [\d,]+ in \/ [\d,]+ out tokens · \$0\.\d{4}\n$/);
+    },
+    30_000,
+  );
 
   it("errors print their code and the fix", async () => {
     const continued = capture();

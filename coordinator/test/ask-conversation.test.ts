@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AskAnswer, type AskStreamMessage, askAnswerSchema, CoralError } from "@coral-mesh/sdk-proto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createConversations } from "../src/ask/conversations.js";
 import { createAskService } from "../src/ask/service.js";
 import { openStore, type Store } from "../src/store/db.js";
 import { askOptions, SECRETS, seedAskStore } from "./fixtures/ask-kit.js";
@@ -180,6 +181,16 @@ describe("model errors end in a clear note and the answer from the findings", ()
     expect(answer.answer).toContain("Root cause: postgres stopped listening");
   });
 
+  it("an error event inside the stream (overloaded after the 200) keeps what arrived; no retry once text is shown", async () => {
+    const waits: number[] = [];
+    anthropic.script({ text: ["Looking at", " postgres"], errorAfter: { events: 4, type: "overloaded_error" } });
+    const { answer, text } = await ask(service({ sleep: async (ms) => void waits.push(ms) }), "what is wrong?");
+    expect(text.startsWith("Looking at")).toBe(true);
+    expect(waits).toEqual([]);
+    expect(answer.note).toMatch(/^\[model_overloaded\]/);
+    expect(answer.answer).toContain("Root cause:");
+  });
+
   it("a stream that stalls is given up after the stall timeout, not waited on for ever", async () => {
     openai.script({ text: ["Looking", " at it"], stallAfter: 2 });
     const { answer } = await ask(service({ settings: { model: "openai:llama3.1" }, stallMs: 300 }), "what is wrong?");
@@ -325,6 +336,18 @@ describe("nothing secret leaves the host", () => {
 });
 
 describe("follow-up questions", () => {
+  it("are kept up to a bound, the least recently used dropped first", () => {
+    const kept = createConversations({ max: 2 });
+    const [a, b, c] = [kept.create(), kept.create(), kept.create()];
+    kept.save(a);
+    kept.save(b);
+    kept.save(a);
+    kept.save(c);
+    expect(kept.size).toBe(2);
+    expect(kept.get(a.id)).toBe(a);
+    expect(() => kept.get(b.id)).toThrow(expect.objectContaining({ code: "conversation_not_found" }));
+  });
+
   it("keep the conversation, and it expires an hour after the last question", async () => {
     let now = NOW;
     const svc = service({ now: () => now });
