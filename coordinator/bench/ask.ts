@@ -7,6 +7,8 @@
  *
  * 1. Time to the first streamed token, median and p95 of N: a question the model answers at
  *    once, and a question of three turns (two tool calls, then the answer).
+ *    And the same from the built binary (`node bin/coral.js ask`, when dist/ is built), spawned
+ *    as a user runs it: its start-up counted too.
  * 2. Tokens per question: the fake counts a request's input tokens as its body's length / 4
  *    (what was actually sent: the system prompt, the context, the tool schemas and results);
  *    output tokens are scripted as a model of this size writes them (60 per tool call, 350 for
@@ -14,11 +16,13 @@
  *    20 questions, beside the other models.
  * Targets: first token < 300 ms; a question < $0.02 on average; < $1 a day at 20 questions.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import { DEFAULT_MODEL, PRICES_CHECKED, priceOf, turnCost } from "../src/ask/pricing.js";
 import { parseModel } from "../src/ask/providers/provider.js";
@@ -110,12 +114,35 @@ export async function askBench(options: AskBenchOptions): Promise<{ firstTokenMs
       threeTurns.push(r.firstMs);
       usages.push(r.usage);
     }
+    // Priced per turn, as billed: the three requests' input sizes from the fake's record.
+    const lastThree = anthropic.requests.slice(-3).map((r) => Math.ceil(r.raw.length / 4));
+    // The binary as a user runs it, start-up included (it needs dist/: `npm run build`).
+    const bin = resolve(dirname(fileURLToPath(import.meta.url)), "../bin/coral.js");
+    const spawned: number[] = [];
+    if (existsSync(resolve(dirname(bin), "../dist/cli.js"))) {
+      for (let i = 0; i < Math.min(n, 10); i++) {
+        anthropic.script({ text: answerText, usage: { output: 350 } });
+        spawned.push(
+          await new Promise<number>((done, fail) => {
+            const started = performance.now();
+            let first = Number.NaN;
+            const child = spawn(process.execPath, [bin, "ask", "why is checkout slow?", "--api", url, "--data-dir", dir], {
+              stdio: ["ignore", "pipe", "ignore"],
+            });
+            child.stdout.once("data", () => {
+              first = performance.now() - started;
+            });
+            child.stdout.resume();
+            child.once("error", fail);
+            child.once("exit", (code) => (code === 0 ? done(first) : fail(new Error(`coral ask exited ${code}`))));
+          }),
+        );
+      }
+    }
     const mean = (pick: (u: { inputTokens: number; outputTokens: number }) => number) =>
       usages.reduce((s, u) => s + pick(u), 0) / usages.length;
     const inTokens = mean((u) => u.inputTokens);
     const outTokens = mean((u) => u.outputTokens);
-    // Priced per turn, as billed: the three requests' input sizes from the fake's record.
-    const lastThree = anthropic.requests.slice(-3).map((r) => Math.ceil(r.raw.length / 4));
     const costWith = (spec: string) => {
       const { provider, model } = parseModel(spec);
       const price = priceOf(provider, model);
@@ -128,6 +155,9 @@ export async function askBench(options: AskBenchOptions): Promise<{ firstTokenMs
         `Ask: \`coral ask\` in-process against the API on loopback and a fake Anthropic that answers at once (${n} questions each)`,
         `  first streamed token, a one-turn answer: median ${fmt(firstToken)} ms, p95 ${fmt(pct(direct, 95))} ms`,
         `  first streamed token, after two tool calls: median ${fmt(pct(threeTurns, 50))} ms, p95 ${fmt(pct(threeTurns, 95))} ms`,
+        spawned.length
+          ? `  first streamed token from the binary (node bin/coral.js ask, its start-up included): median ${fmt(pct(spawned, 50))} ms, p95 ${fmt(pct(spawned, 95))} ms of ${spawned.length}`
+          : "  (the binary not timed: dist/ is not built; npm run build)",
         `  tokens per question of three turns: ${Math.round(inTokens).toLocaleString("en-US")} in (${lastThree.map((t) => t.toLocaleString("en-US")).join(" + ")}), ${Math.round(outTokens)} out`,
         `  cost at list prices (${PRICES_CHECKED}): ${DEFAULT_MODEL} $${cost.toFixed(4)} a question, $${(cost * QUESTIONS_A_DAY).toFixed(3)} a day at ${QUESTIONS_A_DAY} questions`,
         `    for comparison: ${["anthropic:claude-sonnet-5-5", "anthropic:claude-haiku-4-5", "anthropic:claude-opus-5-5"].map((m) => `${m} $${costWith(m).toFixed(4)}`).join(", ")}`,

@@ -7,7 +7,7 @@ import { CoralError } from "@coral-mesh/sdk-proto";
 import OpenAI, { APIError } from "openai";
 import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions";
 import {
-  DEFAULT_STALL_MS,
+  LOCAL_STALL_MS,
   type ModelMessage,
   type ModelProvider,
   type ProviderOptions,
@@ -24,7 +24,7 @@ export function openaiProvider(options: ProviderOptions): ModelProvider {
     ...(options.baseUrl ? { baseURL: options.baseUrl } : {}),
     maxRetries: 0,
   });
-  const stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+  const stallMs = options.stallMs ?? LOCAL_STALL_MS;
   return {
     provider: "openai",
     model: options.model,

@@ -78,6 +78,8 @@ export interface ProviderOptions {
 }
 
 export const DEFAULT_STALL_MS = 30_000;
+/** A local model on a CPU can take a minute to read a long prompt before its first token. */
+export const LOCAL_STALL_MS = 120_000;
 
 /** `anthropic:claude-haiku-5-5` → its parts; model_unknown for anything else. */
 export function parseModel(spec: string): { provider: ProviderName; model: string } {
