@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createConversations } from "../src/ask/conversations.js";
 import { createAskService } from "../src/ask/service.js";
 import { openStore, type Store } from "../src/store/db.js";
+import { findingsByIds } from "../src/store/finding-queries.js";
 import { askOptions, SECRETS, seedAskStore } from "./fixtures/ask-kit.js";
 import { type FakeModel, fakeAnthropic, fakeOpenAI } from "./fixtures/fake-models.js";
 import { NOW } from "./fixtures/findings-seed.js";
@@ -286,6 +287,11 @@ describe("without a model", () => {
       ]),
     );
     expect(one.answer.findings[0]?.id).toBe("f3");
+  });
+
+  it("the answer's findings are looked up by id, in the order cited, missing ones left out", () => {
+    expect(findingsByIds(db, ["f3", "gone", "f2", "f3"]).map((f) => f.id)).toEqual(["f3", "f2", "f3"]);
+    expect(findingsByIds(db, [])).toEqual([]);
   });
 
   it("nothing open: says nothing is wrong rather than inventing a cause", async () => {
