@@ -106,7 +106,6 @@ export async function runConversation(
   const modelName = deps.provider ? `${deps.provider.provider}:${deps.provider.model}` : "deterministic";
 
   const finish = (answer: string, model: string, note?: string, leading: readonly string[] = []): AskAnswer => {
-    for (const id of context.findingIds) if (!conversation.findingIds.includes(id)) conversation.findingIds.push(id);
     const cited = [...citations.values()].filter((c) => c.kind === "finding").map((c) => c.id);
     const ids = [...new Set([...leading, ...cited])];
     const result: AskAnswer = {

@@ -4,7 +4,7 @@
  * What is kept is what was already sent to the model, so already redacted.
  */
 import { randomUUID } from "node:crypto";
-import { type Citation, CoralError } from "@coral-mesh/sdk-proto";
+import { CoralError } from "@coral-mesh/sdk-proto";
 import type { ModelMessage } from "./providers/provider.js";
 
 export const CONVERSATION_TTL_MS = 3_600_000;
@@ -13,8 +13,6 @@ export const MAX_CONVERSATIONS = 200;
 export interface Conversation {
   id: string;
   messages: ModelMessage[];
-  citations: Citation[];
-  findingIds: string[];
   usedAt: number;
 }
 
@@ -39,7 +37,7 @@ export function createConversations(options: { now?: () => number; ttlMs?: numbe
   };
   return {
     create() {
-      return { id: `conv_${randomUUID().replaceAll("-", "")}`, messages: [], citations: [], findingIds: [], usedAt: now() };
+      return { id: `conv_${randomUUID().replaceAll("-", "")}`, messages: [], usedAt: now() };
     },
     get(id) {
       sweep();
