@@ -224,6 +224,15 @@ describe("tool calls that go wrong go back to the model as tool errors", () => {
     expect(toolResults(anthropic, 1)).toContain("not valid JSON");
   });
 
+  it("input that is not JSON, from an OpenAI-compatible server", async () => {
+    openai.script({ tools: [{ name: "get_event", raw: "{id: 3}" }] }, { text: ["Answer."] });
+    const { answer } = await ask(service({ settings: { model: "openai:m" } }), "q");
+    expect(answer.answer).toBe("Answer.");
+    const sent = openai.requests[1]?.body.messages as Array<{ role: string; content?: string; tool_calls?: unknown[] }>;
+    expect(sent.at(-2)?.tool_calls).toEqual([{ id: "call_1_0", type: "function", function: { name: "get_event", arguments: "{id: 3}" } }]);
+    expect(sent.at(-1)?.content).toContain("not valid JSON");
+  });
+
   it("input that does not fit the schema", async () => {
     openai.script({ tools: [{ name: "get_event", input: { id: "three" } }] }, { text: ["Answer."] });
     await ask(service({ settings: { model: "openai:m" } }), "q");
