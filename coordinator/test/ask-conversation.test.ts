@@ -195,7 +195,15 @@ describe("model errors end in a clear note and the answer from the findings", ()
   it("a stream that stalls is given up after the stall timeout, not waited on for ever", async () => {
     openai.script({ text: ["Looking", " at it"], stallAfter: 2 });
     const { answer } = await ask(service({ settings: { model: "openai:llama3.1" }, stallMs: 300 }), "what is wrong?");
-    expect(answer.note).toMatch(/^\[model_stream_cut\] The model sent nothing for 0 s/);
+    expect(answer.note).toMatch(/^\[model_stream_cut\] The model sent nothing for 0.3 s/);
+  });
+
+  it("a model that trickles is stopped at the question's deadline", async () => {
+    anthropic.script({ text: ["Thinking"], stallAfter: 4 });
+    const { answer, text } = await ask(service({ stallMs: 60_000, limits: { deadlineMs: 300 } }), "what is wrong?");
+    expect(text.startsWith("Thinking")).toBe(true);
+    expect(answer.note).toBe("The model took longer than 0.3 s to answer, so it was stopped.");
+    expect(answer.answer).toContain("Root cause:");
   });
 
   it("the same errors from an OpenAI-compatible server", async () => {

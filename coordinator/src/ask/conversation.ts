@@ -11,7 +11,7 @@ import type { Conversation } from "./conversations.js";
 import { deterministicAnswer } from "./deterministic.js";
 import { type Price, turnCost } from "./pricing.js";
 import type { ModelMessage, ModelProvider, ModelToolSchema, ToolCall, ToolResultMessage, TurnResult } from "./providers/provider.js";
-import { retryDelay } from "./providers/provider.js";
+import { retryDelay, seconds } from "./providers/provider.js";
 import { redactText, redactValue } from "./redact.js";
 import type { AskContext, AskTool } from "./tool.js";
 
@@ -25,6 +25,8 @@ export interface AskLimits {
   maxOutputTokens: number;
   /** A 429 or 529 is retried once when the provider asks to wait at most this long. */
   maxRetryWaitMs: number;
+  /** A whole question, however its model trickles: past it, the model is stopped. */
+  deadlineMs: number;
 }
 
 export const DEFAULT_LIMITS: AskLimits = {
@@ -33,6 +35,7 @@ export const DEFAULT_LIMITS: AskLimits = {
   maxToolResultChars: 8_000,
   maxOutputTokens: 1_024,
   maxRetryWaitMs: 10_000,
+  deadlineMs: 120_000,
 };
 
 export const SYSTEM_PROMPT = `You are Coral, answering questions about a distributed application from what Coral's coordinator knows: its findings (what its deterministic detectors concluded is wrong, with evidence) and read-only tools over its store (events, services, topology, metrics).
@@ -150,55 +153,69 @@ export async function runConversation(
   const byName = new Map(deps.tools.map((t) => [t.name, t]));
   let said = "";
   let retried = false;
-
-  for (let step = 0; step < deps.limits.maxSteps; step++) {
-    const estimate = estimateTokens(SYSTEM_PROMPT, conversation.messages, tools);
-    if (usage.inputTokens + estimate > deps.limits.inputTokenBudget) {
-      return fallback(
-        said,
-        `The question reached its budget of ${deps.limits.inputTokenBudget.toLocaleString("en-US")} input tokens before the model answered.`,
-      );
-    }
-    let turn: TurnResult;
-    let streamed = false;
-    try {
-      const request = { system: SYSTEM_PROMPT, messages: conversation.messages, tools, maxOutputTokens: deps.limits.maxOutputTokens };
-      const onText = (delta: string) => {
-        streamed = true;
-        said += delta;
-        emit({ type: "text", delta });
-      };
-      try {
-        turn = await deps.provider.streamTurn(request, { onText, ...(signal ? { signal } : {}) });
-      } catch (error) {
-        const wait = streamed || retried ? undefined : retryDelay(error, deps.limits.maxRetryWaitMs);
-        if (wait === undefined) throw error;
-        retried = true;
-        await deps.sleep(wait, signal);
-        turn = await deps.provider.streamTurn(request, { onText, ...(signal ? { signal } : {}) });
+  // The provider and the tools see one signal: the caller's (a client gone) or the deadline's.
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new Error("deadline")), deps.limits.deadlineMs);
+  const onAbort = () => deadline.abort(signal?.reason);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  const turnSignal = deadline.signal;
+  try {
+    for (let step = 0; step < deps.limits.maxSteps; step++) {
+      const estimate = estimateTokens(SYSTEM_PROMPT, conversation.messages, tools);
+      if (usage.inputTokens + estimate > deps.limits.inputTokenBudget) {
+        return fallback(
+          said,
+          `The question reached its budget of ${deps.limits.inputTokenBudget.toLocaleString("en-US")} input tokens before the model answered.`,
+        );
       }
-    } catch (error) {
-      if (signal?.aborted) throw new CoralError("model_failed", "The question was cancelled.");
-      const coral = error instanceof CoralError ? error : new CoralError("model_failed", `The model failed: ${String(error)}.`);
-      return fallback(said, `[${coral.code}] ${coral.message}`);
+      let turn: TurnResult;
+      let streamed = false;
+      try {
+        const request = { system: SYSTEM_PROMPT, messages: conversation.messages, tools, maxOutputTokens: deps.limits.maxOutputTokens };
+        const onText = (delta: string) => {
+          streamed = true;
+          said += delta;
+          emit({ type: "text", delta });
+        };
+        try {
+          turn = await deps.provider.streamTurn(request, { onText, signal: turnSignal });
+        } catch (error) {
+          const wait = streamed || retried ? undefined : retryDelay(error, deps.limits.maxRetryWaitMs);
+          if (wait === undefined) throw error;
+          retried = true;
+          await deps.sleep(wait, turnSignal);
+          turn = await deps.provider.streamTurn(request, { onText, signal: turnSignal });
+        }
+      } catch (error) {
+        if (signal?.aborted) throw new CoralError("model_failed", "The question was cancelled.");
+        if (turnSignal.aborted) {
+          return fallback(said, `The model took longer than ${seconds(deps.limits.deadlineMs)} to answer, so it was stopped.`);
+        }
+        const coral = error instanceof CoralError ? error : new CoralError("model_failed", `The model failed: ${String(error)}.`);
+        return fallback(said, `[${coral.code}] ${coral.message}`);
+      }
+      usage.inputTokens += turn.usage.inputTokens;
+      usage.outputTokens += turn.usage.outputTokens;
+      usage.costUsd += turnCost(deps.price, turn.usage.inputTokens, turn.usage.outputTokens);
+      conversation.messages.push({ role: "assistant", text: turn.text, toolCalls: turn.toolCalls });
+      if (turn.toolCalls.length === 0) {
+        if (said.trim() === "") return fallback("", "The model answered with nothing.");
+        return finish(said, modelName);
+      }
+      const results: ToolResultMessage[] = [];
+      for (const call of turn.toolCalls) results.push(await runTool(call, byName, deps.limits.maxToolResultChars, emit, cite, turnSignal));
+      conversation.messages.push({ role: "tool", results });
+      if (said && !said.endsWith("\n")) {
+        said += "\n";
+        emit({ type: "text", delta: "\n" });
+      }
     }
-    usage.inputTokens += turn.usage.inputTokens;
-    usage.outputTokens += turn.usage.outputTokens;
-    usage.costUsd += turnCost(deps.price, turn.usage.inputTokens, turn.usage.outputTokens);
-    conversation.messages.push({ role: "assistant", text: turn.text, toolCalls: turn.toolCalls });
-    if (turn.toolCalls.length === 0) {
-      if (said.trim() === "") return fallback("", "The model answered with nothing.");
-      return finish(said, modelName);
-    }
-    const results: ToolResultMessage[] = [];
-    for (const call of turn.toolCalls) results.push(await runTool(call, byName, deps.limits.maxToolResultChars, emit, cite, signal));
-    conversation.messages.push({ role: "tool", results });
-    if (said && !said.endsWith("\n")) {
-      said += "\n";
-      emit({ type: "text", delta: "\n" });
-    }
+    return fallback(said, `The model was still calling tools after ${deps.limits.maxSteps} steps, so it was stopped.`);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
   }
-  return fallback(said, `The model was still calling tools after ${deps.limits.maxSteps} steps, so it was stopped.`);
 }
 
 /** A tool call, run: unknown tools, input that does not parse or validate, and tools that throw all go back to the model as tool errors. */

@@ -8,6 +8,7 @@ import {
   type ModelProvider,
   type ProviderOptions,
   providerHttpError,
+  seconds,
   stallGuard,
   type ToolCall,
   type TurnRequest,
@@ -149,7 +150,7 @@ function toMessages(messages: readonly ModelMessage[]): MessageParam[] {
 }
 
 function stalledError(stallMs: number): CoralError {
-  return new CoralError("model_stream_cut", `Anthropic sent nothing for ${Math.round(stallMs / 1000)} s; the answer was given up.`);
+  return new CoralError("model_stream_cut", `Anthropic sent nothing for ${seconds(stallMs)}; the answer was given up.`);
 }
 
 function mapError(error: unknown, stalled: boolean, started: boolean, stallMs: number): CoralError {

@@ -12,6 +12,7 @@ import {
   type ModelProvider,
   type ProviderOptions,
   providerHttpError,
+  seconds,
   stallGuard,
   type ToolCall,
   type TurnResult,
@@ -132,7 +133,7 @@ function toMessages(messages: readonly ModelMessage[]): ChatCompletionMessagePar
 }
 
 function stalledError(stallMs: number): CoralError {
-  return new CoralError("model_stream_cut", `The model sent nothing for ${Math.round(stallMs / 1000)} s; the answer was given up.`);
+  return new CoralError("model_stream_cut", `The model sent nothing for ${seconds(stallMs)}; the answer was given up.`);
 }
 
 function mapError(error: unknown, stalled: boolean, started: boolean, stallMs: number): CoralError {

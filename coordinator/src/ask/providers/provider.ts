@@ -127,6 +127,11 @@ export function stallGuard(outer: AbortSignal | undefined, stallMs: number) {
   };
 }
 
+/** "30 s", "0.3 s": a span in messages. */
+export function seconds(ms: number): string {
+  return `${(ms / 1000).toLocaleString("en-US", { maximumFractionDigits: 1 })} s`;
+}
+
 /** Seconds or an HTTP date, as `retry-after` carries them, in ms; undefined when absent or unreadable. */
 export function retryAfterMs(value: string | null | undefined, now = Date.now()): number | undefined {
   if (!value) return undefined;
