@@ -28,10 +28,13 @@
  *    needs root): one batched request on its socket against one request per peer. Target: < 2 s.
  * 5. Findings (bench/findings.ts): `coral findings`, `/v1/status` and `/v1/summary` over 10,000
  *    findings rows, through the API on loopback. Target: `coral findings` < 100 ms (median).
+ * 6. Ask (bench/ask.ts): `coral ask` against a fake Anthropic that answers at once: the time to
+ *    its first streamed token, tokens per question, and their cost at list price per question
+ *    and per day of 20. Targets: < 300 ms; < $0.02 a question; < $1 a day.
  *
  * Options: --agents N (1000), --seconds S measured (120: two rollup passes), --interval-ms MS (10000),
  * --rollup-every MS (60000: the server's rollup pass; shorter to see passes in a short run),
- * --storage-agents N (100), --only rpc,engine,evaluation,storage,wireguard,findings (all; engine includes evaluation).
+ * --storage-agents N (100), --only rpc,engine,evaluation,storage,wireguard,findings,ask (all; engine includes evaluation).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -47,6 +50,7 @@ import { meshV1 } from "@coral-mesh/sdk-proto/grpc";
 import { WireGuardInterface } from "@coral-mesh/wireguard";
 import { COORDINATOR_ADDRESS, MESH_PREFIX_LENGTH } from "@coral-mesh/wireguard/path";
 import { missingForLab } from "@coral-mesh/wireguard/testing";
+import { askBench } from "./ask.js";
 import { engineBench } from "./engine.js";
 import { findingsBench } from "./findings.js";
 import { meshAddress, PLUGINS, SAMPLES_PER_BATCH, SERVICES_PER_HOST, SimulatedHost } from "./hosts.js";
@@ -59,7 +63,7 @@ const { values } = parseArgs({
     "interval-ms": { type: "string", default: "10000" },
     "rollup-every": { type: "string", default: "60000" },
     "storage-agents": { type: "string", default: "100" },
-    only: { type: "string", default: "rpc,engine,storage,wireguard,findings" },
+    only: { type: "string", default: "rpc,engine,storage,wireguard,findings,ask" },
   },
 });
 const AGENTS = Number(values.agents);
@@ -529,6 +533,7 @@ try {
     });
   if (PHASES.has("wireguard")) await wireguardBench();
   if (PHASES.has("findings")) await findingsBench({ out: (line) => process.stdout.write(`${line}\n`) });
+  if (PHASES.has("ask")) await askBench({ out: (line) => process.stdout.write(`${line}\n`) });
 } catch (error) {
   if (!interrupted.signal.aborted) throw error;
   process.stdout.write("interrupted\n");

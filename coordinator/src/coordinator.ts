@@ -16,6 +16,8 @@ import { Notifier } from "./analysis/notify.js";
 import { agentLister } from "./api/agent-views.js";
 import { checkApiExposure, createApiApp } from "./api/app.js";
 import { serveApi } from "./api/serve.js";
+import { buildAskContext } from "./ask/context.js";
+import { createAskService } from "./ask/service.js";
 import { createAskTools } from "./ask/tools.js";
 import { ensureDataDir, refuseSecondInstance, STORE_FILE } from "./data-dir.js";
 import { existingWireguardKey, loadOrCreateIdentity } from "./identity.js";
@@ -35,6 +37,7 @@ import { EDGE_WRITE_EVERY_MS, prepareIngest } from "./rpc/ingest.js";
 import { type CoordinatorOptions, rememberDiscovery, resolveSettings } from "./settings.js";
 import { Bus } from "./store/bus.js";
 import { openStore, type Store } from "./store/db.js";
+import { findingsByIds } from "./store/finding-queries.js";
 import { observer } from "./store/observations.js";
 import { applyRetention } from "./store/retention.js";
 import { Rollups } from "./store/rollups.js";
@@ -181,9 +184,14 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       const status = await wireguard.status();
       return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
     };
-    const askTools = createAskTools({
-      db,
-      agents: agentLister({ db, heartbeatIntervalMs: settings.heartbeatIntervalMs, peers, loopback, now: Date.now }),
+    const agentList = agentLister({ db, heartbeatIntervalMs: settings.heartbeatIntervalMs, peers, loopback, now: Date.now });
+    const askTools = createAskTools({ db, agents: agentList });
+    // `coral ask` reads the same tools as MCP clients, and starts from the same opening context.
+    const ask = createAskService({
+      settings: settings.ask,
+      tools: askTools,
+      buildContext: (question) => buildAskContext({ db, agentList }, question),
+      findings: (ids) => findingsByIds(db, ids),
     });
     const app = createApiApp({
       db,
@@ -205,6 +213,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       observe,
       bus,
       askTools,
+      ask,
       ...(settings.apiToken ? { token: settings.apiToken } : {}),
     });
     const api = await serveApi({

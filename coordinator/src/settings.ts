@@ -1,6 +1,6 @@
 /** What a coordinator runs with: flags over `coordinator.json` in its data directory over defaults. */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   type AnalysisConfig,
   type CoordinatorConfig,
@@ -11,6 +11,9 @@ import {
   parseDuration,
 } from "@coral-mesh/sdk-proto";
 import { DEFAULT_INTERFACE } from "@coral-mesh/wireguard/path";
+import { DEFAULT_MODEL } from "./ask/pricing.js";
+import { parseModel } from "./ask/providers/provider.js";
+import type { AskSettings } from "./ask/service.js";
 import { DEFAULT_RETENTION, type Retention } from "./store/retention.js";
 
 export const DEFAULTS = {
@@ -63,6 +66,8 @@ export interface Settings {
   analysis: AnalysisConfig;
   /** Webhooks told of findings opening and resolving (`notifications` in coordinator.json). */
   notifications: NotificationsConfig;
+  /** `coral ask`: the model, a local model's base URL, the key file (docs/ask.md). The key itself is read at each question. */
+  ask: AskSettings;
   /** The findings engine runs unless turned off (`analysis: false` in tests that want a quiet store). */
   analysisEnabled: boolean;
 }
@@ -115,6 +120,8 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
     if (ms === undefined) throw new CoralError("config_invalid", `${file} ${field}: "${value}" is not a duration like 10s or 7d.`);
     return ms;
   };
+  // A provider Coral does not know is refused at start, not at the first question.
+  if (config.ask?.model) parseModel(config.ask.model);
   return {
     discoveryUrl: discoveryUrl.replace(/\/+$/, ""),
     interfaceName: options.interfaceName ?? config.interface ?? DEFAULTS.interfaceName,
@@ -140,5 +147,11 @@ export function resolveSettings(options: CoordinatorOptions): Settings {
     analysis: config.analysis ?? {},
     notifications,
     analysisEnabled: options.analysis !== false,
+    ask: {
+      model: config.ask?.model ?? DEFAULT_MODEL,
+      ...(config.ask?.baseUrl ? { baseUrl: config.ask.baseUrl.replace(/\/+$/, "") } : {}),
+      // Relative to the data directory, where the coordinator's other secrets live.
+      ...(config.ask?.apiKeyFile ? { apiKeyFile: resolve(options.dataDir, config.ask.apiKeyFile) } : {}),
+    },
   };
 }

@@ -70,6 +70,20 @@ export const coordinatorConfigSchema = z.strictObject({
   /** Detector thresholds (see docs/findings.md). */
   analysis: analysisConfigSchema.optional(),
   notifications: notificationsConfigSchema.optional(),
+  /** `coral ask` (docs/ask.md): the model, and where a local one is served. */
+  ask: z
+    .strictObject({
+      /** `provider:model`, e.g. `anthropic:claude-haiku-5-5` or `openai:llama3.1`. */
+      model: z
+        .string()
+        .regex(/^[a-z]+:\S+$/, "a model is provider:model, e.g. anthropic:claude-haiku-5-5 or openai:llama3.1")
+        .optional(),
+      /** An OpenAI-compatible endpoint (Ollama, llama.cpp's server, vLLM), or another Anthropic endpoint. */
+      baseUrl: z.url({ protocol: /^https?$/ }).optional(),
+      /** A file holding the provider's API key (mode 0600), when it is not in ANTHROPIC_API_KEY or OPENAI_API_KEY. */
+      apiKeyFile: z.string().min(1).optional(),
+    })
+    .optional(),
 });
 export type CoordinatorConfig = z.infer<typeof coordinatorConfigSchema>;
 

@@ -7,6 +7,7 @@ import { CoralError, describeIssues, type FindingCounts, issueDetails, issueInvi
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { AskService } from "../ask/service.js";
 import type { AskTool } from "../ask/tool.js";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
@@ -21,6 +22,7 @@ import { type AgentView, agentLister } from "./agent-views.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
 import { checkRequestHost, isLoopbackHost } from "./host-guard.js";
+import { askPost } from "./routes/ask-post.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
 import { findingsRoutes } from "./routes/findings.js";
@@ -57,6 +59,8 @@ export interface ApiOptions {
   bus?: Bus;
   /** The tools over the store; with them, `POST /v1/mcp` serves them over MCP. */
   askTools?: AskTool[];
+  /** `coral ask` and the dashboard's questions (`POST /v1/ask`); without it the route is absent. */
+  ask?: AskService;
   /** The built dashboard (default: `dashboard/` in this package). */
   dashboardDir?: string;
   now?: () => number;
@@ -204,6 +208,7 @@ export function createApiApp(options: ApiOptions): Hono {
   prometheusMetrics(app, options.db, now, options.heartbeatIntervalMs);
   if (options.bus) streamRoute(app, options.bus);
   if (options.askTools) mcpRoute(app, options.askTools);
+  if (options.ask) askPost(app, options.ask);
   dashboardRoutes(app, options.dashboardDir ?? defaultDashboardDir());
 
   app.notFound(() => {

@@ -64,6 +64,24 @@ export class ApiClient {
     }
   }
 
+  /**
+   * A POST whose answer streams (`coral ask`): as `open`, the 15 s limit is on the answer
+   * starting; `signal` ends it early. An error answer becomes a CoralError.
+   */
+  async post(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error("no answer within 15 s")), 15_000);
+    const onAbort = () => abort.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const response = await this.send("POST", path, body, abort.signal);
+      if (!response.ok) await this.answer(response);
+      return response;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async send(
     method: "GET" | "POST" | "DELETE",
     path: string,

@@ -263,6 +263,14 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       exitCode = await summaryShow(o, io);
     });
 
+  apiCommand(program, "ask", "ask about the mesh in plain language: answered from its findings, citing the evidence")
+    .argument("<question>", 'e.g. "why is checkout slow since this morning?"')
+    .option("--model <provider:model>", "this model instead of the configured one, e.g. anthropic:claude-sonnet-5-5 or openai:llama3.1")
+    .option("--continue", "a follow-up to the last question (kept for an hour)")
+    .action(async (question: string, o) => {
+      const { ask } = await import("./ask-command.js");
+      exitCode = await ask(question, o, io);
+    });
   apiCommand(
     program,
     "mcp",

@@ -111,6 +111,23 @@ export function getFinding(db: Store, id: string): Finding {
   return findingView(row);
 }
 
+/** The findings of these ids that exist, in the order given (`coral ask`'s answer lists what it cites). */
+export function findingsByIds(db: Store, ids: readonly string[]): Finding[] {
+  if (ids.length === 0) return [];
+  const rows = new Map(
+    db
+      .select()
+      .from(findings)
+      .where(inArray(findings.id, [...new Set(ids)]))
+      .all()
+      .map((row) => [row.id, row]),
+  );
+  return ids.flatMap((id) => {
+    const row = rows.get(id);
+    return row ? [findingView(row)] : [];
+  });
+}
+
 /** Open findings by severity. */
 export function findingCounts(db: Store): FindingCounts {
   const counts: FindingCounts = { critical: 0, warning: 0, info: 0 };
