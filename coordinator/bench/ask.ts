@@ -24,13 +24,15 @@ import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
+import { buildAskContext } from "../src/ask/context.js";
 import { DEFAULT_MODEL, PRICES_CHECKED, priceOf, turnCost } from "../src/ask/pricing.js";
 import { parseModel } from "../src/ask/providers/provider.js";
 import { createAskService } from "../src/ask/service.js";
+import { createAskTools } from "../src/ask/tools.js";
 import { runCli } from "../src/cli/program.js";
 import { openStore } from "../src/store/db.js";
 import { listFindings } from "../src/store/finding-queries.js";
-import { askFindings, askTools, seedAskStore } from "../test/fixtures/ask-kit.js";
+import { askFindings, seedAskStore } from "../test/fixtures/ask-kit.js";
 import { fakeAnthropic } from "../test/fixtures/fake-models.js";
 import { NOW } from "../test/fixtures/findings-seed.js";
 import { modelApi } from "../test/fixtures/model-api.js";
@@ -55,16 +57,9 @@ export async function askBench(options: AskBenchOptions): Promise<{ firstTokenMs
     seedAskStore(db);
     const ask = createAskService({
       settings: { model: DEFAULT_MODEL },
-      tools: askTools(db),
-      // As the opening context will be: each open finding whole, with its evidence.
-      buildContext: async () => {
-        const open = listFindings(db);
-        return {
-          text: `Open findings, most severe first:\n${open.map((f) => JSON.stringify(f)).join("\n")}`,
-          findingIds: open.map((f) => f.id),
-          citations: open.map((f) => ({ kind: "finding" as const, id: f.id })),
-        };
-      },
+      // The coordinator's own tools and opening context over the seeded store.
+      tools: createAskTools({ db, now: () => NOW }),
+      buildContext: (question) => buildAskContext({ db, now: () => NOW }, question),
       findings: askFindings(db),
       env: { ANTHROPIC_API_KEY: "bench-key" },
       baseUrls: { anthropic: anthropic.url },
@@ -102,12 +97,13 @@ export async function askBench(options: AskBenchOptions): Promise<{ firstTokenMs
       anthropic.script({ text: answerText, usage: { output: 350 } });
       direct.push((await run()).firstMs);
     }
+    const firstFinding = listFindings(db)[0]?.id ?? "f1";
     const threeTurns: number[] = [];
     const usages: Array<{ inputTokens: number; outputTokens: number }> = [];
     for (let i = 0; i < n; i++) {
       anthropic.script(
         { tools: [{ name: "list_findings", input: {} }], usage: { output: 60 } },
-        { tools: [{ name: "get_event", input: { id: 3 } }], usage: { output: 60 } },
+        { tools: [{ name: "get_finding", input: { id: firstFinding } }], usage: { output: 60 } },
         { text: answerText, usage: { output: 350 } },
       );
       const r = await run();
