@@ -99,11 +99,24 @@ describe("the token in a browser", () => {
     expect((await app.request("/v1/status", { headers: jar })).status).toBe(200);
   });
 
-  it("lets the cookie read but not write, and a forged cookie do nothing", async () => {
+  it("lets the cookie read and ask but not write, and a forged cookie do nothing", async () => {
     const { app } = await setup({ token: TOKEN });
     const jar = { cookie: `${DASHBOARD_COOKIE}=${cookieValue(TOKEN)}` };
     const write = await app.request("/v1/tokens", { method: "POST", headers: jar, body: "{}" });
     expect(write.status).toBe(401);
+    // A question is a read: the page may post one from its own origin, not from another.
+    const question = { method: "POST", body: JSON.stringify({ question: "what is wrong?" }) };
+    const own = await app.request("http://coral.test/v1/ask", {
+      ...question,
+      headers: { ...jar, host: "coral.test", origin: "http://coral.test" },
+    });
+    expect(own.status).not.toBe(401); // past the guard (this app has no ask service, so 404)
+    const foreign = await app.request("http://coral.test/v1/ask", {
+      ...question,
+      headers: { ...jar, host: "coral.test", origin: "http://evil.test" },
+    });
+    expect(foreign.status).toBe(401);
+    expect((await app.request("/v1/mcp", { method: "POST", headers: jar, body: "{}" })).status).toBe(401);
     expect((await app.request("/v1/status", { headers: { cookie: `${DASHBOARD_COOKIE}=${TOKEN}` } })).status).toBe(401);
     expect((await app.request("/v1/status", { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
   });

@@ -2,6 +2,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { useConnected } from "./live.js";
 import { AgentsPage } from "./pages/agents.js";
+import { AskPage } from "./pages/ask.js";
 import { FindingsPage } from "./pages/findings.js";
 import { MapPage, prefetchMap } from "./pages/map.js";
 import { ServicePage } from "./pages/service.js";
@@ -39,6 +40,7 @@ function Nav({ route }: { route: Route }) {
         {link("timeline", href.timeline(), "Timeline")}
         {link("findings", href.findings(), "Findings")}
         {link("agents", href.agents(), "Agents")}
+        {link("ask", href.ask(), "Ask")}
       </nav>
       <span class={connected ? "live on" : "live off"} role="status" title={connected ? "Following changes live" : "Reconnecting…"}>
         {connected ? "live" : "offline"}
@@ -61,6 +63,7 @@ function App() {
         {route.page === "timeline" && <TimelinePage params={route.params} />}
         {route.page === "findings" && <FindingsPage />}
         {route.page === "agents" && <AgentsPage />}
+        {route.page === "ask" && <AskPage />}
       </main>
     </>
   );

@@ -6,7 +6,8 @@ export type Route =
   | { page: "service"; name: string }
   | { page: "timeline"; params: URLSearchParams }
   | { page: "findings" }
-  | { page: "agents" };
+  | { page: "agents" }
+  | { page: "ask" };
 
 export function parseRoute(hash: string): Route {
   const [path = "", search = ""] = hash.replace(/^#/, "").split("?");
@@ -21,6 +22,8 @@ export function parseRoute(hash: string): Route {
       return { page: "findings" };
     case "agents":
       return { page: "agents" };
+    case "ask":
+      return { page: "ask" };
     default: {
       const at = Number(params.get("at"));
       return { page: "map", at: Number.isFinite(at) && at > 0 ? at : undefined, group: params.get("group") === "agent" };
@@ -42,6 +45,7 @@ export const href = {
   },
   findings: () => "#/findings",
   agents: () => "#/agents",
+  ask: () => "#/ask",
 };
 
 export function useRoute(): Route {

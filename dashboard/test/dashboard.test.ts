@@ -202,6 +202,49 @@ describe.skipIf(skipReason !== null)("the dashboard in chromium, on loopback", (
   });
 });
 
+describe.skipIf(skipReason !== null)("asking from the page", () => {
+  let coordinator: RunningCoordinator;
+  let seeder: Seeder;
+  let browser: Awaited<ReturnType<typeof launchBrowser>>;
+  const mesh = smallMesh();
+
+  beforeAll(async () => {
+    [coordinator, browser] = await Promise.all([startCoordinator(), launchBrowser()]);
+    seeder = new Seeder(coordinator);
+    seeder.addAgents(mesh.agents);
+    await seeder.services(mesh.services);
+  });
+  afterAll(async () => {
+    seeder?.close();
+    await browser?.dispose();
+    await coordinator?.stop();
+  });
+
+  it("streams the answer of POST /v1/ask into the page, with the model and the cost, and keeps the conversation for a follow-up", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${coordinator.url}/#/ask`);
+    await page.fill("#question", "is anything wrong with checkout?");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector('[data-turn="0"] [data-testid="answered"]', { timeout: 30_000 });
+    const first = await page.textContent('[data-turn="0"]');
+    // No model key in the coordinator's environment: answered from the findings alone, and said so.
+    expect(await page.textContent('[data-turn="0"] [data-testid="answer"]')).not.toBe("");
+    expect(first).toContain("deterministic");
+    expect(first).toContain("$0");
+    expect(first).toMatch(/model would explain more/i);
+    // The note is said once, in the answer.
+    expect(first?.split("No model is configured").length).toBe(2);
+    expect(await page.textContent('[data-turn="0"] [data-testid="cost"]')).toBe("deterministic · 0 in / 0 out tokens · $0");
+
+    await page.fill("#question", "and postgres?");
+    await page.click('button[type="submit"]');
+    await page.waitForSelector('[data-turn="1"] [data-testid="answered"]', { timeout: 30_000 });
+    expect(await page.textContent('label[for="question"]')).toBe("A follow-up");
+    await page.screenshot({ path: join(screenshots, "ask.png") });
+    await page.close();
+  });
+});
+
 describe.skipIf(skipReason !== null)("the dashboard beyond loopback", () => {
   const token = "0123456789abcdef0123456789abcdef0123";
   let coordinator: RunningCoordinator;

@@ -69,7 +69,8 @@ export async function startCoordinator(options: { apiHost?: string; token?: stri
   const child = spawn(tsxNode[0] as string, [...tsxNode.slice(1), ...args], {
     cwd: join(root, "coordinator"),
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...(options.token ? { CORAL_API_TOKEN: options.token } : {}) },
+    // No model key: the Ask page's answers come from the findings alone, whatever the host's environment holds.
+    env: { ...process.env, ANTHROPIC_API_KEY: "", OPENAI_API_KEY: "", ...(options.token ? { CORAL_API_TOKEN: options.token } : {}) },
   });
   const kill = () => child.kill("SIGKILL");
   process.once("exit", kill);

@@ -48,10 +48,33 @@ function cookieOf(header: string | undefined, name: string): string | undefined 
 }
 
 /** Whether a request may pass: the bearer token, or (for reads) the dashboard's cookie. */
+/**
+ * What the cookie may post besides reading: a question (`POST /v1/ask` reads the store and
+ * writes nothing to it), from the dashboard's own origin.
+ */
+const COOKIE_POSTS = new Set(["/v1/ask"]);
+
+/**
+ * A browser names the page's origin on a POST; one from another host is refused even with the
+ * cookie (which is SameSite=Strict too). The host, not the whole origin: a TLS proxy in front
+ * changes the scheme the coordinator sees, not the Host it is asked for.
+ */
+function sameOrigin(c: Context): boolean {
+  const origin = c.req.header("origin");
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === (c.req.header("host") ?? new URL(c.req.url).host);
+  } catch {
+    return false;
+  }
+}
+
 export function authorized(c: Context, token: string): boolean {
   const bearer = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1];
   if (bearer !== undefined) return sameText(bearer, token);
-  if (c.req.method !== "GET" && c.req.method !== "HEAD") return false;
+  if (c.req.method !== "GET" && c.req.method !== "HEAD" && !(c.req.method === "POST" && COOKIE_POSTS.has(c.req.path) && sameOrigin(c))) {
+    return false;
+  }
   const cookie = cookieOf(c.req.header("cookie"), DASHBOARD_COOKIE);
   return cookie !== undefined && sameText(cookie, cookieValue(token));
 }
