@@ -89,33 +89,25 @@ describe("the agent service over real gRPC", () => {
     ],
   });
 
+  const REGISTER: meshV1.RegisterRequest = {
+    agentName: "web-1",
+    agentVersion: "0.1.0",
+    hostname: "web-1.lab",
+    os: "linux",
+    arch: "x64",
+    plugins: [],
+    runId: "",
+    sentAtUnixMs: 0,
+    addresses: [],
+  };
+
   it("registers the agent the call comes from", async () => {
-    const response = await call(client.register, {
-      agentName: "web-1",
-      agentVersion: "0.1.0",
-      hostname: "web-1.lab",
-      os: "linux",
-      arch: "x64",
-      plugins: [],
-      runId: "",
-      sentAtUnixMs: 0,
-      addresses: [],
-    });
+    const response = await call(client.register, REGISTER);
     expect(response).toMatchObject({ heartbeatIntervalMs: 10_000, lastAckedSequence: 0 });
   });
 
   it("gives the agent a relay ticket for its own key at register, and none again in a heartbeat the same day", async () => {
-    const registered = await call<meshV1.RegisterRequest, meshV1.RegisterResponse>(client.register, {
-      agentName: "web-1",
-      agentVersion: "0.1.0",
-      hostname: "web-1.lab",
-      os: "linux",
-      arch: "x64",
-      plugins: [],
-      runId: "",
-      sentAtUnixMs: 0,
-      addresses: [],
-    });
+    const registered = await call<meshV1.RegisterRequest, meshV1.RegisterResponse>(client.register, REGISTER);
     const check = await verifyRelayTicket(registered.relayTicket, await meshIdFor(signing.publicKey), Date.now());
     expect(check).toMatchObject({ ok: true, ticket: { peer: WEB_KEY } });
     if (check.ok) expect(check.ticket.expiresAt - Date.now()).toBeGreaterThan(5 * 86_400_000);
