@@ -332,6 +332,10 @@ describe("the key file", () => {
     await ask(service({ env: {}, settings: { model: "anthropic:claude-haiku-5-5", apiKeyFile: file } }), "q");
     // This SDK sends the key as a bearer token.
     expect(anthropic.requests.map((r) => r.headers["x-api-key"] ?? r.headers.authorization)).toEqual(["Bearer file-key-0123"]);
+    // A question naming another provider does not get the configured provider's key.
+    openai.script({ text: ["ok"] });
+    await ask(service({ env: {}, settings: { model: "anthropic:claude-haiku-5-5", apiKeyFile: file } }), "q", { model: "openai:llama3.1" });
+    expect(JSON.stringify(openai.requests.map((r) => r.headers))).not.toContain("file-key-0123");
     chmodSync(file, 0o644);
     const svc = service({ env: {}, settings: { model: "anthropic:claude-haiku-5-5", apiKeyFile: file } });
     expect(() => svc.prepare({ question: "q" })).toThrow(expect.objectContaining({ code: "key_permissions" }));

@@ -13,6 +13,11 @@ describe("what leaves the coordinator for a model", () => {
       ["connect postgres://app:s3cret@db:5432/shop failed", `connect postgres://app:${REDACTED}@db:5432/shop failed`],
       ["key sk-ant-api03-abcdefghijklmnopqrstuvwx in use", `key ${REDACTED} in use`],
       ["ghp_abcdefghijklmnopqrstuvwxyz0123 AKIAABCDEFGHIJKLMNOP", `${REDACTED} ${REDACTED}`],
+      ["stripe sk_live_abcdefghijklmnop1234 and ASIAABCDEFGHIJKLMNOP", `stripe ${REDACTED} and ${REDACTED}`],
+      ["hf_abcdefghijklmnopqrstuvwxyz0123456 npm_abcdefghijklmnopqrstuvwxyz0123456", `${REDACTED} ${REDACTED}`],
+      ["Cookie: theme=dark; sessionid=abc123", `Cookie: ${REDACTED}`],
+      ["sid=abc123 user=bob", `sid=${REDACTED} user=bob`],
+      ["the password hunter2 was rotated", `the password ${REDACTED} was rotated`],
     ];
     for (const [input, expected] of cases) expect(redactText(input), input).toBe(expected);
   });

@@ -115,10 +115,31 @@ describe("the token in a browser", () => {
       ...question,
       headers: { ...jar, host: "coral.test", origin: "http://evil.test" },
     });
-    expect(foreign.status).toBe(401);
+    expect(foreign.status).toBe(403);
+    expect(((await foreign.json()) as { code: string }).code).toBe("host_not_allowed");
     expect((await app.request("/v1/mcp", { method: "POST", headers: jar, body: "{}" })).status).toBe(401);
     expect((await app.request("/v1/status", { headers: { cookie: `${DASHBOARD_COOKIE}=${TOKEN}` } })).status).toBe(401);
     expect((await app.request("/v1/status", { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
+  });
+});
+
+describe("pages of other origins", () => {
+  it("may not post to the token-less API through the operator's browser, while the CLI and the dashboard's own pages may", async () => {
+    const { app } = await setup();
+    const post = (path: string, headers: Record<string, string>) =>
+      app.request(`http://127.0.0.1:51822${path}`, { method: "POST", headers: { host: "127.0.0.1:51822", ...headers }, body: "{}" });
+    for (const origin of ["http://evil.test", "http://127.0.0.1:8080", "null"]) {
+      const refused = await post("/v1/tokens", { origin, "content-type": "text/plain" });
+      expect(refused.status, origin).toBe(403);
+      expect(((await refused.json()) as { code: string }).code).toBe("host_not_allowed");
+    }
+    // The dashboard's own page, and a client that is not a browser (no Origin), get past the guard.
+    expect((await post("/v1/tokens", { origin: "http://127.0.0.1:51822", "content-type": "application/json" })).status).not.toBe(403);
+    expect((await post("/v1/tokens", { "content-type": "application/json" })).status).not.toBe(403);
+    // Reads are not refused for their origin (a page cannot read the answer anyway).
+    expect(
+      (await app.request("http://127.0.0.1:51822/v1/status", { headers: { host: "127.0.0.1:51822", origin: "http://evil.test" } })).status,
+    ).toBe(200);
   });
 });
 

@@ -102,6 +102,9 @@ export async function startLocalDiscovery(options: LocalDiscoveryOptions = {}): 
   }
 
   const vars = Object.entries(options.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  // wrangler's devtools port is 9229 unless told: two local Workers starting at once (test files
+  // run in parallel) would race for it, and the loser fails with "Address already in use".
+  const inspectorPort = await freePort("127.0.0.1");
   const dev = runWrangler(
     [
       "dev",
@@ -114,6 +117,8 @@ export async function startLocalDiscovery(options: LocalDiscoveryOptions = {}): 
       "--persist-to",
       persistTo,
       "--show-interactive-dev-session=false",
+      "--inspector-port",
+      String(inspectorPort),
       ...configArgs,
       ...vars,
     ],

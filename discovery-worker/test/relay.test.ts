@@ -185,6 +185,28 @@ describe("the relay room", () => {
     expect(theHub.received).toHaveLength(0);
   });
 
+  it("closes a connection that speaks text other than ping", async () => {
+    const mesh = await newMesh();
+    const a = await agent(mesh);
+    a.ws.send("hello");
+    expect((await a.closed).code).toBe(relayCloseCodes.badFrame);
+  });
+
+  it("takes at most the mesh's number of messages a minute, whatever their size, and lets go of the agent past it", async () => {
+    const mesh = await newMesh();
+    const theHub = await hub(mesh);
+    const a = await agent(mesh);
+    const one = new Uint8Array(1);
+    for (let i = 0; i <= relayLimits.maxMessagesPerMinute; i++) a.ws.send(one);
+    expect((await a.closed).code).toBe(relayCloseCodes.overBudget);
+    // All that was taken reaches the hub, and nothing past the budget.
+    const deadline = Date.now() + 30_000;
+    while (theHub.received.length < relayLimits.maxMessagesPerMinute && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(theHub.received.length).toBe(relayLimits.maxMessagesPerMinute);
+    theHub.ws.close(1000);
+  }, 60_000);
+
   it("admits at most the mesh's number of agents at once", async () => {
     const mesh = await newMesh();
     const agents: Socket[] = [];

@@ -21,7 +21,7 @@ import { agents, auditLog } from "../store/schema.js";
 import { type AgentView, agentLister } from "./agent-views.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
-import { checkRequestHost, isLoopbackHost } from "./host-guard.js";
+import { checkRequestHost, checkRequestOrigin, isLoopbackHost } from "./host-guard.js";
 import { askPost } from "./routes/ask-post.js";
 import { eventsList } from "./routes/events-list.js";
 import { exportGet } from "./routes/export-get.js";
@@ -100,6 +100,7 @@ export function createApiApp(options: ApiOptions): Hono {
 
   app.use(async (c, next) => {
     if (!options.token) checkRequestHost(c.req.url);
+    checkRequestOrigin(c.req.method, c.req.header("origin"), c.req.url, c.req.header("host"));
     const exchanged = tokenExchange(c, options.token);
     if (exchanged) return exchanged;
     if (options.token && !authorized(c, options.token)) {

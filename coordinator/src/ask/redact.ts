@@ -8,7 +8,7 @@ import { REDACTED, redactConfig } from "@coral-mesh/sdk-proto/sdk";
 export { REDACTED };
 
 const SECRET_NAME =
-  "[A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[-_]?key|private[-_]?key|credentials?|auth|cookie|session[-_]?key|signing[-_]?key|dsn)[A-Za-z0-9_.-]*";
+  "[A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)?|secret|token|api[-_]?key|private[-_]?key|credentials?|auth|cookie|session(?:[-_]?(?:id|key))?|sid|signing[-_]?key|dsn)[A-Za-z0-9_.-]*";
 
 /** Each replaces the secret part of a match, keeping what says what it was. */
 const TEXT_RULES: Array<{ pattern: RegExp; keep: (m: RegExpExecArray) => string }> = [
@@ -19,6 +19,13 @@ const TEXT_RULES: Array<{ pattern: RegExp; keep: (m: RegExpExecArray) => string 
     pattern: new RegExp(String.raw`(["']?\b${SECRET_NAME}["']?)(\s*[=:]\s*)((?:bearer|basic)\s+\S+|"[^"]*"|'[^']*'|[^\s,;&"'}]+)`, "gi"),
     keep: (m) => `${m[1]}${m[2]}${REDACTED}`,
   },
+  // A `Cookie:` header's whole value: its pairs are named by the application, secret or not.
+  { pattern: /\b((?:set-)?cookie)(\s*:\s*)[^\r\n]+/gi, keep: (m) => `${m[1]}${m[2]}${REDACTED}` },
+  // `password hunter2`, `token abc123` in prose: a secret's name followed by a word with a digit in it.
+  {
+    pattern: /\b(password|passwd|passphrase|secret|token|api[-_ ]?key)(\s+(?:is\s+)?)(?=[^\s]*\d)([^\s,;]{6,})/gi,
+    keep: (m) => `${m[1]}${m[2]}${REDACTED}`,
+  },
   // `Authorization: Bearer x`, `bearer x`.
   { pattern: /\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}/gi, keep: (m) => `${m[1]}${m[2]}${REDACTED}` },
   // A password inside any URL: `postgres://user:pw@host/db`.
@@ -26,7 +33,7 @@ const TEXT_RULES: Array<{ pattern: RegExp; keep: (m: RegExpExecArray) => string 
   // Keys whose shape gives them away wherever they stand.
   {
     pattern:
-      /\b(?:sk-(?:ant-)?[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,}|glpat-[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})\b/g,
+      /\b(?:sk-(?:ant-)?[A-Za-z0-9_-]{16,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,}|ya29\.[0-9A-Za-z_-]{20,}|glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,}|npm_[A-Za-z0-9]{30,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})\b/g,
     keep: () => REDACTED,
   },
   { pattern: /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g, keep: () => REDACTED },

@@ -83,7 +83,9 @@ export function createAskService(options: AskServiceOptions): AskService {
   const providerFor = (spec: string | undefined): { provider?: ModelProvider; note?: string } => {
     const { provider, model } = spec ? parseModel(spec) : configured;
     const baseUrl = options.baseUrls?.[provider] ?? (provider === configured.provider ? options.settings.baseUrl : undefined);
-    const apiKey = env[KEY_ENV[provider]] || (options.settings.apiKeyFile ? readKeyFile(options.settings.apiKeyFile) : undefined);
+    // The key file is the configured provider's: a question naming another provider never gets it.
+    const keyFile = provider === configured.provider ? options.settings.apiKeyFile : undefined;
+    const apiKey = env[KEY_ENV[provider]] || (keyFile ? readKeyFile(keyFile) : undefined);
     if (provider === "anthropic" && !apiKey) {
       return { note: `No model is configured: no ${KEY_ENV.anthropic} in the coordinator's environment and no ask.apiKeyFile.` };
     }

@@ -36,8 +36,4 @@ export class RelayTickets {
     const last = this.given.get(wireguardKey);
     return last !== undefined && now - last < RELAY_TICKET_RENEW_MS ? "" : this.issue(wireguardKey, now);
   }
-
-  forget(wireguardKey: string): void {
-    this.given.delete(wireguardKey);
-  }
 }

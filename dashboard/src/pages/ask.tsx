@@ -4,7 +4,7 @@
  * the answer cost. A follow-up keeps the conversation, as `coral ask --continue` does.
  */
 import type { AskAnswer, AskStreamMessage, Citation, ErrorBody } from "@coral-mesh/sdk-proto";
-import { useRef, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { href } from "../route.js";
 
 type Turn = { question: string; text: string; tools: string[]; answer?: AskAnswer; error?: string };
@@ -65,6 +65,9 @@ export function AskPage() {
   const conversation = useRef<string | undefined>(undefined);
   const abort = useRef<AbortController | undefined>(undefined);
 
+  // Leaving the page ends the question: the coordinator then stops the model's call.
+  useEffect(() => () => abort.current?.abort(), []);
+
   const update = (change: (turn: Turn) => Turn) => setTurns((all) => [...all.slice(0, -1), change(all.at(-1) as Turn)]);
 
   const submit = async (event: Event) => {
@@ -77,7 +80,9 @@ export function AskPage() {
     abort.current = new AbortController();
     try {
       const body = { question: asked, ...(conversation.current ? { conversationId: conversation.current } : {}) };
+      let ended = false;
       for await (const message of askStream(body, abort.current.signal)) {
+        if (message.type === "done" || message.type === "error") ended = true;
         if (message.type === "text") update((t) => ({ ...t, text: t.text + message.delta }));
         else if (message.type === "tool") update((t) => ({ ...t, tools: [...t.tools, message.name] }));
         else if (message.type === "done") {
@@ -85,6 +90,7 @@ export function AskPage() {
           update((t) => ({ ...t, text: t.text || message.answer.answer, answer: message.answer }));
         } else if (message.type === "error") update((t) => ({ ...t, error: `${message.message} (${message.code})` }));
       }
+      if (!ended) update((t) => ({ ...t, error: "The answer was cut off: the connection to the coordinator ended before it did." }));
     } catch (error) {
       if (!abort.current.signal.aborted) update((t) => ({ ...t, error: (error as Error).message }));
     } finally {

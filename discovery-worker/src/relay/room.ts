@@ -23,8 +23,10 @@ const peerTag = (key: string) => `peer:${key}`;
 export const relayCloseCodes = {
   /** Another connection of the same hub or agent took this one's place. */
   replaced: 4000,
-  /** A frame larger than a datagram may be, or one to the hub without a key. */
+  /** A frame larger than a datagram may be, one to the hub without a key, or text other than `ping`. */
   badFrame: 4001,
+  /** The mesh's relay took as many messages this minute as it may. */
+  overBudget: 4002,
 } as const;
 
 export class RelayRoom extends DurableObject<Env> {
@@ -32,7 +34,7 @@ export class RelayRoom extends DurableObject<Env> {
    * Bytes forwarded in the current minute. Held in memory: the room is evicted only after it has
    * been idle, so a count lost with it was a small one, and the bound holds while traffic lasts.
    */
-  private minute = { start: 0, bytes: 0 };
+  private minute = { start: 0, bytes: 0, messages: 0 };
   /** Datagrams dropped at the bound, by minute, for the log. */
   private dropped = 0;
 
@@ -63,10 +65,18 @@ export class RelayRoom extends DurableObject<Env> {
   }
 
   override async webSocketMessage(socket: WebSocket, message: ArrayBuffer | string): Promise<void> {
-    // Text is the clients' keepalive; "ping" itself is answered without waking the room.
-    if (typeof message === "string") return;
+    // "ping", the clients' keepalive, is answered without waking the room; no other text is spoken.
+    if (typeof message === "string") {
+      socket.close(relayCloseCodes.badFrame, "the relay takes binary datagrams, and text only as ping");
+      return;
+    }
     const tags = this.ctx.getTags(socket);
     const bytes = new Uint8Array(message);
+    if (!this.count()) {
+      // Every message is billed, dropped or not: an agent past the budget is let go.
+      if (tags[0] !== HUB) socket.close(relayCloseCodes.overBudget, "over the mesh's relay budget for this minute");
+      return;
+    }
     if (tags[0] === HUB) {
       const frame = splitHubFrame(bytes);
       if (!frame || frame.datagram.length > relayLimits.maxDatagramBytes) {
@@ -93,15 +103,29 @@ export class RelayRoom extends DurableObject<Env> {
     socket.close(code === 1005 || code === 1006 ? 1000 : code, reason);
   }
 
+  /** Counts a message taken; false past this minute's number of messages. */
+  private count(): boolean {
+    this.roll();
+    if (this.minute.messages >= relayLimits.maxMessagesPerMinute) {
+      this.dropped++;
+      return false;
+    }
+    this.minute.messages++;
+    return true;
+  }
+
+  /** A new minute starts the counts again. */
+  private roll(): void {
+    const now = Date.now();
+    if (now - this.minute.start < 60_000) return;
+    if (this.dropped > 0) console.warn(`relay: dropped ${this.dropped} datagrams over the mesh's budget for a minute`);
+    this.minute = { start: now, bytes: 0, messages: 0 };
+    this.dropped = 0;
+  }
+
   /** Whether `bytes` more fit in this minute's budget. */
   private admit(bytes: number): boolean {
-    const now = Date.now();
-    if (now - this.minute.start >= 60_000) {
-      if (this.dropped > 0)
-        console.warn(`relay: dropped ${this.dropped} datagrams over the mesh's ${relayLimits.maxBytesPerMinute} bytes a minute`);
-      this.minute = { start: now, bytes: 0 };
-      this.dropped = 0;
-    }
+    this.roll();
     if (this.minute.bytes + bytes > relayLimits.maxBytesPerMinute) {
       this.dropped++;
       return false;

@@ -28,7 +28,12 @@ export const relayLimits = {
   maxAgentsPerMesh: 256,
   /** Bytes forwarded per mesh per minute, both ways; beyond it datagrams are dropped until the minute ends. */
   maxBytesPerMinute: 32 * 1024 * 1024,
-  /** A relay ticket's longest life; the coordinator issues them for a day and renews them at each register. */
+  /**
+   * Messages taken per mesh per minute, both ways, whatever their size: what Cloudflare bills.
+   * Past it the sending agent is disconnected (close code 4002) and datagrams are dropped.
+   */
+  maxMessagesPerMinute: 30_000,
+  /** A relay ticket's longest life; the coordinator issues them for six days and renews them daily. */
   maxTicketMs: 7 * 86_400_000,
 } as const;
 

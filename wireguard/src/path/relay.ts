@@ -28,7 +28,10 @@ export interface RelayOptions extends RelayDial {
   /** The UDP port of the local WireGuard interface. */
   wireguardPort: number;
   log?: (line: string) => void;
-  /** For tests: ms between a close and the next try, by attempt (default 0.5 s doubling to 30 s). */
+  /**
+   * For tests: ms between a close and the next try, by attempt, in place of the default (0.5 s
+   * doubling to 30 s, and a minute or the room's retry-after after a refusal or a replacement).
+   */
   backoffMs?: (attempt: number) => number;
   /** ms between keepalive pings; the socket is dropped and dialled again when no pong comes within as long again. */
   keepaliveMs?: number;
@@ -46,7 +49,19 @@ export interface RelayCounters {
 }
 
 const defaultBackoff = (attempt: number) => Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
-const CLOSE_CODES: Record<number, string> = { 4000: "replaced by a newer connection", 4001: "a frame the room refused" };
+const CLOSE_CODES: Record<number, string> = {
+  4000: "replaced by a newer connection",
+  4001: "a frame the room refused",
+  4002: "the mesh's relay budget for this minute is spent",
+};
+/**
+ * After the room replaced this end or found it over budget, or refused it (a bad ticket, a
+ * signature the Worker does not take), dialling again at once would only do it again, each try a
+ * billed request: these wait at least this long.
+ */
+const SLOW_RETRY_MS = 60_000;
+/** Datagrams queued behind a slow link past this are dropped, as UDP's are: WireGuard sends again. */
+const MAX_BUFFERED_BYTES = 1024 * 1024;
 
 /** A WebSocket to the room that dials again whenever it drops, until closed. */
 class RelaySocket {
@@ -54,6 +69,8 @@ class RelaySocket {
   readonly counters: RelayCounters = { datagramsUp: 0, datagramsDown: 0, bytesUp: 0, bytesDown: 0, connects: 0 };
   private ws: WebSocket | undefined;
   private attempt = 0;
+  /** The next dial waits at least this long (set by a refusal or a close that asks for patience). */
+  private holdOffMs = 0;
   private retry: NodeJS.Timeout | undefined;
   private keepalive: NodeJS.Timeout | undefined;
   private opened: Array<() => void> = [];
@@ -70,14 +87,20 @@ class RelaySocket {
   /** Resolves once the WebSocket is open (at once if it is). */
   ready(signal?: AbortSignal): Promise<void> {
     if (this.state === "open") return Promise.resolve();
+    if (this.state === "closed") return Promise.reject(new Error("the relay connection is closed"));
     return new Promise((resolve, reject) => {
-      this.opened.push(resolve);
-      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+      const aborted = () => reject(signal?.reason);
+      signal?.addEventListener("abort", aborted, { once: true });
+      this.opened.push(() => {
+        signal?.removeEventListener("abort", aborted);
+        resolve();
+      });
     });
   }
 
   send(data: Uint8Array): void {
-    if (this.state !== "open" || !this.ws) return; // WireGuard retransmits what is lost
+    // WireGuard retransmits what is lost, so a datagram that cannot go now is dropped.
+    if (this.state !== "open" || !this.ws || this.ws.bufferedAmount > MAX_BUFFERED_BYTES) return;
     this.ws.send(data);
   }
 
@@ -126,6 +149,8 @@ class RelaySocket {
         const code = /"code":"([a-z_]+)"/.exec(body)?.[1];
         const message = /"message":"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
         this.log(`relay: refused (${response.statusCode}${code ? ` ${code}` : ""})${message ? `: ${message}` : ""}`);
+        const retryAfter = Number(response.headers["retry-after"]);
+        this.holdOffMs = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : SLOW_RETRY_MS;
         ws.terminate();
       });
     });
@@ -136,14 +161,19 @@ class RelaySocket {
       clearInterval(this.keepalive);
       if (this.state === "closed" || this.ws !== ws) return;
       this.state = "connecting";
-      if (CLOSE_CODES[code]) this.log(`relay: the room closed the connection: ${CLOSE_CODES[code]}`);
+      if (CLOSE_CODES[code]) {
+        this.log(`relay: the room closed the connection: ${CLOSE_CODES[code]}`);
+        this.holdOffMs = SLOW_RETRY_MS;
+      }
       this.again();
     });
   }
 
   private again(): void {
     if (this.state === "closed") return;
-    const wait = (this.options.backoffMs ?? defaultBackoff)(this.attempt++);
+    const backoff = (this.options.backoffMs ?? defaultBackoff)(this.attempt++);
+    const wait = Math.max(backoff, this.options.backoffMs ? 0 : this.holdOffMs);
+    this.holdOffMs = 0;
     this.retry = setTimeout(() => void this.dial(), wait);
     this.retry.unref?.();
   }
@@ -164,12 +194,14 @@ class RelaySocket {
   }
 }
 
-function bindLoopback(): Promise<Socket> {
+function bindLoopback(log: (line: string) => void): Promise<Socket> {
   const socket = createSocket("udp4");
   return new Promise((resolve, reject) => {
     socket.once("error", reject);
     socket.bind(0, "127.0.0.1", () => {
       socket.off("error", reject);
+      // A failed send to WireGuard's port is a lost datagram, not a crash.
+      socket.on("error", (error) => log(`relay: local socket: ${error.message}`));
       resolve(socket);
     });
   });
@@ -183,7 +215,7 @@ export class AgentRelay {
   ) {}
 
   static async open(options: RelayOptions): Promise<AgentRelay> {
-    const udp = await bindLoopback();
+    const udp = await bindLoopback(options.log ?? (() => {}));
     const link = new RelaySocket(options, (datagram) => {
       link.counters.datagramsDown++;
       link.counters.bytesDown += datagram.length;
@@ -233,6 +265,7 @@ export class HubRelay {
   private readonly peers = new Map<string, HubPeerSocket>();
   private readonly socket: RelaySocket;
   private readonly sweep: NodeJS.Timeout;
+  private closed = false;
 
   private constructor(
     private readonly options: RelayOptions & { idleMs?: number; now?: () => number },
@@ -273,6 +306,7 @@ export class HubRelay {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.sweep);
     this.socket.close();
     for (const peer of this.peers.values()) peer.udp.close();
@@ -291,8 +325,12 @@ export class HubRelay {
     this.socket.counters.bytesDown += datagram.length;
     let peer = this.peers.get(key);
     if (!peer) {
-      const udp = await bindLoopback();
+      const udp = await bindLoopback(this.options.log ?? (() => {}));
       const raced = this.peers.get(key);
+      if (this.closed) {
+        udp.close();
+        return;
+      }
       if (raced) {
         udp.close();
         peer = raced;

@@ -10,6 +10,7 @@ import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/
 import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { Hono } from "hono";
 import packageJson from "../../../package.json" with { type: "json" };
+import { redactText, redactValue } from "../../ask/redact.js";
 import type { AskTool } from "../../ask/tool.js";
 import { callTool, toolInputSchema } from "../../ask/tools.js";
 
@@ -29,7 +30,10 @@ export function mcpServer(tools: readonly AskTool[]): Server {
   }));
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     try {
-      const result = await callTool(tools, request.params.name, request.params.arguments ?? {}, extra.signal);
+      const raw = await callTool(tools, request.params.name, request.params.arguments ?? {}, extra.signal);
+      // Each tool redacts what it reads; this is the last pass before anything leaves, as the
+      // conversation makes before a model sees a result (hints and citations echo the input).
+      const result = redactValue(raw);
       return {
         content: [{ type: "text", text: JSON.stringify(result.content) }],
         structuredContent: { result: result.content, citations: result.citations, truncated: result.truncated ?? false },
@@ -39,10 +43,11 @@ export function mcpServer(tools: readonly AskTool[]): Server {
         error instanceof CoralError ? error : new CoralError("internal_error", "The tool failed unexpectedly; see the coordinator's log.");
       if (coral.code === "internal_error") console.error(error);
       // A tool error, not a protocol one: the model reads it and can call again.
+      const message = redactText(coral.message);
       return {
         isError: true,
-        content: [{ type: "text", text: `[${coral.code}] ${coral.message}` }],
-        structuredContent: { code: coral.code, message: coral.message },
+        content: [{ type: "text", text: `[${coral.code}] ${message}` }],
+        structuredContent: { code: coral.code, message },
       };
     }
   });
