@@ -17,6 +17,7 @@ import { fromBase64Url, toBase64, toBase64Url, utf8 } from "../encoding.js";
 import { weakSigningKeyReason } from "./ed25519.js";
 import { wireguardKeySchema } from "./schemas.js";
 import { meshIdFor, type SigningKeyPair, verifyCanonical } from "./signing.js";
+import { ticketSignatureSchema, ticketSigningKeySchema } from "./ticket.js";
 
 export const RELAY_TICKET_SCHEME = "coral-relay-v1";
 
@@ -46,19 +47,12 @@ export const relayHeaders = {
 } as const;
 
 export const relayTicketSchema = z.strictObject({
-  /** The mesh's Ed25519 key (base64url); its fingerprint must be the mesh id. */
-  signingKey: z
-    .string()
-    .length(43)
-    .refine((text) => fromBase64Url(text)?.length === 32, "a signing key is 32 bytes in base64url (43 characters)"),
+  signingKey: ticketSigningKeySchema,
   /** The agent's WireGuard public key. */
   peer: wireguardKeySchema,
   expiresAt: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   /** Ed25519 signature of `relayTicketMessage(meshId, peer, expiresAt)`, base64url. */
-  signature: z
-    .string()
-    .length(86)
-    .refine((text) => fromBase64Url(text)?.length === 64, "a ticket signature is 64 bytes in base64url (86 characters)"),
+  signature: ticketSignatureSchema,
 });
 export type RelayTicket = z.infer<typeof relayTicketSchema>;
 

@@ -20,13 +20,15 @@ export const ticketSignatureSchema = z
   .length(86)
   .refine((text) => fromBase64Url(text)?.length === 64, "a ticket signature is 64 bytes in base64url (86 characters)");
 
+/** The mesh's Ed25519 key as a ticket carries it (base64url); its fingerprint must be the mesh id. */
+export const ticketSigningKeySchema = z
+  .string()
+  .length(43)
+  .refine((text) => fromBase64Url(text)?.length === 32, "a signing key is 32 bytes in base64url (43 characters)");
+
 /** The `ticket` of a join request. */
 export const joinTicketSchema = z.strictObject({
-  /** The mesh's Ed25519 key (base64url); its fingerprint must be the mesh id. */
-  signingKey: z
-    .string()
-    .length(43)
-    .refine((text) => fromBase64Url(text)?.length === 32, "a signing key is 32 bytes in base64url (43 characters)"),
+  signingKey: ticketSigningKeySchema,
   tokenId: tokenIdSchema,
   /** Unix ms after which the ticket, like its token, no longer works. */
   expiresAt: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
