@@ -10,10 +10,23 @@ import { type AskAnswer, type AskRequest, type AskStreamMessage, CoralError, typ
 import { type AskLimits, DEFAULT_LIMITS, runConversation } from "./conversation.js";
 import { type Conversations, createConversations } from "./conversations.js";
 import { DEFAULT_MODEL, priceOf } from "./pricing.js";
-import { anthropicProvider } from "./providers/anthropic.js";
-import { openaiProvider } from "./providers/openai.js";
-import { type ModelProvider, type ProviderName, parseModel } from "./providers/provider.js";
+import { type ModelProvider, type ProviderName, type ProviderOptions, parseModel } from "./providers/provider.js";
 import type { AskContext, AskTool } from "./tool.js";
+
+/**
+ * A provider whose module, and the SDK it wraps, loads at its first turn: the SDKs take a few
+ * hundred milliseconds to import, which a coordinator that is never asked should not spend at
+ * its start.
+ */
+function lazyProvider(name: ProviderName, options: ProviderOptions): ModelProvider {
+  let made: Promise<ModelProvider> | undefined;
+  const load = () =>
+    (made ??=
+      name === "anthropic"
+        ? import("./providers/anthropic.js").then((m) => m.anthropicProvider(options))
+        : import("./providers/openai.js").then((m) => m.openaiProvider(options)));
+  return { provider: name, model: options.model, streamTurn: async (request, turn) => (await load()).streamTurn(request, turn) };
+}
 
 /** The `ask` section of coordinator.json, resolved (settings.ts). */
 export interface AskSettings {
@@ -92,8 +105,7 @@ export function createAskService(options: AskServiceOptions): AskService {
     if (provider === "openai" && !apiKey && !baseUrl) {
       return { note: "No model is configured: openai models need ask.baseUrl (a local server such as Ollama) or OPENAI_API_KEY." };
     }
-    const make = provider === "anthropic" ? anthropicProvider : openaiProvider;
-    return { provider: make({ model, apiKey, baseUrl, ...(options.stallMs ? { stallMs: options.stallMs } : {}) }) };
+    return { provider: lazyProvider(provider, { model, apiKey, baseUrl, ...(options.stallMs ? { stallMs: options.stallMs } : {}) }) };
   };
 
   return {

@@ -2,74 +2,15 @@
  * POST /v1/mcp: the tools of `coral ask` over the Model Context Protocol (streamable HTTP,
  * stateless), for Claude Desktop, Claude Code or any MCP client; `coral mcp` relays stdio
  * to it. Read-only: the tools read the store and never write it. The API's own guard
- * applies (its token when it has one, a loopback Host otherwise).
+ * applies (its token when it has one, a loopback Host otherwise, and no page of another origin).
  */
-import { CoralError } from "@coral-mesh/sdk-proto";
-import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { Hono } from "hono";
-import packageJson from "../../../package.json" with { type: "json" };
-import { redactText, redactValue } from "../../ask/redact.js";
 import type { AskTool } from "../../ask/tool.js";
-import { callTool, toolInputSchema } from "../../ask/tools.js";
-
-const INSTRUCTIONS =
-  "Coral watches an application spread over many hosts. Start from list_findings (what is wrong, ranked, with root causes) or get_summary, then look closer with get_finding, get_service, get_topology, list_events and get_metrics. Every tool is read-only; results are bounded, and say so with truncated and a cursor or hint.";
-
-/** An MCP server over `tools`: one per request, as the endpoint keeps no session. */
-export function mcpServer(tools: readonly AskTool[]): Server {
-  const server = new Server({ name: "coral", version: packageJson.version }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
-  server.setRequestHandler(ListToolsRequestSchema, () => ({
-    tools: tools.map((t) => ({
-      name: t.name,
-      description: t.description,
-      inputSchema: toolInputSchema(t) as { type: "object" },
-      annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-    })),
-  }));
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
-    try {
-      const raw = await callTool(tools, request.params.name, request.params.arguments ?? {}, extra.signal);
-      // Each tool redacts what it reads; this is the last pass before anything leaves, as the
-      // conversation makes before a model sees a result (hints and citations echo the input).
-      const result = redactValue(raw);
-      return {
-        content: [{ type: "text", text: JSON.stringify(result.content) }],
-        structuredContent: { result: result.content, citations: result.citations, truncated: result.truncated ?? false },
-      };
-    } catch (error) {
-      const coral =
-        error instanceof CoralError ? error : new CoralError("internal_error", "The tool failed unexpectedly; see the coordinator's log.");
-      if (coral.code === "internal_error") console.error(error);
-      // A tool error, not a protocol one: the model reads it and can call again.
-      const message = redactText(coral.message);
-      return {
-        isError: true,
-        content: [{ type: "text", text: `[${coral.code}] ${message}` }],
-        structuredContent: { code: coral.code, message },
-      };
-    }
-  });
-  return server;
-}
 
 export function mcpRoute(app: Hono, tools: readonly AskTool[]): void {
   app.post("/v1/mcp", async (c) => {
-    // A page in a browser may not call it: only a client of its own origin, or none (MCP clients send no Origin).
-    const origin = c.req.header("origin");
-    if (origin && safeHost(origin) !== new URL(c.req.url).host) {
-      throw new CoralError("host_not_allowed", `POST /v1/mcp does not answer pages of other origins (${origin}).`);
-    }
-    const server = mcpServer(tools);
-    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    await server.connect(transport);
-    try {
-      // With JSON responses the answer is whole when it resolves: nothing is left to send after.
-      return await transport.handleRequest(c.req.raw);
-    } finally {
-      await server.close();
-    }
+    const { handleMcp } = await import("./mcp-server.js");
+    return handleMcp(tools, c.req.raw);
   });
   // Stateless: no stream to open (GET) and no session to end (DELETE).
   app.on(["GET", "DELETE"], "/v1/mcp", (c) =>
@@ -77,12 +18,4 @@ export function mcpRoute(app: Hono, tools: readonly AskTool[]): void {
       allow: "POST",
     }),
   );
-}
-
-function safeHost(url: string): string | undefined {
-  try {
-    return new URL(url).host;
-  } catch {
-    return undefined;
-  }
 }
