@@ -14,9 +14,13 @@ export function currentRelayTicket(mesh: MeshState): string | undefined {
   return mesh.relayTicket ?? (mesh.answer.relayTicket ? encodeRelayTicket(mesh.answer.relayTicket) : undefined);
 }
 
+/** The last ticket read and its expiry: the session asks at every report answered, the ticket changes daily. */
+let read: { ticket: string; expiresAt: number | undefined } | undefined;
+
 /** Whether the ticket runs out within two days (no ticket: nothing to renew; each register brings one). */
 export function relayTicketDue(mesh: MeshState, now: number): boolean {
   const ticket = currentRelayTicket(mesh);
-  const expiresAt = ticket ? decodeRelayTicket(ticket)?.expiresAt : undefined;
-  return expiresAt !== undefined && expiresAt - now < RELAY_TICKET_DUE_MS;
+  if (!ticket) return false;
+  if (read?.ticket !== ticket) read = { ticket, expiresAt: decodeRelayTicket(ticket)?.expiresAt };
+  return read.expiresAt !== undefined && read.expiresAt - now < RELAY_TICKET_DUE_MS;
 }
