@@ -94,7 +94,7 @@ export class Agent {
       return record;
     };
     const behindNat = answer.observedAddress === null || !hostAddresses().includes(answer.observedAddress);
-    const onNoPath = async (endpoints: string[]) => {
+    const onNoPath = async (endpoints: string[], relay: string | undefined) => {
       const found = await lookup().then(
         () => ({ ok: true as const }),
         (error: unknown) => ({ ok: false as const, error }),
@@ -102,6 +102,7 @@ export class Agent {
       log(
         explainNoPath({
           endpoints,
+          relay,
           timeoutSeconds: CONNECT_TIMEOUT_MS / 1000,
           lookup: found,
           behindNat,

@@ -2,13 +2,37 @@
  * The agent's end of its tunnel to the hub: the WireGuard interface (none with
  * `--wireguard off`), reaching the hub through it (see `connect` in @coral-mesh/wireguard/path),
  * and remembering in the data directory which endpoints to try first next time.
+ *
+ * The ways to the hub, in order: `direct`, then the mesh's relay in its discovery Worker (when
+ * the agent has a relay ticket). Direct gives way to the relay quickly, once nothing at all has
+ * come from the hub (QUIET_MS), which is how a pair of NATs that defeat it looks. While relayed,
+ * the spoke keeps looking for a direct path (see probeDirect), and leaves the relay once it finds one.
  */
+import { agentRelayHeaders, relayUrl } from "@coral-mesh/sdk-proto";
 import { WireGuardInterface, type WireGuardKeyPair } from "@coral-mesh/wireguard";
-import { connect, direct, type HubPeer, NoTunnel, type PathStrategy, type Tunnel } from "@coral-mesh/wireguard/path";
+import {
+  AgentRelay,
+  connect,
+  direct,
+  type HubPeer,
+  NoTunnel,
+  type PathStrategy,
+  peerOf,
+  probeDirect,
+  type Tunnel,
+  tcpProbe,
+  throughRelay,
+} from "@coral-mesh/wireguard/path";
 import { type MeshState, saveMeshState } from "./join.js";
+import { currentRelayTicket } from "./relay-ticket.js";
 
-/** The ways to the hub, tried in this order. */
-const STRATEGIES: readonly PathStrategy[] = [direct];
+/** With a relay behind it, direct gives up once nothing has come from the hub in this long. */
+export const QUIET_MS = 1_500;
+/**
+ * While relayed, a direct path is looked for after these waits, then every last one. Each look
+ * holds the tunnel's traffic for up to PROBE_MS (TCP sends it again), so they are few.
+ */
+export const DIRECT_RETRY_MS: readonly number[] = [15_000, 60_000, 300_000];
 
 export interface SpokeOptions {
   dataDir: string;
@@ -18,18 +42,37 @@ export interface SpokeOptions {
   log: (line: string) => void;
   /** Aborting it ends a connect under way (the agent is stopping). */
   signal?: AbortSignal;
-  /** No handshake came through these endpoints: says why (see explainNoPath), or throws a removal. */
-  onNoPath?: (endpoints: string[]) => Promise<void>;
+  /** No handshake came through these endpoints, nor the relay: says why (see explainNoPath), or throws a removal. */
+  onNoPath?: (endpoints: string[], relay: string | undefined) => Promise<void>;
+  /** For tests: the waits between looks for a direct path while relayed. */
+  directRetryMs?: readonly number[];
 }
 
 export class Spoke {
   /** Set once the interface is up. */
   private tunnel: Tunnel = new NoTunnel();
+  /** The relay's end, while the tunnel goes through it. */
+  private relay: AgentRelay | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private retries = 0;
+  /** Path changes one at a time: a reconnect and a look for a direct path must not interleave. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private stopped = false;
 
   constructor(private readonly options: SpokeOptions) {}
 
   private get off(): boolean {
     return this.options.mode === "off";
+  }
+
+  /** The relay's host, as logs and status name it. */
+  get relayHost(): string {
+    return new URL(this.options.mesh.discoveryUrl).host;
+  }
+
+  /** `relay` while the tunnel goes through the relay, else `direct` (or `loopback` without WireGuard). */
+  get path(): "direct" | "relay" | "loopback" {
+    return this.off ? "loopback" : this.relay ? "relay" : "direct";
   }
 
   /** Brings the interface up (wireguard-go starts in a process of its own as this is called). */
@@ -57,7 +100,7 @@ export class Spoke {
     const connecting = Date.now();
     const through = await this.reach(mesh.answer.endpoints, { signal: this.options.signal });
     if (through === undefined) return undefined;
-    if (through && mesh.answer.endpoints[0] !== through) {
+    if (!this.relay && mesh.answer.endpoints[0] !== through) {
       mesh.answer.endpoints = [through, ...mesh.answer.endpoints.filter((e) => e !== through)];
       saveMeshState(this.options.dataDir, mesh);
     }
@@ -78,27 +121,111 @@ export class Spoke {
   }
 
   async down(): Promise<void> {
+    this.stopped = true;
+    this.leaveRelay();
     await this.tunnel.down();
   }
 
-  private async reach(endpoints: string[], how: { signal?: AbortSignal | undefined; fresh?: boolean }): Promise<string | undefined> {
-    const through = await this.tryPath(endpoints, how);
-    if (through === undefined && !how.signal?.aborted) await this.options.onNoPath?.(endpoints);
-    return through;
+  private hub(endpoints: string[]): HubPeer {
+    const { answer } = this.options.mesh;
+    return { publicKey: answer.coordinatorWireguardKey, endpoints, meshIp: answer.coordinatorMeshIp, allowedIps: [answer.meshPrefix] };
   }
 
-  private tryPath(endpoints: string[], how: { signal?: AbortSignal | undefined; fresh?: boolean }): Promise<string | undefined> {
-    const { answer } = this.options.mesh;
-    const hub: HubPeer = {
-      publicKey: answer.coordinatorWireguardKey,
-      endpoints,
-      meshIp: answer.coordinatorMeshIp,
-      allowedIps: [answer.meshPrefix],
-    };
-    return connect(
-      hub,
-      { tunnel: this.tunnel, log: this.options.log, ...(how.signal ? { signal: how.signal } : {}), ...(how.fresh ? { fresh: true } : {}) },
-      STRATEGIES,
-    );
+  private exclusive<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(step, step);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private reach(endpoints: string[], how: { signal?: AbortSignal | undefined; fresh?: boolean }): Promise<string | undefined> {
+    return this.exclusive(async () => {
+      const ticket = currentRelayTicket(this.options.mesh);
+      const strategies: PathStrategy[] = ticket ? [direct, this.viaRelay] : [direct];
+      const through = await connect(
+        this.hub(endpoints),
+        {
+          tunnel: this.tunnel,
+          log: this.options.log,
+          ...(how.signal ? { signal: how.signal } : {}),
+          ...(how.fresh ? { fresh: true } : {}),
+          ...(ticket ? { quietMs: QUIET_MS } : {}),
+        },
+        strategies,
+      );
+      if (through !== undefined && through !== this.relay?.endpoint) this.leaveRelay();
+      if (through === undefined && !how.signal?.aborted) await this.options.onNoPath?.(endpoints, ticket ? this.relayHost : undefined);
+      return through;
+    });
+  }
+
+  /** The relay, as the strategy after `direct`: the relay's end is opened, and kept while it carries the tunnel. */
+  private readonly viaRelay: PathStrategy = {
+    name: "relay",
+    reach: async (hub, context) => {
+      const { mesh, log } = this.options;
+      if (!this.relay) {
+        const { listenPort } = await this.tunnel.status();
+        log(`trying the relay at ${this.relayHost}`);
+        this.relay = await AgentRelay.open({
+          url: relayUrl(mesh.discoveryUrl, mesh.meshId),
+          // The newest ticket at each dial: the coordinator renews it while the tunnel is up.
+          headers: async () => agentRelayHeaders(currentRelayTicket(mesh) ?? ""),
+          wireguardPort: listenPort,
+          log,
+          // Back after the relay was away: the network changed somewhere, and a direct path may
+          // have come with it; the looks for one start over.
+          onOpen: (connects) => {
+            if (connects > 1 && this.relay) this.scheduleDirect(true);
+          },
+        });
+      }
+      if (await throughRelay(this.relay, this.relayHost, hub, context)) {
+        this.scheduleDirect(true);
+        return this.relay.endpoint;
+      }
+      this.leaveRelay();
+      return undefined;
+    },
+  };
+
+  private leaveRelay(): void {
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    this.relay?.close();
+    this.relay = undefined;
+  }
+
+  /** While relayed, looks for a direct path after the next wait (returned, in ms). */
+  private scheduleDirect(first = false): number {
+    if (first) this.retries = 0;
+    clearTimeout(this.retry);
+    const waits = this.options.directRetryMs ?? DIRECT_RETRY_MS;
+    const wait = waits[Math.min(this.retries++, waits.length - 1)] ?? 300_000;
+    this.retry = setTimeout(() => void this.exclusive(() => this.lookForDirect()), wait);
+    this.retry.unref?.();
+    return wait;
+  }
+
+  private async lookForDirect(): Promise<void> {
+    const relay = this.relay;
+    if (!relay || this.stopped) return;
+    // The hub's address as seen from outside goes first, and it is the one a relayed agent can
+    // use if any (the others are on the hub's own network, where no relay would be needed).
+    const hub = this.hub(this.options.mesh.answer.endpoints.slice(0, 1));
+    // The hub may have made the move already: WireGuard follows what it receives, and what the
+    // hub sent straight here took the peer off the relay.
+    const now = (await peerOf(this.tunnel, hub.publicKey))?.endpoint;
+    const found =
+      now && now !== relay.endpoint
+        ? now
+        : await probeDirect(this.tunnel, hub, relay.endpoint, tcpProbe(this.options.mesh.answer.grpcPort));
+    if (this.relay !== relay || this.stopped) return;
+    if (found) {
+      this.options.log(`a direct path to the coordinator came up, through ${found}: leaving the relay`);
+      this.leaveRelay();
+      return;
+    }
+    const next = this.scheduleDirect();
+    this.options.log(`still no direct path to the coordinator through ${hub.endpoints.join(", ")}; looking again in ${next / 1000} s`);
   }
 }

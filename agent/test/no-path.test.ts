@@ -15,7 +15,17 @@ const facts = (over: Partial<NoPathFacts>): NoPathFacts => ({
 
 describe("explainNoPath", () => {
   it("says a relay is needed only behind a NAT, never having reached a coordinator whose record is current", () => {
-    expect(explainNoPath(facts({}))).toMatch(/^no direct path to the coordinator: .*needs a relay/);
+    expect(explainNoPath(facts({}))).toMatch(/^no direct path to the coordinator: .*needs the relay, and this agent has no relay ticket/);
+  });
+
+  it("says the coordinator is not on the relay when the relay was tried too, and how to find out why", () => {
+    const said = explainNoPath(facts({ relay: "198.51.100.1:8787" }));
+    expect(said).toMatch(/^no path to the coordinator: .*nor through the relay at 198\.51\.100\.1:8787/);
+    expect(said).toContain("lines starting `relay:`");
+    // An agent that reached the coordinator before hears that the coordinator does not answer.
+    expect(explainNoPath(facts({ relay: "198.51.100.1:8787", reachedBefore: true }))).toMatch(
+      /^the coordinator does not answer: no handshake through 203\.0\.113\.10:51820 nor the relay at 198\.51\.100\.1:8787 \(this agent has reached it before/,
+    );
   });
 
   it("says the coordinator does not answer when this agent reached it before, or this host has no NAT", () => {

@@ -25,6 +25,7 @@ import { advertisedEndpoints } from "./mesh/advertise.js";
 import { RECORD_ENDPOINTS_EVERY_MS, recordEndpoints } from "./mesh/endpoints.js";
 import { Enrollment } from "./mesh/enrollment.js";
 import { bringUpHub, restorePeers, welcomer } from "./mesh/hub.js";
+import { HubRelayLink } from "./mesh/hub-relay.js";
 import { JoinPoller } from "./mesh/join-poller.js";
 import { DiscoveryRegistrar } from "./mesh/registrar.js";
 import { RelayTickets } from "./mesh/relay-tickets.js";
@@ -118,12 +119,35 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     cleanups.push(() => wireguard.down());
     const restored = await restorePeers(db, wireguard);
     if (!loopback) log(`WireGuard ${settings.interfaceName} is up (${wireguard.mode}); ${restored} enrolled agent(s) restored as peers`);
-    const endpoints = every("recording agent endpoints", RECORD_ENDPOINTS_EVERY_MS, () => recordEndpoints(db, wireguard, observe), { log });
+    // The mesh's relay, for agents with no direct path: open from the start, so that one that
+    // needs it gets through at once.
+    const relay = loopback
+      ? undefined
+      : new HubRelayLink({
+          discoveryUrl: settings.discoveryUrl,
+          meshId: identity.meshId,
+          signing: identity.signing,
+          listenPort: settings.listenPort,
+          db,
+          wireguard,
+          observe,
+          log,
+        });
+    if (relay) cleanups.push(() => relay.close());
+    const relayed = () => relay?.endpoints() ?? new Set<string>();
+    const endpoints = every(
+      "recording agent endpoints",
+      RECORD_ENDPOINTS_EVERY_MS,
+      () => recordEndpoints(db, wireguard, observe, relayed),
+      {
+        log,
+      },
+    );
     const reviver = loopback ? undefined : new Reviver(db, wireguard, settings.heartbeatIntervalMs);
     const revive = reviver && every("reviving quiet agents", REVIVE_EVERY_MS, () => reviver.tick(), { log });
     cleanups.push(async () => {
       await Promise.all([endpoints.stop(), revive?.stop()]);
-      await recordEndpoints(db, wireguard, observe);
+      await recordEndpoints(db, wireguard, observe, relayed);
     });
 
     const serviceHost = loopback ? "127.0.0.1" : COORDINATOR_ADDRESS;
@@ -168,7 +192,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
         db,
         discovery,
         identity,
-        addPeer: welcomer(wireguard, log),
+        addPeer: welcomer(wireguard, log, (endpoint) => (relayed().has(endpoint) ? `the relay at ${relay?.host}` : endpoint)),
         endpoints: advertised,
         grpcPort: agentService.port,
         heartbeatIntervalMs: settings.heartbeatIntervalMs,
@@ -182,7 +206,17 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     let analysis: Analysis | undefined;
     const peers = async () => {
       const status = await wireguard.status();
-      return new Map(status.peers.map((p) => [p.publicKey, { endpoint: p.endpoint, latestHandshake: p.latestHandshake }]));
+      const through = relayed();
+      return new Map(
+        status.peers.map((p) => [
+          p.publicKey,
+          {
+            endpoint: p.endpoint,
+            latestHandshake: p.latestHandshake,
+            relay: p.endpoint && through.has(p.endpoint) ? relay?.host : undefined,
+          },
+        ]),
+      );
     };
     const agentList = agentLister({ db, heartbeatIntervalMs: settings.heartbeatIntervalMs, peers, loopback, now: Date.now });
     const askTools = createAskTools({ db, agents: agentList });
@@ -200,6 +234,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
       mesh: { address: COORDINATOR_ADDRESS, listenPort: settings.listenPort },
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       discoveryState: () => registrar.state,
+      ...(relay ? { relayState: () => relay.view() } : {}),
       loopback,
       peers,
       removePeer: (key) => wireguard.removePeer(key),

@@ -291,10 +291,10 @@ export class HealthWatch {
 }
 
 /** What should happen between a hub behind `coordinator` and an agent behind `agent`. */
-export function expectedPath(coordinator: NatKind, agent: NatKind): "direct" | "relay-needed" {
+export function expectedPath(coordinator: NatKind, agent: NatKind): "direct" | "relay" {
   // Both ends let in only replies, and one of them maps per destination: neither can
-  // address the other's mapping in advance.
-  if (coordinator === "port-restricted" && agent === "symmetric") return "relay-needed";
-  if (coordinator === "symmetric" && (agent === "port-restricted" || agent === "symmetric")) return "relay-needed";
+  // address the other's mapping in advance, and the tunnel goes through the relay.
+  if (coordinator === "port-restricted" && agent === "symmetric") return "relay";
+  if (coordinator === "symmetric" && (agent === "port-restricted" || agent === "symmetric")) return "relay";
   return "direct";
 }

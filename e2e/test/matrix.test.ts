@@ -1,8 +1,8 @@
 /**
- * Every coordinator NAT × agent NAT: the expected outcome, the agent reaching `healthy`
- * (or the pair reported as needing a relay, quickly and plainly), a ping over the mesh,
- * and the path `coral status --json` shows. Prints the time from agent start to healthy
- * for each cell, for a first join through discovery and for a restart of an enrolled agent.
+ * Every coordinator NAT × agent NAT: the agent reaching `healthy`, directly or (for the pairs
+ * of NATs that defeat a direct path) through the relay in the lab's discovery Worker, a ping
+ * over the mesh, and the path `coral status --json` shows. Prints the time from agent start to
+ * healthy for each cell, for a first join through discovery and for a restart of an enrolled agent.
  */
 import { labSkipReason, missingForNatLab, NAT_KINDS, type NatKind, type Site } from "@coral-mesh/wireguard/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ interface AgentView {
   name: string;
   status: string;
   path: string;
+  relay: string | null;
 }
 
 const short: Record<NatKind, string> = {
@@ -56,7 +57,7 @@ describe.skipIf(skip)("the mesh across NATs", () => {
       const site = lab.nat.addSite(`hub-${coordinatorKind}`, coordinatorKind);
       const coordinator = labCoordinator(lab, site, `hub${short[coordinatorKind]}`);
       const watch = new HealthWatch();
-      const agents: Array<{ kind: NatKind | "shared"; agent: LabAgent; expected: "direct" | "relay-needed" }> = [];
+      const agents: Array<{ kind: NatKind | "shared"; agent: LabAgent; expected: "direct" | "relay" }> = [];
       try {
         await coordinator.start();
         watch.start(coordinator);
@@ -80,7 +81,7 @@ describe.skipIf(skip)("the mesh across NATs", () => {
         }
 
         // First join, one agent after another (each host has its own CPU in real life; this
-        // machine has two), except the ones expected to need a relay, which wait anyway.
+        // machine has two).
         const firstJoin = new Map<string, number>();
         const waitFor = async (entry: (typeof agents)[number]) => {
           try {
@@ -116,66 +117,75 @@ describe.skipIf(skip)("the mesh across NATs", () => {
           }
         };
         const reach = async ({ agent, expected }: (typeof agents)[number]) => {
-          if (expected === "direct") {
-            const at = await watch.healthyAt(agent.name, (a) => a.status === "healthy" && a.path === "direct", agent.startedAt, 30_000);
-            firstJoin.set(agent.name, at - agent.startedAt);
-            // Over the target: how the agent and the hub spent the time, for whoever reads the run.
-            if (at - agent.startedAt > 2_000 && !process.env.CORAL_E2E_VERBOSE) {
-              const since = new Date(agent.startedAt - 1_000).toISOString().slice(0, 19);
-              const hub = coordinator.log.filter((line) => line.slice(0, 19) >= since).slice(-20);
-              process.stdout.write(
-                `${agent.name} took ${at - agent.startedAt} ms:\n${agent.timeline.join("\n")}\nthe hub meanwhile:\n${hub.join("\n")}\n`,
-              );
-            }
-          } else {
-            // Plainly, and quickly: the agent says why, and status shows it.
-            const said = await agent.waitForLog(/no direct path to the coordinator/, 30_000);
-            const trying = agent.at(/connecting to the coordinator/) ?? 0;
-            expect(said - trying).toBeLessThan(11_000); // 10 s of trying, then it says so
-            await watch.until(agent.name, (a) => a.path === "relay-needed", agent.startedAt, 25_000);
+          // A direct cell may go through the relay first on a busy machine (nothing from the hub
+          // in 2 s), and moves to direct once the agent finds the path: it gets longer for that.
+          const at = await watch.healthyAt(
+            agent.name,
+            (a) => a.status === "healthy" && a.path === expected,
+            agent.startedAt,
+            expected === "direct" ? 60_000 : 30_000,
+          );
+          firstJoin.set(agent.name, at - agent.startedAt);
+          // Over the target: how the agent and the hub spent the time, for whoever reads the run.
+          const target = expected === "direct" ? 2_000 : 3_000;
+          if (at - agent.startedAt > target && !process.env.CORAL_E2E_VERBOSE) {
+            const since = new Date(agent.startedAt - 1_000).toISOString().slice(0, 19);
+            const hub = coordinator.log.filter((line) => line.slice(0, 19) >= since).slice(-20);
+            process.stdout.write(
+              `${agent.name} took ${at - agent.startedAt} ms:\n${agent.timeline.join("\n")}\nthe hub meanwhile:\n${hub.join("\n")}\n`,
+            );
+          }
+          if (expected === "relay") {
+            // The coordinator's log says which agent came through the relay, and why.
+            expect(coordinator.log.join("\n")).toMatch(
+              new RegExp(
+                `agent ${agent.name} \\(100\\.64\\.\\d+\\.\\d+\\) reaches this hub through the relay at \\S+: no direct path came up`,
+              ),
+            );
           }
           if (process.env.CORAL_E2E_VERBOSE) process.stdout.write(`${agent.name}:\n${agent.timeline.join("\n")}\n`);
         };
-        const relayed: Promise<void>[] = [];
         for (const entry of agents) {
           entry.agent.start(invite);
-          if (entry.expected === "direct") await waitFor(entry);
-          else relayed.push(waitFor(entry));
+          await waitFor(entry);
         }
-        await Promise.all(relayed);
-        const status = await coordinator.json<{ agents: AgentView[] }>("status");
+        // With the lab's 1 s heartbeats, an agent is unhealthy after 2 s of silence: a relayed
+        // agent looking for a direct path holds its traffic for up to a second, and may be, for a
+        // moment, when status is asked.
+        let status = await coordinator.json<{ agents: AgentView[] }>("status");
+        for (const deadline = Date.now() + 10_000; status.agents.some((a) => a.status !== "healthy") && Date.now() < deadline; ) {
+          await new Promise((r) => setTimeout(r, 500));
+          status = await coordinator.json<{ agents: AgentView[] }>("status");
+        }
         for (const { agent, expected } of agents) {
           const view = status.agents.find((a) => a.name === agent.name);
           expect(view?.path, agent.name).toBe(expected);
-          if (expected === "direct") {
-            expect(view?.status, agent.name).toBe("healthy");
-            expect(agent.ping(), `${agent.name} pings the hub through the tunnel`).toBe(true);
-          } else {
-            expect(view?.status, agent.name).not.toBe("healthy");
-          }
+          expect(view?.status, agent.name).toBe("healthy");
+          expect(view?.relay ?? null, agent.name).toBe(expected === "relay" ? new URL(lab.discovery.url).host : null);
+          expect(agent.ping(), `${agent.name} pings the hub through the tunnel`).toBe(true);
         }
 
         // The hub says how each new agent's tunnel came about (it looks every 0.25-2 s).
-        const direct = agents.filter((a) => a.expected === "direct");
         const punched = () => coordinator.log.filter((line) => /new agent at 100\.64\.\d+\.\d+: handshake through /.test(line));
-        for (const deadline = Date.now() + 5_000; punched().length < direct.length && Date.now() < deadline; )
+        for (const deadline = Date.now() + 5_000; punched().length < agents.length && Date.now() < deadline; )
           await new Promise((r) => setTimeout(r, 100));
-        expect(punched(), coordinator.log.slice(-20).join("\n")).toHaveLength(direct.length);
+        expect(punched(), coordinator.log.slice(-20).join("\n")).toHaveLength(agents.length);
 
         // Restart of an enrolled agent: no invite, keys and address kept.
         const restart = new Map<string, number>();
         const stopped = Date.now();
-        for (const { agent } of direct) await agent.stop();
-        await Promise.all(direct.map(({ agent }) => watch.until(agent.name, (a) => a.status !== "healthy", stopped, 15_000)));
-        for (const { agent } of direct) {
+        for (const { agent } of agents) await agent.stop();
+        await Promise.all(agents.map(({ agent }) => watch.until(agent.name, (a) => a.status !== "healthy", stopped, 15_000)));
+        for (const { agent, expected } of agents) {
           agent.start();
-          // Behind a symmetric NAT the hub can only be reached by its own handshake, which
-          // WireGuard starts 15 s after its keepalive (every 25 s) goes unanswered.
+          // Behind a symmetric NAT the hub can only be reached directly by its own handshake,
+          // which WireGuard starts 15 s after its keepalive (every 25 s) goes unanswered; the
+          // agent goes through the relay meanwhile.
           const within = coordinatorKind === "symmetric" ? 60_000 : 30_000;
           const at = await watch.healthyAt(agent.name, (a) => a.status === "healthy", agent.startedAt, within);
           restart.set(agent.name, at - agent.startedAt);
           // Verbose, or far over the target: the agent's own account of the time.
-          if (process.env.CORAL_E2E_VERBOSE || at - agent.startedAt > 1_000)
+          if (process.env.CORAL_E2E_VERBOSE || at - agent.startedAt > (expected === "relay" ? 3_000 : 1_000))
             process.stdout.write(`${agent.name} (restart, ${at - agent.startedAt} ms):\n${agent.timeline.join("\n")}\n`);
         }
         for (const { kind, agent, expected } of agents) {

@@ -238,6 +238,9 @@ describe("pathKind", () => {
   it("names each case", () => {
     expect(pathKind({ ...facts, loopback: true, latestHandshake: 5 })).toBe("loopback");
     expect(pathKind({ ...facts, latestHandshake: 5 })).toBe("direct");
+    expect(pathKind({ ...facts, latestHandshake: 5, relayed: true })).toBe("relay");
+    // A relay socket that has carried no handshake is no path yet.
+    expect(pathKind({ ...facts, relayed: true, now: RELAY_NEEDED_AFTER_MS + 1 })).toBe("relay-needed");
     expect(pathKind({ ...facts, now: RELAY_NEEDED_AFTER_MS })).toBe("unknown");
     expect(pathKind({ ...facts, now: RELAY_NEEDED_AFTER_MS + 1 })).toBe("relay-needed");
     // Heard from once, a tunnel now quiet is not proof that no path exists.

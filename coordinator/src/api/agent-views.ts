@@ -15,17 +15,27 @@ export interface AgentView {
   lastSeen: number | null;
   /** How the hub reaches it: see pathKind in @coral-mesh/wireguard/path. */
   path: PathKind;
+  /** Where the hub sees it: the address its packets come from, or, relayed, `relay <host>`. */
   endpoint: string | null;
+  /** The relay carrying its tunnel (the discovery Worker's host), when its path is `relay`. */
+  relay: string | null;
   version: string | null;
   hostname: string | null;
   plugins: Array<{ name: string; state: string; lastError: string | null }>;
+}
+
+/** An agent's row of the hub's WireGuard peer table, and the relay carrying it, if one does. */
+export interface PeerView {
+  endpoint: string | null;
+  latestHandshake: number | null;
+  relay?: string | undefined;
 }
 
 export interface AgentViewOptions {
   db: Store;
   heartbeatIntervalMs: number;
   /** Path and endpoint of each agent, from the hub's WireGuard peer table. */
-  peers: () => Promise<Map<string, { endpoint: string | null; latestHandshake: number | null }>>;
+  peers: () => Promise<Map<string, PeerView>>;
   /** The coordinator runs without WireGuard: agents reach it over loopback. */
   loopback?: boolean | undefined;
   now: () => number;
@@ -52,11 +62,13 @@ export function agentLister(options: AgentViewOptions): () => Promise<AgentView[
           path: pathKind({
             loopback: options.loopback ?? false,
             latestHandshake: peer?.latestHandshake,
+            relayed: Boolean(peer?.relay),
             lastHeartbeatAt: agent.lastHeartbeatAt,
             enrolledAt: agent.enrolledAt,
             now: at,
           }),
-          endpoint: peer?.endpoint ?? null,
+          endpoint: peer?.relay ? `relay ${peer.relay}` : (peer?.endpoint ?? null),
+          relay: peer?.relay ?? null,
           version: agent.version,
           hostname: agent.hostname,
           plugins: plugins.map((p) => ({ name: p.name, state: p.state, lastError: p.lastError ?? null })),

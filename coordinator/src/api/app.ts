@@ -11,6 +11,7 @@ import type { AskService } from "../ask/service.js";
 import type { AskTool } from "../ask/tool.js";
 import type { Identity } from "../identity.js";
 import { releaseAddress } from "../mesh/allocation.js";
+import type { RelayView } from "../mesh/hub-relay.js";
 import type { RegistrarState } from "../mesh/registrar.js";
 import { createToken, listTokens, revokeToken, tokenState } from "../mesh/tokens.js";
 import type { Bus } from "../store/bus.js";
@@ -18,7 +19,7 @@ import type { Store } from "../store/db.js";
 import { findingCounts } from "../store/finding-queries.js";
 import type { Observe } from "../store/observations.js";
 import { agents, auditLog } from "../store/schema.js";
-import { type AgentView, agentLister } from "./agent-views.js";
+import { type AgentView, agentLister, type PeerView } from "./agent-views.js";
 import { checkApiToken } from "./api-token.js";
 import { authorized, dashboardRoutes, defaultDashboardDir, tokenExchange } from "./dashboard.js";
 import { checkRequestHost, checkRequestOrigin, isLoopbackHost } from "./host-guard.js";
@@ -42,8 +43,10 @@ export interface ApiOptions {
   mesh: { address: string; listenPort: number };
   heartbeatIntervalMs: number;
   discoveryState: () => RegistrarState;
+  /** The hub's end of the mesh's relay, if it has one (not with `--wireguard off`). */
+  relayState?: () => RelayView;
   /** Path and endpoint of each agent, from the hub's WireGuard peer table. */
-  peers: () => Promise<Map<string, { endpoint: string | null; latestHandshake: number | null }>>;
+  peers: () => Promise<Map<string, PeerView>>;
   /** The coordinator runs without WireGuard: agents reach it over loopback. */
   loopback?: boolean;
   removePeer: (publicKey: string) => Promise<void>;
@@ -71,6 +74,8 @@ export type { AgentView };
 export interface StatusView {
   mesh: { id: string; address: string; listenPort: number };
   discovery: { url: string } & RegistrarState;
+  /** The hub's connection to the mesh's relay; absent without WireGuard (and from older coordinators). */
+  relay?: RelayView;
   agents: AgentView[];
   /** Open findings by severity; absent from coordinators older than the findings engine. */
   findings?: FindingCounts;
@@ -124,6 +129,7 @@ export function createApiApp(options: ApiOptions): Hono {
     c.json<StatusView>({
       mesh: { id: options.identity.meshId, address: options.mesh.address, listenPort: options.mesh.listenPort },
       discovery: { url: options.discoveryUrl, ...options.discoveryState() },
+      ...(options.relayState ? { relay: options.relayState() } : {}),
       agents: await listAgents(),
       findings: findingCounts(options.db),
     }),

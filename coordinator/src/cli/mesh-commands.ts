@@ -100,6 +100,7 @@ export async function status(options: ApiTarget & Json, io: Io): Promise<ExitCod
       `Mesh       ${view.mesh.id}`,
       `Hub        ${view.mesh.address}, WireGuard UDP ${view.mesh.listenPort}`,
       `Discovery  ${d.url}  ${discoveryLine}`,
+      ...(view.relay ? [`Relay      ${view.relay.host}  ${relayLine(view.relay)}`] : []),
       `Agents     ${view.agents.length === 0 ? "none yet; invite one with `coral token create`" : `${view.agents.length} (${summary})`}`,
       ...(view.findings
         ? [`Findings   ${countsLine(view.findings)}${countsLine(view.findings) === "none open" ? "" : "; `coral findings` lists them"}`]
@@ -184,6 +185,13 @@ export async function eventsList(
   const oldest = events.at(-1);
   if (events.length === limit && oldest) io.out(`(older: \`coral events --before ${oldest.id}\`)\n`);
   return 0;
+}
+
+/** The hub's connection to the mesh's relay, in words. */
+function relayLine(relay: NonNullable<StatusView["relay"]>): string {
+  const carrying = relay.agents === 0 ? "no agent relayed" : `${relay.agents} agent(s) relayed`;
+  if (relay.state === "open") return `connected, ${carrying}`;
+  return `${relay.state === "connecting" ? "CONNECTING" : "CLOSED"} (agents without a direct path cannot reach this hub; the log's \`relay:\` lines say why), ${carrying}`;
 }
 
 function agentTable(agents: AgentView[], now: number): string {

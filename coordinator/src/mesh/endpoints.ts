@@ -8,9 +8,19 @@ import { agents } from "../store/schema.js";
 /** How often the hub's peer table is compared with the store. */
 export const RECORD_ENDPOINTS_EVERY_MS = 10_000;
 
-/** Writes each endpoint that changed; a change of one already known is an event (`agent.path_changed`). */
-export async function recordEndpoints(db: Store, wireguard: Pick<Tunnel, "status">, observe?: Observe): Promise<void> {
-  const { peers } = await wireguard.status();
+/**
+ * Writes each endpoint that changed; a change of one already known is an event (`agent.path_changed`).
+ * The relay's local sockets (`relayed`) are not kept: they mean nothing after a restart, and the
+ * address the agent was last seen at directly is what a restarted hub tries first.
+ */
+export async function recordEndpoints(
+  db: Store,
+  wireguard: Pick<Tunnel, "status">,
+  observe?: Observe,
+  relayed: () => Set<string> = () => new Set(),
+): Promise<void> {
+  const through = relayed();
+  const peers = (await wireguard.status()).peers.filter((p) => !p.endpoint || !through.has(p.endpoint));
   const known = new Map(
     db
       .select({ key: agents.wireguardKey, name: agents.name, endpoint: agents.endpoint })

@@ -61,12 +61,12 @@ export async function restorePeers(db: Store, wireguard: Tunnel): Promise<number
  * Adds a newly enrolled agent as a peer. The endpoint alone sends nothing yet: `punch` sends
  * toward the agent, in the background, and logs what came of it.
  */
-export function welcomer(wireguard: Tunnel, log: (line: string) => void) {
+export function welcomer(wireguard: Tunnel, log: (line: string) => void, say?: (endpoint: string) => string) {
   return async (peer: { publicKey: string; meshIp: string; endpoint: string | undefined }): Promise<void> => {
     const spec = { publicKey: peer.publicKey, allowedIps: [`${peer.meshIp}/32`] };
     await wireguard.setPeer(peer.endpoint ? { ...spec, endpoint: peer.endpoint } : spec);
     if (peer.endpoint) {
-      void punch(wireguard, { ...spec, endpoint: peer.endpoint }).then(
+      void punch(wireguard, { ...spec, endpoint: peer.endpoint }, say).then(
         (outcome) => log(`new agent at ${peer.meshIp}: ${outcome}`),
         (error: unknown) =>
           log(`new agent at ${peer.meshIp}: sending toward it failed: ${error instanceof Error ? error.message : String(error)}`),

@@ -16,7 +16,7 @@ import * as z from "zod";
 import { fromBase64Url, toBase64, toBase64Url, utf8 } from "../encoding.js";
 import { weakSigningKeyReason } from "./ed25519.js";
 import { wireguardKeySchema } from "./schemas.js";
-import { meshIdFor, type SigningKeyPair, verifyCanonical } from "./signing.js";
+import { meshIdFor, type SigningKeyPair, signRequest, verifyCanonical } from "./signing.js";
 import { ticketSignatureSchema, ticketSigningKeySchema } from "./ticket.js";
 
 export const RELAY_TICKET_SCHEME = "coral-relay-v1";
@@ -45,6 +45,21 @@ export const relayHeaders = {
   /** The agent's relay ticket, `relayTicketSchema` as JSON in base64url. */
   ticket: "coral-relay-ticket",
 } as const;
+
+/** The mesh's relay room in its discovery Worker (`ws` or `wss` once dialled). */
+export function relayUrl(discoveryUrl: string, meshId: string): string {
+  return `${discoveryUrl.replace(/\/+$/, "")}/v1/meshes/${meshId}/relay`;
+}
+
+/** The headers a hub dials its relay room with: its role, and a request signed by the mesh key (good once). */
+export async function hubRelayHeaders(keys: SigningKeyPair, url: string): Promise<Record<string, string>> {
+  return { [relayHeaders.role]: "hub", ...(await signRequest(keys, { method: "GET", path: new URL(url).pathname, body: "" })) };
+}
+
+/** The headers an agent dials its mesh's relay room with: its role and its ticket (as its header carries it). */
+export function agentRelayHeaders(ticket: string): Record<string, string> {
+  return { [relayHeaders.role]: "agent", [relayHeaders.ticket]: ticket };
+}
 
 export const relayTicketSchema = z.strictObject({
   signingKey: ticketSigningKeySchema,

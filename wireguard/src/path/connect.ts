@@ -1,7 +1,7 @@
 /**
  * The agent's side of a path to the hub: strategies tried in order until one has a
- * handshake. Each strategy is one way through (today `direct`; a relay will be one more,
- * after it), and says itself why it could not get through.
+ * handshake. Each strategy is one way through (`direct`, then the agent's relay), and says
+ * itself why it could not get through.
  */
 import type { Nudger } from "./handshake.js";
 import type { Tunnel } from "./tunnel.js";
@@ -24,6 +24,12 @@ export interface PathContext {
   signal?: AbortSignal;
   /** Start over even when the tunnel shook hands moments ago (its session may be one the hub no longer has). */
   fresh?: boolean;
+  /**
+   * Give up on a way through once nothing at all has come from the hub in this long (a relay
+   * waits behind it): where a direct path exists, the hub's answer or its own packets toward
+   * the agent arrive within a second; between NATs that defeat it, nothing ever does.
+   */
+  quietMs?: number;
   /** What sends packets toward the hub while a handshake is awaited (a UDP socket, unless a test says otherwise). */
   nudger?: () => Nudger;
 }

@@ -54,10 +54,13 @@ export const direct: PathStrategy = {
       /** Since when they arrive at the peer entry now set, with no handshake yet. */
       let arrivingSince: number | undefined;
       let saidStalled = false;
+      /** Something came from the hub, at any of the entries set. */
+      let heard = false;
+      const quiet = () => context.quietMs !== undefined && !heard && Date.now() - started >= context.quietMs;
       // (An abort ends the rounds too: breaking out of one alone would spin through the rest without waiting.)
-      for (let round = 0; !signal?.aborted && Date.now() - started < CONNECT_TIMEOUT_MS; round++) {
+      for (let round = 0; !signal?.aborted && !quiet() && Date.now() - started < CONNECT_TIMEOUT_MS; round++) {
         for (const endpoint of endpoints) {
-          if (signal?.aborted || Date.now() - started >= CONNECT_TIMEOUT_MS) break;
+          if (signal?.aborted || quiet() || Date.now() - started >= CONNECT_TIMEOUT_MS) break;
           // (At the first attempt there is no peer entry yet.)
           const current = fresh ? undefined : await peerOf(tunnel, publicKey);
           // Once the hub's packets arrive (it sends toward an agent that just joined), the
@@ -65,6 +68,7 @@ export const direct: PathStrategy = {
           // for STALLED_MS at most. A handshake message lost either way would otherwise wait
           // for WireGuard's retry, 5 s later: this side starts one instead, toward there.
           const arriving = (current?.rxBytes ?? 0) > 0;
+          heard ||= arriving;
           if (arriving) {
             learned = current?.endpoint ?? learned;
             arrivingSince ??= Date.now();
@@ -96,7 +100,8 @@ export const direct: PathStrategy = {
             nudger,
             // Packets arrive but no handshake: on to the next attempt, which starts one.
             giveUp: (peer) => {
-              if ((peer?.rxBytes ?? 0) === 0) return false;
+              if ((peer?.rxBytes ?? 0) === 0) return quiet();
+              heard = true;
               arrivingSince ??= Date.now();
               return Date.now() - arrivingSince >= STALLED_MS;
             },
@@ -111,6 +116,10 @@ export const direct: PathStrategy = {
         }
       }
       if (signal?.aborted) return undefined;
+      if (quiet()) {
+        log(`nothing came from the coordinator through ${endpoints.join(", ")} in ${Date.now() - started} ms: no direct path`);
+        return undefined;
+      }
       // Why is for the caller to say: a stopped coordinator and a pair of NATs look alike from here.
       log(`no handshake with the coordinator through ${endpoints.join(", ")} in ${CONNECT_TIMEOUT_MS / 1000} s`);
       return undefined;

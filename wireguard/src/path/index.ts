@@ -1,7 +1,7 @@
 /**
  * Paths through NATs between the hub and its agents, for both ends: the mesh's numbers, the
  * tunnel either side drives, waiting for a handshake, the strategies that get one (the
- * agent's `connect` over `direct`; the hub's `punch` and `revive`), and how a path is named.
+ * agent's `connect` over `direct`, then the relay; the hub's `punch` and `revive`), and how a path is named.
  */
 export { connect, type HubPeer, type PathContext, type PathStrategy } from "./connect.js";
 export { CONNECT_TIMEOUT_MS, direct } from "./direct.js";
@@ -10,4 +10,5 @@ export { type PathFacts, type PathKind, pathKind, RELAY_NEEDED_AFTER_MS } from "
 export { COORDINATOR_ADDRESS, DEFAULT_INTERFACE, isMeshAddress, KEEPALIVE_SECONDS, MESH_PREFIX, MESH_PREFIX_LENGTH } from "./mesh.js";
 export { type AgentPeer, punch, revive } from "./punch.js";
 export { AgentRelay, HubRelay, type RelayCounters, type RelayDial, type RelayOptions, type RelayState } from "./relay.js";
+export { PROBE_MS, type Probe, probeDirect, RELAY_HANDSHAKE_MS, RELAY_OPEN_MS, type RelayLink, tcpProbe, throughRelay } from "./relayed.js";
 export { NoTunnel, peerOf, type Tunnel } from "./tunnel.js";

@@ -1,12 +1,13 @@
 /** What `coral status` says of each agent's path: how its tunnel came about, if it did. */
 
 /**
- * `direct`: the tunnel has shaken hands. `relay-needed`: the agent joined more than
+ * `direct`: the tunnel has shaken hands. `relay`: it has, through the mesh's relay (the hub's
+ * peer entry points at one of its relay's local sockets). `relay-needed`: the agent joined more than
  * RELAY_NEEDED_AFTER_MS ago and was never heard from: no handshake ever came through, which
  * between two NATs that only let replies in means no direct path exists. `loopback`: no
  * WireGuard (`--wireguard off`). `unknown`: not yet known either way.
  */
-export type PathKind = "direct" | "relay-needed" | "loopback" | "unknown";
+export type PathKind = "direct" | "relay" | "relay-needed" | "loopback" | "unknown";
 
 /**
  * Both ends try to reach a new agent for 10 s after it joins (the agent its candidates, the
@@ -20,6 +21,8 @@ export interface PathFacts {
   loopback: boolean;
   /** Unix ms of the hub's latest handshake with the agent, from its peer table. */
   latestHandshake: number | null | undefined;
+  /** The hub's peer entry points at its relay's socket for this agent. */
+  relayed?: boolean;
   /** Unix ms of the agent's last heartbeat, null if it never sent one. */
   lastHeartbeatAt: number | null;
   enrolledAt: number;
@@ -28,8 +31,7 @@ export interface PathFacts {
 
 export function pathKind(facts: PathFacts): PathKind {
   if (facts.loopback) return "loopback";
-  // Without a relay, a tunnel that has shaken hands is a direct path.
-  if (facts.latestHandshake) return "direct";
+  if (facts.latestHandshake) return facts.relayed ? "relay" : "direct";
   if (facts.lastHeartbeatAt === null && facts.now - facts.enrolledAt > RELAY_NEEDED_AFTER_MS) return "relay-needed";
   return "unknown";
 }

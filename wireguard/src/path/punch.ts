@@ -32,7 +32,12 @@ const PUNCH_FOR_MS = 30_000;
  *
  * Resolves with what came of it, in words.
  */
-export async function punch(tunnel: Pick<Tunnel, "status" | "setPeer" | "removePeer">, agent: AgentPeer): Promise<string> {
+export async function punch(
+  tunnel: Pick<Tunnel, "status" | "setPeer" | "removePeer">,
+  agent: AgentPeer,
+  /** How an endpoint is said in the outcome (a relay's local socket, by the relay's name). */
+  say: (endpoint: string) => string = (endpoint) => endpoint,
+): Promise<string> {
   const started = Date.now();
   const since = handshakeEpoch(started);
   const keepalive = { publicKey: agent.publicKey, allowedIps: agent.allowedIps, persistentKeepalive: KEEPALIVE_SECONDS };
@@ -45,7 +50,7 @@ export async function punch(tunnel: Pick<Tunnel, "status" | "setPeer" | "removeP
     if (shookHandsSince(peer, since)) {
       // Through (the agent's own handshake, perhaps): keepalives on, at the address it came from.
       if (peer.persistentKeepalive === null) await tunnel.setPeer(keepalive);
-      return `handshake through ${peer.endpoint ?? agent.endpoint} ${Date.now() - started} ms after its answer (${sent} sent from here)`;
+      return `handshake through ${say(peer.endpoint ?? agent.endpoint)} ${Date.now() - started} ms after its answer (${sent} sent from here)`;
     }
     if (peer.rxBytes === 0) {
       await tunnel.removePeer(agent.publicKey);

@@ -35,6 +35,8 @@ export interface RelayOptions extends RelayDial {
   backoffMs?: (attempt: number) => number;
   /** ms between keepalive pings; the socket is dropped and dialled again when no pong comes within as long again. */
   keepaliveMs?: number;
+  /** Called each time the WebSocket opens, with how many times it has (1 the first time). */
+  onOpen?: (connects: number) => void;
 }
 
 export type RelayState = "connecting" | "open" | "closed";
@@ -135,6 +137,7 @@ class RelaySocket {
       this.counters.connects++;
       for (const resolve of this.opened.splice(0)) resolve();
       this.startKeepalive(ws);
+      this.options.onOpen?.(this.counters.connects);
     });
     ws.on("message", (data, isBinary) => {
       if (isBinary) this.onMessage(data as Buffer);

@@ -37,6 +37,8 @@ export interface Site {
   hosts: LabHost[];
   /** The router "reboots": its WAN address goes and comes back, which drops every NAT mapping. */
   reboot(): void;
+  /** The router forwards a UDP port of its WAN address to its first host, as a user opening a port does. */
+  forwardUdp(port: number): void;
 }
 
 export interface NatLab {
@@ -111,7 +113,7 @@ export function createNatLab(): NatLab {
         if (hostCount !== 1) throw new Error("a public site has exactly one host");
         const ns = addNs(`h${index}`);
         attach(ns, `p${index}`, wan);
-        return { name, kind, publicAddress: wan, router: undefined, hosts: [{ ns, address: wan }], reboot() {} };
+        return { name, kind, publicAddress: wan, router: undefined, hosts: [{ ns, address: wan }], reboot() {}, forwardUdp() {} };
       }
       if (kind === "full-cone" && hostCount !== 1) throw new Error("a full-cone site forwards to exactly one host");
       const router = addNs(`r${index}`);
@@ -148,6 +150,24 @@ export function createNatLab(): NatLab {
           inNs(router, ["ip", "addr", "del", `${wan}/24`, "dev", "wan"]);
           inNs(router, ["ip", "addr", "add", `${wan}/24`, "dev", "wan"]);
           inNs(router, ["ip", "route", "replace", "default", "via", `${INTERNET}.1`]);
+        },
+        forwardUdp(port) {
+          const host = hosts[0]?.address as string;
+          const rules = [
+            "table ip forward {",
+            "  chain pre {",
+            "    type nat hook prerouting priority dstnat; policy accept;",
+            `    iifname "wan" ip daddr ${wan} udp dport ${port} dnat to ${host}`,
+            "  }",
+            "  chain post {",
+            // Replies, and what the host sends from the port, leave from the forwarded port.
+            "    type nat hook postrouting priority srcnat - 1; policy accept;",
+            `    oifname "wan" ip saddr ${host} udp sport ${port} snat to ${wan}:${port}`,
+            "  }",
+            "}",
+            "",
+          ].join("\n");
+          inNs(router, ["nft", "-f", "-"], rules);
         },
       };
     },
