@@ -15,6 +15,7 @@ import {
   connect,
   direct,
   type HubPeer,
+  KEEPALIVE_SECONDS,
   NoTunnel,
   type PathStrategy,
   peerOf,
@@ -184,6 +185,15 @@ export class Spoke {
         return this.relay.endpoint;
       }
       this.leaveRelay();
+      // WireGuard keeps trying in the background: toward the best direct guess, not the relay's closed socket.
+      const [best] = hub.endpoints;
+      if (best)
+        await this.tunnel.setPeer({
+          publicKey: hub.publicKey,
+          endpoint: best,
+          allowedIps: hub.allowedIps,
+          persistentKeepalive: KEEPALIVE_SECONDS,
+        });
       return undefined;
     },
   };

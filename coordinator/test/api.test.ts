@@ -28,7 +28,12 @@ async function setup(token?: string) {
     mesh: { address: "100.64.0.1", listenPort: 51820 },
     heartbeatIntervalMs: 10_000,
     discoveryState: () => ({ state: "registered", lastRegistered: now - 5_000, lastError: null, observedAddress: "203.0.113.5" }),
-    peers: async () => new Map([["key-web", { endpoint: "198.51.100.7:40001", latestHandshake: now - 3_000 }]]),
+    peers: async () =>
+      new Map([
+        ["key-web", { endpoint: "198.51.100.7:40001", latestHandshake: now - 3_000 }],
+        ["key-phone", { endpoint: "127.0.0.1:43001", latestHandshake: now - 2_000, relay: "discovery.example.workers.dev" }],
+      ]),
+    relayState: () => ({ host: "discovery.example.workers.dev", state: "open" as const, agents: 1 }),
     removePeer: async (key) => {
       removed.push(key);
     },
@@ -53,12 +58,24 @@ describe("the coordinator API", () => {
       })
       .run();
     db.insert(agents).values({ name: "db-1", wireguardKey: "key-db", meshIp: "100.64.0.3", enrolledAt: now, lastHeartbeatAt: null }).run();
+    db.insert(agents)
+      .values({ name: "phone", wireguardKey: "key-phone", meshIp: "100.64.0.4", enrolledAt: now, lastHeartbeatAt: now - 1_000 })
+      .run();
     const status = (await (await app.request("/v1/status")).json()) as Record<string, unknown>;
     expect(status).toMatchObject({
       mesh: { id: identity.meshId, address: "100.64.0.1", listenPort: 51820 },
       discovery: { url: "https://discovery.example.workers.dev", state: "registered", lastRegistered: now - 5_000 },
+      relay: { host: "discovery.example.workers.dev", state: "open", agents: 1 },
       agents: [
-        { name: "db-1", status: "offline", path: "unknown", endpoint: null, plugins: [] },
+        { name: "db-1", status: "offline", path: "unknown", endpoint: null, relay: null, plugins: [] },
+        // Relayed: the relay's local socket is no address of the agent's, so the relay is named instead.
+        {
+          name: "phone",
+          status: "healthy",
+          path: "relay",
+          endpoint: "relay discovery.example.workers.dev",
+          relay: "discovery.example.workers.dev",
+        },
         {
           name: "web-1",
           meshIp: "100.64.0.2",
@@ -66,6 +83,7 @@ describe("the coordinator API", () => {
           lastSeen: now - 4_000,
           path: "direct",
           endpoint: "198.51.100.7:40001",
+          relay: null,
           plugins: [{ name: "passive", state: "running" }],
         },
       ],

@@ -10,10 +10,15 @@ import {
   MESH_PREFIX,
   type Nudger,
   type PathStrategy,
+  PROBE_MS,
   pathKind,
+  probeDirect,
   punch,
+  RELAY_HANDSHAKE_MS,
   RELAY_NEEDED_AFTER_MS,
+  RELAY_OPEN_MS,
   revive,
+  throughRelay,
 } from "../src/path/index.js";
 
 const T0 = 1_700_000_000_000;
@@ -230,6 +235,134 @@ describe("revive", () => {
       { publicKey: "agentkey", allowedIps: ["100.64.0.2/32"], endpoint: "203.0.113.7:41000", persistentKeepalive: KEEPALIVE_SECONDS },
     ]);
     expect(nudges).toEqual(["100.64.0.2"]);
+  });
+});
+
+describe("direct, with a relay behind it", () => {
+  it("gives way once nothing at all has come from the hub in quietMs", async () => {
+    const tunnel = fakeTunnel();
+    const log: string[] = [];
+    const reached = direct.reach(hub, { tunnel, log: (l) => log.push(l), nudger: fakeNudger, quietMs: 1_500 });
+    await vi.advanceTimersByTimeAsync(1_700);
+    expect(await reached).toBeUndefined();
+    expect(log.at(-1)).toMatch(/^nothing came from the coordinator through 192\.0\.2\.1:51820, 198\.51\.100\.1:51820 in 1[5-6]\d\d ms$/);
+  });
+
+  it("keeps trying for the whole window once the hub's packets arrive, however long the handshake takes", async () => {
+    // Packets arrive at once, the handshake only after 3 s.
+    const tunnel = fakeTunnel((peer) => {
+      peer.rxBytes = 32;
+    });
+    setTimeout(() => {
+      const peer = tunnel.peers.get("hubkey") as PeerStatus;
+      peer.latestHandshake = Math.floor(Date.now() / 1000) * 1000;
+    }, 3_000);
+    const reached = direct.reach(hub, { tunnel, log: () => {}, nudger: fakeNudger, quietMs: 1_500 });
+    await vi.advanceTimersByTimeAsync(CONNECT_TIMEOUT_MS + 200);
+    expect(await reached).toBeDefined();
+  });
+});
+
+describe("throughRelay", () => {
+  const link = (endpoint: string, opensAfterMs: number | undefined) => ({
+    endpoint,
+    ready: (signal?: AbortSignal) =>
+      new Promise<void>((resolve, reject) => {
+        if (opensAfterMs !== undefined) setTimeout(resolve, opensAfterMs);
+        signal?.addEventListener("abort", () => reject(signal.reason));
+      }),
+  });
+
+  it("points a fresh hub peer at the relay's socket and waits for the handshake through it", async () => {
+    const tunnel = fakeTunnel(handshakeAt("127.0.0.1:40001", 30));
+    await tunnel.setPeer({ publicKey: "hubkey", endpoint: "192.0.2.1:51820", allowedIps: [MESH_PREFIX] });
+    const log: string[] = [];
+    const through = throughRelay(link("127.0.0.1:40001", 20), "relay.example", hub, {
+      tunnel,
+      log: (l) => log.push(l),
+      nudger: fakeNudger,
+    });
+    await vi.advanceTimersByTimeAsync(500);
+    expect(await through).toBe(true);
+    expect(tunnel.removed).toBe(1); // no session or pending handshake toward the direct candidates is kept
+    expect(tunnel.setCalls.at(-1)).toEqual({
+      publicKey: "hubkey",
+      endpoint: "127.0.0.1:40001",
+      allowedIps: [MESH_PREFIX],
+      persistentKeepalive: KEEPALIVE_SECONDS,
+    });
+    expect(log.at(-1)).toMatch(/^tunnel up through the relay at relay\.example in \d+ ms$/);
+  });
+
+  it("says so when the relay does not open, or no handshake comes through it", async () => {
+    const log: string[] = [];
+    const closed = throughRelay(link("127.0.0.1:40001", undefined), "relay.example", hub, {
+      tunnel: fakeTunnel(),
+      log: (l) => log.push(l),
+      nudger: fakeNudger,
+    });
+    await vi.advanceTimersByTimeAsync(RELAY_OPEN_MS + 100);
+    expect(await closed).toBe(false);
+    expect(log.at(-1)).toBe("the relay at relay.example did not open in 5 s");
+
+    const silent = throughRelay(link("127.0.0.1:40001", 0), "relay.example", hub, {
+      tunnel: fakeTunnel(),
+      log: (l) => log.push(l),
+      nudger: fakeNudger,
+    });
+    await vi.advanceTimersByTimeAsync(RELAY_HANDSHAKE_MS + 200);
+    expect(await silent).toBe(false);
+    expect(log.at(-1)).toBe("no handshake with the coordinator through the relay at relay.example in 5 s");
+  });
+});
+
+describe("probeDirect", () => {
+  const relayed = "127.0.0.1:40001";
+  const relayedTunnel = async (react: Parameters<typeof fakeTunnel>[0]) => {
+    const tunnel = fakeTunnel(react);
+    await tunnel.setPeer({ publicKey: "hubkey", endpoint: relayed, allowedIps: [MESH_PREFIX] });
+    (tunnel.peers.get("hubkey") as PeerStatus).latestHandshake = T0;
+    tunnel.setCalls.length = 0;
+    return tunnel;
+  };
+
+  it("finds the candidate the hub answers through, keeping the tunnel's session", async () => {
+    const tunnel = await relayedTunnel(() => {});
+    const probes: string[] = [];
+    const found = await probeDirect(
+      tunnel,
+      hub,
+      relayed,
+      async (ip) => {
+        probes.push(ip);
+        return (tunnel.peers.get("hubkey") as PeerStatus).endpoint === "198.51.100.1:51820";
+      },
+      fakeNudger,
+    );
+    expect(found).toBe("198.51.100.1:51820");
+    expect(probes).toEqual(["100.64.0.1", "100.64.0.1"]);
+    expect(tunnel.removed).toBe(0);
+    expect((tunnel.peers.get("hubkey") as PeerStatus).latestHandshake).toBe(T0);
+  });
+
+  it("does not count an answer that came through the relay, and puts the peer back there", async () => {
+    // The hub sent through the relay meanwhile: WireGuard followed it back.
+    const tunnel = await relayedTunnel((peer) => {
+      peer.endpoint = relayed;
+    });
+    nudges.length = 0;
+    expect(await probeDirect(tunnel, hub, relayed, async () => true, fakeNudger)).toBeUndefined();
+    expect(tunnel.setCalls.map((c) => c.endpoint)).toEqual(["192.0.2.1:51820", "198.51.100.1:51820", relayed]);
+    expect((tunnel.peers.get("hubkey") as PeerStatus).endpoint).toBe(relayed);
+    // A packet through the relay brings the hub back there too.
+    expect(nudges).toEqual(["100.64.0.1"]);
+  });
+
+  it("gives up on a candidate that does not answer", async () => {
+    const tunnel = await relayedTunnel(() => {});
+    expect(await probeDirect(tunnel, { ...hub, endpoints: ["192.0.2.1:51820"] }, relayed, async () => false, fakeNudger)).toBeUndefined();
+    expect((tunnel.peers.get("hubkey") as PeerStatus).endpoint).toBe(relayed);
+    expect(PROBE_MS).toBeLessThanOrEqual(1_000); // a look holds the tunnel's traffic this long at most
   });
 });
 

@@ -117,7 +117,7 @@ export const direct: PathStrategy = {
       }
       if (signal?.aborted) return undefined;
       if (quiet()) {
-        log(`nothing came from the coordinator through ${endpoints.join(", ")} in ${Date.now() - started} ms: no direct path`);
+        log(`nothing came from the coordinator through ${endpoints.join(", ")} in ${Date.now() - started} ms`);
         return undefined;
       }
       // Why is for the caller to say: a stopped coordinator and a pair of NATs look alike from here.

@@ -36,12 +36,18 @@ export const PROBE_MS = 1_000;
 export async function throughRelay(link: RelayLink, through: string, hub: HubPeer, context: PathContext): Promise<boolean> {
   const { tunnel, log, signal } = context;
   const started = Date.now();
-  const opening = AbortSignal.any([AbortSignal.timeout(RELAY_OPEN_MS), ...(signal ? [signal] : [])]);
+  const opening = new AbortController();
+  const late = setTimeout(() => opening.abort(new Error("late")), RELAY_OPEN_MS);
+  const stop = () => opening.abort(signal?.reason);
+  signal?.addEventListener("abort", stop, { once: true });
   try {
-    await link.ready(opening);
+    await link.ready(opening.signal);
   } catch {
     if (!signal?.aborted) log(`the relay at ${through} did not open in ${RELAY_OPEN_MS / 1000} s`);
     return false;
+  } finally {
+    clearTimeout(late);
+    signal?.removeEventListener("abort", stop);
   }
   const since = handshakeEpoch(Date.now());
   // A fresh entry: no session or pending handshake toward the direct candidates, and one sent at once.
