@@ -499,6 +499,11 @@ async function main(): Promise<void> {
         countersBeforePings.agent.datagramsUp +
         (countersAfterPings.hub.datagramsUp - countersBeforePings.hub.datagramsUp),
       connects: { hub: finalCounters.hub.connects, agent: finalCounters.agent.connects },
+      /** Datagrams one end sent up that the other never got, over the whole bench, each way. */
+      lost: {
+        agentToHub: finalCounters.agent.datagramsUp - finalCounters.hub.datagramsDown,
+        hubToAgent: finalCounters.hub.datagramsUp - finalCounters.agent.datagramsDown,
+      },
     };
     const verdicts = {
       rtt: addedMedianMs < TARGET_ADDED_RTT_MS,
@@ -536,7 +541,8 @@ async function main(): Promise<void> {
           ),
           `  relayed, it took ${messagesPerBacklog} relay messages (${budget.messagesUp} agent → hub, ${budget.messagesDown} hub → agent) and ${mib(bytesPerBacklog)} of datagrams`,
           `  the mesh's budget (${relayLimits.maxMessagesPerMinute} messages, ${mib(relayLimits.maxBytesPerMinute)} a minute) takes ${budget.backlogsPerMinute} such backlogs a minute`,
-          `  (${rounds * pingsPerRound * 2} relayed pings took ${budget.pingMessages} messages; connections: hub ${budget.connects.hub}, agent ${budget.connects.agent})`,
+          `  (${sent.relayed} relayed pings took ${budget.pingMessages} messages; connections: hub ${budget.connects.hub}, agent ${budget.connects.agent};`,
+          `  datagrams lost in the relay over the whole run: ${budget.lost.agentToHub} agent → hub, ${budget.lost.hubToAgent} hub → agent)`,
           "",
           `RTT: relayed adds ${addedMedianMs.toFixed(2)} ms (median), target < ${TARGET_ADDED_RTT_MS} ms: ${verdicts.rtt ? "met" : "NOT met"}`,
           `backlog: ${bytes} bytes relayed in ${(backlog.relayed.medianMs / 1000).toFixed(3)} s (median), target < ${TARGET_TRANSFER_S} s: ${verdicts.backlog ? "met" : "NOT met"}`,
