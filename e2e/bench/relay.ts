@@ -20,7 +20,7 @@
  * against the mesh's relay budget. Targets: relayed adds < 20 ms of RTT, 1 MiB in < 5 s.
  *
  * Options: --rounds N (10), --pings N per round and tunnel (20), --runs N (5), --bytes N (1048576),
- * --json (the figures as JSON on stdout; progress always goes to stderr).
+ * --timeout S for one backlog (120), --json (the figures as JSON on stdout; progress always goes to stderr).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -48,6 +48,7 @@ const { values } = parseArgs({
     pings: { type: "string", default: "20" },
     runs: { type: "string", default: "5" },
     bytes: { type: "string", default: String(1024 * 1024) },
+    timeout: { type: "string", default: "120" },
     json: { type: "boolean", default: false },
     end: { type: "boolean", default: false },
   },
@@ -76,7 +77,7 @@ interface EndConfig {
   sinkPort?: number;
 }
 
-type EndCommand = { cmd: "counters" } | { cmd: "send"; host: string; port: number; bytes: number };
+type EndCommand = { cmd: "counters" } | { cmd: "send"; host: string; port: number; bytes: number; timeoutMs: number };
 interface EndReply {
   ready?: boolean;
   endpoint?: string;
@@ -106,7 +107,7 @@ async function relayEnd(): Promise<void> {
   const first = await input.next();
   if (first.done) return;
   const config = JSON.parse(first.value) as EndConfig;
-  const log = (line: string) => process.stderr.write(`  [${config.role} end] ${line}\n`);
+  const log = (line: string) => process.stderr.write(`  ${new Date().toISOString().slice(11, 23)} [${config.role} end] ${line}\n`);
   let end: AgentRelay | HubRelay;
   let sink: ReturnType<typeof createServer> | undefined;
   if (config.role === "hub") {
@@ -143,7 +144,7 @@ async function relayEnd(): Promise<void> {
     const command = JSON.parse(line) as EndCommand;
     try {
       if (command.cmd === "counters") reply({ counters: { ...end.counters } });
-      else reply(await sendBacklog(command.host, command.port, command.bytes));
+      else reply(await sendBacklog(command.host, command.port, command.bytes, command.timeoutMs));
     } catch (error) {
       reply({ error: (error as Error).message });
     }
@@ -155,14 +156,14 @@ async function relayEnd(): Promise<void> {
 }
 
 /** `bytes` over one new TCP connection, timed until the receiver says it has them all. */
-function sendBacklog(host: string, port: number, bytes: number): Promise<EndReply> {
+function sendBacklog(host: string, port: number, bytes: number, timeoutMs: number): Promise<EndReply> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const socket = connect({ host, port });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`${bytes} bytes to ${host}:${port} took over 120 s`));
-    }, 120_000);
+      reject(new Error(`${bytes} bytes to ${host}:${port} took over ${timeoutMs / 1000} s`));
+    }, timeoutMs);
     let answer = "";
     socket.once("connect", () => socket.end(Buffer.alloc(bytes, 0x63)));
     socket.on("data", (chunk: Buffer) => {
@@ -451,7 +452,13 @@ async function main(): Promise<void> {
       const order: Path[] = run % 2 === 0 ? ["direct", "relayed"] : ["relayed", "direct"];
       for (const path of order) {
         const before = path === "relayed" ? { hub: await hubEnd.counters(), agent: await agentEnd.counters() } : undefined;
-        const sentBacklog = await agentEnd.request({ cmd: "send", host: TUNNEL[path].hub, port: PORTS.sink, bytes });
+        const sentBacklog = await agentEnd.request({
+          cmd: "send",
+          host: TUNNEL[path].hub,
+          port: PORTS.sink,
+          bytes,
+          timeoutMs: Number(values.timeout) * 1000,
+        });
         if (sentBacklog.received !== bytes) throw new Error(`the hub received ${sentBacklog.received} of ${bytes} bytes (${path})`);
         const entry: TransferRun = { ms: sentBacklog.ms as number };
         if (before) {
