@@ -475,6 +475,8 @@ async function main(): Promise<void> {
         );
       }
     }
+    // The last segments (the connection's close) may still be in the relay: let them land.
+    await sleep(1_000);
     const finalCounters = { hub: await hubEnd.counters(), agent: await agentEnd.counters() };
     const loadAfter = loadavg();
 
