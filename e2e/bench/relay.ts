@@ -139,6 +139,13 @@ async function relayEnd(): Promise<void> {
     });
   }
   await end.ready(AbortSignal.timeout(30_000));
+  // The ends log a close but not a reconnection: say when the state changes, to time an outage.
+  let state = end.state;
+  setInterval(() => {
+    if (end.state === state) return;
+    state = end.state;
+    log(`relay: ${state} (connections so far: ${end.counters.connects})`);
+  }, 100).unref();
   reply({ ready: true, ...(end instanceof AgentRelay ? { endpoint: end.endpoint } : {}) });
   for await (const line of input) {
     const command = JSON.parse(line) as EndCommand;
@@ -452,6 +459,7 @@ async function main(): Promise<void> {
       const order: Path[] = run % 2 === 0 ? ["direct", "relayed"] : ["relayed", "direct"];
       for (const path of order) {
         const before = path === "relayed" ? { hub: await hubEnd.counters(), agent: await agentEnd.counters() } : undefined;
+        const started = new Date().toISOString().slice(11, 23);
         const sentBacklog = await agentEnd.request({
           cmd: "send",
           host: TUNNEL[path].hub,
@@ -471,7 +479,7 @@ async function main(): Promise<void> {
         }
         transfers[path].push(entry);
         progress(
-          `  ${path.padEnd(7)} run ${run + 1}: ${(entry.ms / 1000).toFixed(3)} s${entry.messages ? `, ${entry.messages} relay messages` : ""}`,
+          `  ${path.padEnd(7)} run ${run + 1} (from ${started}): ${(entry.ms / 1000).toFixed(3)} s${entry.messages ? `, ${entry.messages} relay messages` : ""}`,
         );
       }
     }
