@@ -22,8 +22,9 @@
  * Options: --rounds N (10), --pings N per round and tunnel (20), --runs N (5), --bytes N (1048576),
  * --timeout S for one backlog (120), --json (the figures as JSON on stdout; progress always goes to stderr).
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -320,6 +321,41 @@ function rttFigures(rtts: number[], sent: number): RttFigures {
   };
 }
 
+/** What a process in the lab is, from its argv: the relay ends, wireguard-go by interface, workerd... */
+function processName(argv: string[], prefix: string): string {
+  const [command = "?", ...args] = argv;
+  const base = command.split("/").at(-1) ?? command;
+  if (base === "wireguard-go") return `wireguard-go ${(args.at(-1) ?? "").slice(prefix.length)}`;
+  if (args.includes("--end")) return "relay end (node)";
+  if (args.some((a) => a.includes("wrangler"))) return "wrangler (node)";
+  return base;
+}
+
+/**
+ * CPU time (ms) of every process in these namespaces so far, by namespace and process: the sum of
+ * its threads' run time from /proc/PID/task/TID/schedstat (ns), not /proc/PID/stat's 10 ms ticks.
+ */
+function cpuByProcess(namespaces: Record<string, string>, prefix: string): Map<string, number> {
+  const cpu = new Map<string, number>();
+  for (const [label, ns] of Object.entries(namespaces)) {
+    const pids = execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).split("\n").filter(Boolean);
+    for (const pid of pids) {
+      try {
+        const name = processName(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean), prefix);
+        let ms = 0;
+        for (const tid of readdirSync(`/proc/${pid}/task`)) {
+          ms += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]) / 1e6;
+        }
+        const key = `${label}: ${name}`;
+        cpu.set(key, (cpu.get(key) ?? 0) + ms);
+      } catch {
+        // The process (a ping) or one of its threads ended meanwhile.
+      }
+    }
+  }
+  return cpu;
+}
+
 interface TransferRun {
   ms: number;
   /** Relayed runs: messages the room took (both ways) and the datagram bytes it forwarded. */
@@ -455,10 +491,13 @@ async function main(): Promise<void> {
     // 2. A spooled backlog over one TCP connection, direct and relayed in turn.
     progress(`backlog: ${runs} runs of ${bytes} bytes per tunnel...`);
     const transfers: Record<Path, TransferRun[]> = { direct: [], relayed: [] };
+    const hosts = { hub: hubHost.ns, agent: agentHost.ns, internet: lab.internet.ns };
+    const cpu: Record<Path, Map<string, number>> = { direct: new Map(), relayed: new Map() };
     for (let run = 0; run < runs; run++) {
       const order: Path[] = run % 2 === 0 ? ["direct", "relayed"] : ["relayed", "direct"];
       for (const path of order) {
         const before = path === "relayed" ? { hub: await hubEnd.counters(), agent: await agentEnd.counters() } : undefined;
+        const cpuBefore = cpuByProcess(hosts, lab.prefix);
         const started = new Date().toISOString().slice(11, 23);
         const sentBacklog = await agentEnd.request({
           cmd: "send",
@@ -467,6 +506,9 @@ async function main(): Promise<void> {
           bytes,
           timeoutMs: Number(values.timeout) * 1000,
         });
+        for (const [key, ms] of cpuByProcess(hosts, lab.prefix)) {
+          cpu[path].set(key, (cpu[path].get(key) ?? 0) + ms - (cpuBefore.get(key) ?? ms));
+        }
         if (sentBacklog.received !== bytes) throw new Error(`the hub received ${sentBacklog.received} of ${bytes} bytes (${path})`);
         const entry: TransferRun = { ms: sentBacklog.ms as number };
         if (before) {
@@ -527,9 +569,20 @@ async function main(): Promise<void> {
       backlog: backlog.relayed.medianMs < TARGET_TRANSFER_S * 1000,
       budget: messagesPerBacklog <= relayLimits.maxMessagesPerMinute && bytesPerBacklog <= relayLimits.maxBytesPerMinute,
     };
+    // CPU per MiB sent, by process, over all runs of each tunnel; a process under 1 ms/MiB both ways is left out.
+    const mibSent = (runs * bytes) / 1024 / 1024;
+    const cpuPerMib = [...new Set([...cpu.direct.keys(), ...cpu.relayed.keys()])]
+      .map((process) => ({
+        process,
+        directMs: (cpu.direct.get(process) ?? 0) / mibSent,
+        relayedMs: (cpu.relayed.get(process) ?? 0) / mibSent,
+      }))
+      .filter((row) => row.directMs >= 1 || row.relayedMs >= 1)
+      .sort((a, b) => b.relayedMs - a.relayedMs);
     const figures = {
       rtt: { ...rtt, addedMedianMs, addedP95Ms },
       backlog,
+      cpuPerMib,
       budget,
       verdicts,
       load: { before: loadBefore, after: loadAfter },
@@ -556,6 +609,11 @@ async function main(): Promise<void> {
           ...(["direct", "relayed"] as const).map(
             (p) => `  ${p.padEnd(10)} ${f(backlog[p].medianMs / 1000, 3)} ${f(backlog[p].mbPerS)}   ${backlog[p].runsMs.join(", ")}`,
           ),
+          "",
+          "CPU time per MiB sent (all threads, ms), by host and process:",
+          `  ${"process".padEnd(36)} ${"direct".padStart(9)} ${"relayed".padStart(9)}`,
+          ...cpuPerMib.map((row) => `  ${row.process.padEnd(36)} ${f(row.directMs, 1)} ${f(row.relayedMs, 1)}`),
+          "",
           `  relayed, it took ${messagesPerBacklog} relay messages (${budget.messagesUp} agent → hub, ${budget.messagesDown} hub → agent) and ${mib(bytesPerBacklog)} of datagrams`,
           `  the mesh's budget (${relayLimits.maxMessagesPerMinute} messages, ${mib(relayLimits.maxBytesPerMinute)} a minute) takes ${budget.backlogsPerMinute} such backlogs a minute`,
           `  (${sent.relayed} relayed pings took ${budget.pingMessages} messages; connections: hub ${budget.connects.hub}, agent ${budget.connects.agent};`,
