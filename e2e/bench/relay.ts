@@ -17,7 +17,8 @@
  * Measured, interleaved: the round-trip time of pings from the agent to the hub over each tunnel
  * (rounds of pings, direct and relayed in turn); the time to send a spooled backlog (1 MiB over one
  * TCP connection, until the hub says it has it all), with the relay messages and bytes it took,
- * against the mesh's relay budget. Targets: relayed adds < 20 ms of RTT, 1 MiB in < 5 s.
+ * against the mesh's relay budget; and the CPU time per MiB of every process in the lab (the relay
+ * ends, workerd, each wireguard-go). Targets: relayed adds < 20 ms of RTT, 1 MiB in < 5 s.
  *
  * Options: --rounds N (10), --pings N per round and tunnel (20), --runs N (5), --bytes N (1048576),
  * --timeout S for one backlog (120), --json (the figures as JSON on stdout; progress always goes to stderr).
