@@ -33,7 +33,7 @@ async function setup(token?: string) {
         ["key-web", { endpoint: "198.51.100.7:40001", latestHandshake: now - 3_000 }],
         ["key-phone", { endpoint: "127.0.0.1:43001", latestHandshake: now - 2_000, relay: "discovery.example.workers.dev" }],
       ]),
-    relayState: () => ({ host: "discovery.example.workers.dev", state: "open" as const, agents: 1 }),
+    relayState: () => ({ host: "discovery.example.workers.dev", state: "open" as const, agents: 1, datagrams: 40 }),
     removePeer: async (key) => {
       removed.push(key);
     },
@@ -65,7 +65,7 @@ describe("the coordinator API", () => {
     expect(status).toMatchObject({
       mesh: { id: identity.meshId, address: "100.64.0.1", listenPort: 51820 },
       discovery: { url: "https://discovery.example.workers.dev", state: "registered", lastRegistered: now - 5_000 },
-      relay: { host: "discovery.example.workers.dev", state: "open", agents: 1 },
+      relay: { host: "discovery.example.workers.dev", state: "open", agents: 1, datagrams: 40 },
       agents: [
         { name: "db-1", status: "offline", path: "unknown", endpoint: null, relay: null, plugins: [] },
         // Relayed: the relay's local socket is no address of the agent's, so the relay is named instead.

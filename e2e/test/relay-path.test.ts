@@ -81,14 +81,17 @@ describe.skipIf(skip)("the relay between NATs that defeat a direct path", () => 
     expect(agent.ping(), "a ping to the hub through the relayed tunnel").toBe(true);
 
     const status = await coordinator.json<{
-      relay: { host: string; state: string; agents: number };
+      relay: { host: string; state: string; agents: number; datagrams: number };
       agents: Array<{ name: string; path: string; relay: string | null; endpoint: string | null }>;
     }>("status");
     const host = new URL(lab.discovery.url).host;
-    expect(status.relay).toEqual({ host, state: "open", agents: 1 });
+    expect(status.relay).toEqual({ host, state: "open", agents: 1, datagrams: expect.any(Number) });
+    expect(status.relay.datagrams).toBeGreaterThan(0);
     expect(status.agents.find((a) => a.name === agent.name)).toMatchObject({ path: "relay", relay: host, endpoint: `relay ${host}` });
     const table = await coordinator.cli("status");
-    expect(table.out).toMatch(new RegExp(`Relay +${host.replace(/\./g, "\\.")} +connected, 1 agent\\(s\\) relayed`));
+    expect(table.out).toMatch(
+      new RegExp(`Relay +${host.replace(/\./g, "\\.")} +connected, 1 agent\\(s\\) relayed, \\d+ datagram\\(s\\) carried`),
+    );
     expect(table.out).toMatch(/phone .* relay +relay 198\.51\.100\.1:8787/);
     // Why, in the coordinator's words and the agent's.
     expect(coordinator.log.join("\n")).toMatch(
@@ -102,6 +105,21 @@ describe.skipIf(skip)("the relay between NATs that defeat a direct path", () => 
       "agent.path_changed",
     );
     expect(events.some((e) => e.attributes.to === `relay ${host}`)).toBe(true);
+  }, 60_000);
+
+  it("costs a steady number of messages while relayed (what the Worker bills)", async () => {
+    type Relay = { relay: { datagrams: number } };
+    const before = (await coordinator.json<Relay>("status")).relay.datagrams;
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, 30_000));
+    const after = (await coordinator.json<Relay>("status")).relay.datagrams;
+    const perMinute = ((after - before) * 60_000) / (Date.now() - started);
+    timings.push(
+      `relayed agent at the lab's 1 s heartbeat, passive collector every 10 s: ${Math.round(perMinute)} relay messages a minute (both ways)`,
+    );
+    // Heartbeats and reports, not a flood: well inside the mesh's budget of 30,000 a minute.
+    expect(perMinute).toBeGreaterThan(0);
+    expect(perMinute).toBeLessThan(3_000);
   }, 60_000);
 
   it("the relay dropped and back: the tunnel comes back through it, every report stored once", async () => {

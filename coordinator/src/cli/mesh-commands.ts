@@ -190,7 +190,7 @@ export async function eventsList(
 /** The hub's connection to the mesh's relay, in words. */
 function relayLine(relay: NonNullable<StatusView["relay"]>): string {
   const carrying = relay.agents === 0 ? "no agent relayed" : `${relay.agents} agent(s) relayed`;
-  if (relay.state === "open") return `connected, ${carrying}`;
+  if (relay.state === "open") return `connected, ${carrying}, ${relay.datagrams} datagram(s) carried`;
   return `${relay.state === "connecting" ? "CONNECTING" : "CLOSED"} (agents without a direct path cannot reach this hub; the log's \`relay:\` lines say why), ${carrying}`;
 }
 

@@ -39,6 +39,8 @@ export interface RelayView {
   state: RelayState;
   /** Agents whose packets came through it in the last ten minutes. */
   agents: number;
+  /** Datagrams it carried since the coordinator started, both ways (each a message the Worker bills). */
+  datagrams: number;
 }
 
 export class HubRelayLink {
@@ -61,7 +63,8 @@ export class HubRelayLink {
   }
 
   view(): RelayView {
-    return { host: this.host, state: this.relay.state, agents: this.relay.endpoints().size };
+    const { datagramsUp, datagramsDown } = this.relay.counters;
+    return { host: this.host, state: this.relay.state, agents: this.relay.endpoints().size, datagrams: datagramsUp + datagramsDown };
   }
 
   /** The local endpoints relayed agents are seen at, to tell a relayed peer from a direct one. */

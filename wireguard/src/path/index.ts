@@ -9,6 +9,16 @@ export { handshakeEpoch, type Nudger, nudge, shookHandsSince, udpNudger, waitFor
 export { type PathFacts, type PathKind, pathKind, RELAY_NEEDED_AFTER_MS } from "./kind.js";
 export { COORDINATOR_ADDRESS, DEFAULT_INTERFACE, isMeshAddress, KEEPALIVE_SECONDS, MESH_PREFIX, MESH_PREFIX_LENGTH } from "./mesh.js";
 export { type AgentPeer, punch, revive } from "./punch.js";
-export { AgentRelay, HubRelay, type RelayCounters, type RelayDial, type RelayOptions, type RelayState } from "./relay.js";
+export {
+  AgentRelay,
+  HubRelay,
+  Pace,
+  RELAY_PACE,
+  RELAY_QUEUE,
+  type RelayCounters,
+  type RelayDial,
+  type RelayOptions,
+  type RelayState,
+} from "./relay.js";
 export { PROBE_MS, type Probe, probeDirect, RELAY_HANDSHAKE_MS, RELAY_OPEN_MS, type RelayLink, tcpProbe, throughRelay } from "./relayed.js";
 export { NoTunnel, peerOf, type Tunnel } from "./tunnel.js";

@@ -37,6 +37,8 @@ export interface RelayOptions extends RelayDial {
   keepaliveMs?: number;
   /** Called each time the WebSocket opens, with how many times it has (1 the first time). */
   onOpen?: (connects: number) => void;
+  /** How fast this end may send (default: RELAY_PACE for its role). */
+  pace?: { burst: number; perSecond: number };
 }
 
 export type RelayState = "connecting" | "open" | "closed";
@@ -48,6 +50,8 @@ export interface RelayCounters {
   bytesUp: number;
   bytesDown: number;
   connects: number;
+  /** Datagrams not sent: over the pace, or behind a slow link. */
+  dropped: number;
 }
 
 const defaultBackoff = (attempt: number) => Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
@@ -65,10 +69,64 @@ const SLOW_RETRY_MS = 60_000;
 /** Datagrams queued behind a slow link past this are dropped, as UDP's are: WireGuard sends again. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
 
+/**
+ * How fast each end sends, in datagrams: a burst, then a steady rate. The room counts every
+ * message of the mesh, both ways, against a budget of 30,000 a minute and closes an agent that
+ * goes past it (docs/discovery.md, "Limits"), which would cut it off for a minute. Paced, an
+ * agent and its hub cannot get there alone: the agent sends at most 3,000 + 60 × 200 = 15,000 in
+ * a minute and the hub 3,000 + 60 × 150 = 12,000 (it mostly acknowledges). A backlog of 1 MiB
+ * (about 800 datagrams up, 300 to 400 down) goes in one burst; past the burst, datagrams wait
+ * their turn in a short queue (RELAY_QUEUE), so TCP sees a slower link rather than losses, and
+ * a longer backlog flows at about 280 kB/s.
+ */
+export const RELAY_PACE = {
+  agent: { burst: 3_000, perSecond: 200 },
+  hub: { burst: 3_000, perSecond: 150 },
+} as const;
+/** Datagrams waiting for the pace past this are dropped, as a full router queue drops them. */
+export const RELAY_QUEUE = 128;
+
+/** A token bucket: `take()` says whether one more datagram may go now. */
+export class Pace {
+  private tokens: number;
+  private at: number;
+
+  constructor(
+    private readonly limit: { burst: number; perSecond: number },
+    private readonly now: () => number = Date.now,
+  ) {
+    this.tokens = limit.burst;
+    this.at = now();
+  }
+
+  take(): boolean {
+    this.fill();
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** ms until the next datagram may go. */
+  wait(): number {
+    this.fill();
+    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) * 1000) / this.limit.perSecond);
+  }
+
+  private fill(): void {
+    const now = this.now();
+    this.tokens = Math.min(this.limit.burst, this.tokens + ((now - this.at) / 1000) * this.limit.perSecond);
+    this.at = now;
+  }
+}
+
 /** A WebSocket to the room that dials again whenever it drops, until closed. */
 class RelaySocket {
   state: RelayState = "connecting";
-  readonly counters: RelayCounters = { datagramsUp: 0, datagramsDown: 0, bytesUp: 0, bytesDown: 0, connects: 0 };
+  readonly counters: RelayCounters = { datagramsUp: 0, datagramsDown: 0, bytesUp: 0, bytesDown: 0, connects: 0, dropped: 0 };
+  private readonly pace: Pace;
+  /** Datagrams waiting for the pace. */
+  private waiting: Uint8Array[] = [];
+  private draining: NodeJS.Timeout | undefined;
   private ws: WebSocket | undefined;
   private attempt = 0;
   /** The next dial waits at least this long (set by a refusal or a close that asks for patience). */
@@ -81,8 +139,10 @@ class RelaySocket {
   constructor(
     private readonly options: RelayOptions,
     private readonly onMessage: (data: Buffer) => void,
+    role: keyof typeof RELAY_PACE,
   ) {
     this.log = options.log ?? (() => {});
+    this.pace = new Pace(options.pace ?? RELAY_PACE[role]);
     void this.dial();
   }
 
@@ -101,13 +161,35 @@ class RelaySocket {
   }
 
   send(data: Uint8Array): void {
-    // WireGuard retransmits what is lost, so a datagram that cannot go now is dropped.
-    if (this.state !== "open" || !this.ws || this.ws.bufferedAmount > MAX_BUFFERED_BYTES) return;
-    this.ws.send(data);
+    // WireGuard retransmits what is lost, so a datagram that cannot go (soon) is dropped.
+    if (this.state !== "open" || !this.ws) return;
+    if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES || this.waiting.length >= RELAY_QUEUE) {
+      this.counters.dropped++;
+      return;
+    }
+    if (this.waiting.length === 0 && this.pace.take()) {
+      this.ws.send(data);
+      return;
+    }
+    this.waiting.push(data);
+    this.drainLater();
+  }
+
+  /** Sends what waits for the pace as the pace allows. */
+  private drainLater(): void {
+    if (this.draining) return;
+    this.draining = setTimeout(() => {
+      this.draining = undefined;
+      while (this.waiting.length > 0 && this.state === "open" && this.ws && this.pace.take())
+        this.ws.send(this.waiting.shift() as Uint8Array);
+      if (this.waiting.length > 0 && this.state === "open") this.drainLater();
+    }, this.pace.wait());
   }
 
   close(): void {
     this.state = "closed";
+    clearTimeout(this.draining);
+    this.waiting = [];
     clearTimeout(this.retry);
     clearInterval(this.keepalive);
     this.ws?.close(1000);
@@ -128,7 +210,8 @@ class RelaySocket {
     }
     if ((this.state as RelayState) === "closed") return; // closed while the headers were made
     const url = this.options.url.replace(/^http/, "ws");
-    const ws = new WebSocket(url, { headers, handshakeTimeout: 10_000 });
+    // No compression: ciphertext does not compress, and deflating it cost each end four times the CPU.
+    const ws = new WebSocket(url, { headers, handshakeTimeout: 10_000, perMessageDeflate: false });
     this.ws = ws;
     ws.binaryType = "nodebuffer";
     ws.on("open", () => {
@@ -164,6 +247,7 @@ class RelaySocket {
       clearInterval(this.keepalive);
       if (this.state === "closed" || this.ws !== ws) return;
       this.state = "connecting";
+      this.waiting = []; // WireGuard sends again what matters, through the next connection
       if (CLOSE_CODES[code]) {
         this.log(`relay: the room closed the connection: ${CLOSE_CODES[code]}`);
         this.holdOffMs = SLOW_RETRY_MS;
@@ -219,11 +303,15 @@ export class AgentRelay {
 
   static async open(options: RelayOptions): Promise<AgentRelay> {
     const udp = await bindLoopback(options.log ?? (() => {}));
-    const link = new RelaySocket(options, (datagram) => {
-      link.counters.datagramsDown++;
-      link.counters.bytesDown += datagram.length;
-      udp.send(datagram, options.wireguardPort, "127.0.0.1");
-    });
+    const link = new RelaySocket(
+      options,
+      (datagram) => {
+        link.counters.datagramsDown++;
+        link.counters.bytesDown += datagram.length;
+        udp.send(datagram, options.wireguardPort, "127.0.0.1");
+      },
+      "agent",
+    );
     udp.on("message", (datagram, from) => {
       // Only the local WireGuard's datagrams go up.
       if (from.port !== options.wireguardPort) return;
@@ -274,7 +362,7 @@ export class HubRelay {
     private readonly options: RelayOptions & { idleMs?: number; now?: () => number },
     private readonly onPeer: (key: string, endpoint: string) => void,
   ) {
-    this.socket = new RelaySocket(options, (frame) => void this.fromRoom(frame));
+    this.socket = new RelaySocket(options, (frame) => void this.fromRoom(frame), "hub");
     const idle = options.idleMs ?? 10 * 60_000;
     this.sweep = setInterval(() => this.forgetIdle(idle), Math.min(idle, 60_000));
     this.sweep.unref?.();
