@@ -28,10 +28,17 @@ export function prefetch(urls: readonly string[]): void {
   for (const url of urls) prefetched.set(url, request(url));
 }
 
-export async function api<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
+export type Query = Record<string, string | number | undefined>;
+
+/** The address `api(path, query)` asks for: what `prefetch` must be given to be used. */
+export function address(path: string, query: Query = {}): string {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== "") params.set(key, String(value));
-  const url = params.size > 0 ? `${path}?${params}` : path;
+  return params.size > 0 ? `${path}?${params}` : path;
+}
+
+export async function api<T>(path: string, query: Query = {}): Promise<T> {
+  const url = address(path, query);
   const early = prefetched.get(url);
   prefetched.delete(url);
   const response = await (early ?? request(url));
