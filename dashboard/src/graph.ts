@@ -131,7 +131,8 @@ export function destroyGraph(instance: Core): void {
   if (window.coralMap === instance) window.coralMap = undefined;
 }
 
-export function drawGraph(instance: Core, defs: ElementDefinition[]): void {
+/** Draws `defs`; `onDrawn` is called in the frame after the first paint of a new shape. */
+export function drawGraph(instance: Core, defs: ElementDefinition[], onDrawn?: () => void): void {
   const next = shapeOf(defs);
   if (next === shapes.get(instance)) {
     instance.batch(() => {
@@ -148,6 +149,7 @@ export function drawGraph(instance: Core, defs: ElementDefinition[]): void {
     requestAnimationFrame(() => {
       if (!performance.getEntriesByName("coral:map-drawn").length) performance.mark("coral:map-drawn");
       instance.container()?.setAttribute("data-drawn", String(instance.nodes().length));
+      onDrawn?.();
     });
   if (nodes.length > DAGRE_LIMIT.nodes || edges.length > DAGRE_LIMIT.edges) {
     // Placed as they are added, and the view set from the positions before: no layout pass, no

@@ -167,11 +167,15 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
     };
   }, [graph]);
 
+  // The list beside the graph waits for the graph's first paint: 300 entries rendered and laid
+  // out are time the graph would wait for, and the list is not what one looks at first.
+  const [drawn, setDrawn] = useState(false);
   useLayoutEffect(() => {
-    if (cy.current && graph && defs) graph.drawGraph(cy.current, defs);
+    if (cy.current && graph && defs) graph.drawGraph(cy.current, defs, () => setDrawn(true));
   }, [defs, graph]);
 
   const services = data?.services ?? [];
+  const listed = drawn || error ? services : [];
   const byId = new Map((defs ?? []).map((d) => [d.data.id, d.data]));
   const chosen = selected ? byId.get(selected) : undefined;
   const chosenService = chosen?.kind === "service" ? services.find((s) => s.name === chosen.label) : undefined;
@@ -262,7 +266,7 @@ export function MapPage({ at, group }: { at: number | undefined; group: boolean 
           )}
           <h2>Services ({services.length})</h2>
           <ul>
-            {services.map((s) => {
+            {listed.map((s) => {
               const d = byId.get(`service:${s.name}`);
               return (
                 <li key={s.name} data-service={s.name} data-state={d?.state}>
