@@ -4,6 +4,7 @@
  * none of its Node code reaches the bundle.
  */
 import type { ErrorBody } from "@coral-mesh/sdk-proto";
+import { address, type Query } from "./address.js";
 
 export class ApiError extends Error {
   constructor(
@@ -26,15 +27,6 @@ const prefetched = new Map<string, Promise<Response>>();
  */
 export function prefetch(urls: readonly string[]): void {
   for (const url of urls) prefetched.set(url, request(url));
-}
-
-export type Query = Record<string, string | number | undefined>;
-
-/** The address `api(path, query)` asks for: what `prefetch` must be given to be used. */
-export function address(path: string, query: Query = {}): string {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== "") params.set(key, String(value));
-  return params.size > 0 ? `${path}?${params}` : path;
 }
 
 export async function api<T>(path: string, query: Query = {}): Promise<T> {

@@ -8,9 +8,10 @@ import type { FindingsResponse, ServiceSummary, TopologyEdge, TopologyResponse }
 import type { ElementDefinition } from "cytoscape";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { AgentView } from "../agents-type.js";
-import { address, api, prefetch } from "../api.js";
+import { api, prefetch } from "../api.js";
 import { time } from "../format.js";
 import { every, useLive } from "../live.js";
+import { AGENTS, type EDGE_FIELDS, FINDINGS, MAP_REQUESTS, type SERVICE_FIELDS, SERVICES, topologyOf } from "../map-requests.js";
 import { href } from "../route.js";
 
 type Graph = typeof import("../graph.js");
@@ -18,13 +19,6 @@ type Core = import("cytoscape").Core;
 
 const HOUR = 3_600_000;
 
-/**
- * What the map asks of each service and edge (`?fields=`): the dependency lists of
- * `GET /v1/services` and the hours and `via` of `GET /v1/topology`'s edges are four fifths of
- * their bytes, and the map draws none of them.
- */
-const SERVICE_FIELDS = ["health", "instanceCount", "runningCount", "agents", "versions"] as const;
-const EDGE_FIELDS = ["port", "protocol"] as const;
 type MapService = Pick<ServiceSummary, "name" | (typeof SERVICE_FIELDS)[number]>;
 type MapTopology = Omit<TopologyResponse, "edges"> & { edges: Array<Pick<TopologyEdge, "from" | "to" | (typeof EDGE_FIELDS)[number]>> };
 
@@ -97,13 +91,12 @@ function elements(data: MapData, group: boolean): ElementDefinition[] {
   return [...[...parents].map(([id, label]) => ({ data: { id, label, kind: "group" } })), ...nodes.values(), ...edges];
 }
 
-const SERVICES = address("/v1/services", { fields: SERVICE_FIELDS.join(",") });
-const topologyOf = (window: { since?: number; until?: number }) => address("/v1/topology", { ...window, fields: EDGE_FIELDS.join(",") });
-const [FINDINGS, AGENTS] = ["/v1/findings", "/v1/agents"] as const;
-
-/** The live map's data and its graph library, asked for before the page first renders. */
+/**
+ * The live map's data and its graph library, asked for before the page first renders (the
+ * index.html the build writes has already asked for both: these fetches take those answers).
+ */
 export function prefetchMap(): void {
-  prefetch([SERVICES, topologyOf({}), FINDINGS, AGENTS]);
+  prefetch(MAP_REQUESTS);
   void import("../graph.js");
 }
 
