@@ -142,7 +142,6 @@ export function drawGraph(instance: Core, defs: ElementDefinition[], onDrawn?: (
     return;
   }
   shapes.set(instance, next);
-  if (!performance.getEntriesByName("coral:map-data").length) performance.mark("coral:map-data");
   const nodes = defs.filter((d) => !d.data.source && d.data.kind !== "group");
   const edges = defs.filter((d) => d.data.source);
   const drawn = () =>
