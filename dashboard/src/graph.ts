@@ -5,10 +5,20 @@
  * layout in layered.ts beyond (docs/dashboard.md says why).
  */
 import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
-import dagre from "cytoscape-dagre";
 import { layered } from "./layered.js";
 
-cytoscape.use(dagre);
+/**
+ * dagre (with the parts of graphlib and lodash it brings) is a chunk of its own, loaded the first
+ * time a small graph is drawn: a large one does not use it, and evaluating it is time the first
+ * paint of a large one would wait for.
+ */
+let dagreLoaded: Promise<void> | undefined;
+function withDagre(): Promise<void> {
+  dagreLoaded ??= import("cytoscape-dagre").then((dagre) => {
+    cytoscape.use(dagre.default);
+  });
+  return dagreLoaded;
+}
 
 declare global {
   interface Window {
@@ -20,6 +30,8 @@ declare global {
 export const DAGRE_LIMIT = { nodes: 80, edges: 200 };
 
 const shapes = new WeakMap<Core, string>();
+/** The elements each graph was last asked to draw. */
+const latest = new WeakMap<Core, ElementDefinition[]>();
 
 function css(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
@@ -133,6 +145,7 @@ export function destroyGraph(instance: Core): void {
 
 /** Draws `defs`; `onDrawn` is called in the frame after the first paint of a new shape. */
 export function drawGraph(instance: Core, defs: ElementDefinition[], onDrawn?: () => void): void {
+  latest.set(instance, defs);
   const next = shapeOf(defs);
   if (next === shapes.get(instance)) {
     instance.batch(() => {
@@ -190,19 +203,25 @@ export function drawGraph(instance: Core, defs: ElementDefinition[], onDrawn?: (
     return;
   }
   labelled.set(instance, true);
-  instance.batch(() => {
-    instance.elements().remove();
-    instance.add(defs.map((d) => ({ ...d, classes: d.data.source ? "arrow" : "named" })));
+  void withDagre().then(() => {
+    // Drawn again, or gone, while dagre loaded: that drawing lays itself out.
+    if (instance.destroyed() || shapes.get(instance) !== next) return;
+    // Added only now, with the layout straight after (never drawn piled where they are added),
+    // and the latest data, should a change of health have come while dagre loaded.
+    instance.batch(() => {
+      instance.elements().remove();
+      instance.add((latest.get(instance) ?? defs).map((d) => ({ ...d, classes: d.data.source ? "arrow" : "named" })));
+    });
+    const layout = instance.layout({ name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 90, animate: false } as cytoscape.LayoutOptions);
+    layout.one("layoutstop", () => {
+      instance.fit(undefined, 24);
+      // A handful of services would fill the screen: no closer than a readable size.
+      if (instance.zoom() > 1.2) {
+        instance.zoom(1.2);
+        instance.center();
+      }
+      drawn();
+    });
+    layout.run();
   });
-  const layout = instance.layout({ name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 90, animate: false } as cytoscape.LayoutOptions);
-  layout.one("layoutstop", () => {
-    instance.fit(undefined, 24);
-    // A handful of services would fill the screen: no closer than a readable size.
-    if (instance.zoom() > 1.2) {
-      instance.zoom(1.2);
-      instance.center();
-    }
-    drawn();
-  });
-  layout.run();
 }
