@@ -54,8 +54,9 @@ describe.skipIf(skipReason !== null)("the map of 300 services in chromium", () =
     const labels = () =>
       page.evaluate(() => {
         const cy = window.coralMap;
-        const nodes = cy?.nodes() ?? [];
-        return { zoom: cy?.zoom() ?? 0, labelled: nodes.filter((n) => n.style("label") === n.data("label")).length, nodes: nodes.length };
+        if (!cy) return { zoom: 0, labelled: 0, nodes: 0 };
+        const nodes = cy.nodes();
+        return { zoom: cy.zoom(), labelled: nodes.filter((n) => n.style("label") === n.data("label")).length, nodes: nodes.length };
       });
     const first = await labels();
     // The whole graph fits at a zoom where an 11 px label would be under 7 px: none drawn, none set.
