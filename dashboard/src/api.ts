@@ -4,6 +4,7 @@
  * none of its Node code reaches the bundle.
  */
 import type { ErrorBody } from "@coral-mesh/sdk-proto";
+import { address, type Query } from "./address.js";
 
 export class ApiError extends Error {
   constructor(
@@ -28,10 +29,8 @@ export function prefetch(urls: readonly string[]): void {
   for (const url of urls) prefetched.set(url, request(url));
 }
 
-export async function api<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== "") params.set(key, String(value));
-  const url = params.size > 0 ? `${path}?${params}` : path;
+export async function api<T>(path: string, query: Query = {}): Promise<T> {
+  const url = address(path, query);
   const early = prefetched.get(url);
   prefetched.delete(url);
   const response = await (early ?? request(url));

@@ -15,3 +15,10 @@ export function windowOf(query: { since?: number | undefined; until?: number | u
   if (since > until) throw new CoralError("invalid_query", "since: the window starts after it ends; give a since before until.");
   return { since, until };
 }
+
+/** An item with only the named fields (`?fields=`), in the order the item has them. */
+export function pick<T extends object, K extends keyof T>(item: T, fields: readonly K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>;
+  for (const key of Object.keys(item) as K[]) if (fields.includes(key)) out[key] = item[key];
+  return out;
+}
