@@ -115,7 +115,15 @@ export class Agent {
 
     const client = new CoordinatorClient(`${off ? "127.0.0.1" : answer.coordinatorMeshIp}:${answer.grpcPort}`, mesh.name);
     const spool = new Spool(join(options.dataDir, "spool"), options.spoolLimits, log);
-    const spoke = new Spoke({ dataDir: options.dataDir, mesh, mode, log, onNoPath, ...(options.signal ? { signal: options.signal } : {}) });
+    const spoke = new Spoke({
+      dataDir: options.dataDir,
+      mesh,
+      mode,
+      log,
+      onNoPath,
+      lookup: async () => (await lookup()).registration.endpoints,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     // Session and delivery call on each other, and on the plugins: only once all of them exist.
     const delivery = new Delivery({ spool, rpc: client, clock, log, onAcked: () => session.contact() });
     const batcher = new Batcher({

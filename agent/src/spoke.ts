@@ -3,12 +3,12 @@
  * `--wireguard off`), reaching the hub through it (see `connect` in @coral-mesh/wireguard/path),
  * and remembering in the data directory which endpoints to try first next time.
  *
- * The ways to the hub, in order: `direct`, then the mesh's relay in its discovery Worker (when
- * the agent has a relay ticket). Direct gives way to the relay quickly, once nothing at all has
+ * The ways to the hub, in order: `direct`, direct again at the endpoints discovery has now if
+ * they changed, then the mesh's relay in its discovery Worker (when the agent has a relay ticket). Direct gives way to the relay quickly, once nothing at all has
  * come from the hub (QUIET_MS), which is how a pair of NATs that defeat it looks. While relayed,
  * the spoke keeps looking for a direct path (see probeDirect), and leaves the relay once it finds one.
  */
-import { agentRelayHeaders, relayUrl } from "@coral-mesh/sdk-proto";
+import { agentRelayHeaders, CoralError, relayUrl } from "@coral-mesh/sdk-proto";
 import { WireGuardInterface, type WireGuardKeyPair } from "@coral-mesh/wireguard";
 import {
   AgentRelay,
@@ -45,6 +45,8 @@ export interface SpokeOptions {
   signal?: AbortSignal;
   /** No handshake came through these endpoints, nor the relay: says why (see explainNoPath), or throws a removal. */
   onNoPath?: (endpoints: string[], relay: string | undefined) => Promise<void>;
+  /** The coordinator's endpoints at discovery now (throws the agent's removal, if its record says so). */
+  lookup?: () => Promise<string[]>;
   /** For tests: the waits between looks for a direct path while relayed. */
   directRetryMs?: readonly number[];
 }
@@ -141,7 +143,7 @@ export class Spoke {
   private reach(endpoints: string[], how: { signal?: AbortSignal | undefined; fresh?: boolean }): Promise<string | undefined> {
     return this.exclusive(async () => {
       const ticket = currentRelayTicket(this.options.mesh);
-      const strategies: PathStrategy[] = ticket ? [direct, this.viaRelay] : [direct];
+      const strategies: PathStrategy[] = [direct, this.viaDiscovery, ...(ticket ? [this.viaRelay] : [])];
       const through = await connect(
         this.hub(endpoints),
         {
@@ -157,6 +159,38 @@ export class Spoke {
       if (through === undefined && !how.signal?.aborted) await this.options.onNoPath?.(endpoints, ticket ? this.relayHost : undefined);
       return through;
     });
+  }
+
+  /**
+   * After `direct`: the coordinator may have moved (another address or port) while this agent
+   * was away. Its record at discovery says where it is now; if that is elsewhere, direct again
+   * there, before the relay. A removal in the record is thrown (the agent stops).
+   */
+  private readonly viaDiscovery: PathStrategy = {
+    name: "discovery",
+    reach: async (hub, context) => {
+      const now = await this.rediscover(hub.endpoints);
+      return now ? direct.reach({ ...hub, endpoints: now }, context) : undefined;
+    },
+  };
+
+  /** The coordinator's endpoints at discovery, kept for the next start, if they are not among `known`. */
+  private async rediscover(known: string[]): Promise<string[] | undefined> {
+    const { lookup, log, mesh, dataDir } = this.options;
+    if (!lookup) return undefined;
+    let now: string[];
+    try {
+      now = await lookup();
+    } catch (error) {
+      if (error instanceof CoralError && error.code === "agent_removed") throw error;
+      log(`looking the coordinator up at discovery failed: ${error instanceof Error ? error.message : String(error)}`);
+      return undefined;
+    }
+    if (now.length === 0 || now.every((e) => known.includes(e))) return undefined;
+    log(`discovery has the coordinator at ${now.join(", ")} now; trying there`);
+    mesh.answer.endpoints = now;
+    saveMeshState(dataDir, mesh);
+    return now;
   }
 
   /** The relay, as the strategy after `direct`: the relay's end is opened, and kept while it carries the tunnel. */
@@ -219,8 +253,11 @@ export class Spoke {
   private async lookForDirect(): Promise<void> {
     const relay = this.relay;
     if (!relay || this.stopped) return;
-    // The hub's address as seen from outside goes first, and it is the one a relayed agent can
-    // use if any (the others are on the hub's own network, where no relay would be needed).
+    // Where the hub is now (it may have moved, or been given a forwarded port). Its address as
+    // seen from outside goes first, and it is the one a relayed agent can use if any (the others
+    // are on the hub's own network, where no relay would be needed).
+    // (A removal is the session's to act on: the hub dropped the peer, heartbeats fail, and it looks too.)
+    await this.rediscover(this.options.mesh.answer.endpoints).catch(() => {});
     const hub = this.hub(this.options.mesh.answer.endpoints.slice(0, 1));
     // The hub may have made the move already: WireGuard follows what it receives, and what the
     // hub sent straight here took the peer off the relay.
