@@ -73,11 +73,6 @@ export class Spoke {
     return new URL(this.options.mesh.discoveryUrl).host;
   }
 
-  /** `relay` while the tunnel goes through the relay, else `direct` (or `loopback` without WireGuard). */
-  get path(): "direct" | "relay" | "loopback" {
-    return this.off ? "loopback" : this.relay ? "relay" : "direct";
-  }
-
   /** Brings the interface up (wireguard-go starts in a process of its own as this is called). */
   async up(keys: WireGuardKeyPair, interfaceName: string): Promise<void> {
     if (this.off) return;
@@ -201,7 +196,7 @@ export class Spoke {
       if (!this.relay) {
         const { listenPort } = await this.tunnel.status();
         log(`trying the relay at ${this.relayHost}`);
-        this.relay = await AgentRelay.open({
+        const opened = await AgentRelay.open({
           url: relayUrl(mesh.discoveryUrl, mesh.meshId),
           // The newest ticket at each dial: the coordinator renews it while the tunnel is up.
           headers: async () => agentRelayHeaders(currentRelayTicket(mesh) ?? ""),
@@ -213,10 +208,18 @@ export class Spoke {
             if (connects > 1 && this.relay) this.scheduleDirect(true);
           },
         });
+        // Stopped meanwhile: nothing is to stay open.
+        if (this.stopped || context.signal?.aborted) {
+          opened.close();
+          return undefined;
+        }
+        this.relay = opened;
       }
-      if (await throughRelay(this.relay, this.relayHost, hub, context)) {
+      const relay = this.relay;
+      if (await throughRelay(relay, this.relayHost, hub, context)) {
+        if (this.stopped || this.relay !== relay) return undefined;
         this.scheduleDirect(true);
-        return this.relay.endpoint;
+        return relay.endpoint;
       }
       this.leaveRelay();
       // WireGuard keeps trying in the background: toward the best direct guess, not the relay's closed socket.
@@ -261,11 +264,12 @@ export class Spoke {
     const hub = this.hub(this.options.mesh.answer.endpoints.slice(0, 1));
     // The hub may have made the move already: WireGuard follows what it receives, and what the
     // hub sent straight here took the peer off the relay.
+    // (Only if the hub answers through it: a path may let one way in and not the other.)
+    const probe = tcpProbe(this.options.mesh.answer.grpcPort);
     const now = (await peerOf(this.tunnel, hub.publicKey))?.endpoint;
-    const found =
-      now && now !== relay.endpoint
-        ? now
-        : await probeDirect(this.tunnel, hub, relay.endpoint, tcpProbe(this.options.mesh.answer.grpcPort));
+    const already =
+      now && now !== relay.endpoint && (await probe(hub.meshIp)) ? (await peerOf(this.tunnel, hub.publicKey))?.endpoint : undefined;
+    const found = already && already !== relay.endpoint ? already : await probeDirect(this.tunnel, hub, relay.endpoint, probe);
     if (this.relay !== relay || this.stopped) return;
     if (found) {
       this.options.log(`a direct path to the coordinator came up, through ${found}: leaving the relay`);

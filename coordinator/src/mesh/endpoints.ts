@@ -20,7 +20,9 @@ export async function recordEndpoints(
   relayed: () => Set<string> = () => new Set(),
 ): Promise<void> {
   const through = relayed();
-  const peers = (await wireguard.status()).peers.filter((p) => !p.endpoint || !through.has(p.endpoint));
+  // (A loopback endpoint is a relay socket the hub's end has since forgotten, the agent idle for
+  // ten minutes: no agent is ever really there.)
+  const peers = (await wireguard.status()).peers.filter((p) => !p.endpoint || (!through.has(p.endpoint) && !p.endpoint.startsWith("127.")));
   const known = new Map(
     db
       .select({ key: agents.wireguardKey, name: agents.name, endpoint: agents.endpoint })

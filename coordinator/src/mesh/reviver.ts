@@ -37,7 +37,8 @@ export class Reviver {
     const peers = new Map((await this.wireguard.status()).peers.map((p) => [p.publicKey, p]));
     for (const agent of quiet) {
       const peer = peers.get(agent.key);
-      if (!peer?.endpoint || now - (this.last.get(agent.key) ?? 0) < PER_AGENT_MS) continue;
+      // A relayed agent (its peer at a relay socket on loopback) shakes hands anew through the relay itself.
+      if (!peer?.endpoint || peer.endpoint.startsWith("127.") || now - (this.last.get(agent.key) ?? 0) < PER_AGENT_MS) continue;
       this.last.set(agent.key, now);
       await revive(this.wireguard, {
         publicKey: agent.key,

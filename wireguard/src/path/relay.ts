@@ -66,6 +66,8 @@ const CLOSE_CODES: Record<number, string> = {
  * billed request: these wait at least this long.
  */
 const SLOW_RETRY_MS = 60_000;
+/** Relayed agents the hub's end makes sockets for, at most: the room's own limit (relayLimits.maxAgentsPerMesh). */
+const MAX_HUB_PEERS = 256;
 /** Datagrams queued behind a slow link past this are dropped, as UDP's are: WireGuard sends again. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
 
@@ -227,13 +229,17 @@ class RelaySocket {
       else if (String(data) === "pong") (ws as WebSocket & { alive?: boolean }).alive = true;
     });
     ws.on("unexpected-response", (_request, response) => {
+      // Discovery is not trusted: a few kB of its answer at most, and no control characters in the log.
       let body = "";
       response.on("data", (chunk: Buffer) => {
-        body += chunk.toString();
+        if (body.length < 4_096) body += chunk.toString().slice(0, 4_096 - body.length);
       });
       response.on("end", () => {
         const code = /"code":"([a-z_]+)"/.exec(body)?.[1];
-        const message = /"message":"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
+        const message = /"message":"((?:[^"\\]|\\.)*)"/
+          .exec(body)?.[1]
+          ?.replace(/[\u0000-\u001f\u007f]/g, " ")
+          .slice(0, 300);
         this.log(`relay: refused (${response.statusCode}${code ? ` ${code}` : ""})${message ? `: ${message}` : ""}`);
         const retryAfter = Number(response.headers["retry-after"]);
         this.holdOffMs = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : SLOW_RETRY_MS;
@@ -416,6 +422,8 @@ export class HubRelay {
     this.socket.counters.bytesDown += datagram.length;
     let peer = this.peers.get(key);
     if (!peer) {
+      // The room lets in at most this many agents; more keys than that is a room not to be believed.
+      if (this.peers.size >= MAX_HUB_PEERS) return;
       const udp = await bindLoopback(this.options.log ?? (() => {}));
       const raced = this.peers.get(key);
       if (this.closed) {

@@ -36,6 +36,7 @@ export const PROBE_MS = 1_000;
 export async function throughRelay(link: RelayLink, through: string, hub: HubPeer, context: PathContext): Promise<boolean> {
   const { tunnel, log, signal } = context;
   const started = Date.now();
+  if (signal?.aborted) return false;
   const opening = new AbortController();
   const late = setTimeout(() => opening.abort(new Error("late")), RELAY_OPEN_MS);
   const stop = () => opening.abort(signal?.reason);
