@@ -200,12 +200,20 @@ class Channel {
   }
 
   private async send(item: Pending): Promise<{ ok: true } | { ok: false; retry: boolean; reason: string; retryAfterMs?: number }> {
+    // A timer of our own, not AbortSignal.any([..., AbortSignal.timeout()]): in Node 20 the
+    // timeout signal inside it can be garbage-collected before it fires (nodejs/node#57736), and
+    // a receiver that never answers then holds its queue for ever.
+    const request = new AbortController();
+    const timer = setTimeout(() => request.abort(new DOMException("no answer in time", "TimeoutError")), this.o.timeoutMs);
+    const stopping = () => request.abort(this.abort.signal.reason);
+    if (this.abort.signal.aborted) stopping();
+    else this.abort.signal.addEventListener("abort", stopping, { once: true });
     try {
       const response = await this.o.fetch(this.webhook.url, {
         method: "POST",
         headers: { "content-type": "application/json", "user-agent": "coral-coordinator" },
         body: item.body,
-        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.o.timeoutMs)]),
+        signal: request.signal,
         redirect: "error",
       });
       // The body is not needed; reading it frees the connection.
@@ -222,6 +230,9 @@ class Channel {
           ? `no answer within ${this.o.timeoutMs / 1000} s`
           : (e.cause?.code ?? (error instanceof Error ? error.name : "failed"));
       return { ok: false, retry: true, reason };
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener("abort", stopping);
     }
   }
 }
