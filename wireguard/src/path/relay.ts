@@ -229,7 +229,7 @@ class RelaySocket {
       else if (String(data) === "pong") (ws as WebSocket & { alive?: boolean }).alive = true;
     });
     ws.on("unexpected-response", (_request, response) => {
-      // Discovery is not trusted: a few kB of its answer at most, and no control characters in the log.
+      // Discovery is not trusted: a few kB of its answer at most, and only printable ASCII of it in the log.
       let body = "";
       response.on("data", (chunk: Buffer) => {
         if (body.length < 4_096) body += chunk.toString().slice(0, 4_096 - body.length);
@@ -238,7 +238,7 @@ class RelaySocket {
         const code = /"code":"([a-z_]+)"/.exec(body)?.[1];
         const message = /"message":"((?:[^"\\]|\\.)*)"/
           .exec(body)?.[1]
-          ?.replace(/[\u0000-\u001f\u007f]/g, " ")
+          ?.replace(/[^\x20-\x7e]/g, " ")
           .slice(0, 300);
         this.log(`relay: refused (${response.statusCode}${code ? ` ${code}` : ""})${message ? `: ${message}` : ""}`);
         const retryAfter = Number(response.headers["retry-after"]);
