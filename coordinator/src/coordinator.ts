@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { DiscoveryClient } from "@coral-mesh/sdk-proto";
 import { checkInterfaceFree, checkWireGuard } from "@coral-mesh/wireguard";
-import { COORDINATOR_ADDRESS, type Tunnel } from "@coral-mesh/wireguard/path";
+import { COORDINATOR_ADDRESS, isRelaySocket, type Tunnel } from "@coral-mesh/wireguard/path";
 import { Analysis } from "./analysis/host.js";
 import { Notifier } from "./analysis/notify.js";
 import { agentLister } from "./api/agent-views.js";
@@ -134,20 +134,14 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
           log,
         });
     if (relay) cleanups.push(() => relay.close());
-    const relayed = () => relay?.endpoints() ?? new Set<string>();
-    const endpoints = every(
-      "recording agent endpoints",
-      RECORD_ENDPOINTS_EVERY_MS,
-      () => recordEndpoints(db, wireguard, observe, relayed),
-      {
-        log,
-      },
-    );
+    const endpoints = every("recording agent endpoints", RECORD_ENDPOINTS_EVERY_MS, () => recordEndpoints(db, wireguard, observe), {
+      log,
+    });
     const reviver = loopback ? undefined : new Reviver(db, wireguard, settings.heartbeatIntervalMs);
     const revive = reviver && every("reviving quiet agents", REVIVE_EVERY_MS, () => reviver.tick(), { log });
     cleanups.push(async () => {
       await Promise.all([endpoints.stop(), revive?.stop()]);
-      await recordEndpoints(db, wireguard, observe, relayed);
+      await recordEndpoints(db, wireguard, observe);
     });
 
     const serviceHost = loopback ? "127.0.0.1" : COORDINATOR_ADDRESS;
@@ -192,7 +186,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
         db,
         discovery,
         identity,
-        addPeer: welcomer(wireguard, log, (endpoint) => (relayed().has(endpoint) ? `the relay at ${relay?.host}` : endpoint)),
+        addPeer: welcomer(wireguard, log, (endpoint) => (isRelaySocket(endpoint) ? `the relay at ${relay?.host}` : endpoint)),
         endpoints: advertised,
         grpcPort: agentService.port,
         heartbeatIntervalMs: settings.heartbeatIntervalMs,
@@ -206,14 +200,13 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Run
     let analysis: Analysis | undefined;
     const peers = async () => {
       const status = await wireguard.status();
-      const through = relayed();
       return new Map(
         status.peers.map((p) => [
           p.publicKey,
           {
             endpoint: p.endpoint,
             latestHandshake: p.latestHandshake,
-            relay: p.endpoint && through.has(p.endpoint) ? relay?.host : undefined,
+            relay: isRelaySocket(p.endpoint) ? relay?.host : undefined,
           },
         ]),
       );

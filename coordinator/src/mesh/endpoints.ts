@@ -1,5 +1,5 @@
 /** Where each agent was last seen from, remembered so that a restarted hub can reach it first. */
-import type { Tunnel } from "@coral-mesh/wireguard/path";
+import { isRelaySocket, type Tunnel } from "@coral-mesh/wireguard/path";
 import { eq } from "drizzle-orm";
 import type { Store } from "../store/db.js";
 import type { Observe } from "../store/observations.js";
@@ -10,19 +10,12 @@ export const RECORD_ENDPOINTS_EVERY_MS = 10_000;
 
 /**
  * Writes each endpoint that changed; a change of one already known is an event (`agent.path_changed`).
- * The relay's local sockets (`relayed`) are not kept: they mean nothing after a restart, and the
- * address the agent was last seen at directly is what a restarted hub tries first.
+ * The relay's local sockets are not kept (one the hub's end has since forgotten included): they
+ * mean nothing after a restart, and the address the agent was last seen at directly is what a
+ * restarted hub tries first.
  */
-export async function recordEndpoints(
-  db: Store,
-  wireguard: Pick<Tunnel, "status">,
-  observe?: Observe,
-  relayed: () => Set<string> = () => new Set(),
-): Promise<void> {
-  const through = relayed();
-  // (A loopback endpoint is a relay socket the hub's end has since forgotten, the agent idle for
-  // ten minutes: no agent is ever really there.)
-  const peers = (await wireguard.status()).peers.filter((p) => !p.endpoint || (!through.has(p.endpoint) && !p.endpoint.startsWith("127.")));
+export async function recordEndpoints(db: Store, wireguard: Pick<Tunnel, "status">, observe?: Observe): Promise<void> {
+  const peers = (await wireguard.status()).peers.filter((p) => !isRelaySocket(p.endpoint));
   const known = new Map(
     db
       .select({ key: agents.wireguardKey, name: agents.name, endpoint: agents.endpoint })

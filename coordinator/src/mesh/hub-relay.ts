@@ -67,11 +67,6 @@ export class HubRelayLink {
     return { host: this.host, state: this.relay.state, agents: this.relay.endpoints().size, datagrams: datagramsUp + datagramsDown };
   }
 
-  /** The local endpoints relayed agents are seen at, to tell a relayed peer from a direct one. */
-  endpoints(): Set<string> {
-    return new Set(this.relay.endpoints().values());
-  }
-
   close(): void {
     this.relay.close();
   }

@@ -3,7 +3,7 @@
  * an agent silent for more than two heartbeat intervals, at most every 15 s per agent, for ten
  * minutes.
  */
-import { revive, type Tunnel } from "@coral-mesh/wireguard/path";
+import { isRelaySocket, revive, type Tunnel } from "@coral-mesh/wireguard/path";
 import type { Store } from "../store/db.js";
 import { agents } from "../store/schema.js";
 
@@ -38,7 +38,7 @@ export class Reviver {
     for (const agent of quiet) {
       const peer = peers.get(agent.key);
       // A relayed agent (its peer at a relay socket on loopback) shakes hands anew through the relay itself.
-      if (!peer?.endpoint || peer.endpoint.startsWith("127.") || now - (this.last.get(agent.key) ?? 0) < PER_AGENT_MS) continue;
+      if (!peer?.endpoint || isRelaySocket(peer.endpoint) || now - (this.last.get(agent.key) ?? 0) < PER_AGENT_MS) continue;
       this.last.set(agent.key, now);
       await revive(this.wireguard, {
         publicKey: agent.key,

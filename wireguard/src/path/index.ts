@@ -12,6 +12,7 @@ export { type AgentPeer, punch, revive } from "./punch.js";
 export {
   AgentRelay,
   HubRelay,
+  isRelaySocket,
   Pace,
   RELAY_PACE,
   RELAY_QUEUE,

@@ -287,6 +287,14 @@ class RelaySocket {
   }
 }
 
+/**
+ * Whether a peer's endpoint is one of a relay end's local sockets (both ends bind them on
+ * 127.0.0.1, where no WireGuard peer is otherwise ever found), whether or not the end still has it.
+ */
+export function isRelaySocket(endpoint: string | null | undefined): boolean {
+  return endpoint?.startsWith("127.0.0.1:") ?? false;
+}
+
 function bindLoopback(log: (line: string) => void): Promise<Socket> {
   const socket = createSocket("udp4");
   return new Promise((resolve, reject) => {
